@@ -1,0 +1,52 @@
+//! The [`Collector`] trait: the one thing a bot author implements.
+//!
+//! A collector turns job configs into [`JobSpec`]s ([`Collector::jobs`]) and
+//! runs one job at one [`Tick`] ([`Collector::run`]), returning [`Value`]s. It
+//! knows nothing of Grafolean's wire format, of retries, or of Prometheus: the
+//! runtime schedules the jobs and hands the values to the sinks.
+
+use std::future::Future;
+
+use crate::{JobConfigs, JobSpec, Tick, Value};
+
+/// The error type a run may return. Any error converts into it with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A monitoring bot's logic.
+///
+/// ```
+/// use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+///
+/// struct Constant;
+///
+/// impl Collector for Constant {
+///     type Params = f64;
+///
+///     fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<f64>> {
+///         vec![JobSpec::new("answer", Intervals::one(10).unwrap(), 42.0)]
+///     }
+///
+///     async fn run(&self, _tick: Tick, params: &f64) -> Result<Vec<Value>, BoxError> {
+///         Ok(vec![Value::new("answer", *params)])
+///     }
+/// }
+/// ```
+pub trait Collector: Send + Sync + 'static {
+    /// What one job's run needs, such as a target address and a timeout.
+    /// Compared on every refresh: a job whose params changed is rescheduled.
+    type Params: Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static;
+
+    /// Turns the fetched configs into jobs. Called on every refresh.
+    ///
+    /// An entity whose config cannot be used should be skipped here, with a
+    /// warning; it must not take the other jobs down with it.
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<Self::Params>>;
+
+    /// Runs one job once. The values are stamped with `tick.at` and sent by the
+    /// runtime.
+    fn run(
+        &self,
+        tick: Tick,
+        params: &Self::Params,
+    ) -> impl Future<Output = Result<Vec<Value>, BoxError>> + Send;
+}

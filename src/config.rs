@@ -1,0 +1,70 @@
+//! Job configs: the entities, credentials and sensors a bot is asked to monitor.
+//!
+//! They come from the Grafolean backend ([`crate::fetch`]) or from a local TOML
+//! file ([`crate::standalone`]), in the same shape. A bot turns them into jobs
+//! in [`Collector::jobs`](crate::Collector::jobs). The raw JSON `details` stay
+//! available for protocol-specific parsing.
+
+use serde::{Deserialize, Serialize};
+
+/// Every entity config a bot should monitor, for its protocol.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobConfigs {
+    /// The entities that passed the filters, in the backend's order.
+    pub entities: Vec<EntityConfig>,
+}
+
+/// One entity, with its credential and the sensors that apply to it.
+///
+/// ```
+/// use grafolean_collector::config::{EntityConfig, SensorConfig};
+/// let e = EntityConfig {
+///     account_id: 1,
+///     entity_id: 2,
+///     name: "router".into(),
+///     entity_type: "device".into(),
+///     details: serde_json::json!({"ipv4": "127.0.0.1"}),
+///     credential_id: Some(3),
+///     credential_details: serde_json::json!({}),
+///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+/// };
+/// assert_eq!(e.intervals().unwrap().smallest(), 10);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityConfig {
+    /// The account the entity belongs to; values are posted there.
+    pub account_id: u64,
+    /// The entity's id.
+    pub entity_id: u64,
+    /// The entity's name.
+    pub name: String,
+    /// The entity type, such as `device`.
+    pub entity_type: String,
+    /// The entity's `details`, as the backend sent them (for example `{"ipv4": "…"}`).
+    pub details: serde_json::Value,
+    /// The credential's id, when it came from the backend.
+    pub credential_id: Option<u64>,
+    /// The credential's `details`, as the backend sent them.
+    pub credential_details: serde_json::Value,
+    /// The sensors that apply, with their effective intervals.
+    pub sensors: Vec<SensorConfig>,
+}
+
+impl EntityConfig {
+    /// The set of the sensors' intervals, or `None` when no sensor has one.
+    pub fn intervals(&self) -> Option<crate::Intervals> {
+        crate::Intervals::new(self.sensors.iter().filter_map(|s| s.interval)).ok()
+    }
+}
+
+/// One sensor on an entity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensorConfig {
+    /// The sensor's id.
+    pub sensor_id: u64,
+    /// The effective interval in seconds: the entity's override, else the
+    /// sensor's `default_interval`, else `None`.
+    pub interval: Option<u32>,
+    /// The sensor's `details`, as the backend sent them.
+    pub details: serde_json::Value,
+}

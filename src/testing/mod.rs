@@ -1,0 +1,1 @@
+//! TODO: the fake Grafolean backend
