@@ -20,6 +20,7 @@ pub mod collector;
 pub mod config;
 pub mod fetch;
 pub mod job;
+pub mod metrics;
 pub mod scheduler;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,228 @@
+//! The SDK's own operational metrics, in one [`prometheus_client`] registry.
+//!
+//! Every part of the runtime records into [`Metrics`]: the scheduler (runs,
+//! lateness), the refresh loop (refresh duration and errors), the sender
+//! (values sent, buffered, replayed and dropped). A bot registers its own
+//! metrics into the same registry with [`Metrics::registry_mut`] before the
+//! runtime starts, and the admin server encodes it on `/metrics`.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The prefix of every SDK metric name.
+pub const PREFIX: &str = "grafolean_bot";
+
+/// Labels of the runs counter: `outcome` is one of `ok`, `error`, `timeout`,
+/// `panic` or `skipped`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The outcome.
+    pub outcome: String,
+}
+
+/// Labels of the dropped-values counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why values were dropped: `invalid_path`, `invalid_value`, `buffer_full`,
+    /// `put_forbidden`, `rejected`, `shutdown`.
+    pub reason: String,
+}
+
+/// Labels of the build-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The SDK version.
+    pub version: String,
+    /// The bot's name.
+    pub bot: String,
+}
+
+/// The SDK's metric handles. Cheap to clone; all clones record into the same
+/// series.
+///
+/// ```
+/// use grafolean_collector::metrics::Metrics;
+/// let metrics = Metrics::new("example");
+/// metrics.run("ok");
+/// let text = metrics.encode();
+/// assert!(text.contains("grafolean_bot_runs_total{outcome=\"ok\"} 1"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    /// Jobs currently scheduled.
+    pub jobs_scheduled: Gauge,
+    /// Runs by outcome.
+    pub runs: Family<OutcomeLabels, Counter>,
+    /// Run duration in seconds.
+    pub run_duration: Histogram,
+    /// Firing lateness (actual start minus intended time) in seconds.
+    pub lateness: Histogram,
+    /// Config refresh duration in seconds.
+    pub refresh_duration: Histogram,
+    /// Failed config refreshes (the previous job set stayed scheduled).
+    pub refresh_errors: Counter,
+    /// Entities skipped during a refresh because they could not be fetched or parsed.
+    pub entity_errors: Counter,
+    /// 1 when the last request to the backend got an HTTP answer that was not a 5xx.
+    pub backend_up: Gauge,
+    /// Values accepted by the backend.
+    pub values_sent: Counter,
+    /// Send attempts that failed and will be retried (counted per value).
+    pub values_retried: Counter,
+    /// Values currently waiting in the buffer.
+    pub values_buffered: Gauge,
+    /// Values delivered late, with their original timestamps.
+    pub values_replayed: Counter,
+    /// Values dropped, by reason.
+    pub values_dropped: Family<ReasonLabels, Counter>,
+}
+
+impl Metrics {
+    /// Creates the SDK metrics in a new registry, with a build-info series for `bot`.
+    pub fn new(bot: &str) -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let jobs_scheduled = Gauge::default();
+        registry.register(
+            "jobs_scheduled",
+            "Jobs currently scheduled",
+            jobs_scheduled.clone(),
+        );
+        let runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "Job runs by outcome (ok, error, timeout, panic, skipped)",
+            runs.clone(),
+        );
+        let run_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "run_duration_seconds",
+            "Duration of job runs",
+            run_duration.clone(),
+        );
+        let lateness = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "firing_lateness_seconds",
+            "Actual start of a run minus its intended time",
+            lateness.clone(),
+        );
+        let refresh_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "refresh_duration_seconds",
+            "Duration of job config refreshes",
+            refresh_duration.clone(),
+        );
+        let refresh_errors = Counter::default();
+        registry.register(
+            "refresh_errors",
+            "Failed config refreshes; the previous job set stayed scheduled",
+            refresh_errors.clone(),
+        );
+        let entity_errors = Counter::default();
+        registry.register(
+            "entity_errors",
+            "Entities skipped during a refresh because they could not be fetched or parsed",
+            entity_errors.clone(),
+        );
+        let backend_up = Gauge::default();
+        registry.register(
+            "backend_up",
+            "1 if the Grafolean backend answered the last request, else 0",
+            backend_up.clone(),
+        );
+        let values_sent = Counter::default();
+        registry.register(
+            "values_sent",
+            "Values accepted by the backend",
+            values_sent.clone(),
+        );
+        let values_retried = Counter::default();
+        registry.register(
+            "values_retried",
+            "Values whose send failed and was retried",
+            values_retried.clone(),
+        );
+        let values_buffered = Gauge::default();
+        registry.register(
+            "values_buffered",
+            "Values waiting in the send buffer",
+            values_buffered.clone(),
+        );
+        let values_replayed = Counter::default();
+        registry.register(
+            "values_replayed",
+            "Values delivered late with their original timestamps",
+            values_replayed.clone(),
+        );
+        let values_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "values_dropped",
+            "Values dropped, by reason",
+            values_dropped.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                bot: bot.to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build_info);
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            jobs_scheduled,
+            runs,
+            run_duration,
+            lateness,
+            refresh_duration,
+            refresh_errors,
+            entity_errors,
+            backend_up,
+            values_sent,
+            values_retried,
+            values_buffered,
+            values_replayed,
+            values_dropped,
+        }
+    }
+
+    /// Counts one run with the given outcome.
+    pub fn run(&self, outcome: &str) {
+        self.runs
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts `n` dropped values with the given reason.
+    pub fn dropped(&self, reason: &str, n: u64) {
+        self.values_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Gives mutable access to the registry, so that a bot can register its own
+    /// metrics next to the SDK's.
+    pub fn registry_mut(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Encodes the registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry_mut();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
