@@ -1,1 +1,572 @@
-//! TODO: api
+//! A typed client for the bot-facing Grafolean API.
+//!
+//! It follows the facts recorded from the real backend (see
+//! `tests/fixtures/grafolean-api/README.md`): the token goes only as `?b=`,
+//! a trailing slash is optional, 401 and 403 answers are plain text, and one
+//! bad item rejects a whole POST of values. Every request has a timeout and
+//! connections are pooled. The token never appears in an error or a log line:
+//! errors name the resource (the path after `/api/`), never the URL.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, trace};
+
+use crate::token::BotToken;
+
+/// The default timeout of one request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An error from the Grafolean API. Each variant says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: the token is wrong or was revoked.
+    #[error(
+        "the bot token was rejected by {backend} (401); check BOT_TOKEN and that the bot still exists in Grafolean"
+    )]
+    Unauthorized {
+        /// The backend's base URL.
+        backend: String,
+    },
+    /// 403: the bot lacks a permission.
+    #[error(
+        "the bot has no permission for {method} {resource} (403); grant it in Grafolean under the bot's permissions"
+    )]
+    Forbidden {
+        /// The HTTP method.
+        method: String,
+        /// The resource, such as `accounts/1/values`.
+        resource: String,
+    },
+    /// 404: the resource does not exist (it may have been deleted).
+    #[error("{resource} was not found (404): {detail}")]
+    NotFound {
+        /// The resource.
+        resource: String,
+        /// The backend's `detail`.
+        detail: String,
+    },
+    /// Another 4xx: the backend rejected the request as invalid.
+    #[error("the backend rejected {method} {resource} ({status}): {body}")]
+    Rejected {
+        /// The HTTP method.
+        method: String,
+        /// The resource.
+        resource: String,
+        /// The status code.
+        status: u16,
+        /// The response body (truncated).
+        body: String,
+    },
+    /// A 5xx: the backend failed; retry later.
+    #[error("the backend failed on {method} {resource} ({status}): {body}; it will be retried")]
+    Server {
+        /// The HTTP method.
+        method: String,
+        /// The resource.
+        resource: String,
+        /// The status code.
+        status: u16,
+        /// The response body (truncated).
+        body: String,
+    },
+    /// The request timed out.
+    #[error("{method} {resource} timed out after {timeout:?}; is {backend} overloaded?")]
+    Timeout {
+        /// The HTTP method.
+        method: String,
+        /// The resource.
+        resource: String,
+        /// The timeout.
+        timeout: Duration,
+        /// The backend's base URL.
+        backend: String,
+    },
+    /// The backend could not be reached.
+    #[error(
+        "could not reach {backend} for {method} {resource}: {reason}; check BACKEND_URL and the network"
+    )]
+    Network {
+        /// The HTTP method.
+        method: String,
+        /// The resource.
+        resource: String,
+        /// The backend's base URL.
+        backend: String,
+        /// What failed (with no URL in it).
+        reason: String,
+    },
+    /// A 2xx answer whose JSON could not be parsed.
+    #[error("the answer to GET {resource} was not the expected JSON: {reason}")]
+    Malformed {
+        /// The resource.
+        resource: String,
+        /// The parse error.
+        reason: String,
+    },
+    /// The backend URL is not a valid http(s) URL.
+    #[error(
+        "BACKEND_URL {0:?} is not a valid http:// or https:// URL (for example http://grafolean/api)"
+    )]
+    InvalidUrl(String),
+    /// The backend never became ready.
+    #[error("the backend at {backend} was not ready after {attempts} attempts: {last}")]
+    NotReady {
+        /// The backend's base URL.
+        backend: String,
+        /// How many times it was asked.
+        attempts: u32,
+        /// The last answer or error.
+        last: String,
+    },
+}
+
+impl ApiError {
+    /// Whether trying again later may succeed (network errors, timeouts, 5xx).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Server { .. } | Self::Timeout { .. } | Self::Network { .. }
+        )
+    }
+
+    /// Whether the backend answered at all (any HTTP status that is not a 5xx).
+    pub fn backend_answered(&self) -> bool {
+        !self.is_transient() && !matches!(self, Self::InvalidUrl(_) | Self::NotReady { .. })
+    }
+}
+
+/// `GET /status/info`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct StatusInfo {
+    /// Whether the database schema needs a migration.
+    pub db_migration_needed: bool,
+    /// Whether an admin user exists.
+    pub user_exists: bool,
+}
+
+/// `GET /profile/` of a bot.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Profile {
+    /// The bot's own user id; entities name it in `protocols[p].bot`.
+    pub user_id: u64,
+    /// `bot` for a bot.
+    pub user_type: String,
+}
+
+/// One account in `GET /accounts/`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Account {
+    /// The account id.
+    pub id: u64,
+    /// The account name.
+    pub name: String,
+}
+
+/// An entity, from the entity list or from `GET .../entities/{e}`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Entity {
+    /// The entity id.
+    pub id: u64,
+    /// The name.
+    pub name: String,
+    /// `device`, `interface`, …
+    pub entity_type: String,
+    /// The parent entity, if any.
+    #[serde(default)]
+    pub parent: Option<u64>,
+    /// Free-form details, such as `{"ipv4": "…"}`.
+    #[serde(default)]
+    pub details: serde_json::Value,
+    /// Per-protocol settings, keyed by protocol name.
+    #[serde(default)]
+    pub protocols: std::collections::BTreeMap<String, EntityProtocol>,
+}
+
+/// The settings of one protocol on an entity.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct EntityProtocol {
+    /// The credential id, if set.
+    #[serde(default)]
+    pub credential: Option<u64>,
+    /// The sensors, with optional interval overrides.
+    #[serde(default)]
+    pub sensors: Vec<SensorRef>,
+    /// The bot assigned to it; `None` means any bot of the protocol.
+    #[serde(default)]
+    pub bot: Option<u64>,
+}
+
+/// A sensor reference on an entity.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct SensorRef {
+    /// The sensor id.
+    pub sensor: u64,
+    /// The interval override in seconds.
+    #[serde(default)]
+    pub interval: Option<u32>,
+}
+
+/// `GET .../credentials/{c}`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Credential {
+    /// The id.
+    pub id: u64,
+    /// The protocol.
+    #[serde(default)]
+    pub protocol: String,
+    /// Free-form details (the real backend sends numbers as strings).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// `GET .../sensors/{s}`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Sensor {
+    /// The id.
+    pub id: u64,
+    /// The protocol.
+    #[serde(default)]
+    pub protocol: String,
+    /// The default interval in seconds.
+    #[serde(default)]
+    pub default_interval: Option<u32>,
+    /// Free-form details.
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// One value in a POST: `{"p": path, "v": value}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PostValue {
+    /// The path.
+    pub p: String,
+    /// The value.
+    pub v: f64,
+}
+
+/// One value in a PUT: `{"p": path, "t": unix seconds, "v": value}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PutValue {
+    /// The path.
+    pub p: String,
+    /// The measurement time, in UNIX seconds.
+    pub t: f64,
+    /// The value.
+    pub v: f64,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    list: Vec<T>,
+}
+
+/// Builds a [`Client`].
+///
+/// ```
+/// use grafolean_collector::api::Client;
+/// use grafolean_collector::token::BotToken;
+/// let client = Client::builder("http://127.0.0.1:8000/api", BotToken::new("t").unwrap())
+///     .with_timeout(std::time::Duration::from_secs(5))
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.backend(), "http://127.0.0.1:8000/api");
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct ClientBuilder {
+    backend: String,
+    token: BotToken,
+    timeout: Duration,
+    max_idle_per_host: usize,
+}
+
+impl ClientBuilder {
+    /// Sets the timeout of each request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how many idle connections are kept open for reuse.
+    pub fn with_max_idle_connections(mut self, n: usize) -> Self {
+        self.max_idle_per_host = n;
+        self
+    }
+
+    /// Builds the client. Does no network I/O.
+    pub fn build(self) -> Result<Client, ApiError> {
+        let backend = self.backend.trim().trim_end_matches('/').to_string();
+        let valid = (backend.starts_with("http://") || backend.starts_with("https://"))
+            && reqwest::Url::parse(&backend).is_ok();
+        if !valid {
+            return Err(ApiError::InvalidUrl(backend));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(self.max_idle_per_host)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ApiError::InvalidUrl(format!("{backend}: {}", e.without_url())))?;
+        Ok(Client {
+            http,
+            backend,
+            token: self.token,
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// A client of the Grafolean API, for one bot. Cheap to clone; clones share
+/// the connection pool.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    backend: String,
+    token: BotToken,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("backend", &self.backend)
+            .field("token", &self.token)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts building a client for `backend` (the base URL, ending in `/api`,
+    /// as the Python bots' `BACKEND_URL`).
+    pub fn builder(backend: impl Into<String>, token: BotToken) -> ClientBuilder {
+        ClientBuilder {
+            backend: backend.into(),
+            token,
+            timeout: DEFAULT_TIMEOUT,
+            max_idle_per_host: 64,
+        }
+    }
+
+    /// The backend's base URL.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// `GET /status/info` (no authentication).
+    pub async fn status_info(&self) -> Result<StatusInfo, ApiError> {
+        self.get("status/info", false).await
+    }
+
+    /// Waits until the backend reports `db_migration_needed == false` and
+    /// `user_exists == true`, as the Python bots do. Logs one line per attempt
+    /// and gives up after `max_attempts`, with exponential backoff from
+    /// `first_delay` up to 30 s.
+    pub async fn wait_until_ready(
+        &self,
+        max_attempts: u32,
+        first_delay: Duration,
+    ) -> Result<StatusInfo, ApiError> {
+        let mut delay = first_delay;
+        let mut last = String::new();
+        for attempt in 1..=max_attempts.max(1) {
+            match self.status_info().await {
+                Ok(info) if !info.db_migration_needed && info.user_exists => return Ok(info),
+                Ok(info) => {
+                    last = format!(
+                        "db_migration_needed={}, user_exists={}",
+                        info.db_migration_needed, info.user_exists
+                    );
+                }
+                Err(e) => last = e.to_string(),
+            }
+            info!(attempt, max_attempts, backend = %self.backend, status = %last, "backend not ready yet");
+            if attempt < max_attempts {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+        Err(ApiError::NotReady {
+            backend: self.backend.clone(),
+            attempts: max_attempts,
+            last,
+        })
+    }
+
+    /// `GET /profile/`: the bot's own user id.
+    pub async fn profile(&self) -> Result<Profile, ApiError> {
+        self.get("profile/", true).await
+    }
+
+    /// `GET /accounts/`: the accounts the bot has permissions for.
+    pub async fn accounts(&self) -> Result<Vec<Account>, ApiError> {
+        Ok(self.get::<List<Account>>("accounts/", true).await?.list)
+    }
+
+    /// `GET /accounts/{a}/entities/`: every entity of the account, of all types.
+    pub async fn entities(&self, account: u64) -> Result<Vec<Entity>, ApiError> {
+        let resource = format!("accounts/{account}/entities/");
+        Ok(self.get::<List<Entity>>(&resource, true).await?.list)
+    }
+
+    /// `GET /accounts/{a}/entities/{e}`.
+    pub async fn entity(&self, account: u64, entity: u64) -> Result<Entity, ApiError> {
+        self.get(&format!("accounts/{account}/entities/{entity}"), true)
+            .await
+    }
+
+    /// `GET /accounts/{a}/credentials/{c}`.
+    pub async fn credential(&self, account: u64, credential: u64) -> Result<Credential, ApiError> {
+        self.get(
+            &format!("accounts/{account}/credentials/{credential}"),
+            true,
+        )
+        .await
+    }
+
+    /// `GET /accounts/{a}/sensors/{s}`.
+    pub async fn sensor(&self, account: u64, sensor: u64) -> Result<Sensor, ApiError> {
+        self.get(&format!("accounts/{account}/sensors/{sensor}"), true)
+            .await
+    }
+
+    /// `POST /accounts/{a}/values/`: the backend stamps the batch with its own
+    /// time. One invalid item rejects the whole batch, so validate first.
+    pub async fn post_values(&self, account: u64, values: &[PostValue]) -> Result<(), ApiError> {
+        self.send(reqwest::Method::POST, account, values).await
+    }
+
+    /// `PUT /accounts/{a}/values/`: values with their own timestamps. Needs the
+    /// PUT permission on `accounts/{a}/values`.
+    pub async fn put_values(&self, account: u64, values: &[PutValue]) -> Result<(), ApiError> {
+        self.send(reqwest::Method::PUT, account, values).await
+    }
+
+    fn url(&self, resource: &str, auth: bool) -> String {
+        if auth {
+            format!("{}/{resource}?b={}", self.backend, self.token.expose())
+        } else {
+            format!("{}/{resource}", self.backend)
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, resource: &str, auth: bool) -> Result<T, ApiError> {
+        trace!(resource, "GET");
+        let request = self.http.get(self.url(resource, auth));
+        let response = self.execute("GET", resource, request).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error("GET", resource, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            resource: trim_resource(resource),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn send<T: Serialize>(
+        &self,
+        method: reqwest::Method,
+        account: u64,
+        values: &[T],
+    ) -> Result<(), ApiError> {
+        let resource = format!("accounts/{account}/values/");
+        let name = method.as_str().to_string();
+        debug!(method = %name, resource, count = values.len(), "sending values");
+        let request = self
+            .http
+            .request(method, self.url(&resource, true))
+            .json(values);
+        self.execute(&name, &resource, request).await.map(drop)
+    }
+
+    async fn execute(
+        &self,
+        method: &str,
+        resource: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(method, resource, e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let body = self.token.redact(truncate(&body, 300));
+        let resource = trim_resource(resource);
+        let method = method.to_string();
+        Err(match status.as_u16() {
+            401 => ApiError::Unauthorized {
+                backend: self.backend.clone(),
+            },
+            403 => ApiError::Forbidden { method, resource },
+            404 => ApiError::NotFound {
+                resource,
+                detail: serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("detail")?.as_str().map(str::to_string))
+                    .unwrap_or(body),
+            },
+            code @ 500.. => ApiError::Server {
+                method,
+                resource,
+                status: code,
+                body,
+            },
+            code => ApiError::Rejected {
+                method,
+                resource,
+                status: code,
+                body,
+            },
+        })
+    }
+
+    fn transport_error(&self, method: &str, resource: &str, e: reqwest::Error) -> ApiError {
+        let resource = trim_resource(resource);
+        if e.is_timeout() {
+            return ApiError::Timeout {
+                method: method.into(),
+                resource,
+                timeout: self.timeout,
+                backend: self.backend.clone(),
+            };
+        }
+        let e = e.without_url();
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            source = s.source();
+        }
+        ApiError::Network {
+            method: method.into(),
+            resource,
+            backend: self.backend.clone(),
+            reason: self.token.redact(&reason),
+        }
+    }
+}
+
+fn trim_resource(resource: &str) -> String {
+    resource.trim_end_matches('/').to_string()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
