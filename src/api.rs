@@ -413,6 +413,16 @@ impl Client {
         Ok(self.get::<List<Entity>>(&resource, true).await?.list)
     }
 
+    /// `GET /accounts/{a}/entities/` as raw JSON items, so that one malformed
+    /// entity can be skipped without losing the others.
+    pub async fn entity_list_raw(&self, account: u64) -> Result<Vec<serde_json::Value>, ApiError> {
+        let resource = format!("accounts/{account}/entities/");
+        Ok(self
+            .get::<List<serde_json::Value>>(&resource, true)
+            .await?
+            .list)
+    }
+
     /// `GET /accounts/{a}/entities/{e}`.
     pub async fn entity(&self, account: u64, entity: u64) -> Result<Entity, ApiError> {
         self.get(&format!("accounts/{account}/entities/{entity}"), true)

@@ -1,1 +1,443 @@
-//! TODO: fetch
+//! Fetching a bot's job configs from Grafolean, concurrently.
+//!
+//! [`fetch_job_configs`] gives the same result as the Python library's
+//! `fetch_job_configs(protocol)`: the device entities of every account the bot
+//! can see, that have the protocol, are assigned to this bot (or to none), have
+//! a credential and at least one sensor. Unlike the Python library it:
+//!
+//! - runs requests concurrently, with a bounded number in flight over pooled
+//!   connections ([`FetchOptions::max_in_flight`]);
+//! - fetches each credential and each sensor at most once per refresh, however
+//!   many entities share it;
+//! - skips an entity that fails (deleted mid-refresh, malformed JSON, a missing
+//!   credential) with a warning, and keeps the rest.
+//!
+//! Only a failure of the profile, of the account list, or a transient failure
+//! of an entity list fails the whole refresh; the caller then keeps its
+//! previous job set.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tracing::warn;
+
+use crate::api::{ApiError, Client, Credential, Entity, EntityProtocol, Sensor};
+use crate::config::{EntityConfig, JobConfigs, SensorConfig};
+
+/// The default number of requests in flight during a refresh.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+
+/// Options of [`fetch_job_configs`].
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// The most requests in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+/// Why a whole refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The bot's profile could not be read.
+    #[error("could not read the bot's profile: {0}")]
+    Profile(#[source] ApiError),
+    /// The account list could not be read.
+    #[error("could not list the bot's accounts: {0}")]
+    Accounts(#[source] ApiError),
+    /// An account's entity list failed transiently.
+    #[error("could not list the entities of account {account}: {source}")]
+    Entities {
+        /// The account.
+        account: u64,
+        /// The error.
+        #[source]
+        source: ApiError,
+    },
+}
+
+/// An entity that was left out of a refresh, and why.
+#[derive(Debug)]
+pub struct Skipped {
+    /// The account.
+    pub account: u64,
+    /// The entity, when known.
+    pub entity: Option<u64>,
+    /// What failed.
+    pub reason: String,
+}
+
+/// The result of a successful refresh.
+#[derive(Debug)]
+pub struct FetchReport {
+    /// The configs of the entities that passed the filters.
+    pub configs: JobConfigs,
+    /// How many accounts were read.
+    pub accounts: usize,
+    /// How many entities the accounts listed, of all types.
+    pub entities_listed: usize,
+    /// Entities (or whole accounts) left out because of errors.
+    pub skipped: Vec<Skipped>,
+    /// How many HTTP requests the refresh made.
+    pub requests: usize,
+}
+
+/// Which protocol settings of an entity apply to this bot, if any: the Python
+/// library's filter rules.
+///
+/// ```
+/// use grafolean_collector::api::Entity;
+/// use grafolean_collector::fetch::applicable_protocol;
+/// let entity: Entity = serde_json::from_value(serde_json::json!({
+///     "id": 1, "name": "r", "entity_type": "device", "details": {},
+///     "protocols": {"ping": {"credential": 7, "sensors": [{"sensor": 8, "interval": null}], "bot": null}}
+/// })).unwrap();
+/// assert!(applicable_protocol(&entity, "ping", 42).is_some());
+/// assert!(applicable_protocol(&entity, "snmp", 42).is_none());
+/// ```
+pub fn applicable_protocol<'a>(
+    entity: &'a Entity,
+    protocol: &str,
+    user_id: u64,
+) -> Option<&'a EntityProtocol> {
+    if entity.entity_type != "device" {
+        return None;
+    }
+    let settings = entity.protocols.get(protocol)?;
+    let own = settings.bot.is_none_or(|bot| bot == user_id);
+    let has_credential = settings.credential.is_some_and(|c| c != 0);
+    (own && has_credential && !settings.sensors.is_empty()).then_some(settings)
+}
+
+/// A sensor's effective interval: the entity's override, else the sensor's
+/// default, else none. An interval of 0 counts as none.
+///
+/// ```
+/// use grafolean_collector::fetch::effective_interval;
+/// assert_eq!(effective_interval(Some(30), Some(10)), Some(30));
+/// assert_eq!(effective_interval(None, Some(10)), Some(10));
+/// assert_eq!(effective_interval(None, None), None);
+/// ```
+pub fn effective_interval(entity_override: Option<u32>, default: Option<u32>) -> Option<u32> {
+    entity_override.or(default).filter(|&i| i > 0)
+}
+
+type Cached<T> = Arc<OnceCell<Result<Arc<T>, String>>>;
+
+/// Per-refresh state: the request budget and the credential and sensor caches.
+struct Refresh<'a> {
+    client: &'a Client,
+    protocol: &'a str,
+    user_id: u64,
+    permits: Semaphore,
+    requests: AtomicUsize,
+    credentials: Mutex<HashMap<(u64, u64), Cached<Credential>>>,
+    sensors: Mutex<HashMap<(u64, u64), Cached<Sensor>>>,
+}
+
+impl Refresh<'_> {
+    /// Runs one request within the in-flight budget, and counts it.
+    async fn request<T>(
+        &self,
+        fut: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        fut.await
+    }
+
+    async fn credential(&self, account: u64, id: u64) -> Result<Arc<Credential>, String> {
+        let cell = self
+            .credentials
+            .lock()
+            .await
+            .entry((account, id))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            self.request(self.client.credential(account, id))
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+
+    async fn sensor(&self, account: u64, id: u64) -> Result<Arc<Sensor>, String> {
+        let cell = self
+            .sensors
+            .lock()
+            .await
+            .entry((account, id))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            self.request(self.client.sensor(account, id))
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+
+    /// Fetches one candidate entity's details, credential and sensors.
+    async fn entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, String> {
+        let entity = self
+            .request(self.client.entity(account, id))
+            .await
+            .map_err(|e| e.to_string())?;
+        // Filter again: the entity may have changed since the list was read.
+        let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
+            return Ok(None);
+        };
+        let credential_id = settings.credential.unwrap_or_default();
+        let credential = self.credential(account, credential_id).await?;
+        let sensors = futures::future::join_all(
+            settings
+                .sensors
+                .iter()
+                .map(|s| self.sensor(account, s.sensor)),
+        )
+        .await;
+        let sensors = settings
+            .sensors
+            .iter()
+            .zip(sensors)
+            .map(|(reference, sensor)| {
+                let sensor = sensor?;
+                Ok(SensorConfig {
+                    sensor_id: reference.sensor,
+                    interval: effective_interval(reference.interval, sensor.default_interval),
+                    details: sensor.details.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Some(EntityConfig {
+            account_id: account,
+            entity_id: entity.id,
+            name: entity.name,
+            entity_type: entity.entity_type,
+            details: entity.details,
+            credential_id: Some(credential_id),
+            credential_details: credential.details.clone(),
+            sensors,
+        }))
+    }
+}
+
+/// Fetches the configs of every entity this bot should monitor for `protocol`.
+///
+/// See the [module documentation](self) for the rules. Makes
+/// `2 + A + E + C + S` requests: the profile, the account list, one entity
+/// list per account, one request per candidate entity, and one per unique
+/// credential and sensor.
+pub async fn fetch_job_configs(
+    client: &Client,
+    protocol: &str,
+    options: &FetchOptions,
+) -> Result<FetchReport, FetchError> {
+    let profile = client.profile().await.map_err(FetchError::Profile)?;
+    let accounts = client.accounts().await.map_err(FetchError::Accounts)?;
+    let refresh = Refresh {
+        client,
+        protocol,
+        user_id: profile.user_id,
+        permits: Semaphore::new(options.max_in_flight.max(1)),
+        requests: AtomicUsize::new(2),
+        credentials: Mutex::default(),
+        sensors: Mutex::default(),
+    };
+    let mut skipped = Vec::new();
+
+    // The entity lists of all accounts, concurrently.
+    let lists = futures::future::join_all(accounts.iter().map(|a| {
+        let refresh = &refresh;
+        async move {
+            let raw = refresh.request(client.entity_list_raw(a.id)).await;
+            (a.id, raw)
+        }
+    }))
+    .await;
+
+    let mut candidates = Vec::new();
+    let mut entities_listed = 0;
+    for (account, list) in lists {
+        let list = match list {
+            Ok(list) => list,
+            Err(e) if e.is_transient() => {
+                return Err(FetchError::Entities { account, source: e });
+            }
+            Err(e) => {
+                warn!(account, error = %e, "skipping an account whose entities cannot be listed");
+                skipped.push(Skipped {
+                    account,
+                    entity: None,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        entities_listed += list.len();
+        for item in list {
+            let id = item.get("id").and_then(serde_json::Value::as_u64);
+            match serde_json::from_value::<Entity>(item) {
+                Ok(entity) => {
+                    if applicable_protocol(&entity, protocol, profile.user_id).is_some() {
+                        candidates.push((account, entity.id));
+                    }
+                }
+                Err(e) => {
+                    warn!(account, entity = ?id, error = %e, "skipping a malformed entity");
+                    skipped.push(Skipped {
+                        account,
+                        entity: id,
+                        reason: format!("malformed entity: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    // The candidates' details, credentials and sensors, in list order.
+    let results: Vec<_> = stream::iter(candidates)
+        .map(|(account, id)| {
+            let refresh = &refresh;
+            async move { (account, id, refresh.entity(account, id).await) }
+        })
+        .buffered(options.max_in_flight.max(1) * 2)
+        .collect()
+        .await;
+    let mut entities = Vec::new();
+    for (account, id, result) in results {
+        match result {
+            Ok(Some(config)) => entities.push(config),
+            Ok(None) => {}
+            Err(reason) => {
+                warn!(account, entity = id, %reason, "skipping an entity that could not be fetched");
+                skipped.push(Skipped {
+                    account,
+                    entity: Some(id),
+                    reason,
+                });
+            }
+        }
+    }
+
+    Ok(FetchReport {
+        configs: JobConfigs { entities },
+        accounts: accounts.len(),
+        entities_listed,
+        skipped,
+        requests: refresh.requests.load(Ordering::Relaxed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entity(entity_type: &str, protocols: serde_json::Value) -> Entity {
+        serde_json::from_value(json!({
+            "id": 1, "name": "e", "entity_type": entity_type, "parent": null,
+            "details": {"ipv4": "127.0.0.1"}, "protocols": protocols
+        }))
+        .unwrap()
+    }
+
+    fn ping(
+        credential: serde_json::Value,
+        sensors: serde_json::Value,
+        bot: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({"ping": {"credential": credential, "sensors": sensors, "bot": bot}})
+    }
+
+    #[test]
+    fn filters_match_the_python_library() {
+        let sensors = json!([{"sensor": 5, "interval": null}]);
+        let me = 42;
+        // Passes: own bot, or no bot.
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(7), sensors.clone(), json!(me))),
+                "ping",
+                me
+            )
+            .is_some()
+        );
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(7), sensors.clone(), json!(null))),
+                "ping",
+                me
+            )
+            .is_some()
+        );
+        // Fails: another bot, not a device, no protocol, no credential, no sensors.
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(7), sensors.clone(), json!(43))),
+                "ping",
+                me
+            )
+            .is_none()
+        );
+        assert!(
+            applicable_protocol(
+                &entity("interface", ping(json!(7), sensors.clone(), json!(me))),
+                "ping",
+                me
+            )
+            .is_none()
+        );
+        assert!(applicable_protocol(&entity("device", json!({})), "ping", me).is_none());
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(null), sensors.clone(), json!(me))),
+                "ping",
+                me
+            )
+            .is_none()
+        );
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(7), json!([]), json!(me))),
+                "ping",
+                me
+            )
+            .is_none()
+        );
+        assert!(
+            applicable_protocol(
+                &entity("device", ping(json!(7), sensors, json!(me))),
+                "snmp",
+                me
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn interval_falls_back_to_the_sensor_default() {
+        assert_eq!(effective_interval(Some(30), Some(10)), Some(30));
+        assert_eq!(effective_interval(None, Some(10)), Some(10));
+        assert_eq!(effective_interval(None, None), None);
+        assert_eq!(effective_interval(Some(0), None), None);
+    }
+}
