@@ -22,6 +22,8 @@ pub mod fetch;
 pub mod job;
 pub mod metrics;
 pub mod scheduler;
+pub mod settings;
+pub mod standalone;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod token;

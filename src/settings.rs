@@ -1,0 +1,298 @@
+//! A bot's settings: command-line flags with environment fallbacks.
+//!
+//! The environment variables are the Python bots' (`BACKEND_URL`, `BOT_TOKEN`,
+//! `BOT_TOKEN_FROM_FILE`, `JOBS_REFRESH_INTERVAL`), so a Rust bot is a drop-in
+//! replacement. A `.env` file in the working directory is read first, as the
+//! Python bots do. [`Settings::validate`] checks everything before anything
+//! starts, and every error names the setting and the reason.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::token::{BotToken, TokenError};
+
+/// The default seconds between config refreshes, as in the Python bots.
+pub const DEFAULT_REFRESH_SECONDS: u64 = 120;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How `--once` prints its values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OnceFormat {
+    /// An aligned table: job, path, value.
+    #[default]
+    Table,
+    /// The Prometheus exposition text.
+    Prometheus,
+}
+
+/// Every setting of a bot.
+///
+/// ```
+/// use clap::Parser;
+/// use grafolean_collector::settings::Settings;
+/// let s = Settings::try_parse_from(["bot", "--once", "--config", "jobs.toml"]).unwrap();
+/// assert!(s.once);
+/// ```
+#[derive(Clone, Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Settings {
+    /// The Grafolean backend's API URL, such as http://grafolean/api.
+    /// Without it, the bot runs standalone from --config (or its built-in default).
+    #[arg(long, env = "BACKEND_URL", help_heading = "Grafolean")]
+    pub backend_url: Option<String>,
+
+    /// A file holding the bot token (surrounding whitespace is stripped).
+    /// The token can also be given in the BOT_TOKEN environment variable.
+    #[arg(long, env = "BOT_TOKEN_FROM_FILE", help_heading = "Grafolean")]
+    pub bot_token_file: Option<PathBuf>,
+
+    /// The bot token. Only read from the environment, never from a flag, so
+    /// that it does not show in the process list.
+    #[arg(skip = std::env::var("BOT_TOKEN").ok().map(RawToken))]
+    pub bot_token: Option<RawToken>,
+
+    /// Seconds between job config refreshes.
+    #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = DEFAULT_REFRESH_SECONDS, help_heading = "Grafolean")]
+    pub jobs_refresh_interval: u64,
+
+    /// A directory where unsent values are kept across restarts while the
+    /// backend is down (by default they are kept in memory only).
+    #[arg(long, help_heading = "Grafolean")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// A TOML file with the entities to monitor, for running without Grafolean.
+    #[arg(long, value_name = "FILE", help_heading = "Standalone")]
+    pub config: Option<PathBuf>,
+
+    /// The admin server's address (/metrics, /live, /ready and the status page).
+    /// Each bot documents its default port; 127.0.0.1 by default.
+    #[arg(long, value_name = "ADDR", help_heading = "Admin server")]
+    pub listen: Option<SocketAddr>,
+
+    /// Do not export the collected values on /metrics (only the bot's own metrics).
+    #[arg(long, help_heading = "Admin server")]
+    pub no_export_values: bool,
+
+    /// The log filter, such as info or grafolean_collector=debug.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info",
+        help_heading = "Logging"
+    )]
+    pub log_level: String,
+
+    /// The log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
+    pub log_format: LogFormat,
+
+    /// Fetch the configs, run every job once now, print the values and exit;
+    /// exits non-zero if any job failed. Sends nothing unless --send is given.
+    #[arg(long, help_heading = "One-shot mode")]
+    pub once: bool,
+
+    /// With --once: also send the values to Grafolean.
+    #[arg(long, requires = "once", help_heading = "One-shot mode")]
+    pub send: bool,
+
+    /// With --once: how to print the values.
+    #[arg(long, value_enum, default_value_t = OnceFormat::Table, help_heading = "One-shot mode")]
+    pub format: OnceFormat,
+}
+
+/// A token as it was given, before it is checked. Its `Debug` output is
+/// `<redacted>`, so that printing the settings never shows it.
+#[derive(Clone)]
+pub struct RawToken(pub String);
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A setting that is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct SettingsError {
+    /// The setting, as a flag and environment variable.
+    pub setting: &'static str,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+/// Where a validated bot gets its job configs.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// The Grafolean backend.
+    Grafolean {
+        /// The API URL.
+        backend_url: String,
+        /// The bot token.
+        token: BotToken,
+    },
+    /// A standalone TOML file.
+    File(PathBuf),
+    /// The bot's built-in default (no backend, no file).
+    Default,
+}
+
+impl Settings {
+    /// Parses the command line, after reading `.env` from the working directory.
+    pub fn from_env_and_args() -> Self {
+        // A missing .env file is normal.
+        let _ = dotenvy::dotenv();
+        Self::parse()
+    }
+
+    /// The refresh interval.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.jobs_refresh_interval)
+    }
+
+    /// Checks the settings and decides where configs come from.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use grafolean_collector::settings::Settings;
+    /// let mut s = Settings::try_parse_from(["bot", "--backend-url", "http://127.0.0.1:1/api"]).unwrap();
+    /// s.bot_token = None;
+    /// s.bot_token_file = None;
+    /// let err = s.validate().unwrap_err();
+    /// assert_eq!(err.setting, "BOT_TOKEN / --bot-token-file (BOT_TOKEN_FROM_FILE)");
+    /// ```
+    pub fn validate(&self) -> Result<Source, SettingsError> {
+        if self.jobs_refresh_interval == 0 {
+            return Err(SettingsError {
+                setting: "--jobs-refresh-interval (JOBS_REFRESH_INTERVAL)",
+                reason: "must be at least 1 second".into(),
+            });
+        }
+        if let Some(dir) = &self.spool_dir {
+            if dir.exists() && !dir.is_dir() {
+                return Err(SettingsError {
+                    setting: "--spool-dir",
+                    reason: format!("{} exists and is not a directory", dir.display()),
+                });
+            }
+        }
+        let backend = self
+            .backend_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        if let Some(url) = backend {
+            if self.config.is_some() {
+                return Err(SettingsError {
+                    setting: "--config",
+                    reason: "give either a backend (BACKEND_URL) or a standalone --config file, not both".into(),
+                });
+            }
+            let parsed = reqwest::Url::parse(url).map_err(|e| SettingsError {
+                setting: "--backend-url (BACKEND_URL)",
+                reason: format!("{url:?} is not a URL: {e}"),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(SettingsError {
+                    setting: "--backend-url (BACKEND_URL)",
+                    reason: format!("{url:?} must start with http:// or https://"),
+                });
+            }
+            let token = self.token().map_err(|e| SettingsError {
+                setting: "BOT_TOKEN / --bot-token-file (BOT_TOKEN_FROM_FILE)",
+                reason: e.to_string(),
+            })?;
+            return Ok(Source::Grafolean {
+                backend_url: url.to_string(),
+                token,
+            });
+        }
+        if self.send {
+            return Err(SettingsError {
+                setting: "--send",
+                reason: "needs a backend: set BACKEND_URL".into(),
+            });
+        }
+        match &self.config {
+            Some(path) if !path.is_file() => Err(SettingsError {
+                setting: "--config",
+                reason: format!("{} is not a readable file", path.display()),
+            }),
+            Some(path) => Ok(Source::File(path.clone())),
+            None => Ok(Source::Default),
+        }
+    }
+
+    fn token(&self) -> Result<BotToken, TokenError> {
+        match (&self.bot_token_file, &self.bot_token) {
+            (Some(file), _) => BotToken::from_file(file),
+            (None, Some(token)) => BotToken::new(&token.0),
+            (None, None) => Err(TokenError::Empty),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut s =
+            Settings::try_parse_from(std::iter::once("bot").chain(args.iter().copied())).unwrap();
+        s.bot_token = None;
+        s
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting() {
+        let err = settings(&["--jobs-refresh-interval", "0"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("JOBS_REFRESH_INTERVAL"), "{err}");
+        let err = settings(&["--backend-url", "ftp://x"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("BACKEND_URL"), "{err}");
+        let err = settings(&["--config", "/nonexistent.toml"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.setting, "--config");
+        assert!(
+            Settings::try_parse_from(["bot", "--send"]).is_err(),
+            "--send needs --once"
+        );
+    }
+
+    #[test]
+    fn token_comes_from_env_or_file() {
+        let dir = std::env::temp_dir().join(format!("gc-token-{}", std::process::id()));
+        std::fs::write(&dir, "abc-def\n").unwrap();
+        let mut s = settings(&["--backend-url", "http://127.0.0.1:1/api"]);
+        s.bot_token_file = Some(dir.clone());
+        match s.validate().unwrap() {
+            Source::Grafolean { token, .. } => assert_eq!(token.expose(), "abc-def"),
+            other => panic!("{other:?}"),
+        }
+        s.bot_token_file = None;
+        s.bot_token = Some(RawToken("from-env".into()));
+        assert!(
+            !format!("{s:?}").contains("from-env"),
+            "Debug must not show the token"
+        );
+        assert!(matches!(s.validate().unwrap(), Source::Grafolean { .. }));
+        std::fs::remove_file(dir).unwrap();
+        assert!(matches!(settings(&[]).validate().unwrap(), Source::Default));
+    }
+}

@@ -1,0 +1,226 @@
+//! The standalone config source: job configs from a local TOML file.
+//!
+//! With it, every bot runs with no Grafolean at all, as a plain Prometheus
+//! exporter. The file has the same shapes as the backend's configs: entities
+//! with details, a credential and sensors with intervals.
+//!
+//! ```toml
+//! [[entity]]
+//! id = 1                               # optional; defaults to the position, from 1
+//! name = "localhost"
+//! details = { ipv4 = "127.0.0.1" }
+//! credential = { n_packets = 3 }       # the credential's details
+//! sensors = [{ interval = 5 }]         # optional `id` and `details` per sensor
+//! ```
+//!
+//! The file is validated when it is read, and every error names its line.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{EntityConfig, JobConfigs, SensorConfig};
+
+/// Why a standalone config file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    /// The file could not be read.
+    #[error("could not read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: line {line}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    entity: Vec<Spanned<EntityEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntityEntry {
+    id: Option<Spanned<u64>>,
+    name: Spanned<String>,
+    #[serde(default = "device")]
+    entity_type: String,
+    #[serde(default)]
+    account: u64,
+    #[serde(default)]
+    details: toml::Table,
+    #[serde(default)]
+    credential: toml::Table,
+    sensors: Spanned<Vec<SensorEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SensorEntry {
+    id: Option<u64>,
+    interval: NonZeroU32,
+    #[serde(default)]
+    details: toml::Table,
+}
+
+fn device() -> String {
+    "device".to_string()
+}
+
+/// Reads and validates a standalone config file.
+pub fn load(path: &Path) -> Result<JobConfigs, StandaloneError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StandaloneError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates a standalone config; `origin` names it in errors.
+///
+/// ```
+/// use grafolean_collector::standalone::parse;
+/// let configs = parse(r#"
+/// [[entity]]
+/// name = "localhost"
+/// details = { ipv4 = "127.0.0.1" }
+/// sensors = [{ interval = 5 }]
+/// "#, "example.toml").unwrap();
+/// assert_eq!(configs.entities[0].sensors[0].interval, Some(5));
+///
+/// let err = parse("[[entity]]\nname = \"x\"\nsensors = [{ interval = 0 }]\n", "bad.toml").unwrap_err();
+/// assert!(err.to_string().starts_with("bad.toml: line 3:"), "{err}");
+/// ```
+pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
+    let invalid = |offset: usize, message: String| StandaloneError::Invalid {
+        path: origin.to_string(),
+        line: line_of(text, offset),
+        message,
+    };
+    let file: File = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        invalid(offset, e.message().trim().to_string())
+    })?;
+    let mut seen = HashSet::new();
+    let mut entities = Vec::with_capacity(file.entity.len());
+    for (index, entry) in file.entity.into_iter().enumerate() {
+        let start = entry.span().start;
+        let entry = entry.into_inner();
+        let entity_id = match &entry.id {
+            Some(id) => *id.get_ref(),
+            None => index as u64 + 1,
+        };
+        if !seen.insert(entity_id) {
+            let at = entry.id.as_ref().map_or(start, |id| id.span().start);
+            return Err(invalid(at, format!("entity id {entity_id} is used twice")));
+        }
+        if entry.name.get_ref().trim().is_empty() {
+            return Err(invalid(entry.name.span().start, "the name is empty".into()));
+        }
+        if entry.sensors.get_ref().is_empty() {
+            return Err(invalid(
+                entry.sensors.span().start,
+                "an entity needs at least one sensor with an interval".into(),
+            ));
+        }
+        let sensors = entry
+            .sensors
+            .into_inner()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| SensorConfig {
+                sensor_id: s.id.unwrap_or(i as u64 + 1),
+                interval: Some(s.interval.get()),
+                details: to_json(s.details),
+            })
+            .collect();
+        entities.push(EntityConfig {
+            account_id: entry.account,
+            entity_id,
+            name: entry.name.into_inner(),
+            entity_type: entry.entity_type,
+            details: to_json(entry.details),
+            credential_id: None,
+            credential_details: to_json(entry.credential),
+            sensors,
+        });
+    }
+    Ok(JobConfigs { entities })
+}
+
+fn to_json(table: toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).unwrap_or_default()
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_their_line() {
+        let cases = [
+            (
+                "[[entity]]\nname = \"a\"\nsensors = [{ interval = 5 }]\nbogus = 1\n",
+                4,
+            ),
+            ("[[entity]]\nname = \"a\"\nsensors = []\n", 3),
+            (
+                "[[entity]]\nid = 1\nname = \"a\"\nsensors = [{ interval = 5 }]\n[[entity]]\nid = 1\nname = \"b\"\nsensors = [{ interval = 5 }]\n",
+                6,
+            ),
+            (
+                "[[entity]]\nname = \"a\"\nsensors = [{ interval = -5 }]\n",
+                3,
+            ),
+            ("[[entity]]\nname = \"a\"\n", 1),
+        ];
+        for (text, line) in cases {
+            match parse(text, "f.toml") {
+                Err(StandaloneError::Invalid { line: got, .. }) => assert_eq!(got, line, "{text}"),
+                other => panic!("{text}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn details_keep_their_types() {
+        let configs = parse(
+            "[[entity]]\nid = 7\nname = \"a\"\ndetails = { ipv4 = \"127.0.0.1\" }\ncredential = { n_packets = 2, timeout = \"1.5\" }\nsensors = [{ interval = 5 }, { interval = 60 }]\n",
+            "f.toml",
+        )
+        .unwrap();
+        let e = &configs.entities[0];
+        assert_eq!(e.entity_id, 7);
+        assert_eq!(e.details["ipv4"], "127.0.0.1");
+        assert_eq!(e.credential_details["n_packets"], 2);
+        assert_eq!(e.credential_details["timeout"], "1.5");
+        assert_eq!(
+            e.intervals().unwrap().iter().collect::<Vec<_>>(),
+            vec![5, 60]
+        );
+    }
+}
