@@ -204,3 +204,31 @@ fn a_series_taken_over_by_another_job_survives_the_first_jobs_removal() {
     store.remove_job(&b);
     assert!(store.is_empty());
 }
+
+#[test]
+fn numbers_format_like_debug() {
+    for v in [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        3.0,
+        10.0,
+        123456789.0,
+        -987654321.0,
+        999_999_999_999_999.0,
+        1e15,
+        1e16,
+        0.5,
+        1e-7,
+        1e300,
+        -2.5e-300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+    ] {
+        let mut out = String::new();
+        write_number(&mut out, v);
+        assert_eq!(out, format!("{v:?}"), "{v}");
+        assert_eq!(out.parse::<f64>().unwrap().to_bits(), v.to_bits());
+    }
+}
