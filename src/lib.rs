@@ -15,9 +15,11 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+pub mod admin;
 pub mod api;
 pub mod collector;
 pub mod config;
+pub mod exposition;
 pub mod fetch;
 pub mod job;
 pub mod metrics;

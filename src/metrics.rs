@@ -5,7 +5,13 @@
 //! (values sent, buffered, replayed and dropped). A bot registers its own
 //! metrics into the same registry with [`Metrics::registry_mut`] before the
 //! runtime starts, and the admin server encodes it on `/metrics`.
+//!
+//! A bot whose metrics are cheaper to read on demand than to keep current
+//! (a queue length, a pool size) registers a scrape hook with
+//! [`Metrics::on_scrape`]: the admin server runs every hook just before it
+//! encodes the registry.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -36,6 +42,10 @@ pub struct ReasonLabels {
 }
 
 /// Labels of the build-info gauge.
+///
+/// prometheus-client 0.23 does not escape label values: a bot that puts
+/// arbitrary text into its own label values must escape it first with
+/// [`escape_label_value`](crate::exposition::escape_label_value).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     /// The SDK version.
@@ -57,6 +67,8 @@ pub struct BuildLabels {
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    bot: Arc<str>,
+    hooks: Arc<ScrapeHooks>,
     /// Jobs currently scheduled.
     pub jobs_scheduled: Gauge,
     /// Runs by outcome.
@@ -168,15 +180,21 @@ impl Metrics {
             values_dropped.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
+        // prometheus-client 0.23 writes label values verbatim, so a value
+        // with `"`, `\` or a newline is escaped here (see `escape_label_value`).
+        let mut bot_label = String::with_capacity(bot.len());
+        crate::exposition::escape_label_value(&mut bot_label, bot);
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                bot: bot.to_string(),
+                bot: bot_label,
             })
             .set(1);
         registry.register("build_info", "Build information", build_info);
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            bot: bot.into(),
+            hooks: Arc::default(),
             jobs_scheduled,
             runs,
             run_duration,
@@ -220,9 +238,79 @@ impl Metrics {
     /// Encodes the registry in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the registry in the OpenMetrics text format to `out`, ending
+    /// with the `# EOF` line. Scrape hooks are not run; see
+    /// [`Metrics::run_scrape_hooks`].
+    pub fn encode_into(&self, out: &mut String) {
         let registry = self.registry_mut();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        let _ = prometheus_client::encoding::text::encode(out, &registry);
+    }
+
+    /// The bot's name, as given to [`Metrics::new`].
+    ///
+    /// ```
+    /// # use grafolean_collector::metrics::Metrics;
+    /// assert_eq!(Metrics::new("ping").bot(), "ping");
+    /// ```
+    pub fn bot(&self) -> &str {
+        &self.bot
+    }
+
+    /// Registers a hook that runs before every scrape of `/metrics`, so that
+    /// a bot can bring its own metrics up to date on demand, as
+    /// prometheus-aioexporter's per-request update handler does.
+    ///
+    /// Hooks run on a blocking thread, in the order they were added; keep them
+    /// quick, since the scrape waits for them.
+    ///
+    /// ```
+    /// use grafolean_collector::metrics::Metrics;
+    /// use prometheus_client::metrics::gauge::Gauge;
+    ///
+    /// let metrics = Metrics::new("example");
+    /// let queue_len = Gauge::<i64>::default();
+    /// metrics.registry_mut().register("queue_length", "Items queued", queue_len.clone());
+    /// metrics.on_scrape(move || {
+    ///     queue_len.set(7); // read the real length here
+    /// });
+    /// metrics.run_scrape_hooks();
+    /// assert!(metrics.encode().contains("queue_length 7"));
+    /// ```
+    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.hooks.lock().push(Arc::new(hook));
+    }
+
+    /// Runs every hook added with [`Metrics::on_scrape`]. The admin server
+    /// calls this before each encode.
+    pub fn run_scrape_hooks(&self) {
+        // Clone the list first, so that a hook may add another hook.
+        let hooks = self.hooks.lock().clone();
+        for hook in hooks {
+            hook();
+        }
+    }
+}
+
+/// A hook run before each scrape; see [`Metrics::on_scrape`].
+type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
+
+/// The scrape hooks, behind a lock, with a `Debug` that only counts them.
+#[derive(Default)]
+struct ScrapeHooks(Mutex<Vec<ScrapeHook>>);
+
+impl ScrapeHooks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ScrapeHook>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for ScrapeHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScrapeHooks({})", self.lock().len())
     }
 }

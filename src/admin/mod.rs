@@ -1,0 +1,436 @@
+//! The admin HTTP server: `/metrics`, `/live`, `/ready` and a status page.
+//!
+//! | path       | what                                                          |
+//! |------------|---------------------------------------------------------------|
+//! | `/metrics` | OpenMetrics text: the SDK registry (and the bot's own metrics), the `process_*` metrics, and the collected values as gauges ([`crate::exposition`]) |
+//! | `/live`    | 200 while the process is up                                   |
+//! | `/ready`   | 200 once the config has loaded and the backend is reachable (or none is configured); 503 before that and during shutdown |
+//! | `/`        | an HTML status page, one row per job                          |
+//!
+//! The runtime owns an [`AdminState`] and feeds it: readiness through its
+//! setters, values through [`AdminState::values`], and job rows through the
+//! status provider it installs. [`router`] turns the state into an
+//! [`axum::Router`], which [`serve`] runs on its own listener, or which an
+//! application mounts into its own axum server:
+//!
+//! ```no_run
+//! use grafolean_collector::admin::{self, AdminState};
+//! use grafolean_collector::metrics::Metrics;
+//!
+//! # async fn example() -> std::io::Result<()> {
+//! let state = AdminState::builder(Metrics::new("ping")).build();
+//! // The application's own routes, with the admin routes next to them.
+//! let app = axum::Router::new()
+//!     .route("/hello", axum::routing::get(|| async { "hello" }))
+//!     .merge(admin::router(state.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod process;
+mod status_page;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::exposition::ValueStore;
+use crate::metrics::Metrics;
+
+/// The `Content-Type` of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One job as shown on the status page. The runtime converts the scheduler's
+/// job status into these.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobRow {
+    /// The job id.
+    pub id: String,
+    /// The job's labels, such as `target=127.0.0.1`.
+    pub labels: Vec<(String, String)>,
+    /// The intervals, as displayed (for example `10s,60s`).
+    pub intervals: String,
+    /// When the job fires next, if it is scheduled.
+    pub next_firing: Option<SystemTime>,
+    /// When the last run started.
+    pub last_run: Option<SystemTime>,
+    /// How long the last run took.
+    pub last_duration: Option<Duration>,
+    /// The last run's error, if it failed.
+    pub last_error: Option<String>,
+    /// Whether a run is in progress.
+    pub running: bool,
+}
+
+/// Produces the status page's rows; installed by the runtime.
+pub type StatusProvider = Arc<dyn Fn() -> Vec<JobRow> + Send + Sync>;
+
+/// Why the admin server stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr} for the admin server: {source}; choose a free address")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the admin server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds a listener for [`serve`], with an error that names the address.
+pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets open
+/// requests finish.
+///
+/// ```
+/// use grafolean_collector::admin::{self, AdminState};
+/// use grafolean_collector::metrics::Metrics;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let state = AdminState::builder(Metrics::new("example")).build();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let server = tokio::spawn(admin::serve(listener, admin::router(state), async {
+///     let _ = stopped.await;
+/// }));
+/// stop.send(()).unwrap();
+/// server.await??;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AdminError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(AdminError::Serve)
+}
+
+/// The routes `/`, `/metrics`, `/live` and `/ready`, with their state.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics))
+        .route("/live", get(live))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+/// What the admin server shows. Cheap to clone; clones share everything.
+///
+/// ```
+/// use grafolean_collector::admin::AdminState;
+/// use grafolean_collector::metrics::Metrics;
+///
+/// let state = AdminState::builder(Metrics::new("ping")).with_backend(true).build();
+/// assert!(!state.is_ready());
+/// state.set_config_loaded();
+/// assert_eq!(state.readiness(), Err("the Grafolean backend is not reachable"));
+/// state.set_backend_reachable(true);
+/// assert!(state.is_ready());
+/// state.set_shutting_down();
+/// assert_eq!(state.readiness(), Err("shutting down"));
+/// ```
+#[derive(Clone)]
+pub struct AdminState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    metrics: Metrics,
+    values: ValueStore,
+    status: RwLock<Option<StatusProvider>>,
+    version: String,
+    backend_configured: bool,
+    started: Instant,
+    config_loaded: AtomicBool,
+    backend_reachable: AtomicBool,
+    shutting_down: AtomicBool,
+    /// The size of the last `/metrics` body, to size the next one's buffer.
+    last_size: AtomicUsize,
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("bot", &self.shared.metrics.bot())
+            .field("readiness", &self.readiness())
+            .field("values", &self.shared.values)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`AdminState`]; see [`AdminState::builder`].
+#[must_use]
+pub struct AdminStateBuilder {
+    metrics: Metrics,
+    values: ValueStore,
+    status: Option<StatusProvider>,
+    version: String,
+    backend_configured: bool,
+}
+
+impl fmt::Debug for AdminStateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminStateBuilder")
+            .field("bot", &self.metrics.bot())
+            .field("version", &self.version)
+            .field("backend_configured", &self.backend_configured)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminStateBuilder {
+    /// Uses `values` (with the bot's path mapper) instead of an empty store
+    /// with the generic mapping.
+    pub fn with_values(mut self, values: ValueStore) -> Self {
+        self.values = values;
+        self
+    }
+
+    /// Installs the provider of the status page's rows.
+    pub fn with_status(mut self, provider: StatusProvider) -> Self {
+        self.status = Some(provider);
+        self
+    }
+
+    /// Sets the version shown on the status page (default: the SDK's).
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Whether a Grafolean backend is configured; if so, `/ready` also waits
+    /// for [`AdminState::set_backend_reachable`]. Default: `false`.
+    pub fn with_backend(mut self, configured: bool) -> Self {
+        self.backend_configured = configured;
+        self
+    }
+
+    /// Adds a hook run before each scrape; the same as [`Metrics::on_scrape`].
+    pub fn with_scrape_hook(self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.metrics.on_scrape(hook);
+        self
+    }
+
+    /// Builds the state: live, not ready until the config has loaded.
+    #[must_use]
+    pub fn build(self) -> AdminState {
+        AdminState {
+            shared: Arc::new(Shared {
+                metrics: self.metrics,
+                values: self.values,
+                status: RwLock::new(self.status),
+                version: self.version,
+                backend_configured: self.backend_configured,
+                started: Instant::now(),
+                config_loaded: AtomicBool::new(false),
+                backend_reachable: AtomicBool::new(false),
+                shutting_down: AtomicBool::new(false),
+                last_size: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+impl AdminState {
+    /// Starts building a state around the SDK's metrics.
+    pub fn builder(metrics: Metrics) -> AdminStateBuilder {
+        AdminStateBuilder {
+            metrics,
+            values: ValueStore::new(),
+            status: None,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            backend_configured: false,
+        }
+    }
+
+    /// Records that the job config has been loaded once.
+    pub fn set_config_loaded(&self) {
+        self.shared.config_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Records whether the Grafolean backend answered the last request.
+    pub fn set_backend_reachable(&self, reachable: bool) {
+        self.shared
+            .backend_reachable
+            .store(reachable, Ordering::Relaxed);
+    }
+
+    /// Records that shutdown has begun: `/ready` answers 503 from now on.
+    pub fn set_shutting_down(&self) {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Replaces the provider of the status page's rows.
+    pub fn set_status_provider(&self, provider: StatusProvider) {
+        *self
+            .shared
+            .status
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(provider);
+    }
+
+    /// `Ok` when ready, else the reason, as `/ready` reports it.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        let s = &self.shared;
+        if s.shutting_down.load(Ordering::Relaxed) {
+            Err("shutting down")
+        } else if !s.config_loaded.load(Ordering::Relaxed) {
+            Err("the job config has not loaded yet")
+        } else if s.backend_configured && !s.backend_reachable.load(Ordering::Relaxed) {
+            Err("the Grafolean backend is not reachable")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether `/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.readiness().is_ok()
+    }
+
+    /// The SDK metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The collected values exposed on `/metrics`; the runtime updates it
+    /// after each run.
+    pub fn values(&self) -> &ValueStore {
+        &self.shared.values
+    }
+
+    /// The status page's rows, sorted by id.
+    pub fn job_rows(&self) -> Vec<JobRow> {
+        let provider = self
+            .shared
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut rows = provider.map(|p| p()).unwrap_or_default();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
+    /// The `/metrics` body: runs the scrape hooks, then encodes the SDK
+    /// registry, the process metrics and the collected values, ending with a
+    /// single `# EOF`.
+    ///
+    /// ```
+    /// use grafolean_collector::admin::AdminState;
+    /// use grafolean_collector::metrics::Metrics;
+    /// use grafolean_collector::{JobId, Value};
+    ///
+    /// let state = AdminState::builder(Metrics::new("ping")).build();
+    /// state.values().update(&JobId::new("j"), &[], &[Value::new("a.b", 2.0)]);
+    /// let text = state.render_metrics();
+    /// assert!(text.contains("grafolean_bot_build_info{"));
+    /// assert!(text.contains("\ngrafolean_value_a_b 2.0\n"));
+    /// assert!(text.ends_with("\n# EOF\n"));
+    /// assert_eq!(text.matches("# EOF").count(), 1);
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        let s = &self.shared;
+        s.metrics.run_scrape_hooks();
+        let mut out = String::with_capacity(s.last_size.load(Ordering::Relaxed) + 4096);
+        s.metrics.encode_into(&mut out);
+        if out.ends_with("# EOF\n") {
+            out.truncate(out.len() - "# EOF\n".len());
+        }
+        process::encode(&mut out);
+        s.values.render(&mut out);
+        out.push_str("# EOF\n");
+        s.last_size.store(out.len(), Ordering::Relaxed);
+        out
+    }
+
+    /// The status page's HTML, as of `now`.
+    pub fn render_status_page(&self, now: SystemTime) -> String {
+        let rows = self.job_rows();
+        let summary = status_page::Summary {
+            bot: self.shared.metrics.bot(),
+            version: &self.shared.version,
+            uptime: self.shared.started.elapsed(),
+            readiness: self.readiness(),
+            value_series: self.shared.values.len(),
+        };
+        status_page::render(&summary, &rows, now)
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    // Hooks may block and a large store takes milliseconds to encode.
+    match tokio::task::spawn_blocking(move || state.render_metrics()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding /metrics failed (a scrape hook panicked?)");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding the metrics failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn live() -> &'static str {
+    "live\n"
+}
+
+async fn ready(State(state): State<AdminState>) -> Response {
+    match state.readiness() {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn status_page(State(state): State<AdminState>) -> Response {
+    match tokio::task::spawn_blocking(move || state.render_status_page(SystemTime::now())).await {
+        Ok(page) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the status page failed (the status provider panicked?)");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the status page failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! Unit tests of readiness, of the `/metrics` output's validity, and of the
+//! routes over real loopback HTTP.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+
+use super::*;
+use crate::{JobId, Value};
+
+/// A strict-enough OpenMetrics text parser: every line is a known comment or
+/// a well-formed sample of the family last declared, families are declared
+/// once, and `# EOF` is the last line and appears once. Returns the samples.
+pub(crate) fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, f64)>, String> {
+    let body = text
+        .strip_suffix("# EOF\n")
+        .ok_or("no final `# EOF` line")?;
+    let mut families = HashSet::new();
+    let mut current: Option<(String, String)> = None;
+    let mut samples = Vec::new();
+    for (n, line) in body.lines().enumerate() {
+        let err = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name) = (
+                parts.next().unwrap(),
+                parts.next().ok_or_else(|| err("bare comment"))?,
+            );
+            match kind {
+                "TYPE" => {
+                    let ty = parts.next().ok_or_else(|| err("TYPE without type"))?;
+                    if ![
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "info",
+                        "summary",
+                        "unknown",
+                        "stateset",
+                    ]
+                    .contains(&ty)
+                    {
+                        return Err(err("unknown type"));
+                    }
+                    if !families.insert(name.to_string()) {
+                        return Err(err("family declared twice"));
+                    }
+                    current = Some((name.to_string(), ty.to_string()));
+                }
+                "HELP" | "UNIT" => {}
+                _ => return Err(err("unknown comment")),
+            }
+            continue;
+        }
+        let name_end = line
+            .find(|c: char| c == '{' || c == ' ')
+            .ok_or_else(|| err("no value"))?;
+        let name = &line[..name_end];
+        if name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(err("bad metric name"));
+        }
+        let (family, ty) = current.as_ref().ok_or_else(|| err("sample before TYPE"))?;
+        let suffixes: &[&str] = match ty.as_str() {
+            "counter" => &["_total", "_created"],
+            "histogram" => &["_bucket", "_count", "_sum", "_created"],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        if !suffixes.iter().any(|s| name == format!("{family}{s}")) {
+            return Err(err("sample outside its family"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = String::new();
+        if rest.starts_with('{') {
+            // Labels: name="value" pairs, values with \\ \" \n escapes.
+            let mut chars = rest.char_indices().skip(1).peekable();
+            let mut end = None;
+            let mut seen = HashSet::new();
+            loop {
+                let mut lname = String::new();
+                for (i, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    if c == '}' && lname.is_empty() {
+                        end = Some(i);
+                        break;
+                    }
+                    lname.push(c);
+                }
+                if end.is_some() {
+                    break;
+                }
+                if lname.is_empty()
+                    || lname.starts_with(|c: char| c.is_ascii_digit())
+                    || !lname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    || !seen.insert(lname.clone())
+                {
+                    return Err(err("bad or repeated label name"));
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(err("label value not quoted"));
+                }
+                loop {
+                    match chars.next().map(|(_, c)| c) {
+                        Some('\\') => match chars.next().map(|(_, c)| c) {
+                            Some('\\' | '"' | 'n') => {}
+                            _ => return Err(err("bad escape")),
+                        },
+                        Some('"') => break,
+                        Some('\n') | None => return Err(err("unterminated label value")),
+                        Some(_) => {}
+                    }
+                }
+                match chars.next() {
+                    Some((_, ',')) => {}
+                    Some((i, '}')) => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => return Err(err("expected , or }")),
+                }
+            }
+            let end = end.ok_or_else(|| err("labels not closed"))?;
+            labels = rest[..=end].to_string();
+            rest = &rest[end + 1..];
+        }
+        let mut fields = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| err("no space before value"))?
+            .split(' ');
+        let value = match fields.next().unwrap() {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse::<f64>().map_err(|_| err("bad value"))?,
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<f64>().map_err(|_| err("bad timestamp"))?;
+        }
+        if fields.next().is_some() {
+            return Err(err("trailing fields"));
+        }
+        samples.push((name.to_string(), labels, value));
+    }
+    Ok(samples)
+}
+
+fn state() -> AdminState {
+    AdminState::builder(Metrics::new("test\"bot")).build()
+}
+
+#[test]
+fn readiness_without_backend() {
+    let s = state();
+    assert_eq!(s.readiness(), Err("the job config has not loaded yet"));
+    s.set_backend_reachable(false); // irrelevant without a backend
+    s.set_config_loaded();
+    assert_eq!(s.readiness(), Ok(()));
+    s.set_shutting_down();
+    assert_eq!(s.readiness(), Err("shutting down"));
+    s.set_config_loaded();
+    assert!(!s.is_ready(), "shutdown is final");
+}
+
+#[test]
+fn readiness_with_backend() {
+    let s = AdminState::builder(Metrics::new("b"))
+        .with_backend(true)
+        .build();
+    s.set_backend_reachable(true);
+    assert_eq!(s.readiness(), Err("the job config has not loaded yet"));
+    s.set_config_loaded();
+    assert!(s.is_ready());
+    s.set_backend_reachable(false);
+    assert_eq!(s.readiness(), Err("the Grafolean backend is not reachable"));
+    s.set_backend_reachable(true);
+    assert!(s.is_ready());
+}
+
+#[test]
+fn metrics_output_parses_and_has_all_parts() {
+    let s = state();
+    s.metrics().run("ok");
+    s.metrics().lateness.observe(0.002);
+    s.values().update(
+        &JobId::new("j"),
+        &[("target".into(), "1.2.3.4".into())],
+        &[
+            Value::new("entity.1.a", 1.0),
+            Value::new("entity.1.b", f64::NAN),
+        ],
+    );
+    let text = s.render_metrics();
+    let samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let names: HashSet<&str> = samples.iter().map(|(n, _, _)| n.as_str()).collect();
+    for expected in [
+        "grafolean_bot_runs_total",
+        "grafolean_bot_build_info",
+        "grafolean_bot_firing_lateness_seconds_bucket",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "grafolean_value_a",
+        "grafolean_value_b",
+    ] {
+        assert!(names.contains(expected), "{expected} missing in\n{text}");
+    }
+    assert!(text.contains("grafolean_value_a{entity=\"1\",target=\"1.2.3.4\"} 1.0\n"));
+    assert!(text.contains("bot=\"test\\\"bot\""), "escaped bot label");
+    // The parser itself rejects what it should.
+    assert!(parse_openmetrics("a 1\n").is_err());
+    assert!(parse_openmetrics("# TYPE a gauge\na 1\n# EOF\n# EOF\n").is_err());
+    assert!(parse_openmetrics("# TYPE a gauge\nb 1\n# EOF\n").is_err());
+    assert!(parse_openmetrics("# TYPE a gauge\na{x=\"1} 1\n# EOF\n").is_err());
+    assert!(parse_openmetrics("# TYPE a gauge\n# TYPE a gauge\n# EOF\n").is_err());
+}
+
+#[test]
+fn scrape_hooks_run_before_each_encode() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    let metrics = Metrics::new("hooks");
+    metrics
+        .registry_mut()
+        .register("hook_calls", "Scrapes seen by the hook", gauge.clone());
+    let c = calls.clone();
+    let s = AdminState::builder(metrics)
+        .with_scrape_hook(move || {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            gauge.set(n as i64);
+        })
+        .build();
+    assert!(
+        s.render_metrics()
+            .contains("\ngrafolean_bot_hook_calls 1\n")
+    );
+    assert!(
+        s.render_metrics()
+            .contains("\ngrafolean_bot_hook_calls 2\n")
+    );
+}
+
+async fn spawn(state: AdminState) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, router(state), async {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+#[tokio::test]
+async fn routes_over_http() {
+    let s = state();
+    s.set_status_provider(Arc::new(|| {
+        vec![JobRow {
+            id: "ping.a".into(),
+            last_error: Some("boom".into()),
+            ..JobRow::default()
+        }]
+    }));
+    let (base, stop) = spawn(s.clone()).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+
+    assert_eq!(get("/live").await.unwrap().status(), 200);
+    let r = get("/ready").await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not ready: the job config has not loaded yet\n"
+    );
+    s.set_config_loaded();
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+
+    let r = get("/metrics").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
+    parse_openmetrics(&r.text().await.unwrap()).unwrap();
+
+    let r = get("/").await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<code>ping.a</code>") && page.contains("boom"));
+
+    s.set_shutting_down();
+    assert_eq!(get("/ready").await.unwrap().status(), 503);
+    assert_eq!(get("/live").await.unwrap().status(), 200);
+    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    stop.send(()).unwrap();
+}
+
+#[tokio::test]
+async fn router_mounts_into_an_application() {
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .merge(router(state()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app, async {
+        let _ = rx.await;
+    }));
+    let hello = reqwest::get(format!("{base}/hello")).await.unwrap();
+    assert_eq!(hello.text().await.unwrap(), "hello");
+    let live = reqwest::get(format!("{base}/live")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
