@@ -1,0 +1,2 @@
+//! Scheduler benchmark (stub, replaced below).
+fn main() {}

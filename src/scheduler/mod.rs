@@ -1,0 +1,358 @@
+//! The scheduler: fires each job at its intervals and runs it on a tokio task.
+//!
+//! One timer loop owns a queue of next firings (a binary heap keyed by wall
+//! time), so an idle job costs a heap entry, not a task. When a firing is due
+//! the loop spawns one task for that run, with a timeout, under a global limit
+//! on concurrent runs. Every run's outcome is handed to a `report` callback,
+//! which the runtime uses to forward values and update metrics.
+//!
+//! The rules, in the order a firing meets them:
+//!
+//! - **When**: a job fires at `start + k·i` for each of its intervals `i`
+//!   ([`Align`]); coinciding intervals give one firing whose [`Tick`] names all
+//!   of them (see the `timing` module).
+//! - **Late**: after a stall (a suspended process, a clock step) the missed
+//!   firings of a job are folded into one run at the latest of them, never a
+//!   burst; [`RunReport::missed`] counts what was folded away.
+//! - **Overlap**: if the job's previous run is still going, the firing is
+//!   skipped ([`OverlapPolicy::Skip`], reported as [`RunOutcome::Skipped`]) or
+//!   queued to run once right after ([`OverlapPolicy::QueueOne`]).
+//! - **Run**: a run that errs, panics or times out is logged with the job id
+//!   and reported; it never affects other jobs or the scheduler.
+//!
+//! [`SchedulerHandle::sync`] reconciles the job set by id: unchanged jobs keep
+//! their next firing, changed ones are rescheduled, removed ones never fire
+//! again (a run in flight finishes or meets its timeout).
+//!
+//! ```
+//! use grafolean_collector::scheduler::{Scheduler, SchedulerOptions};
+//! use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! struct Constant;
+//!
+//! impl Collector for Constant {
+//!     type Params = f64;
+//!     fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<f64>> {
+//!         vec![JobSpec::new("answer", Intervals::one(1).unwrap(), 42.0)]
+//!     }
+//!     async fn run(&self, _tick: Tick, params: &f64) -> Result<Vec<Value>, BoxError> {
+//!         Ok(vec![Value::new("answer", *params)])
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let collector = Arc::new(Constant);
+//! let scheduler = Scheduler::spawn(collector.clone(), SchedulerOptions::default(), |report| {
+//!     println!("{} at {:?}: {:?}", report.job, report.tick.at, report.outcome);
+//! });
+//! let summary = scheduler.sync(collector.jobs(&JobConfigs::default())).await;
+//! assert_eq!(summary.added, 1);
+//! scheduler.shutdown(Duration::from_secs(5)).await;
+//! # }
+//! ```
+
+mod clock;
+mod queue;
+mod runner;
+mod timing;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub use clock::Clock;
+
+use crate::{Collector, Intervals, JobId, JobSpec, Tick, Value};
+use queue::State;
+use runner::{RunFn, Shared};
+
+/// The default limit on runs going at once, across all jobs
+/// ([`SchedulerOptions::max_concurrent_runs`]).
+///
+/// A firing that finds no free slot waits for one; its lateness grows, and if
+/// it waits past the job's next firing, that firing is handled by the
+/// [`OverlapPolicy`]. Raise it for bots whose runs mostly wait on the network.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 1000;
+
+/// How the scheduler runs jobs. Build it with [`Default`] and the `with_*`
+/// methods.
+///
+/// ```
+/// use grafolean_collector::scheduler::{OverlapPolicy, SchedulerOptions};
+/// use std::time::Duration;
+///
+/// let options = SchedulerOptions::default()
+///     .with_max_concurrent_runs(100)
+///     .with_overlap(OverlapPolicy::QueueOne)
+///     .with_run_timeout(Duration::from_secs(3));
+/// assert_eq!(options.max_concurrent_runs, 100);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// The most runs going at once, across all jobs. Default
+    /// [`DEFAULT_MAX_CONCURRENT_RUNS`]; at least 1 is used.
+    pub max_concurrent_runs: usize,
+    /// What to do with a firing while the job's previous run is still going.
+    pub overlap: OverlapPolicy,
+    /// How long one run may take. `None` (the default) gives each job its
+    /// smallest interval.
+    pub run_timeout: Option<Duration>,
+    /// Where wall-clock time comes from. Default [`Clock::system`].
+    pub clock: Clock,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
+            overlap: OverlapPolicy::default(),
+            run_timeout: None,
+            clock: Clock::system(),
+        }
+    }
+}
+
+impl SchedulerOptions {
+    /// Sets [`SchedulerOptions::max_concurrent_runs`].
+    #[must_use]
+    pub fn with_max_concurrent_runs(mut self, max: usize) -> Self {
+        self.max_concurrent_runs = max;
+        self
+    }
+
+    /// Sets [`SchedulerOptions::overlap`].
+    #[must_use]
+    pub fn with_overlap(mut self, overlap: OverlapPolicy) -> Self {
+        self.overlap = overlap;
+        self
+    }
+
+    /// Sets one timeout for every run ([`SchedulerOptions::run_timeout`]).
+    #[must_use]
+    pub fn with_run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the clock; tests use [`Clock::starting_at`] on tokio's paused clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// What to do when a job is due while its previous run is still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverlapPolicy {
+    /// Do not run; report [`RunOutcome::Skipped`]. The default.
+    #[default]
+    Skip,
+    /// Run once right after the current run finishes. Further firings while
+    /// one is queued replace it (the replaced one is reported as skipped), so
+    /// at most one run waits.
+    QueueOne,
+}
+
+/// The outcome of one firing of one job, handed to the `report` callback.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The job.
+    pub job: JobId,
+    /// The Grafolean account the job's values go to.
+    pub account: Option<u64>,
+    /// The firing: its intended time and the intervals due at it.
+    pub tick: Tick,
+    /// How long after `tick.at` the run started (or was skipped).
+    pub lateness: Duration,
+    /// How long the run took (zero when skipped).
+    pub duration: Duration,
+    /// Firings of this job that were folded into this one because the
+    /// scheduler woke late (a stall); 0 normally.
+    pub missed: u64,
+    /// What happened.
+    pub outcome: RunOutcome,
+}
+
+/// What one firing of a job came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// The run returned these values.
+    Ok(Vec<Value>),
+    /// The run returned an error (its message).
+    Error(String),
+    /// The run was cancelled when it exceeded its timeout.
+    Timeout,
+    /// The run panicked (the panic message).
+    Panicked(String),
+    /// The job was due while its previous run was still going.
+    Skipped,
+}
+
+impl RunOutcome {
+    /// The failure message, or `None` for [`RunOutcome::Ok`] and
+    /// [`RunOutcome::Skipped`].
+    ///
+    /// ```
+    /// use grafolean_collector::scheduler::RunOutcome;
+    /// assert_eq!(RunOutcome::Timeout.error().as_deref(), Some("timed out"));
+    /// assert_eq!(RunOutcome::Ok(vec![]).error(), None);
+    /// ```
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Self::Ok(_) | Self::Skipped => None,
+            Self::Error(e) => Some(e.clone()),
+            Self::Timeout => Some("timed out".to_string()),
+            Self::Panicked(p) => Some(format!("panicked: {p}")),
+        }
+    }
+}
+
+/// A job's schedule and last run, for the status page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStatus {
+    /// The job.
+    pub id: JobId,
+    /// Its intervals.
+    pub intervals: Intervals,
+    /// Its labels.
+    pub labels: Vec<(String, String)>,
+    /// When it fires next.
+    pub next_firing: Option<SystemTime>,
+    /// When its last finished run started.
+    pub last_run: Option<SystemTime>,
+    /// How long its last finished run took.
+    pub last_duration: Option<Duration>,
+    /// Why its last finished run failed; `None` if it succeeded.
+    pub last_error: Option<String>,
+    /// Whether a run is going (or waiting for a free slot).
+    pub running: bool,
+}
+
+/// What a [`SchedulerHandle::sync`] changed, in jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// New ids.
+    pub added: usize,
+    /// Known ids whose spec changed; they were rescheduled.
+    pub changed: usize,
+    /// Ids that were not in the new set; they never fire again.
+    pub removed: usize,
+    /// Known ids with the same spec; they kept their next firing.
+    pub unchanged: usize,
+    /// Specs dropped because an earlier spec in the same set had their id.
+    pub duplicates: usize,
+}
+
+/// The entry point: [`Scheduler::spawn`] starts a scheduler for a collector.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Scheduler;
+
+impl Scheduler {
+    /// Spawns the timer loop for `collector` on the current tokio runtime and
+    /// returns its handle. It starts with no jobs; give it some with
+    /// [`SchedulerHandle::sync`].
+    ///
+    /// `report` is called once for every firing (run or skipped), on the run's
+    /// task; keep it quick (forward to a channel, bump a metric). A panic in it
+    /// is caught and logged.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn spawn<C: Collector>(
+        collector: Arc<C>,
+        options: SchedulerOptions,
+        report: impl Fn(RunReport) + Send + Sync + 'static,
+    ) -> SchedulerHandle<C::Params> {
+        let run: RunFn<C::Params> = Box::new(move |tick, spec| {
+            let collector = collector.clone();
+            Box::pin(async move { collector.run(tick, &spec.params).await })
+        });
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            permits: Arc::new(Semaphore::new(options.max_concurrent_runs.max(1))),
+            run,
+            report: Box::new(report),
+            options,
+            stop: stop.clone(),
+            timer: Mutex::new(None),
+        });
+        let timer = tokio::spawn(runner::timer_loop(shared.clone()));
+        *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
+        SchedulerHandle {
+            shared,
+            _stop_on_drop: Arc::new(stop.drop_guard()),
+        }
+    }
+}
+
+/// Controls a running scheduler. Cheap to clone; when the last clone is
+/// dropped the scheduler stops firing (runs in flight finish).
+pub struct SchedulerHandle<P> {
+    shared: Arc<Shared<P>>,
+    _stop_on_drop: Arc<DropGuard>,
+}
+
+impl<P> Clone for SchedulerHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _stop_on_drop: self._stop_on_drop.clone(),
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for SchedulerHandle<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerHandle")
+            .field("jobs", &self.job_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
+    /// Replaces the job set with `specs`, reconciling by id (see the module
+    /// docs). The first spec of a duplicated id wins; the others are dropped
+    /// with a warning.
+    pub async fn sync(&self, specs: Vec<JobSpec<P>>) -> SyncSummary {
+        let summary = {
+            let mut state = self.shared.lock();
+            let now = self.shared.options.clock.now();
+            state.sync(specs, now)
+        };
+        self.shared.wake.notify_one();
+        summary
+    }
+}
+
+impl<P> SchedulerHandle<P> {
+    /// Every job's schedule and last run, in no particular order.
+    pub fn status(&self) -> Vec<JobStatus> {
+        self.shared.lock().status()
+    }
+
+    /// How many jobs are scheduled.
+    pub fn job_count(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Stops firing, waits up to `drain_deadline` for the runs in flight, and
+    /// aborts the rest (an aborted run is not reported). Queued runs
+    /// ([`OverlapPolicy::QueueOne`]) are dropped.
+    pub async fn shutdown(self, drain_deadline: Duration) {
+        runner::shutdown(&self.shared, drain_deadline).await;
+    }
+}

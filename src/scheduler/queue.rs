@@ -1,0 +1,248 @@
+//! The job table and the timer queue: which jobs exist and when each fires next.
+//!
+//! Jobs live in a slab (`Vec<Option<Entry>>`) indexed by a `HashMap` from id to
+//! slot, and their next firings in a min-heap of `(wall ms, generation, slot)`.
+//! Rescheduling or removing a job does not search the heap: the job gets a new
+//! generation, and heap items whose generation no longer matches are dropped
+//! when they reach the top. So a firing costs O(log n), a sync O(n).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+
+use super::timing::{self, Millis, millis_to_system};
+use super::{JobStatus, SyncSummary};
+use crate::{JobId, JobSpec, Tick};
+
+/// One scheduled job.
+pub(crate) struct Entry<P> {
+    pub spec: Arc<JobSpec<P>>,
+    /// The instant its firings are aligned to (`timing::job_start`).
+    pub start: Millis,
+    /// Its next firing, as queued in the heap.
+    pub next_at: Millis,
+    /// Matches the heap item of `next_at`; other items for this slot are stale.
+    pub generation: u64,
+    /// Distinguishes this job from a later one that reuses the slot.
+    pub incarnation: u64,
+    /// The sync that last saw this id (to find removed and duplicated ids).
+    pub seen: u64,
+    /// The run going now (its id in `State::running`).
+    pub run: Option<u64>,
+    /// A firing waiting for the current run to finish (`OverlapPolicy::QueueOne`).
+    pub queued: Option<(Tick, u64)>,
+    pub last_run: Option<Millis>,
+    pub last_duration: Option<Duration>,
+    pub last_error: Option<String>,
+}
+
+/// A job's firing popped from the queue, to be run or skipped.
+pub(crate) struct Due {
+    pub slot: u32,
+    pub tick: Tick,
+    pub missed: u64,
+}
+
+/// The scheduler's mutable state, behind one mutex.
+pub(crate) struct State<P> {
+    slots: Vec<Option<Entry<P>>>,
+    free: Vec<u32>,
+    index: HashMap<JobId, u32>,
+    heap: BinaryHeap<Reverse<(Millis, u64, u32)>>,
+    counter: u64,
+    syncs: u64,
+    /// Runs in flight, by run id, so that shutdown can abort them.
+    pub running: HashMap<u64, AbortHandle>,
+    /// Set by shutdown: no new runs start.
+    pub stopping: bool,
+    /// The wall time at the previous wake, to notice the clock stepping back.
+    pub last_now: Millis,
+}
+
+impl<P> State<P> {
+    pub fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            counter: 0,
+            syncs: 0,
+            running: HashMap::new(),
+            stopping: false,
+            last_now: Millis::MIN,
+        }
+    }
+
+    /// A fresh number for generations, incarnations and run ids.
+    pub fn fresh(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn entry_mut(&mut self, slot: u32) -> Option<&mut Entry<P>> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The earliest queued firing (possibly a stale one, which only causes an
+    /// early wake).
+    pub fn next_wake(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Queues the job in `slot` at its first firing at or after `now`.
+    fn schedule_from(&mut self, slot: u32, now: Millis) {
+        let generation = self.fresh();
+        let Some(e) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        e.next_at = timing::next_at(e.start, &e.spec.intervals, now - 1);
+        e.generation = generation;
+        self.heap.push(Reverse((e.next_at, generation, slot)));
+    }
+
+    /// Pops every firing due at or before `now`, queues each job's next
+    /// firing (strictly after `now`, so a stall gives one firing per job,
+    /// not a burst) and returns the firings.
+    pub fn pop_due(&mut self, now: Millis) -> Vec<Due> {
+        let mut due = Vec::new();
+        while let Some(&Reverse((at, generation, slot))) = self.heap.peek() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let next_generation = self.counter + 1;
+            let Some(e) = self.slots[slot as usize].as_mut() else {
+                continue;
+            };
+            if e.generation != generation {
+                continue;
+            }
+            let c = timing::coalesce(e.start, &e.spec.intervals, at, now);
+            e.next_at = timing::next_at(e.start, &e.spec.intervals, now);
+            e.generation = next_generation;
+            self.counter = next_generation;
+            self.heap.push(Reverse((e.next_at, next_generation, slot)));
+            let tick = Tick {
+                at: millis_to_system(c.at),
+                affecting: c.affecting,
+            };
+            due.push(Due {
+                slot,
+                tick,
+                missed: c.missed,
+            });
+        }
+        due
+    }
+
+    /// Recomputes every job's next firing from `now` (after the wall clock
+    /// stepped backwards, which would otherwise delay every job by the step).
+    pub fn reschedule_all(&mut self, now: Millis) {
+        self.heap.clear();
+        for slot in 0..self.slots.len() as u32 {
+            self.schedule_from(slot, now);
+        }
+    }
+
+    /// Reconciles the job set with `specs` by id.
+    pub fn sync(&mut self, specs: Vec<JobSpec<P>>, now: Millis) -> SyncSummary
+    where
+        P: PartialEq,
+    {
+        self.syncs += 1;
+        let sync = self.syncs;
+        let mut summary = SyncSummary::default();
+        for spec in specs {
+            if let Some(&slot) = self.index.get(&spec.id) {
+                let e = self.slots[slot as usize]
+                    .as_mut()
+                    .expect("indexed slot is occupied");
+                if e.seen == sync {
+                    tracing::warn!(job = %spec.id, "duplicated job id in one sync; keeping the first spec");
+                    summary.duplicates += 1;
+                    continue;
+                }
+                e.seen = sync;
+                if *e.spec == spec {
+                    summary.unchanged += 1;
+                    continue;
+                }
+                summary.changed += 1;
+                e.start = timing::job_start(&spec.id, &spec.intervals, spec.align);
+                e.spec = Arc::new(spec);
+                self.schedule_from(slot, now);
+            } else {
+                summary.added += 1;
+                let incarnation = self.fresh();
+                let entry = Entry {
+                    start: timing::job_start(&spec.id, &spec.intervals, spec.align),
+                    spec: Arc::new(spec),
+                    next_at: 0,
+                    generation: 0,
+                    incarnation,
+                    seen: sync,
+                    run: None,
+                    queued: None,
+                    last_run: None,
+                    last_duration: None,
+                    last_error: None,
+                };
+                let id = entry.spec.id.clone();
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot as usize] = Some(entry);
+                        slot
+                    }
+                    None => {
+                        self.slots.push(Some(entry));
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.index.insert(id, slot);
+                self.schedule_from(slot, now);
+            }
+        }
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].as_ref().is_some_and(|e| e.seen != sync) {
+                let e = self.slots[slot].take().expect("checked above");
+                self.index.remove(&e.spec.id);
+                self.free.push(slot as u32);
+                summary.removed += 1;
+            }
+        }
+        // Stale heap items go away as they come due; rebuild if they pile up.
+        if self.heap.len() > 2 * self.index.len() + 1024 {
+            self.heap.retain(|Reverse((_, generation, slot))| {
+                self.slots[*slot as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.generation == *generation)
+            });
+        }
+        summary
+    }
+
+    pub fn status(&self) -> Vec<JobStatus> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|e| JobStatus {
+                id: e.spec.id.clone(),
+                intervals: e.spec.intervals.clone(),
+                labels: e.spec.labels.clone(),
+                next_firing: Some(millis_to_system(e.next_at)),
+                last_run: e.last_run.map(millis_to_system),
+                last_duration: e.last_duration,
+                last_error: e.last_error.clone(),
+                running: e.run.is_some(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,572 @@
+//! Scheduler tests on tokio's paused clock, with a wall clock mapped onto it
+//! ([`Clock::starting_at`]), so that every firing time is exact.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::timing::{job_start, system_to_millis};
+use super::*;
+use crate::{Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+
+/// The wall time at the start of each test: a multiple of every interval used.
+const BASE_SECS: u64 = 1_700_000_000 - 1_700_000_000 % 3600;
+
+fn base() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(BASE_SECS)
+}
+
+/// `ms` milliseconds after [`base`].
+fn at(ms: u64) -> SystemTime {
+    base() + Duration::from_millis(ms)
+}
+
+/// What a test job does when run.
+#[derive(Clone, Debug, PartialEq)]
+struct Work {
+    name: &'static str,
+    takes: Duration,
+    fails: bool,
+    panics: bool,
+}
+
+fn work(name: &'static str) -> Work {
+    Work {
+        name,
+        takes: Duration::ZERO,
+        fails: false,
+        panics: false,
+    }
+}
+
+/// A run as the collector saw it: job name, tick, wall time at its start.
+type Run = (&'static str, Tick, SystemTime);
+
+#[derive(Default)]
+struct Recorder {
+    clock: Mutex<Option<Clock>>,
+    runs: Mutex<Vec<Run>>,
+    going: AtomicUsize,
+    most_going: AtomicUsize,
+}
+
+impl Collector for Recorder {
+    type Params = Work;
+
+    fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<Work>> {
+        Vec::new()
+    }
+
+    async fn run(&self, tick: Tick, w: &Work) -> Result<Vec<Value>, BoxError> {
+        let clock = self.clock.lock().unwrap().expect("clock set");
+        let now = crate::scheduler::timing::millis_to_system(clock.now());
+        self.runs.lock().unwrap().push((w.name, tick, now));
+        let going = self.going.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_going.fetch_max(going, Ordering::SeqCst);
+        tokio::time::sleep(w.takes).await;
+        self.going.fetch_sub(1, Ordering::SeqCst);
+        if w.panics {
+            panic!("{} exploded", w.name);
+        }
+        if w.fails {
+            return Err(format!("{} failed", w.name).into());
+        }
+        Ok(vec![Value::new(w.name, 1.0)])
+    }
+}
+
+struct Harness {
+    recorder: Arc<Recorder>,
+    reports: Arc<Mutex<Vec<RunReport>>>,
+    handle: SchedulerHandle<Work>,
+}
+
+impl Harness {
+    fn new(options: SchedulerOptions) -> Self {
+        let clock = Clock::starting_at(base());
+        let recorder = Arc::new(Recorder::default());
+        *recorder.clock.lock().unwrap() = Some(clock);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let handle = Scheduler::spawn(recorder.clone(), options.with_clock(clock), move |r| {
+            sink.lock().unwrap().push(r)
+        });
+        Self {
+            recorder,
+            reports,
+            handle,
+        }
+    }
+
+    /// (job, tick time in ms after base, lateness in ms) of every run so far.
+    fn runs(&self) -> Vec<(&'static str, u64, u64)> {
+        let ms = |t: SystemTime| t.duration_since(base()).unwrap().as_millis() as u64;
+        let runs = self.recorder.runs.lock().unwrap();
+        runs.iter()
+            .map(|(n, tick, now)| (*n, ms(tick.at), ms(*now) - ms(tick.at)))
+            .collect()
+    }
+
+    fn runs_of(&self, name: &str) -> Vec<u64> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r.0 == name)
+            .map(|r| r.1)
+            .collect()
+    }
+
+    /// (tick ms after base, outcome) of every report so far.
+    fn reports(&self) -> Vec<(u64, RunOutcome)> {
+        let reports = self.reports.lock().unwrap();
+        reports
+            .iter()
+            .map(|r| {
+                (
+                    r.tick.at.duration_since(base()).unwrap().as_millis() as u64,
+                    r.outcome.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn every(secs: u32, name: &'static str) -> JobSpec<Work> {
+    JobSpec::new(name, Intervals::one(secs).unwrap(), work(name))
+}
+
+fn aligned(secs: &[u32], start: SystemTime, w: Work) -> JobSpec<Work> {
+    JobSpec::new(w.name, Intervals::new(secs.iter().copied()).unwrap(), w)
+        .with_align(Align::Start(start))
+}
+
+async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_alignment_fires_exactly_at_start_plus_multiples() {
+    let h = Harness::new(SchedulerOptions::default());
+    h.handle
+        .sync(vec![aligned(&[10], at(3_000), work("a"))])
+        .await;
+    sleep_ms(35_000).await;
+    let runs = h.runs();
+    assert_eq!(
+        runs,
+        vec![
+            ("a", 3_000, 0),
+            ("a", 13_000, 0),
+            ("a", 23_000, 0),
+            ("a", 33_000, 0)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn spread_alignment_fires_at_the_id_phase() {
+    let h = Harness::new(SchedulerOptions::default());
+    let spec = every(5, "spread-me");
+    let phase = job_start(&spec.id, &spec.intervals, Align::Spread) as u64 % 5_000;
+    h.handle.sync(vec![spec]).await;
+    sleep_ms(15_000).await;
+    let expected: Vec<u64> = (0..3).map(|k| phase + k * 5_000).collect();
+    assert_eq!(h.runs_of("spread-me"), expected);
+    assert!(
+        h.runs().iter().all(|r| r.2 == 0),
+        "every firing is on time: {:?}",
+        h.runs()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn coinciding_intervals_fire_once_with_affecting() {
+    let h = Harness::new(SchedulerOptions::default());
+    h.handle
+        .sync(vec![aligned(&[2, 3], base(), work("m"))])
+        .await;
+    sleep_ms(6_500).await;
+    let runs = h.recorder.runs.lock().unwrap().clone();
+    let seen: Vec<(u64, Vec<u32>)> = runs
+        .iter()
+        .map(|(_, t, _)| {
+            (
+                t.at.duration_since(base()).unwrap().as_secs(),
+                t.affecting.iter().collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (0, vec![2, 3]),
+            (2, vec![2]),
+            (3, vec![3]),
+            (4, vec![2]),
+            (6, vec![2, 3])
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sync_keeps_unchanged_reschedules_changed_and_drops_removed() {
+    let h = Harness::new(SchedulerOptions::default());
+    let (a, b, c) = (every(10, "a"), every(10, "b"), every(10, "c"));
+    let first = h.handle.sync(vec![a.clone(), b.clone(), c.clone()]).await;
+    assert_eq!(
+        first,
+        SyncSummary {
+            added: 3,
+            ..Default::default()
+        }
+    );
+    let next_of = |h: &Harness, name: &str| {
+        h.handle
+            .status()
+            .into_iter()
+            .find(|s| s.id.as_str() == name)
+            .and_then(|s| s.next_firing)
+    };
+    // Remove `c` one millisecond before it is due: its queued firing must not run.
+    let c_at = job_start(&c.id, &c.intervals, Align::Spread) as u64 % 10_000;
+    sleep_ms(c_at.saturating_sub(1)).await;
+    let a_next = next_of(&h, "a");
+    let changed_b = JobSpec {
+        intervals: Intervals::one(7).unwrap(),
+        ..b.clone()
+    };
+    let second = h
+        .handle
+        .sync(vec![a.clone(), changed_b.clone(), a.clone()])
+        .await;
+    let expected = SyncSummary {
+        added: 0,
+        changed: 1,
+        removed: 1,
+        unchanged: 1,
+        duplicates: 1,
+    };
+    assert_eq!(second, expected);
+    assert_eq!(h.handle.job_count(), 2);
+    assert_eq!(
+        next_of(&h, "a"),
+        a_next,
+        "an unchanged job keeps its next firing"
+    );
+    let b_phase = job_start(&changed_b.id, &changed_b.intervals, Align::Spread);
+    let now = system_to_millis(base()) + c_at as i64 - 1;
+    let b_next = super::timing::next_at(b_phase, &changed_b.intervals, now - 1);
+    assert_eq!(
+        next_of(&h, "b"),
+        Some(super::timing::millis_to_system(b_next))
+    );
+    sleep_ms(30_000).await;
+    assert!(
+        h.runs_of("c").is_empty(),
+        "a removed job never fires: {:?}",
+        h.runs()
+    );
+    let a_phase = job_start(&a.id, &a.intervals, Align::Spread) as u64 % 10_000;
+    assert!(h.runs_of("a").iter().all(|t| t % 10_000 == a_phase));
+    let b_runs = h.runs_of("b");
+    assert!(
+        b_runs
+            .iter()
+            .filter(|&&t| t >= c_at)
+            .all(|&t| (t as i64 + system_to_millis(base()) - b_phase) % 7_000 == 0)
+    );
+    assert!(b_runs.len() >= 4, "{b_runs:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlap_skip_reports_skipped_firings() {
+    let h = Harness::new(SchedulerOptions::default().with_run_timeout(Duration::from_secs(10)));
+    let slow = Work {
+        takes: Duration::from_millis(2_500),
+        ..work("slow")
+    };
+    h.handle.sync(vec![aligned(&[1], base(), slow)]).await;
+    sleep_ms(5_600).await;
+    assert_eq!(h.runs_of("slow"), vec![0, 3_000]);
+    let reports = h.reports();
+    let ok = |n| RunOutcome::Ok(vec![Value::new("slow", 1.0)]).clone().eq(&n);
+    let outcomes: Vec<(u64, bool)> = reports.iter().map(|(t, o)| (*t, ok(o.clone()))).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (1_000, false),
+            (2_000, false),
+            (0, true),
+            (4_000, false),
+            (5_000, false),
+            (3_000, true)
+        ]
+    );
+    assert!(
+        reports
+            .iter()
+            .filter(|r| !ok(r.1.clone()))
+            .all(|r| r.1 == RunOutcome::Skipped)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlap_queue_one_runs_the_latest_firing_right_after() {
+    let h = Harness::new(
+        SchedulerOptions::default()
+            .with_overlap(OverlapPolicy::QueueOne)
+            .with_run_timeout(Duration::from_secs(10)),
+    );
+    let slow = Work {
+        takes: Duration::from_millis(2_500),
+        ..work("slow")
+    };
+    h.handle.sync(vec![aligned(&[1], base(), slow)]).await;
+    sleep_ms(5_100).await;
+    // (tick, lateness): 0 runs 0..2.5 s; 1 is queued, then replaced by 2,
+    // which starts at 2.5 s and runs to 5 s; 3 and 4 likewise.
+    let runs: Vec<(u64, u64)> = h.runs().into_iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(runs, vec![(0, 0), (2_000, 500), (4_000, 1_000)]);
+    let skipped: Vec<u64> = h
+        .reports()
+        .into_iter()
+        .filter(|r| r.1 == RunOutcome::Skipped)
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(skipped, vec![1_000, 3_000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_past_its_timeout_is_cancelled_and_reported() {
+    let h = Harness::new(SchedulerOptions::default());
+    let stuck = Work {
+        takes: Duration::from_secs(3_600),
+        ..work("stuck")
+    };
+    h.handle.sync(vec![aligned(&[10], base(), stuck)]).await;
+    sleep_ms(10_500).await;
+    let reports = h.reports.lock().unwrap().clone();
+    let first = reports
+        .iter()
+        .find(|r| r.tick.at == base())
+        .expect("the first run is reported");
+    assert_eq!(first.outcome, RunOutcome::Timeout);
+    assert_eq!(
+        first.duration,
+        Duration::from_secs(10),
+        "the default timeout is the interval"
+    );
+    assert_eq!(
+        h.handle.status()[0].last_error.as_deref(),
+        Some("timed out")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_timeout_applies_to_every_job() {
+    let h = Harness::new(SchedulerOptions::default().with_run_timeout(Duration::from_secs(1)));
+    let stuck = Work {
+        takes: Duration::from_secs(3_600),
+        ..work("stuck")
+    };
+    h.handle.sync(vec![aligned(&[10], base(), stuck)]).await;
+    sleep_ms(10_500).await;
+    let reports: Vec<(u64, RunOutcome, Duration)> = h
+        .reports
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.tick.at.duration_since(base()).unwrap().as_millis() as u64,
+                r.outcome.clone(),
+                r.duration,
+            )
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        vec![(0, RunOutcome::Timeout, Duration::from_secs(1))]
+    );
+    // Cancelled at 1 s, so the firing at 10 s found the job free and ran.
+    assert_eq!(h.runs_of("stuck"), vec![0, 10_000]);
+    assert!(h.handle.status()[0].running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_or_failing_job_does_not_disturb_others() {
+    let h = Harness::new(SchedulerOptions::default());
+    let bomb = Work {
+        panics: true,
+        ..work("bomb")
+    };
+    let sad = Work {
+        fails: true,
+        ..work("sad")
+    };
+    h.handle
+        .sync(vec![
+            aligned(&[1], base(), bomb),
+            aligned(&[1], base(), sad),
+            aligned(&[1], base(), work("ok")),
+        ])
+        .await;
+    sleep_ms(4_500).await;
+    for name in ["bomb", "sad", "ok"] {
+        assert_eq!(
+            h.runs_of(name),
+            vec![0, 1_000, 2_000, 3_000, 4_000],
+            "{name}"
+        );
+    }
+    let reports = h.reports.lock().unwrap().clone();
+    let of = |name: &str| {
+        reports
+            .iter()
+            .filter(|r| r.job.as_str() == name)
+            .map(|r| r.outcome.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        of("bomb")
+            .iter()
+            .all(|o| *o == RunOutcome::Panicked("bomb exploded".into()))
+    );
+    assert!(
+        of("sad")
+            .iter()
+            .all(|o| *o == RunOutcome::Error("sad failed".into()))
+    );
+    assert_eq!(of("ok").len(), 5);
+    let status = h.handle.status();
+    let bomb = status.iter().find(|s| s.id.as_str() == "bomb").unwrap();
+    assert_eq!(bomb.last_error.as_deref(), Some("panicked: bomb exploded"));
+    assert_eq!(bomb.last_run, Some(at(4_000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_gives_one_run_not_a_burst() {
+    let h = Harness::new(SchedulerOptions::default());
+    h.handle.sync(vec![aligned(&[1], base(), work("s"))]).await;
+    sleep_ms(500).await;
+    assert_eq!(h.runs_of("s"), vec![0]);
+    // Jump 35 s at once, as if the process had been suspended.
+    tokio::time::advance(Duration::from_millis(35_000)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        h.runs_of("s"),
+        vec![0, 35_000],
+        "one run at the latest missed firing"
+    );
+    assert_eq!(h.reports.lock().unwrap()[1].missed, 34);
+    sleep_ms(1_000).await;
+    assert_eq!(h.runs_of("s"), vec![0, 35_000, 36_000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_global_limit_bounds_concurrent_runs() {
+    let h = Harness::new(SchedulerOptions::default().with_max_concurrent_runs(2));
+    let names = ["j1", "j2", "j3", "j4", "j5"];
+    let busy = |n| Work {
+        takes: Duration::from_secs(1),
+        ..work(n)
+    };
+    h.handle
+        .sync(
+            names
+                .iter()
+                .map(|&n| aligned(&[10], base(), busy(n)))
+                .collect(),
+        )
+        .await;
+    sleep_ms(5_000).await;
+    assert_eq!(h.recorder.most_going.load(Ordering::SeqCst), 2);
+    let mut lateness: Vec<u64> = h.runs().iter().map(|r| r.2).collect();
+    lateness.sort();
+    assert_eq!(lateness, vec![0, 0, 1_000, 1_000, 2_000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_runs_up_to_the_deadline() {
+    let h = Harness::new(SchedulerOptions::default());
+    let long = Work {
+        takes: Duration::from_secs(3),
+        ..work("long")
+    };
+    h.handle.sync(vec![aligned(&[10], base(), long)]).await;
+    sleep_ms(100).await;
+    let started = tokio::time::Instant::now();
+    h.handle.clone().shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(2_900),
+        "waited for the run to finish"
+    );
+    assert_eq!(h.reports().len(), 1);
+    sleep_ms(30_000).await;
+    assert_eq!(h.runs_of("long"), vec![0], "no firing after shutdown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_aborts_runs_past_the_deadline() {
+    let h = Harness::new(SchedulerOptions::default());
+    let long = Work {
+        takes: Duration::from_secs(8),
+        ..work("long")
+    };
+    h.handle.sync(vec![aligned(&[10], base(), long)]).await;
+    sleep_ms(100).await;
+    let started = tokio::time::Instant::now();
+    h.handle.clone().shutdown(Duration::from_secs(1)).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    sleep_ms(20_000).await;
+    assert!(h.reports().is_empty(), "an aborted run is not reported");
+    assert!(
+        !h.handle.status()[0].running,
+        "the aborted run freed its job"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_stops_firing() {
+    let h = Harness::new(SchedulerOptions::default());
+    h.handle.sync(vec![aligned(&[1], base(), work("d"))]).await;
+    sleep_ms(1_500).await;
+    let Harness {
+        recorder, handle, ..
+    } = h;
+    drop(handle);
+    sleep_ms(5_000).await;
+    assert_eq!(recorder.runs.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_schedule_and_last_run() {
+    let h = Harness::new(SchedulerOptions::default());
+    let spec = aligned(
+        &[10, 60],
+        base(),
+        Work {
+            takes: Duration::from_millis(250),
+            ..work("st")
+        },
+    )
+    .with_label("target", "127.0.0.1");
+    h.handle.sync(vec![spec]).await;
+    sleep_ms(100).await;
+    let s = &h.handle.status()[0];
+    assert!(s.running);
+    assert_eq!(s.next_firing, Some(at(10_000)));
+    assert_eq!(
+        s.labels,
+        vec![("target".to_string(), "127.0.0.1".to_string())]
+    );
+    sleep_ms(200).await;
+    let s = &h.handle.status()[0];
+    assert!(!s.running);
+    assert_eq!(
+        (s.last_run, s.last_duration, s.last_error.clone()),
+        (Some(base()), Some(Duration::from_millis(250)), None)
+    );
+}
