@@ -1,0 +1,193 @@
+//! The config fetcher against the fake backend, over real HTTP on loopback.
+
+use std::time::Duration;
+
+use grafolean_collector::api::{ApiError, Client};
+use grafolean_collector::fetch::{FetchError, FetchOptions, fetch_job_configs};
+use grafolean_collector::testing::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, DeviceBatch, ENTITY_ID, FakeGrafolean, Fault,
+    SENSOR_ID,
+};
+use grafolean_collector::token::BotToken;
+
+fn client(fake: &FakeGrafolean) -> Client {
+    Client::builder(fake.url(), BotToken::new(BOT_TOKEN).unwrap())
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fixture_data_set_gives_the_python_result() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    // Only entity 1127398355 passes the filters (see the fixtures' README table).
+    let entities = &report.configs.entities;
+    assert_eq!(entities.len(), 1, "{entities:#?}");
+    let e = &entities[0];
+    assert_eq!((e.account_id, e.entity_id), (ACCOUNT_ID, ENTITY_ID));
+    assert_eq!(e.details["ipv4"], "127.0.0.1");
+    assert_eq!(e.credential_id, Some(CREDENTIAL_ID));
+    assert_eq!(e.credential_details["n_packets"], "2");
+    assert_eq!(e.sensors.len(), 1);
+    assert_eq!(e.sensors[0].sensor_id, SENSOR_ID);
+    // interval null on the entity -> the sensor's default_interval.
+    assert_eq!(e.sensors[0].interval, Some(10));
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(report.requests, fake.request_count());
+}
+
+#[tokio::test]
+async fn shared_credential_and_sensors_are_fetched_once() {
+    let fake = FakeGrafolean::start().await;
+    let account = 1_000_001;
+    fake.put_account(grafolean_collector::testing::Account::new("load").with_id(account));
+    let bot = fake.add_account_bot(account, "ping");
+    let ids = fake.add_devices(
+        &DeviceBatch::new(account, "ping", 1000)
+            .with_bot(bot.id)
+            .with_sensors(5, Some(60)),
+    );
+    let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
+        .build()
+        .unwrap();
+    fake.clear_requests();
+    let report = fetch_job_configs(&client, "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.configs.entities.len(), ids.len());
+    // profile + accounts + 1 entity list + 1000 entities + 1 credential + 5 sensors.
+    let expected = 1 + 1 + 1 + 1000 + 1 + 5;
+    assert_eq!(fake.request_count(), expected);
+    assert_eq!(report.requests, expected);
+    for e in &report.configs.entities {
+        assert_eq!(e.sensors.len(), 5);
+        assert!(e.sensors.iter().all(|s| s.interval == Some(60)));
+    }
+    // The list order is kept.
+    let got: Vec<u64> = report
+        .configs
+        .entities
+        .iter()
+        .map(|e| e.entity_id)
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(got, sorted);
+}
+
+#[tokio::test]
+async fn an_entity_deleted_mid_refresh_is_skipped_alone() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 20)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let victim = ids[7];
+    // The victim's GET is held back while it is deleted: the fake then answers
+    // a real 404, as the backend does for an entity deleted after the list.
+    fake.inject(
+        Fault::delay(Duration::from_millis(300))
+            .method("GET")
+            .path_contains(format!("/entities/{victim}"))
+            .times(1),
+    );
+    let deleter = {
+        let fake = &fake;
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(fake.remove_entity(victim));
+        }
+    };
+    let client = client(&fake);
+    let options = FetchOptions::default();
+    let (report, ()) = tokio::join!(fetch_job_configs(&client, "ping", &options), deleter);
+    let report = report.unwrap();
+    let got: Vec<u64> = report
+        .configs
+        .entities
+        .iter()
+        .map(|e| e.entity_id)
+        .collect();
+    assert_eq!(
+        got.len(),
+        20,
+        "19 new devices + the fixture's entity: {got:?}"
+    );
+    assert!(!got.contains(&victim));
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].entity, Some(victim));
+    assert!(
+        report.skipped[0].reason.contains("404"),
+        "{:?}",
+        report.skipped[0]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_sensor_skips_only_its_entity() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 5)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30))
+            .own_config(),
+    );
+    let entity = fake.entity(ids[2]).unwrap();
+    let sensor = entity.protocols["ping"].sensors[0].sensor;
+    assert!(fake.remove_sensor(sensor));
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.configs.entities.len(), 5);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].entity, Some(ids[2]));
+}
+
+#[tokio::test]
+async fn a_failing_account_list_fails_the_refresh() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    fake.inject(Fault::status(500).path_prefix("/api/accounts").times(1));
+    let err = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Accounts(ApiError::Server { status: 500, .. })
+        ),
+        "{err:?}"
+    );
+    // The next refresh succeeds.
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.configs.entities.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_a_clear_error_at_start_up() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let client = Client::builder(
+        fake.url(),
+        BotToken::new("00000000-0000-4000-8000-000000000000").unwrap(),
+    )
+    .build()
+    .unwrap();
+    let err = fetch_job_configs(&client, "ping", &FetchOptions::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, FetchError::Profile(ApiError::Unauthorized { .. })),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("the bot token was rejected by") && text.contains(&fake.url()),
+        "{text}"
+    );
+    assert!(!text.contains("00000000-0000-4000"), "{text}");
+}
