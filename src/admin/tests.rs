@@ -51,9 +51,7 @@ pub(crate) fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, f64)>
             }
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| err("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if name.is_empty()
             || name.starts_with(|c: char| c.is_ascii_digit())
