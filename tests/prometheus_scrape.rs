@@ -141,6 +141,9 @@ async fn prometheus_ingests_our_metrics() {
         &[
             Value::new("entity.42.ping.success", 0.75),
             Value::new("entity.42.ping.p0.rtt", 0.0123),
+            // Generic names that end like other types' samples still ingest.
+            Value::new("entity.42.ping.total", 4.0),
+            Value::new("entity.42.if-in.count", 5.0),
         ],
     );
     state.values().update(
@@ -203,6 +206,14 @@ async fn prometheus_ingests_our_metrics() {
         .wait_for(&http, "grafolean_value_ping_p0_rtt", |r| {
             r.len() == 1 && value_of(&r[0]) == 0.0123
         })
+        .await;
+
+    prometheus
+        .wait_for(
+            &http,
+            "grafolean_value_ping_total + grafolean_value_if_in_count",
+            |r| r.len() == 1 && value_of(&r[0]) == 9.0,
+        )
         .await;
 
     // A removed job's series disappear: Prometheus marks them stale.

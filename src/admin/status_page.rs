@@ -33,7 +33,7 @@ th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e3e6eb;vertical-
 th{background:#eceff3;font-weight:600;position:sticky;top:0}\
 tr.error td{background:#fff3f2}\
 td.err{color:#b3261e;font-family:ui-monospace,monospace;white-space:pre-wrap;word-break:break-word}\
-code{font-family:ui-monospace,monospace}\
+code{font-family:ui-monospace,monospace}time{white-space:nowrap}\
 .lbl{display:inline-block;background:#e8eefc;border-radius:3px;padding:0 5px;margin:1px 2px;font-family:ui-monospace,monospace;font-size:12px}\
 .ok{color:#1e7b34}.bad{color:#ffb4ab}.run{color:#8a5a00;font-weight:600}\
 footer{padding:0 24px 16px;color:#667}footer a{color:#345}";
@@ -142,6 +142,7 @@ fn when(out: &mut String, at: Option<SystemTime>, now: SystemTime) {
         Ok(ago) => {
             let _ = write!(out, "{} ago", human(ago));
         }
+        Err(e) if e.duration() < Duration::from_secs(1) => out.push_str("now"),
         Err(e) => {
             let _ = write!(out, "in {}", human(e.duration()));
         }
@@ -246,6 +247,9 @@ mod tests {
         out.clear();
         when(&mut out, Some(now + Duration::from_secs(4)), now);
         assert!(out.ends_with(">in 4 s</time>"), "{out}");
+        out.clear();
+        when(&mut out, Some(now + Duration::from_millis(300)), now);
+        assert!(out.ends_with(">now</time>"), "{out}");
         out.clear();
         when(&mut out, None, now);
         assert_eq!(out, "—");

@@ -51,9 +51,7 @@ pub(crate) fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, f64)>
             }
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| err("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if name.is_empty()
             || name.starts_with(|c: char| c.is_ascii_digit())
@@ -314,4 +312,48 @@ async fn router_mounts_into_an_application() {
     assert_eq!(live.status(), 200);
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[test]
+fn hostile_labels_and_paths_still_parse() {
+    // A small deterministic generator of awkward strings.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = [
+        'a', 'Z', '0', '.', '"', '\\', '\n', '{', '}', ',', '=', ' ', 'ü', '-', '%', '#',
+    ];
+    let mut word = |max: u64| -> String {
+        (0..next() % max)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect()
+    };
+    let s = state();
+    for j in 0..200 {
+        let labels = vec![
+            (word(6), word(12)),
+            (word(6), word(12)),
+            ("target".into(), word(20)),
+        ];
+        let values: Vec<Value> = (0..5)
+            .map(|i| Value::new(word(15), f64::from(i) / 3.0))
+            .collect();
+        s.values()
+            .update(&JobId::new(format!("j{j}")), &labels, &values);
+    }
+    let text = s.render_metrics();
+    let samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}"));
+    let values = samples
+        .iter()
+        .filter(|(n, _, _)| !n.starts_with("grafolean_bot_") && !n.starts_with("process_"))
+        .count();
+    assert_eq!(values, s.values().len());
+    assert!(
+        values > 500,
+        "most of the 1000 values are distinct series: {values}"
+    );
 }

@@ -1,0 +1,145 @@
+//! A real browser renders the status page on `/`.
+//!
+//! Headless Chromium loads the page from a running admin server and dumps the
+//! DOM it built; the job rows, their error text, and the escaping of hostile
+//! text must survive a real HTML parser. Needs `/usr/bin/chromium` (Debian
+//! package `chromium`); the test fails with a clear message when it is missing.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use grafolean_collector::admin::{self, AdminState, JobRow};
+use grafolean_collector::metrics::Metrics;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Kills Chromium and removes its profile directory, even when the test fails.
+struct Browser {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `chromium --dump-dom url` and returns the DOM it prints.
+fn dump_dom(url: &str) -> String {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install it with `apt-get install -y chromium` (CI does)"
+    );
+    let dir = std::env::temp_dir().join(format!("grafolean-chromium-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("dom.html");
+    let child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .env("HOME", &dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .expect("failed to start chromium");
+    let mut browser = Browser { child, dir };
+    let start = Instant::now();
+    loop {
+        if let Some(status) = browser.child.try_wait().unwrap() {
+            let dom = std::fs::read_to_string(&out).unwrap_or_default();
+            let log = std::fs::read_to_string(browser.dir.join("stderr.log")).unwrap_or_default();
+            assert!(
+                status.success() && !dom.is_empty(),
+                "chromium failed ({status}):\n{log}"
+            );
+            return dom;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "chromium did not finish within {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_the_job_rows() {
+    let state = AdminState::builder(Metrics::new("ping"))
+        .with_version("9.8.7")
+        .build();
+    state.set_config_loaded();
+    state.set_status_provider(Arc::new(|| {
+        let now = SystemTime::now();
+        vec![
+            JobRow {
+                id: "ping.10.0.0.1".into(),
+                labels: vec![("target".into(), "10.0.0.1".into())],
+                intervals: "10s,60s".into(),
+                last_run: Some(now - Duration::from_secs(4)),
+                last_duration: Some(Duration::from_millis(31)),
+                next_firing: Some(now + Duration::from_secs(6)),
+                last_error: None,
+                running: false,
+            },
+            JobRow {
+                id: "ping.<img src=x onerror=alert(1)>".into(),
+                labels: vec![("target".into(), "bad.example".into())],
+                intervals: "5s".into(),
+                last_run: Some(now - Duration::from_secs(2)),
+                last_duration: Some(Duration::from_secs(5)),
+                next_firing: Some(now + Duration::from_secs(3)),
+                last_error: Some("run timed out after 5 s & gave up".into()),
+                running: true,
+            },
+        ]
+    }));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(admin::serve(listener, admin::router(state), async {
+        let _ = stopped.await;
+    }));
+
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&url))
+        .await
+        .unwrap();
+
+    assert!(dom.contains("<title>ping — Grafolean bot</title>"), "{dom}");
+    assert_eq!(dom.matches("<tr class=\"job").count(), 2, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"job error\">").count(), 1, "{dom}");
+    assert!(dom.contains("<code>ping.10.0.0.1</code>"), "{dom}");
+    assert!(
+        dom.contains("run timed out after 5 s &amp; gave up"),
+        "{dom}"
+    );
+    // The hostile id stayed text: no <img> element was created.
+    assert!(
+        dom.contains("ping.&lt;img src=x onerror=alert(1)&gt;"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"), "{dom}");
+    assert!(dom.contains(">9.8.7<") && dom.contains(">ready<"), "{dom}");
+    assert!(dom.contains("10s,60s") && dom.contains("31 ms"), "{dom}");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
