@@ -31,11 +31,15 @@
 //! ```
 
 mod batch;
+mod conn;
 mod fault;
 mod model;
 mod server;
 mod state;
 mod values;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::io;
@@ -142,8 +146,7 @@ impl FakeGrafolean {
     }
 
     fn start_with(state: State) -> Self {
-        let listener =
-            server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
+        let listener = conn::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the listener's address");
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -153,7 +156,7 @@ impl FakeGrafolean {
             changes: watch::Sender::new(0),
         });
         let conns = CancellationToken::new();
-        let task = tokio::spawn(server::serve(listener, conns.clone(), shared.clone()));
+        let task = tokio::spawn(conn::serve(listener, conns.clone(), shared.clone()));
         let server = Mutex::new(ServerCtl {
             task: Some(task),
             conns,
@@ -488,8 +491,8 @@ impl FakeGrafolean {
     pub async fn accept_connections(&self) -> io::Result<()> {
         let mut ctl = self.server.lock().unwrap();
         if ctl.task.is_none() {
-            let listener = server::bind(self.addr)?;
-            let task = tokio::spawn(server::serve(
+            let listener = conn::bind(self.addr)?;
+            let task = tokio::spawn(conn::serve(
                 listener,
                 ctl.conns.clone(),
                 self.shared.clone(),

@@ -1,27 +1,17 @@
-//! The HTTP side of the fake: a listener whose connections can be cut, and one
-//! handler that records each request, applies the faults, and then answers as
-//! the real backend would (routing, bot auth, permissions, errors).
+//! The request handler: it records each request, applies the faults, and then
+//! answers as the real backend would (routing, bot auth, permissions, errors).
 
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::Shared;
+use super::conn::ConnAddr;
 use super::fault::{FaultKind, judge};
 use super::model::{RecordedRequest, StoredValue, ValueMethod, unix_now};
 use super::state::{self, State};
@@ -30,154 +20,8 @@ use super::values::{self, Reject};
 /// The largest request body the fake reads.
 const MAX_BODY: usize = 64 << 20;
 
-/// Serves `shared` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, conns: CancellationToken, shared: Arc<Shared>) {
-    let app = Router::new().fallback(handle).with_state(shared);
-    let listener = FakeListener {
-        inner: listener,
-        conns,
-    };
-    let service = app.into_make_service_with_connect_info::<ConnAddr>();
-    // `serve` only returns on an accept error it cannot retry; nothing to do then.
-    let _ = axum::serve(listener, service).await;
-}
-
-/// Binds `addr` with `SO_REUSEADDR`, so a closed port can be bound again at once.
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-struct FakeListener {
-    inner: TcpListener,
-    conns: CancellationToken,
-}
-
-/// A connection's peer address and the switch that cuts it.
-#[derive(Clone, Debug)]
-struct ConnAddr {
-    kill: CancellationToken,
-}
-
-impl Connected<IncomingStream<'_, FakeListener>> for ConnAddr {
-    fn connect_info(stream: IncomingStream<'_, FakeListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
-impl Listener for FakeListener {
-    type Io = FakeConn;
-    type Addr = ConnAddr;
-
-    async fn accept(&mut self) -> (FakeConn, ConnAddr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let kill = self.conns.child_token();
-                    let conn = FakeConn {
-                        io: stream,
-                        killed: Box::pin(kill.clone().cancelled_owned()),
-                        dead: false,
-                    };
-                    return (conn, ConnAddr { kill });
-                }
-                // Out of file descriptors and the like: wait, as axum's own listener does.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<ConnAddr> {
-        self.inner.local_addr().map(|_| ConnAddr {
-            kill: CancellationToken::new(),
-        })
-    }
-}
-
-/// A TCP stream that reads EOF and fails writes once its token is cancelled,
-/// so hyper closes it without sending another byte.
-struct FakeConn {
-    io: TcpStream,
-    killed: Pin<Box<WaitForCancellationFutureOwned>>,
-    dead: bool,
-}
-
-impl FakeConn {
-    fn dead(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.dead && self.killed.as_mut().poll(cx).is_ready() {
-            self.dead = true;
-        }
-        self.dead
-    }
-}
-
-fn cut() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection cut by the fake",
-    )
-}
-
-impl AsyncRead for FakeConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.dead(cx) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for FakeConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.dead(cx) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.dead(cx) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.dead(cx) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.dead(cx) {
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 /// Records, applies faults, answers.
-async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
     let kill = req
         .extensions()
         .get::<ConnectInfo<ConnAddr>>()
