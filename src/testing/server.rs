@@ -198,7 +198,7 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
     }
     let bot_id = match authenticate(state, req) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let open = method == Method::GET
         && ["profile", "profile/permissions", "accounts", "bots"].contains(&resource);
@@ -225,26 +225,26 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
             Json200(json!({ "list": list })).into_response()
         }
         Route::Account(a) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => match state.accounts.get(&ids[0]) {
                 Some(acc) => Json200(state::account_json(acc)).into_response(),
                 None => detail(StatusCode::NOT_FOUND, "No such account"),
             },
         },
         Route::List(a, kind) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => Json200(json!({ "list": list(state, ids[0], kind) })).into_response(),
         },
         Route::One(a, kind, id) => match ids(&[("account_id", a), (kind.id_name(), id)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => one(state, ids[0], kind, ids[1]),
         },
         Route::Values(a) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => store_values(state, req, ids[0]),
         },
         Route::ValuesGet(a, path) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => read_values(state, req, ids[0], path),
         },
     }
@@ -261,29 +261,31 @@ fn kind_of(segment: &str) -> Option<Kind> {
 
 /// Bot auth as the backend does it: `?b=<uuid>` only, and never with an
 /// `Authorization` header (which is always parsed as a JWT).
-fn authenticate(state: &State, req: &Req<'_>) -> Result<u64, Response> {
+fn authenticate(state: &State, req: &Req<'_>) -> Result<u64, Box<Response>> {
     if req.headers.contains_key(header::AUTHORIZATION) {
-        return Err(access_denied());
+        return Err(Box::new(access_denied()));
     }
-    let token = req.param("b").ok_or_else(access_denied)?;
+    let Some(token) = req.param("b") else {
+        return Err(Box::new(access_denied()));
+    };
     let (token, newline) = match token.strip_suffix('\n') {
         Some(t) => (t, true),
         None => (token, false),
     };
     if !is_uuid(token) {
-        return Err(access_denied());
+        return Err(Box::new(access_denied()));
     }
     if newline {
         // The regex lets it through; PostgreSQL then refuses it as a UUID.
-        return Err(text_response(
+        return Err(Box::new(text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Could not validate access",
-        ));
+        )));
     }
     state
         .bot_by_token(token)
         .map(|b| b.id)
-        .ok_or_else(access_denied)
+        .ok_or_else(|| Box::new(access_denied()))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -296,7 +298,7 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// Parses integer path parameters; all failures are listed, as FastAPI does.
-fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Response> {
+fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Box<Response>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (name, raw) in params {
@@ -313,10 +315,10 @@ fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Response> {
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(json_response(
+        Err(Box::new(json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({ "detail": errors }),
-        ))
+        )))
     }
 }
 
