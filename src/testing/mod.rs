@@ -33,6 +33,7 @@
 mod batch;
 mod conn;
 mod fault;
+mod fixture;
 mod model;
 mod server;
 mod state;
@@ -53,13 +54,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use batch::DeviceBatch;
 pub use fault::{Fault, FaultId, FaultKind};
+pub use fixture::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, OTHER_BOT_ID, OTHER_BOT_TOKEN,
+    SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
+};
 pub use model::{
     Account, Bot, Credential, Entity, Permission, ProtocolConfig, RecordedRequest, Sensor,
     SensorRef, StoredValue, ValueMethod, random_id,
-};
-pub use state::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, OTHER_BOT_ID, OTHER_BOT_TOKEN,
-    SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
 };
 
 use state::State;
@@ -141,7 +142,7 @@ impl FakeGrafolean {
     /// When no loopback port can be bound.
     pub async fn with_fixture_data() -> Self {
         let mut s = State::empty();
-        state::load_fixture_data(&mut s);
+        fixture::load_fixture_data(&mut s);
         Self::start_with(s)
     }
 

@@ -554,8 +554,8 @@ mod tests {
 
     #[test]
     fn uuid_shape() {
-        assert!(is_uuid(state::BOT_TOKEN));
-        assert!(is_uuid(&state::BOT_TOKEN.to_uppercase()));
+        assert!(is_uuid(crate::testing::BOT_TOKEN));
+        assert!(is_uuid(&crate::testing::BOT_TOKEN.to_uppercase()));
         assert!(!is_uuid("not-a-valid-token"));
         assert!(!is_uuid(""));
     }
