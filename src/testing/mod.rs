@@ -84,6 +84,11 @@ impl Shared {
         seq
     }
 
+    /// Wakes the `wait_for_*` methods.
+    fn notify(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     fn set_status(&self, seq: u64, status: u16) {
         let mut state = self.state.lock().unwrap();
         if let Some(r) = state.requests.iter_mut().rev().find(|r| r.seq == seq) {

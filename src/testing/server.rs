@@ -9,6 +9,7 @@ use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
+use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::conn::ConnAddr;
@@ -57,28 +58,35 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
+    let answer = |shared: &Shared| {
+        let query = query_pairs(parts.uri.query());
+        let req = Req {
+            method: &parts.method,
+            path: parts.uri.path(),
+            raw_query: parts.uri.query(),
+            query: &query,
+            headers: &parts.headers,
+            body: &body,
+            arrived,
+        };
+        route(&mut shared.state.lock().unwrap(), &req)
+    };
+    let cut = |kill: Option<CancellationToken>| {
+        if let Some(kill) = kill {
+            kill.cancel();
+        }
+        // Whatever is returned now is never written: the connection is cut.
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    };
     let response = match verdict.action {
-        Some(FaultKind::Drop) => {
-            if let Some(kill) = kill {
-                kill.cancel();
-            }
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        Some(FaultKind::Drop) => return cut(kill),
+        Some(FaultKind::DropAfterHandling) => {
+            answer(&shared);
+            shared.notify();
+            return cut(kill);
         }
         Some(FaultKind::Status(code)) => fault_response(code),
-        Some(FaultKind::Delay(_)) | None => {
-            let query = query_pairs(parts.uri.query());
-            let req = Req {
-                method: &parts.method,
-                path: parts.uri.path(),
-                raw_query: parts.uri.query(),
-                query: &query,
-                headers: &parts.headers,
-                body: &body,
-                arrived,
-            };
-            let mut state = shared.state.lock().unwrap();
-            route(&mut state, &req)
-        }
+        Some(FaultKind::Delay(_)) | None => answer(&shared),
     };
     shared.set_status(seq, response.status().as_u16());
     response
@@ -149,10 +157,13 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
     let Some(rest) = req.path.strip_prefix("/api/") else {
         return not_found();
     };
-    if rest.ends_with("//") {
-        return redirect_without_slashes(req);
-    }
-    let resource = rest.strip_suffix('/').unwrap_or(rest);
+    // Starlette redirects `…//` to the slash-less URL, but only for a known route.
+    let double_slash = rest.ends_with("//");
+    let resource = if double_slash {
+        rest.trim_end_matches('/')
+    } else {
+        rest.strip_suffix('/').unwrap_or(rest)
+    };
     let segments: Vec<&str> = resource.split('/').collect();
     let route = match segments.as_slice() {
         ["status", "info"] => Route::StatusInfo,
@@ -172,6 +183,9 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
         },
         _ => return not_found(),
     };
+    if double_slash {
+        return redirect_without_slashes(req);
+    }
     let method = req.method;
     let method_ok = match route {
         Route::Values(_) => method == Method::POST || method == Method::PUT,

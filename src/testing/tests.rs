@@ -232,6 +232,51 @@ async fn dropped_connection_gets_no_answer() {
 }
 
 #[tokio::test]
+async fn drop_after_handling_stores_but_does_not_answer() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    fake.inject(
+        Fault::drop_after_handling()
+            .path_contains("/values")
+            .times(1),
+    );
+    let batch = json!([{"p": "x.y", "v": 1}]);
+    assert!(post(&fake, &batch).await.is_err());
+    let stored = tokio::time::timeout(Duration::from_secs(10), fake.wait_for_values(ACCOUNT_ID, 1));
+    assert_eq!(stored.await.unwrap().len(), 1);
+    assert_eq!(fake.requests()[0].status, None);
+    assert_eq!(fake.requests()[0].body_json(), Some(batch));
+}
+
+#[tokio::test]
+async fn double_slash_redirects_only_known_routes() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!(
+            "{}/accounts/{ACCOUNT_ID}/entities/{ENTITY_ID}///?b=x",
+            fake.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    let want = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/{ENTITY_ID}?b=x",
+        fake.url()
+    );
+    assert_eq!(r.headers()["location"].to_str().unwrap(), want);
+    let r = c
+        .get(format!("{}/nothing//?b=x", fake.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
 async fn delay_can_exceed_a_client_timeout() {
     let fake = FakeGrafolean::with_fixture_data().await;
     fake.inject(Fault::delay(Duration::from_millis(400)).times(1));
