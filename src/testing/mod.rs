@@ -29,6 +29,32 @@
 //! assert_eq!((stored.len(), stored[0].v), (1, 1.0));
 //! # }
 //! ```
+//!
+//! # Endpoints
+//!
+//! All under `/api`, each with or without one trailing slash:
+//!
+//! | endpoint | notes |
+//! |---|---|
+//! | `GET status/info` | no auth; see [`FakeGrafolean::set_db_migration_needed`] |
+//! | `GET profile`, `GET profile/permissions`, `GET accounts` | open to every bot |
+//! | `GET accounts/{a}` | needs a grant, which bots normally lack (403) |
+//! | `GET accounts/{a}/entities[/{e}]`, `…/credentials[/{c}]`, `…/sensors[/{s}]` | |
+//! | `POST`, `PUT accounts/{a}/values` | every row of the fixtures' POST table |
+//! | `GET accounts/{a}/values/{path}?t0=&t1=` | for a bot granted GET on values |
+//!
+//! Anything else is `404 {"detail":"Not Found"}`, another method on a known
+//! endpoint is `405`. Admin (JWT) logins are not supported: any
+//! `Authorization` header gets 401, as a bot token in it does on the real backend.
+//!
+//! # Time
+//!
+//! Delays, fault periods and the `arrived` instants use tokio's clock, so they
+//! follow a paused test clock. The `t` stamped on a POSTed value and
+//! [`RecordedRequest::at`] use the system clock, as the backend does.
+//!
+//! [`RecordedRequest`]s are kept raw, query strings (tokens) included; the
+//! `Debug` output of [`FakeGrafolean`] and [`Bot`] shows no token.
 
 mod batch;
 mod conn;
