@@ -73,10 +73,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use batch::DeviceBatch;
 pub use fault::{Fault, FaultId, FaultKind};
@@ -125,25 +124,19 @@ impl Shared {
     }
 }
 
-struct ServerCtl {
-    task: Option<JoinHandle<()>>,
-    conns: CancellationToken,
-}
-
 /// The fake backend. It serves until dropped.
 ///
 /// Its `Debug` output shows the address and counts, never a token.
 pub struct FakeGrafolean {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    server: Mutex<ServerCtl>,
+    server: Arc<conn::Server>,
 }
 
 impl fmt::Debug for FakeGrafolean {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.state.lock().unwrap();
         f.debug_struct("FakeGrafolean")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr)
             .field("bots", &state.bots.len())
             .field("entities", &state.entities.len())
             .field("requests", &state.requests.len())
@@ -178,8 +171,6 @@ impl FakeGrafolean {
     }
 
     fn start_with(state: State) -> Self {
-        let listener = conn::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("the listener's address");
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             faults: Mutex::new(Vec::new()),
@@ -187,27 +178,18 @@ impl FakeGrafolean {
             next_seq: AtomicU64::new(0),
             changes: watch::Sender::new(0),
         });
-        let conns = CancellationToken::new();
-        let task = tokio::spawn(conn::serve(listener, conns.clone(), shared.clone()));
-        let server = Mutex::new(ServerCtl {
-            task: Some(task),
-            conns,
-        });
-        Self {
-            shared,
-            addr,
-            server,
-        }
+        let server = conn::Server::start(shared.clone()).expect("bind 127.0.0.1:0");
+        Self { shared, server }
     }
 
     /// The base URL including `/api`, such as `http://127.0.0.1:40000/api`.
     pub fn url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        format!("http://{}/api", self.server.addr)
     }
 
     /// The address the fake listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -502,16 +484,33 @@ impl FakeGrafolean {
     /// Closes the listening socket and cuts every open connection: new
     /// connections are refused until [`accept_connections`](Self::accept_connections).
     pub async fn refuse_connections(&self) {
-        let task = {
-            let mut ctl = self.server.lock().unwrap();
-            ctl.conns.cancel();
-            ctl.conns = CancellationToken::new();
-            ctl.task.take()
-        };
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
+        self.server.refuse().await;
+    }
+
+    /// Refuses connections now and accepts them again after `period` of tokio
+    /// time (a backend that is down for a while).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use grafolean_collector::testing::FakeGrafolean;
+    /// let fake = FakeGrafolean::start().await;
+    /// let status = format!("{}/status/info", fake.url());
+    /// fake.refuse_connections_for(Duration::from_millis(200)).await;
+    /// assert!(reqwest::get(&status).await.unwrap_err().is_connect());
+    /// tokio::time::sleep(Duration::from_millis(300)).await;
+    /// assert_eq!(reqwest::get(&status).await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub async fn refuse_connections_for(&self, period: Duration) {
+        self.server.refuse().await;
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(period).await;
+            if let Err(e) = server.listen() {
+                tracing::warn!(error = %e, "the fake Grafolean could not listen again");
+            }
+        });
     }
 
     /// Listens again on the same port after [`refuse_connections`](Self::refuse_connections).
@@ -521,27 +520,12 @@ impl FakeGrafolean {
     ///
     /// When the port was taken by another socket meanwhile.
     pub async fn accept_connections(&self) -> io::Result<()> {
-        let mut ctl = self.server.lock().unwrap();
-        if ctl.task.is_none() {
-            let listener = conn::bind(self.addr)?;
-            let task = tokio::spawn(conn::serve(
-                listener,
-                ctl.conns.clone(),
-                self.shared.clone(),
-            ));
-            ctl.task = Some(task);
-        }
-        Ok(())
+        self.server.listen()
     }
 }
 
 impl Drop for FakeGrafolean {
     fn drop(&mut self) {
-        if let Ok(mut ctl) = self.server.lock() {
-            ctl.conns.cancel();
-            if let Some(task) = ctl.task.take() {
-                task.abort();
-            }
-        }
+        self.server.close();
     }
 }

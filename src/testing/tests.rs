@@ -349,3 +349,29 @@ async fn debug_output_never_shows_a_token() {
         assert!(!shown.contains(token), "{shown}");
     }
 }
+
+/// The fake follows a paused test clock: a 10 s delay beats a 5 s client
+/// timeout without the test waiting, and a 30 s outage passes at once.
+#[tokio::test(start_paused = true)]
+async fn paused_clock_delays_and_outages() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let url = format!("{}/profile?b={BOT_TOKEN}", fake.url());
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let wall = std::time::Instant::now();
+
+    fake.inject(Fault::delay(Duration::from_secs(10)).times(1));
+    let started = tokio::time::Instant::now();
+    assert!(c.get(&url).send().await.unwrap_err().is_timeout());
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    fake.refuse_connections_for(Duration::from_secs(30)).await;
+    assert!(c.get(&url).send().await.unwrap_err().is_connect());
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert!(c.get(&url).send().await.unwrap_err().is_connect());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    assert!(wall.elapsed() < Duration::from_secs(5), "no real waiting");
+}
