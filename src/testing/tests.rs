@@ -279,27 +279,16 @@ async fn double_slash_redirects_only_known_routes() {
 #[tokio::test]
 async fn delay_can_exceed_a_client_timeout() {
     let fake = FakeGrafolean::with_fixture_data().await;
-    fake.inject(Fault::delay(Duration::from_millis(400)).times(1));
+    fake.inject(Fault::delay(Duration::from_secs(3)).times(1));
+    let url = format!("{}/profile?b={BOT_TOKEN}", fake.url());
     let c = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
+        .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let err = c
-        .get(format!("{}/profile?b={BOT_TOKEN}", fake.url()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = c.get(&url).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    let started = std::time::Instant::now();
-    assert_eq!(
-        c.get(format!("{}/profile?b={BOT_TOKEN}", fake.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert!(started.elapsed() < Duration::from_millis(100));
+    // The delay was used up: the next request is answered within the timeout.
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
