@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::Router;
@@ -53,7 +53,7 @@ impl Server {
 
     /// Listens again on the same port, unless listening already or closed.
     pub fn listen(&self) -> io::Result<()> {
-        let mut ctl = self.ctl.lock().unwrap();
+        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
         if ctl.task.is_none() && !ctl.closed {
             let listener = bind(self.addr)?;
             ctl.task = Some(tokio::spawn(serve(
@@ -76,16 +76,17 @@ impl Server {
 
     /// Stops for good (on drop, where nothing can be awaited).
     pub fn close(&self) {
-        if let Ok(mut ctl) = self.ctl.lock() {
-            ctl.closed = true;
-        }
+        self.ctl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         if let Some(task) = self.cut_all() {
             task.abort();
         }
     }
 
     fn cut_all(&self) -> Option<JoinHandle<()>> {
-        let mut ctl = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
         ctl.conns.cancel();
         ctl.conns = CancellationToken::new();
         ctl.task.take()

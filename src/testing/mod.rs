@@ -72,7 +72,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -104,7 +104,11 @@ impl Shared {
     fn record(&self, mut r: RecordedRequest) -> u64 {
         r.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let seq = r.seq;
-        self.state.lock().unwrap().requests.push(r);
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests
+            .push(r);
         self.changes.send_modify(|n| *n += 1);
         seq
     }
@@ -115,7 +119,7 @@ impl Shared {
     }
 
     fn set_status(&self, seq: u64, status: u16) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = state.requests.iter_mut().rev().find(|r| r.seq == seq) {
             r.status = Some(status);
         }
@@ -134,7 +138,11 @@ pub struct FakeGrafolean {
 
 impl fmt::Debug for FakeGrafolean {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.state.lock().unwrap();
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("FakeGrafolean")
             .field("addr", &self.server.addr)
             .field("bots", &state.bots.len())
@@ -193,7 +201,11 @@ impl FakeGrafolean {
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.shared.state.lock().unwrap())
+        f(&mut self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     // ----- records -----
@@ -464,13 +476,21 @@ impl FakeGrafolean {
     /// Injects a fault; it applies to requests arriving from now on.
     pub fn inject(&self, fault: Fault) -> FaultId {
         let id = FaultId(self.shared.next_fault.fetch_add(1, Ordering::Relaxed));
-        self.shared.faults.lock().unwrap().push((id, fault.armed()));
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, fault.armed()));
         id
     }
 
     /// Removes an injected fault; `false` when it was used up or already removed.
     pub fn remove_fault(&self, id: FaultId) -> bool {
-        let mut faults = self.shared.faults.lock().unwrap();
+        let mut faults = self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let before = faults.len();
         faults.retain(|(i, _)| *i != id);
         faults.len() != before
@@ -478,7 +498,11 @@ impl FakeGrafolean {
 
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
-        self.shared.faults.lock().unwrap().clear();
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Closes the listening socket and cuts every open connection: new

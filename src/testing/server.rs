@@ -1,7 +1,7 @@
 //! The request handler: it records each request, applies the faults, and then
 //! answers as the real backend would (routing, bot auth, permissions, errors).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::connect_info::ConnectInfo;
@@ -51,7 +51,7 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
         status: None,
     });
     let verdict = judge(
-        &mut shared.faults.lock().unwrap(),
+        &mut shared.faults.lock().unwrap_or_else(PoisonError::into_inner),
         parts.method.as_str(),
         parts.uri.path(),
     );
@@ -69,7 +69,10 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
             body: &body,
             arrived,
         };
-        route(&mut shared.state.lock().unwrap(), &req)
+        route(
+            &mut shared.state.lock().unwrap_or_else(PoisonError::into_inner),
+            &req,
+        )
     };
     let cut = |kill: Option<CancellationToken>| {
         if let Some(kill) = kill {
