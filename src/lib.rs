@@ -23,7 +23,9 @@ pub mod exposition;
 pub mod fetch;
 pub mod job;
 pub mod metrics;
+pub mod runtime;
 pub mod scheduler;
+pub mod sender;
 pub mod settings;
 pub mod standalone;
 #[cfg(feature = "testing")]
@@ -34,4 +36,5 @@ pub mod value;
 pub use collector::{BoxError, Collector};
 pub use config::{EntityConfig, JobConfigs, SensorConfig};
 pub use job::{Align, IntervalError, Intervals, JobId, JobSpec, Tick};
+pub use runtime::Bot;
 pub use value::Value;

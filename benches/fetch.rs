@@ -1,0 +1,80 @@
+//! Benchmark: fetching job configs for 1,000 entities × 5 sensors from the
+//! fake backend over loopback, at 0 ms and 2 ms of added latency per request.
+//!
+//! Run with `cargo bench --bench fetch --features testing`. It prints, for each
+//! case, the median wall time of several refreshes, the request count, and the
+//! ideal time `requests × latency ÷ requests in flight`.
+
+use std::time::{Duration, Instant};
+
+use grafolean_collector::api::Client;
+use grafolean_collector::fetch::{DEFAULT_MAX_IN_FLIGHT, FetchOptions, fetch_job_configs};
+use grafolean_collector::testing::{Account, DeviceBatch, FakeGrafolean, Fault};
+use grafolean_collector::token::BotToken;
+
+const ENTITIES: usize = 1000;
+const SENSORS: usize = 5;
+const REPEATS: usize = 7;
+
+#[tokio::main]
+async fn main() {
+    println!(
+        "fetch_job_configs: {ENTITIES} entities x {SENSORS} sensors, {DEFAULT_MAX_IN_FLIGHT} requests in flight, median of {REPEATS}"
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>11} {:>11} {:>7}",
+        "case", "latency", "requests", "wall", "ideal", "ratio"
+    );
+    for shared in [true, false] {
+        for latency_ms in [0u64, 2] {
+            run_case(shared, latency_ms).await;
+        }
+    }
+}
+
+async fn run_case(shared: bool, latency_ms: u64) {
+    let fake = FakeGrafolean::start().await;
+    let account = 42;
+    fake.put_account(Account::new("bench").with_id(account));
+    let bot = fake.add_account_bot(account, "ping");
+    let mut batch = DeviceBatch::new(account, "ping", ENTITIES)
+        .with_bot(bot.id)
+        .with_sensors(SENSORS, Some(60));
+    if !shared {
+        batch = batch.own_config();
+    }
+    fake.add_devices(&batch);
+    if latency_ms > 0 {
+        fake.inject(Fault::delay(Duration::from_millis(latency_ms)));
+    }
+    let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
+        .build()
+        .unwrap();
+    let options = FetchOptions::default();
+    let mut walls = Vec::new();
+    let mut requests = 0;
+    for _ in 0..REPEATS {
+        let started = Instant::now();
+        let report = fetch_job_configs(&client, "ping", &options).await.unwrap();
+        walls.push(started.elapsed());
+        assert_eq!(report.configs.entities.len(), ENTITIES);
+        requests = report.requests;
+    }
+    walls.sort();
+    let median = walls[REPEATS / 2];
+    let ideal = Duration::from_millis(latency_ms) * requests as u32 / options.max_in_flight as u32;
+    let ratio = if ideal.is_zero() {
+        "-".to_string()
+    } else {
+        format!("{:.2}", median.as_secs_f64() / ideal.as_secs_f64())
+    };
+    println!(
+        "{:<10} {:>6}ms {:>9} {:>9.1}ms {:>9.1}ms {:>7}",
+        if shared { "shared" } else { "unshared" },
+        latency_ms,
+        requests,
+        median.as_secs_f64() * 1e3,
+        ideal.as_secs_f64() * 1e3,
+        ratio
+    );
+}

@@ -1,0 +1,158 @@
+//! `--once`: run every job once, now, and print what it produced.
+//!
+//! For bot authors, and for debugging "no data": it shows exactly which values
+//! each job returns, or why it failed, without waiting for an interval. It
+//! sends nothing unless `--send` is given.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+
+use super::Bot;
+use crate::exposition::ValueStore;
+use crate::settings::{OnceFormat, Settings};
+use crate::{Collector, Tick, Value};
+
+/// How many jobs `--once` runs at the same time.
+const CONCURRENCY: usize = 256;
+
+/// The result of one job's run.
+struct Outcome {
+    job: String,
+    duration: Duration,
+    result: Result<Vec<Value>, String>,
+}
+
+pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCode {
+    let source = match settings.validate() {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (client, config_source) = match bot.config_source(source, &settings) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match config_source.load(&bot.fetch_options).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("could not load the job configs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let specs = bot.collector.jobs(&loaded.configs);
+    eprintln!(
+        "{} entities, {} jobs from {config_source}; running each once",
+        loaded.configs.entities.len(),
+        specs.len()
+    );
+
+    let outcomes: Vec<(Outcome, Option<u64>, Tick, Vec<(String, String)>)> = stream::iter(specs)
+        .map(|spec| {
+            let collector = bot.collector.clone();
+            async move {
+                let tick = Tick::now(&spec.intervals);
+                let timeout = Duration::from_secs(u64::from(spec.intervals.smallest()));
+                let started = Instant::now();
+                let result =
+                    match tokio::time::timeout(timeout, collector.run(tick.clone(), &spec.params))
+                        .await
+                    {
+                        Ok(Ok(values)) => Ok(values),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                    };
+                let outcome = Outcome {
+                    job: spec.id.to_string(),
+                    duration: started.elapsed(),
+                    result,
+                };
+                (outcome, spec.account, tick, spec.labels)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut outcomes = outcomes;
+    outcomes.sort_by(|a, b| a.0.job.cmp(&b.0.job));
+
+    match settings.format {
+        OnceFormat::Table => print_table(outcomes.iter().map(|o| &o.0)),
+        OnceFormat::Prometheus => {
+            let store = bot.values.clone();
+            for (o, _, _, labels) in &outcomes {
+                if let Ok(values) = &o.result {
+                    store.update(&crate::JobId::new(o.job.clone()), labels, values);
+                }
+            }
+            print!("{}", render(&store));
+        }
+    }
+
+    let failed = outcomes.iter().filter(|o| o.0.result.is_err()).count();
+    if settings.send {
+        if let Some(client) = client {
+            let sender = match crate::sender::Sender::builder(client, bot.metrics.clone()).build() {
+                Ok(sender) => sender,
+                Err(e) => {
+                    eprintln!("the sender could not start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for (o, account, tick, _) in outcomes {
+                if let (Ok(values), Some(account)) = (o.result, account) {
+                    sender.submit(account, &crate::JobId::new(o.job), tick.at, values);
+                }
+            }
+            let report = sender.shutdown(bot.drain_deadline).await;
+            eprintln!("sent: {report:?}");
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} job(s) failed");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn render(store: &ValueStore) -> String {
+    let mut out = String::new();
+    store.render(&mut out);
+    out.push_str("# EOF\n");
+    out
+}
+
+fn print_table<'a>(outcomes: impl Iterator<Item = &'a Outcome> + Clone) {
+    let mut rows: Vec<[String; 3]> = vec![["JOB".into(), "PATH".into(), "VALUE".into()]];
+    for o in outcomes {
+        match &o.result {
+            Ok(values) if values.is_empty() => {
+                rows.push([o.job.clone(), "(no values)".into(), String::new()]);
+            }
+            Ok(values) => {
+                for v in values {
+                    let mark = if v.validate().is_err() {
+                        " (invalid: will not be sent)"
+                    } else {
+                        ""
+                    };
+                    rows.push([o.job.clone(), v.path.clone(), format!("{}{mark}", v.value)]);
+                }
+            }
+            Err(e) => rows.push([o.job.clone(), "ERROR".into(), e.clone()]),
+        }
+        let _ = o.duration;
+    }
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let (w0, w1) = (width(0), width(1));
+    for r in &rows {
+        println!("{:<w0$}  {:<w1$}  {}", r[0], r[1], r[2]);
+    }
+}

@@ -1,0 +1,101 @@
+//! Where the runtime gets its job configs on every refresh.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::api::Client;
+use crate::config::JobConfigs;
+use crate::fetch::{FetchError, FetchOptions, fetch_job_configs};
+use crate::standalone::{self, StandaloneError};
+
+/// A source of job configs.
+#[derive(Debug)]
+pub enum ConfigSource {
+    /// The Grafolean backend, for one protocol.
+    Grafolean {
+        /// The API client.
+        client: Client,
+        /// The protocol, such as `ping`.
+        protocol: String,
+    },
+    /// A standalone TOML file, re-read on every refresh.
+    File(PathBuf),
+    /// Configs fixed at start-up (a bot's built-in default).
+    Fixed(JobConfigs),
+    /// No configs: the collector makes its own job list.
+    Empty,
+}
+
+/// The configs of one refresh, with what it took to get them.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The configs.
+    pub configs: JobConfigs,
+    /// Accounts read.
+    pub accounts: usize,
+    /// Entities left out because of errors.
+    pub skipped: usize,
+    /// HTTP requests made.
+    pub requests: usize,
+}
+
+/// Why a refresh failed. The previous job set stays scheduled.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Fetching from Grafolean failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The standalone file is invalid.
+    #[error(transparent)]
+    File(#[from] StandaloneError),
+}
+
+impl RefreshError {
+    /// Whether the failure means the backend could not be reached.
+    pub fn backend_unreachable(&self) -> bool {
+        match self {
+            Self::Fetch(FetchError::Profile(e) | FetchError::Accounts(e))
+            | Self::Fetch(FetchError::Entities { source: e, .. }) => !e.backend_answered(),
+            Self::File(_) => false,
+        }
+    }
+}
+
+impl ConfigSource {
+    /// Loads the configs once.
+    pub async fn load(&self, options: &FetchOptions) -> Result<Loaded, RefreshError> {
+        Ok(match self {
+            Self::Grafolean { client, protocol } => {
+                let report = fetch_job_configs(client, protocol, options).await?;
+                Loaded {
+                    configs: report.configs,
+                    accounts: report.accounts,
+                    skipped: report.skipped.len(),
+                    requests: report.requests,
+                }
+            }
+            Self::File(path) => Loaded {
+                configs: standalone::load(path)?,
+                ..Loaded::default()
+            },
+            Self::Fixed(configs) => Loaded {
+                configs: configs.clone(),
+                ..Loaded::default()
+            },
+            Self::Empty => Loaded::default(),
+        })
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Grafolean { client, protocol } => {
+                write!(f, "Grafolean at {} (protocol {protocol})", client.backend())
+            }
+            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::Fixed(_) => f.write_str("built-in default config"),
+            Self::Empty => f.write_str("the bot's own job list"),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The README's "write your own bot" example, compiled and run for real:
+//! standalone from a TOML file, scraped over HTTP, and then shut down.
+
+#[path = "../examples/tcp_connect.rs"]
+#[allow(dead_code)]
+mod tcp_connect;
+
+use std::time::Duration;
+
+use clap::Parser;
+use grafolean_collector::Bot;
+use grafolean_collector::settings::Settings;
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_bot_runs_standalone_and_exports_its_values() {
+    // The target: a TCP listener on loopback.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target.local_addr().unwrap();
+    tokio::spawn(async move { while target.accept().await.is_ok() {} });
+
+    let dir = std::env::temp_dir().join(format!("gc-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("jobs.toml");
+    std::fs::write(
+        &config,
+        format!("[[entity]]\nid = 7\nname = \"t\"\ndetails = {{ address = \"{target_addr}\" }}\nsensors = [{{ interval = 1 }}]\n"),
+    )
+    .unwrap();
+    let settings =
+        Settings::try_parse_from(["tcp-connect", "--config", config.to_str().unwrap()]).unwrap();
+
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bot = Bot::new("tcp-connect", tcp_connect::TcpConnect).with_admin_listener(admin);
+    let running = tokio::spawn(bot.run(settings, async {
+        let _ = stopped.await;
+    }));
+
+    // Within a few seconds the value shows on /metrics, labelled by target.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = get(&format!("{base}/metrics")).await.1;
+        if metrics.contains("tcp_connect_seconds") {
+            break;
+        }
+    }
+    let line = metrics
+        .lines()
+        .find(|l| l.contains("tcp_connect_seconds") && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no value series on /metrics:\n{metrics}"));
+    assert!(
+        line.contains(&format!("target=\"{target_addr}\"")),
+        "{line}"
+    );
+    assert!(line.contains("entity=\"7\""), "{line}");
+    assert!(
+        metrics.contains("grafolean_bot_runs_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert_eq!(get(&format!("{base}/ready")).await.0, 200);
+    let (_, page) = get(&format!("{base}/")).await;
+    assert!(page.contains("entity.7"), "{page}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the bot shuts down")
+        .unwrap()
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
