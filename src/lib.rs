@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod job;
 pub mod metrics;
 pub mod scheduler;
+pub mod sender;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod token;
