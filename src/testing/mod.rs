@@ -1,1 +1,515 @@
-//! TODO: the fake Grafolean backend
+//! A fake Grafolean backend for testing bots (cargo feature `testing`).
+//!
+//! [`FakeGrafolean`] is a real HTTP server on `127.0.0.1:0`, faithful to the
+//! responses recorded from the real backend (`tests/fixtures/grafolean-api/`):
+//! bot auth with `?b=<token>`, the permission rule, trailing slashes, the
+//! exact error bodies, and the checks on `POST`/`PUT …/values`. It is
+//! stateful: accounts, bots, grants, entities, credentials and sensors can
+//! change while a bot runs. It records every request and every stored value,
+//! and it can fail on purpose ([`Fault`], [`FakeGrafolean::refuse_connections`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
+//!
+//! let fake = FakeGrafolean::with_fixture_data().await;
+//! let client = reqwest::Client::new();
+//! let values = format!("{}/accounts/{ACCOUNT_ID}/values/?b={BOT_TOKEN}", fake.url());
+//! let batch = serde_json::json!([{"p": "entity.1.ping.success", "v": 1.0}]);
+//!
+//! // The first attempt meets an injected 500, the retry is stored.
+//! fake.inject(Fault::status(500).method("POST").times(1));
+//! let first = client.post(&values).json(&batch).send().await.unwrap();
+//! assert_eq!(first.status(), 500);
+//! let second = client.post(&values).json(&batch).send().await.unwrap();
+//! assert_eq!(second.status(), 204);
+//!
+//! assert_eq!(fake.request_count(), 2);
+//! let stored = fake.values(ACCOUNT_ID);
+//! assert_eq!((stored.len(), stored[0].v), (1, 1.0));
+//! # }
+//! ```
+
+mod batch;
+mod conn;
+mod fault;
+mod model;
+mod server;
+mod state;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use batch::DeviceBatch;
+pub use fault::{Fault, FaultId, FaultKind};
+pub use model::{
+    Account, Bot, Credential, Entity, Permission, ProtocolConfig, RecordedRequest, Sensor,
+    SensorRef, StoredValue, ValueMethod, random_id,
+};
+pub use state::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, OTHER_BOT_ID, OTHER_BOT_TOKEN,
+    SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
+};
+
+use state::State;
+
+/// What the server task and the test share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    faults: Mutex<Vec<(FaultId, Fault)>>,
+    next_fault: AtomicU64,
+    next_seq: AtomicU64,
+    /// Bumped on every recorded request, status and stored value.
+    changes: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn record(&self, mut r: RecordedRequest) -> u64 {
+        r.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = r.seq;
+        self.state.lock().unwrap().requests.push(r);
+        self.changes.send_modify(|n| *n += 1);
+        seq
+    }
+
+    fn set_status(&self, seq: u64, status: u16) {
+        let mut state = self.state.lock().unwrap();
+        if let Some(r) = state.requests.iter_mut().rev().find(|r| r.seq == seq) {
+            r.status = Some(status);
+        }
+        drop(state);
+        self.changes.send_modify(|n| *n += 1);
+    }
+}
+
+struct ServerCtl {
+    task: Option<JoinHandle<()>>,
+    conns: CancellationToken,
+}
+
+/// The fake backend. It serves until dropped.
+///
+/// Its `Debug` output shows the address and counts, never a token.
+pub struct FakeGrafolean {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: Mutex<ServerCtl>,
+}
+
+impl fmt::Debug for FakeGrafolean {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.state.lock().unwrap();
+        f.debug_struct("FakeGrafolean")
+            .field("addr", &self.addr)
+            .field("bots", &state.bots.len())
+            .field("entities", &state.entities.len())
+            .field("requests", &state.requests.len())
+            .field("values", &state.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeGrafolean {
+    /// Starts an empty fake (no accounts, no bots) on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start() -> Self {
+        Self::start_with(State::empty())
+    }
+
+    /// Starts a fake holding exactly the fixtures' data set: account
+    /// [`ACCOUNT_ID`], the main ping bot [`BOT_ID`] ([`BOT_TOKEN`]), the
+    /// POST-only bot [`OTHER_BOT_ID`] ([`OTHER_BOT_TOKEN`]), the bot without
+    /// grants [`SNMP_BOT_ID`] ([`SNMP_BOT_TOKEN`]), the six entities of the
+    /// README's table, and the account's credentials and sensors.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn with_fixture_data() -> Self {
+        let mut s = State::empty();
+        state::load_fixture_data(&mut s);
+        Self::start_with(s)
+    }
+
+    fn start_with(state: State) -> Self {
+        let listener = conn::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("the listener's address");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            faults: Mutex::new(Vec::new()),
+            next_fault: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
+            changes: watch::Sender::new(0),
+        });
+        let conns = CancellationToken::new();
+        let task = tokio::spawn(conn::serve(listener, conns.clone(), shared.clone()));
+        let server = Mutex::new(ServerCtl {
+            task: Some(task),
+            conns,
+        });
+        Self {
+            shared,
+            addr,
+            server,
+        }
+    }
+
+    /// The base URL including `/api`, such as `http://127.0.0.1:40000/api`.
+    pub fn url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// The address the fake listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.shared.state.lock().unwrap())
+    }
+
+    // ----- records -----
+
+    /// Adds or replaces an account; returns its id.
+    pub fn put_account(&self, account: Account) -> u64 {
+        self.with_state(|s| {
+            let id = account.id;
+            s.accounts.insert(id, account);
+            id
+        })
+    }
+
+    /// Removes an account with its entities, credentials and sensors.
+    pub fn remove_account(&self, id: u64) -> bool {
+        self.with_state(|s| s.remove_account(id))
+    }
+
+    /// Adds or replaces a bot; returns its id.
+    pub fn put_bot(&self, bot: Bot) -> u64 {
+        self.with_state(|s| {
+            let id = bot.id;
+            s.bots.insert(id, bot);
+            id
+        })
+    }
+
+    /// Adds a bot tied to `account_id` with the grants the Grafolean frontend gives
+    /// a new account bot: POST+PUT on `accounts/{a}/values`, and GET on
+    /// `accounts/{a}/entities`, `…/credentials` and `…/sensors`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use grafolean_collector::testing::{Account, FakeGrafolean};
+    /// let fake = FakeGrafolean::start().await;
+    /// let account = fake.put_account(Account::new("test"));
+    /// let bot = fake.add_account_bot(account, "ping");
+    /// assert_eq!(fake.permissions(bot.id).len(), 4);
+    /// # }
+    /// ```
+    pub fn add_account_bot(&self, account_id: u64, protocol: &str) -> Bot {
+        let bot = Bot::new(format!("{protocol} bot"), Some(protocol)).tied_to(account_id);
+        self.put_bot(bot.clone());
+        for what in ["credentials", "entities", "sensors"] {
+            self.grant(
+                bot.id,
+                Some(&format!("accounts/{account_id}/{what}")),
+                Some(&["GET"]),
+            );
+        }
+        self.grant(
+            bot.id,
+            Some(&format!("accounts/{account_id}/values")),
+            Some(&["POST", "PUT"]),
+        );
+        bot
+    }
+
+    /// Removes a bot and its grants.
+    pub fn remove_bot(&self, id: u64) -> bool {
+        self.with_state(|s| {
+            s.permissions.retain(|_, p| p.user_id != id);
+            s.bots.remove(&id).is_some()
+        })
+    }
+
+    /// Grants `methods` (`None` = all) on `resource_prefix` (`None` = everything)
+    /// to a user; returns the permission id.
+    pub fn grant(
+        &self,
+        user_id: u64,
+        resource_prefix: Option<&str>,
+        methods: Option<&[&str]>,
+    ) -> u64 {
+        let p = Permission {
+            id: random_id(),
+            user_id,
+            resource_prefix: resource_prefix.map(str::to_owned),
+            methods: methods.map(|ms| ms.iter().map(|m| m.to_ascii_uppercase()).collect()),
+        };
+        self.with_state(|s| {
+            let id = p.id;
+            s.permissions.insert(id, p);
+            id
+        })
+    }
+
+    /// Revokes one permission.
+    pub fn revoke(&self, permission_id: u64) -> bool {
+        self.with_state(|s| s.permissions.remove(&permission_id).is_some())
+    }
+
+    /// Revokes every permission of a user on exactly this prefix; returns how many.
+    pub fn revoke_prefix(&self, user_id: u64, resource_prefix: Option<&str>) -> usize {
+        self.with_state(|s| {
+            let before = s.permissions.len();
+            s.permissions.retain(|_, p| {
+                !(p.user_id == user_id && p.resource_prefix.as_deref() == resource_prefix)
+            });
+            before - s.permissions.len()
+        })
+    }
+
+    /// A user's permissions, sorted by prefix (as `GET /profile/permissions` lists them).
+    pub fn permissions(&self, user_id: u64) -> Vec<Permission> {
+        self.with_state(|s| s.permissions_of(user_id).into_iter().cloned().collect())
+    }
+
+    /// Adds or replaces an entity; returns its id.
+    pub fn put_entity(&self, entity: Entity) -> u64 {
+        self.with_state(|s| {
+            let id = entity.id;
+            s.entities.insert(id, entity);
+            id
+        })
+    }
+
+    /// Adds or replaces many entities under one lock.
+    pub fn put_entities(&self, entities: impl IntoIterator<Item = Entity>) {
+        self.with_state(|s| s.entities.extend(entities.into_iter().map(|e| (e.id, e))));
+    }
+
+    /// Removes an entity.
+    pub fn remove_entity(&self, id: u64) -> bool {
+        self.with_state(|s| s.entities.remove(&id).is_some())
+    }
+
+    /// An entity by id.
+    pub fn entity(&self, id: u64) -> Option<Entity> {
+        self.with_state(|s| s.entities.get(&id).cloned())
+    }
+
+    /// Changes an entity in place (for example its protocols); returns whether it exists.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use grafolean_collector::testing::{ENTITY_ID, FakeGrafolean};
+    /// let fake = FakeGrafolean::with_fixture_data().await;
+    /// let changed = fake.update_entity(ENTITY_ID, |e| {
+    ///     e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(30);
+    /// });
+    /// assert!(changed);
+    /// # }
+    /// ```
+    pub fn update_entity(&self, id: u64, f: impl FnOnce(&mut Entity)) -> bool {
+        self.with_state(|s| s.entities.get_mut(&id).map(f).is_some())
+    }
+
+    /// Adds or replaces a credential; returns its id.
+    pub fn put_credential(&self, credential: Credential) -> u64 {
+        self.with_state(|s| {
+            let id = credential.id;
+            s.credentials.insert(id, credential);
+            id
+        })
+    }
+
+    /// Removes a credential.
+    pub fn remove_credential(&self, id: u64) -> bool {
+        self.with_state(|s| s.credentials.remove(&id).is_some())
+    }
+
+    /// Adds or replaces a sensor; returns its id.
+    pub fn put_sensor(&self, sensor: Sensor) -> u64 {
+        self.with_state(|s| {
+            let id = sensor.id;
+            s.sensors.insert(id, sensor);
+            id
+        })
+    }
+
+    /// Removes a sensor.
+    pub fn remove_sensor(&self, id: u64) -> bool {
+        self.with_state(|s| s.sensors.remove(&id).is_some())
+    }
+
+    /// Creates many devices at once; returns their ids. See [`DeviceBatch`].
+    pub fn add_devices(&self, batch: &DeviceBatch) -> Vec<u64> {
+        let (credentials, sensors, entities) = batch.build();
+        let ids = entities.iter().map(|e| e.id).collect();
+        self.with_state(|s| {
+            s.credentials
+                .extend(credentials.into_iter().map(|c| (c.id, c)));
+            s.sensors.extend(sensors.into_iter().map(|x| (x.id, x)));
+            s.entities.extend(entities.into_iter().map(|e| (e.id, e)));
+        });
+        ids
+    }
+
+    /// Sets `db_migration_needed` in `GET /status/info` (initially `false`).
+    pub fn set_db_migration_needed(&self, needed: bool) {
+        self.with_state(|s| s.db_migration_needed = needed);
+    }
+
+    /// Sets `user_exists` in `GET /status/info` (initially `true`).
+    pub fn set_user_exists(&self, exists: bool) {
+        self.with_state(|s| s.user_exists = exists);
+    }
+
+    // ----- recordings -----
+
+    /// Every request received since the start (or the last [`clear_requests`](Self::clear_requests)).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.with_state(|s| s.requests.clone())
+    }
+
+    /// How many requests were received.
+    pub fn request_count(&self) -> usize {
+        self.with_state(|s| s.requests.len())
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.with_state(|s| s.requests.clear());
+    }
+
+    /// The values stored for an account, in arrival order.
+    pub fn values(&self, account_id: u64) -> Vec<StoredValue> {
+        self.with_state(|s| {
+            s.values
+                .iter()
+                .filter(|v| v.account_id == account_id)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Every stored value, in arrival order.
+    pub fn all_values(&self) -> Vec<StoredValue> {
+        self.with_state(|s| s.values.clone())
+    }
+
+    /// Forgets the stored values.
+    pub fn clear_values(&self) {
+        self.with_state(State::clear_values);
+    }
+
+    /// Waits until the account holds at least `n` values, and returns them.
+    /// Wrap it in `tokio::time::timeout` to bound it.
+    pub async fn wait_for_values(&self, account_id: u64, n: usize) -> Vec<StoredValue> {
+        self.wait_until(|| Some(self.values(account_id)).filter(|v| v.len() >= n))
+            .await
+    }
+
+    /// Waits until at least `n` requests were answered (or dropped), and returns them all.
+    pub async fn wait_for_requests(&self, n: usize) -> Vec<RecordedRequest> {
+        self.wait_until(|| {
+            let done = self.with_state(|s| s.requests.len() >= n);
+            done.then(|| self.requests())
+        })
+        .await
+    }
+
+    async fn wait_until<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
+        let mut changes = self.shared.changes.subscribe();
+        loop {
+            changes.mark_unchanged();
+            if let Some(t) = ready() {
+                return t;
+            }
+            // The sender lives in `self`, so this cannot fail while we wait.
+            let _ = changes.changed().await;
+        }
+    }
+
+    // ----- faults -----
+
+    /// Injects a fault; it applies to requests arriving from now on.
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        let id = FaultId(self.shared.next_fault.fetch_add(1, Ordering::Relaxed));
+        self.shared.faults.lock().unwrap().push((id, fault.armed()));
+        id
+    }
+
+    /// Removes an injected fault; `false` when it was used up or already removed.
+    pub fn remove_fault(&self, id: FaultId) -> bool {
+        let mut faults = self.shared.faults.lock().unwrap();
+        let before = faults.len();
+        faults.retain(|(i, _)| *i != id);
+        faults.len() != before
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Closes the listening socket and cuts every open connection: new
+    /// connections are refused until [`accept_connections`](Self::accept_connections).
+    pub async fn refuse_connections(&self) {
+        let task = {
+            let mut ctl = self.server.lock().unwrap();
+            ctl.conns.cancel();
+            ctl.conns = CancellationToken::new();
+            ctl.task.take()
+        };
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port after [`refuse_connections`](Self::refuse_connections).
+    /// Does nothing when the fake is listening already.
+    ///
+    /// # Errors
+    ///
+    /// When the port was taken by another socket meanwhile.
+    pub async fn accept_connections(&self) -> io::Result<()> {
+        let mut ctl = self.server.lock().unwrap();
+        if ctl.task.is_none() {
+            let listener = conn::bind(self.addr)?;
+            let task = tokio::spawn(conn::serve(
+                listener,
+                ctl.conns.clone(),
+                self.shared.clone(),
+            ));
+            ctl.task = Some(task);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FakeGrafolean {
+    fn drop(&mut self) {
+        if let Ok(mut ctl) = self.server.lock() {
+            ctl.conns.cancel();
+            if let Some(task) = ctl.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
