@@ -51,7 +51,10 @@ fn sender(url: &str, metrics: &Metrics, spool: Option<&PathBuf>) -> Sender {
 
 /// A measurement time in whole milliseconds, so that `t` is exact.
 fn base_time() -> SystemTime {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
@@ -64,7 +67,9 @@ fn t_of(at: SystemTime) -> f64 {
 }
 
 fn tick_values(tick: u64) -> Vec<Value> {
-    (0..PATHS).map(|p| Value::new(format!("test.p{p}"), tick as f64)).collect()
+    (0..PATHS)
+        .map(|p| Value::new(format!("test.p{p}"), tick as f64))
+        .collect()
 }
 
 /// Submits a tick every 100 ms; returns when each tick was submitted.
@@ -83,7 +88,9 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
 fn dropped(metrics: &Metrics, reason: &str) -> u64 {
     metrics
         .values_dropped
-        .get_or_create(&ReasonLabels { reason: reason.into() })
+        .get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        })
         .get()
 }
 
@@ -115,11 +122,18 @@ fn assert_exactly_once(
                 put += 1;
                 assert_eq!(got[0].t, t_of(at(base, k)), "{key:?} has the wrong time");
             } else {
-                assert!(!must_put(k), "{key:?} was produced during the outage but came by POST");
+                assert!(
+                    !must_put(k),
+                    "{key:?} was produced during the outage but came by POST"
+                );
             }
         }
     }
-    assert_eq!(map.len(), ticks.count() * PATHS as usize, "unexpected extra values");
+    assert_eq!(
+        map.len(),
+        ticks.count() * PATHS as usize,
+        "unexpected extra values"
+    );
     put
 }
 
@@ -139,14 +153,16 @@ async fn outage_test(outage: Outage) {
     let producer = tokio::spawn(produce(sender.clone(), base, ticks));
     sleep(Duration::from_secs(1)).await;
     let start = Instant::now();
-    let values_only = || Fault::status(500).path_contains("/values");
     match outage {
         Outage::Status(code) => {
-            fake.inject(Fault::status(code).path_contains("/values").for_duration(OUTAGE));
+            fake.inject(
+                Fault::status(code)
+                    .path_contains("/values")
+                    .for_duration(OUTAGE),
+            );
         }
         Outage::Refused => fake.refuse_connections().await,
         Outage::Slow => {
-            let _ = values_only;
             fake.inject(
                 Fault::delay(CLIENT_TIMEOUT + Duration::from_millis(500))
                     .path_contains("/values")
@@ -176,7 +192,10 @@ async fn outage_test(outage: Outage) {
     assert!(metrics.values_retried.get() > 0);
     assert_eq!(metrics.values_buffered.get(), 0);
     assert_eq!(metrics.backend_up.get(), 1);
-    eprintln!("{outage:?}: {total} values, {put} replayed by PUT, {} retried", metrics.values_retried.get());
+    eprintln!(
+        "{outage:?}: {total} values, {put} replayed by PUT, {} retried",
+        metrics.values_retried.get()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +230,11 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
     let ticks = 40;
     let producer = tokio::spawn(produce(sender.clone(), base, ticks));
     sleep(Duration::from_secs(1)).await;
-    fake.inject(Fault::status(500).path_contains("/values").for_duration(Duration::from_secs(2)));
+    fake.inject(
+        Fault::status(500)
+            .path_contains("/values")
+            .for_duration(Duration::from_secs(2)),
+    );
     producer.await.unwrap();
     let report = sender.shutdown(Duration::from_secs(20)).await;
     assert!(!report.timed_out);
@@ -227,11 +250,17 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
         for k in 0..ticks {
             if !map.contains_key(&(path.clone(), k)) {
                 missing += 1;
-                assert!(newest_stored(k), "{path} tick {k} was dropped but no newer value arrived");
+                assert!(
+                    newest_stored(k),
+                    "{path} tick {k} was dropped but no newer value arrived"
+                );
             }
         }
     }
-    assert!(missing >= 10 * PATHS, "only {missing} values were superseded");
+    assert!(
+        missing >= 10 * PATHS,
+        "only {missing} values were superseded"
+    );
     assert_eq!(dropped(&metrics, "put_forbidden"), missing);
     assert_eq!(metrics.values_sent.get() + missing, ticks * PATHS);
     assert_eq!(stored.len() as u64, metrics.values_sent.get());
@@ -308,7 +337,13 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
         .args(["--exact", "spool_child", "--nocapture", "--test-threads=1"])
         .env("SENDER_SPOOL_CHILD", &dir)
         .env("SENDER_URL", fake.url())
-        .env("SENDER_BASE_MS", base.duration_since(UNIX_EPOCH).unwrap().as_millis().to_string())
+        .env(
+            "SENDER_BASE_MS",
+            base.duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                .to_string(),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -335,7 +370,8 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let metrics = Metrics::new("test");
     let sender = sender(&fake.url(), &metrics, Some(&dir));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fake.values(ACCOUNT_ID).len() < ((last + 1) * PATHS) as usize && Instant::now() < deadline {
+    while fake.values(ACCOUNT_ID).len() < ((last + 1) * PATHS) as usize && Instant::now() < deadline
+    {
         sleep(Duration::from_millis(50)).await;
     }
     let report = sender.shutdown(Duration::from_secs(10)).await;
@@ -343,9 +379,17 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let stored = fake.values(ACCOUNT_ID);
     // Every tick the child reported arrived once, by PUT, with its time; the
     // child may have spooled a few more ticks before it was killed.
-    let extra: Vec<u64> = stored.iter().map(|v| v.v as u64).filter(|&k| k > last).collect();
+    let extra: Vec<u64> = stored
+        .iter()
+        .map(|v| v.v as u64)
+        .filter(|&k| k > last)
+        .collect();
     let n = extra.iter().max().map_or(last, |&m| m.max(last)) + 1;
-    let complete: Vec<StoredValue> = stored.iter().filter(|v| (v.v as u64) <= last).cloned().collect();
+    let complete: Vec<StoredValue> = stored
+        .iter()
+        .filter(|v| (v.v as u64) <= last)
+        .cloned()
+        .collect();
     assert_exactly_once(&complete, base, 0..=last, |_| true);
     assert!(stored.iter().all(|v| v.method == ValueMethod::Put));
     assert!(n - last <= 6, "unexpected ticks after {last}: {extra:?}");
