@@ -64,7 +64,8 @@ impl Delivery {
 /// Delivers `body` to `account`, bisecting on rejection.
 pub(crate) async fn deliver(client: &Client, account: u64, body: &Body) -> Delivery {
     let mut out = Delivery::default();
-    let mut stack = vec![0..body.len()];
+    let mut stack: Vec<Range<usize>> = Vec::new();
+    stack.push(0..body.len());
     while let Some(range) = stack.pop() {
         if range.is_empty() {
             continue;

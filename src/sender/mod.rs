@@ -36,6 +36,9 @@
 //! * **Spool.** With [`SenderBuilder::with_spool_dir`], the backlog is also
 //!   written to disk (see the `spool` module docs for the format and the
 //!   fsync policy): it survives a restart or a crash and is replayed on start.
+//!   It holds the values that wait for the backend; a live batch is only in
+//!   memory while it is open (one batch window) or in flight, so a crash
+//!   while the backend is up loses at most those.
 //! * **Shutdown.** [`Sender::shutdown`] flushes within a deadline; what is
 //!   left goes to the spool, or is counted as dropped (`shutdown`).
 //!
@@ -271,8 +274,9 @@ impl Sender {
 
     /// Stops the sender: sends what is queued, waiting at most `deadline`,
     /// and then spools (with a spool) or drops (without) what is left.
-    /// Values submitted after this are dropped. Calling it again returns an
-    /// empty report.
+    /// Values submitted while it drains are still sent; values submitted
+    /// after it returned are dropped (`shutdown`). Calling it again returns
+    /// an empty report.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Msg::Shutdown { deadline, reply }).is_err() {

@@ -15,9 +15,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
-use tracing::{debug, error, info, warn};
+use tracing::{info, warn};
 
-use crate::api::{ApiError, Client, PostValue, PutValue};
+use crate::api::{Client, PostValue, PutValue};
 use crate::job::JobId;
 use crate::metrics::Metrics;
 use crate::value::Value;
@@ -28,6 +28,9 @@ use super::batch::{Batches, Item, dedup_latest, micros_to_t};
 use super::deliver::{Body, Delivery, deliver};
 use super::retry::Backoff;
 use super::spool::Spool;
+
+mod results;
+mod shutdown;
 
 /// How long the task keeps flushing when every handle was dropped without
 /// a shutdown.
@@ -251,7 +254,7 @@ impl Worker {
                     })
                     .collect();
                 if self.health.down {
-                    self.to_backlog(account, items);
+                    self.buffer_items(account, items);
                     return;
                 }
                 let closes_at = Instant::now()
@@ -271,39 +274,6 @@ impl Worker {
         }
     }
 
-    fn start_shutdown(
-        &mut self,
-        deadline: Duration,
-        reply: Option<oneshot::Sender<ShutdownReport>>,
-    ) {
-        match &mut self.shutdown {
-            Some(s) => s.replies.extend(reply),
-            None => {
-                debug!(?deadline, "sender shutting down");
-                self.shutdown = Some(Shutdown {
-                    deadline: Instant::now() + deadline,
-                    replies: reply.into_iter().collect(),
-                    sent_before: self.metrics.values_sent.get(),
-                });
-                for (account, items) in self.batches.take_all() {
-                    self.close_batch(account, items);
-                }
-            }
-        }
-    }
-
-    /// Whether shutdown is complete: nothing queued, nothing in flight, and
-    /// nothing more that could be delivered before the deadline.
-    fn finished(&self) -> bool {
-        let Some(s) = &self.shutdown else {
-            return false;
-        };
-        if !(self.batches.is_empty() && self.ready.is_empty() && self.tasks.is_empty()) {
-            return false;
-        }
-        self.backlog.queued() == 0 || (self.health.down && self.health.retry_at >= s.deadline)
-    }
-
     /// A batch closed: dedup it, and queue it for a POST (or, while the
     /// backend is down, put it in the backlog).
     fn close_batch(&mut self, account: u64, mut items: Vec<Item>) {
@@ -317,7 +287,7 @@ impl Worker {
             self.metrics.dropped("duplicate", dups as u64);
         }
         if self.health.down {
-            self.to_backlog(account, items);
+            self.buffer_items(account, items);
             return;
         }
         self.ready.push_back((account, items));
@@ -325,12 +295,12 @@ impl Worker {
         // the backlog instead, with its measurement time.
         while self.ready.len() > 2 * self.cfg.max_in_flight {
             if let Some((account, items)) = self.ready.pop_front() {
-                self.to_backlog(account, items);
+                self.buffer_items(account, items);
             }
         }
     }
 
-    fn to_backlog(&mut self, account: u64, items: Vec<Item>) {
+    fn buffer_items(&mut self, account: u64, items: Vec<Item>) {
         let values = items
             .into_iter()
             .map(|i| PutValue {
@@ -339,10 +309,10 @@ impl Worker {
                 v: i.value,
             })
             .collect();
-        self.push_backlog(account, values);
+        self.buffer_values(account, values);
     }
 
-    fn push_backlog(&mut self, account: u64, values: Vec<PutValue>) {
+    fn buffer_values(&mut self, account: u64, values: Vec<PutValue>) {
         let dropped = self.backlog.push(account, values);
         if dropped > 0 {
             self.metrics.dropped("buffer_full", dropped);
@@ -477,211 +447,6 @@ impl Worker {
         self.in_flight.insert(handle.id(), flight);
     }
 
-    fn on_result(&mut self, id: Id, mut delivery: Delivery) {
-        let Some(flight) = self.in_flight.remove(&id) else {
-            return;
-        };
-        if delivery.delivered.is_empty()
-            && delivery.rejected.is_empty()
-            && delivery.failed.is_empty()
-        {
-            // The task panicked: retry everything.
-            delivery.failed.push(0..flight.body.len());
-        }
-        match &flight.kind {
-            Kind::Live { .. } => self.live_in_flight -= 1,
-            _ => self.replay_in_flight -= 1,
-        }
-        let answered = delivery
-            .error
-            .as_ref()
-            .is_none_or(ApiError::backend_answered);
-        self.metrics.backend_up.set(i64::from(answered));
-        let delivered = delivery.delivered_count() as u64;
-        self.metrics.values_sent.inc_by(delivered);
-        if matches!(flight.kind, Kind::Replay { .. }) {
-            self.metrics.values_replayed.inc_by(delivered);
-        }
-        for (range, reason) in &delivery.rejected {
-            for i in range.clone() {
-                let job = match &flight.kind {
-                    Kind::Live { jobs, .. } => jobs[i].as_str(),
-                    _ => "(replayed)",
-                };
-                warn!(account = flight.account, job, path = flight.body.path(i), error = %reason,
-                    "the backend rejected a value; dropping it");
-            }
-            self.metrics.dropped("rejected", range.len() as u64);
-        }
-        let failed: Vec<usize> = delivery.failed.iter().flat_map(Clone::clone).collect();
-        let error = delivery.error.take();
-        // Values that are done: delivered or rejected.
-        let retry = match &error {
-            Some(ApiError::Forbidden { method, resource }) => {
-                self.on_forbidden(&flight, method, resource, &failed)
-            }
-            _ => !failed.is_empty(),
-        };
-        self.settle(flight.account, &flight, &failed, retry);
-        if retry {
-            self.metrics.values_retried.inc_by(failed.len() as u64);
-            if let Some(ApiError::Unauthorized { .. }) = &error {
-                let now = Instant::now();
-                if self.last_auth_error.is_none_or(|t| now - t >= LOG_EVERY) {
-                    self.last_auth_error = Some(now);
-                    error!(error = %error.as_ref().map(ToString::to_string).unwrap_or_default(),
-                        buffered = self.backlog.len(), "values are buffered until the token is accepted again");
-                }
-            }
-            self.mark_down(flight.probe, error.as_ref());
-        } else if answered && (flight.probe || self.health.down) {
-            self.mark_up();
-        }
-        self.metrics.values_buffered.set(self.backlog.len() as i64);
-    }
-
-    /// A 403: PUT forbidden switches the account to newest-only; POST
-    /// forbidden drops the values. Returns whether to retry (never).
-    fn on_forbidden(
-        &mut self,
-        flight: &InFlight,
-        method: &str,
-        resource: &str,
-        failed: &[usize],
-    ) -> bool {
-        if matches!(flight.body, Body::Put(_)) {
-            if self.put_forbidden.insert(flight.account) {
-                warn!(account = flight.account, permission = %format!("PUT on {resource}"),
-                    "the bot may not PUT values, so buffered values cannot keep their measurement times; \
-                     only the newest value of each path will be sent (by POST) and the rest dropped. \
-                     Grant the bot PUT on accounts/{}/values to keep them", flight.account);
-            }
-            // The values go back to the backlog and are sent newest-only.
-            let records = self.records(flight, failed);
-            self.backlog.put_back(flight.account, records);
-        } else {
-            let now = Instant::now();
-            if self
-                .last_post_forbidden
-                .is_none_or(|t| now - t >= LOG_EVERY)
-            {
-                self.last_post_forbidden = Some(now);
-                error!(account = flight.account, permission = %format!("{method} on {resource}"),
-                    "the bot has no permission to send values to this account; dropping them");
-            }
-            self.metrics.dropped("forbidden", failed.len() as u64);
-            if let Kind::Newest { .. } | Kind::Replay { .. } = &flight.kind {
-                let records = self.records(flight, failed);
-                self.backlog.done(&records);
-            }
-        }
-        false
-    }
-
-    /// Updates the backlog for a finished request: acks what is done, and
-    /// (with `retry`) gives back what failed.
-    fn settle(&mut self, account: u64, flight: &InFlight, failed: &[usize], retry: bool) {
-        let failed_set: HashSet<usize> = failed.iter().copied().collect();
-        match &flight.kind {
-            Kind::Live { ats, .. } => {
-                if retry {
-                    let Body::Post(body) = &flight.body else {
-                        return;
-                    };
-                    let values = failed
-                        .iter()
-                        .map(|&i| PutValue {
-                            p: body[i].p.clone(),
-                            t: micros_to_t(ats[i]),
-                            v: body[i].v,
-                        })
-                        .collect();
-                    self.push_backlog(account, values);
-                }
-            }
-            Kind::Replay { .. } => {
-                let all: Vec<usize> = (0..flight.body.len())
-                    .filter(|i| !failed_set.contains(i))
-                    .collect();
-                let done = self.records(flight, &all);
-                self.backlog.done(&done);
-                if retry {
-                    let back = self.records(flight, failed);
-                    self.backlog.put_back(account, back);
-                }
-            }
-            Kind::Newest { kept, superseded } => {
-                let done: Vec<Record> = (0..kept.len())
-                    .filter(|i| !failed_set.contains(i))
-                    .map(|i| kept[i].clone())
-                    .collect();
-                self.backlog.done(&done);
-                // An older value goes back only with its path's newest value.
-                let failed_paths: HashSet<&str> =
-                    failed.iter().map(|&i| kept[i].value.p.as_str()).collect();
-                let (back, gone): (Vec<Record>, Vec<Record>) = superseded
-                    .iter()
-                    .cloned()
-                    .partition(|r| retry && failed_paths.contains(r.value.p.as_str()));
-                self.backlog.done(&gone);
-                self.metrics.dropped("put_forbidden", gone.len() as u64);
-                if retry {
-                    let mut back = back;
-                    back.extend(self.records(flight, failed));
-                    self.backlog.put_back(account, back);
-                }
-            }
-        }
-    }
-
-    /// The backlog records of a request at the given indices.
-    fn records(&self, flight: &InFlight, indices: &[usize]) -> Vec<Record> {
-        match (&flight.kind, &flight.body) {
-            (Kind::Replay { keys }, Body::Put(body)) => indices
-                .iter()
-                .map(|&i| Record {
-                    seq: keys[i].0,
-                    segment: keys[i].1,
-                    value: body[i].clone(),
-                })
-                .collect(),
-            (Kind::Newest { kept, .. }, _) => indices.iter().map(|&i| kept[i].clone()).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn mark_down(&mut self, probe: bool, error: Option<&ApiError>) {
-        let reason = error
-            .map(ToString::to_string)
-            .unwrap_or_else(|| "the request task failed".into());
-        if !self.health.down {
-            self.health.down = true;
-            warn!(error = %reason, "could not deliver values; buffering them and retrying with backoff");
-            // Batches waiting for a connection wait in the backlog instead.
-            while let Some((account, items)) = self.ready.pop_front() {
-                self.to_backlog(account, items);
-            }
-        } else if !probe {
-            return;
-        }
-        self.health.probing = false;
-        let delay = self.backoff.next_delay();
-        self.health.retry_at = Instant::now() + delay;
-        debug!(attempt = self.backoff.attempt(), ?delay, error = %reason, "retrying later");
-    }
-
-    fn mark_up(&mut self) {
-        if self.health.down {
-            info!(
-                buffered = self.backlog.len(),
-                "the backend is back; replaying buffered values"
-            );
-        }
-        self.health.down = false;
-        self.health.probing = false;
-        self.backoff.reset();
-    }
-
     fn sync_spool(&mut self) {
         if let Some(file) = self.backlog.take_dirty() {
             tokio::task::spawn_blocking(move || {
@@ -689,77 +454,6 @@ impl Worker {
                     warn!(error = %e, "could not fsync the spool");
                 }
             });
-        }
-    }
-
-    /// Ends the task: whatever was not delivered goes to the spool, or is
-    /// dropped, and the shutdown callers get their report.
-    fn finish(mut self, timed_out: bool) {
-        self.tasks.abort_all();
-        let flights: Vec<InFlight> = self.in_flight.drain().map(|(_, f)| f).collect();
-        for flight in flights {
-            let all: Vec<usize> = (0..flight.body.len()).collect();
-            self.settle(flight.account, &flight, &all, true);
-        }
-        for (account, items) in self.batches.take_all() {
-            self.to_backlog(account, items);
-        }
-        while let Some((account, items)) = self.ready.pop_front() {
-            self.to_backlog(account, items);
-        }
-        // Values submitted after the shutdown began but never read.
-        self.rx.close();
-        let mut late = 0;
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Values { values, .. } => late += values.len() as u64,
-                Msg::Shutdown { reply, .. } => self
-                    .shutdown
-                    .get_or_insert_with(|| Shutdown {
-                        deadline: Instant::now(),
-                        replies: Vec::new(),
-                        sent_before: 0,
-                    })
-                    .replies
-                    .push(reply),
-            }
-        }
-        if late > 0 {
-            warn!(
-                count = late,
-                "values arrived after the sender shut down; dropping them"
-            );
-            self.metrics.dropped("shutdown", late);
-        }
-        let mut report = ShutdownReport {
-            timed_out,
-            ..ShutdownReport::default()
-        };
-        if self.backlog.is_durable() {
-            self.backlog.sync();
-            report.spooled = self.backlog.len() as u64;
-            if report.spooled > 0 {
-                info!(
-                    count = report.spooled,
-                    "values left in the spool; they will be replayed on the next start"
-                );
-            }
-        } else {
-            report.dropped = self.backlog.drain_all() as u64;
-            if report.dropped > 0 {
-                warn!(
-                    count = report.dropped,
-                    "could not deliver values before the shutdown deadline; dropping them"
-                );
-                self.metrics.dropped("shutdown", report.dropped);
-            }
-        }
-        self.metrics.values_buffered.set(self.backlog.len() as i64);
-        if let Some(s) = self.shutdown.take() {
-            report.delivered = self.metrics.values_sent.get().saturating_sub(s.sent_before);
-            for reply in s.replies {
-                let _ = reply.send(report);
-            }
         }
     }
 }
