@@ -1,0 +1,116 @@
+//! Shutting down: flush within the deadline, then spool or drop the rest.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::super::ShutdownReport;
+use super::{InFlight, Msg, Shutdown, Worker};
+
+impl Worker {
+    pub(super) fn start_shutdown(
+        &mut self,
+        deadline: Duration,
+        reply: Option<oneshot::Sender<ShutdownReport>>,
+    ) {
+        match &mut self.shutdown {
+            Some(s) => s.replies.extend(reply),
+            None => {
+                debug!(?deadline, "sender shutting down");
+                self.shutdown = Some(Shutdown {
+                    deadline: Instant::now() + deadline,
+                    replies: reply.into_iter().collect(),
+                    sent_before: self.metrics.values_sent.get(),
+                });
+                for (account, items) in self.batches.take_all() {
+                    self.close_batch(account, items);
+                }
+            }
+        }
+    }
+
+    /// Whether shutdown is complete: nothing queued, nothing in flight, and
+    /// nothing more that could be delivered before the deadline.
+    pub(super) fn finished(&self) -> bool {
+        let Some(s) = &self.shutdown else {
+            return false;
+        };
+        if !(self.batches.is_empty() && self.ready.is_empty() && self.tasks.is_empty()) {
+            return false;
+        }
+        self.backlog.queued() == 0 || (self.health.down && self.health.retry_at >= s.deadline)
+    }
+
+    /// Ends the task: whatever was not delivered goes to the spool, or is
+    /// dropped, and the shutdown callers get their report.
+    pub(super) fn finish(mut self, timed_out: bool) {
+        self.tasks.abort_all();
+        let flights: Vec<InFlight> = self.in_flight.drain().map(|(_, f)| f).collect();
+        for flight in flights {
+            let all: Vec<usize> = (0..flight.body.len()).collect();
+            self.settle(flight.account, &flight, &all, true);
+        }
+        for (account, items) in self.batches.take_all() {
+            self.buffer_items(account, items);
+        }
+        while let Some((account, items)) = self.ready.pop_front() {
+            self.buffer_items(account, items);
+        }
+        // Values submitted after the shutdown began but never read.
+        self.rx.close();
+        let mut late = 0;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Values { values, .. } => late += values.len() as u64,
+                Msg::Shutdown { reply, .. } => self
+                    .shutdown
+                    .get_or_insert_with(|| Shutdown {
+                        deadline: Instant::now(),
+                        replies: Vec::new(),
+                        sent_before: 0,
+                    })
+                    .replies
+                    .push(reply),
+            }
+        }
+        if late > 0 {
+            warn!(
+                count = late,
+                "values arrived after the sender shut down; dropping them"
+            );
+            self.metrics.dropped("shutdown", late);
+        }
+        let mut report = ShutdownReport {
+            timed_out,
+            ..ShutdownReport::default()
+        };
+        if self.backlog.is_durable() {
+            self.backlog.sync();
+            report.spooled = self.backlog.len() as u64;
+            if report.spooled > 0 {
+                info!(
+                    count = report.spooled,
+                    "values left in the spool; they will be replayed on the next start"
+                );
+            }
+        } else {
+            report.dropped = self.backlog.drain_all() as u64;
+            if report.dropped > 0 {
+                warn!(
+                    count = report.dropped,
+                    "could not deliver values before the shutdown deadline; dropping them"
+                );
+                self.metrics.dropped("shutdown", report.dropped);
+            }
+        }
+        self.metrics.values_buffered.set(self.backlog.len() as i64);
+        if let Some(s) = self.shutdown.take() {
+            report.delivered = self.metrics.values_sent.get().saturating_sub(s.sent_before);
+            for reply in s.replies {
+                let _ = reply.send(report);
+            }
+        }
+    }
+}

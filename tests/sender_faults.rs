@@ -1,0 +1,397 @@
+//! Fault tests of the sender against the fake Grafolean, over loopback.
+//!
+//! Each test runs a steady stream of values (20 paths every 100 ms, the value
+//! being the tick's number) through a real [`Sender`], breaks the backend for
+//! a while, and then checks what the fake stored: every value exactly once,
+//! and every value produced during the outage replayed by PUT with its
+//! original measurement time. Outages last 3 s instead of 10 s (the logic is
+//! the same; the backoff is capped at 500 ms so recovery is noticed quickly).
+//!
+//! The crash test runs the sender in a child process (this test binary,
+//! re-executed with `SENDER_SPOOL_CHILD` set), kills it with SIGKILL in the
+//! middle of an outage, and restarts a sender on the same spool directory.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use grafolean_collector::api::Client;
+use grafolean_collector::metrics::{Metrics, ReasonLabels};
+use grafolean_collector::sender::Sender;
+use grafolean_collector::testing::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, FakeGrafolean, Fault, StoredValue, ValueMethod,
+};
+use grafolean_collector::token::BotToken;
+use grafolean_collector::{JobId, Value};
+use tokio::time::{Instant, sleep};
+
+const PATHS: u64 = 20;
+const TICK: Duration = Duration::from_millis(100);
+const OUTAGE: Duration = Duration::from_secs(3);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn client(url: &str) -> Client {
+    Client::builder(url, BotToken::new(BOT_TOKEN).unwrap())
+        .with_timeout(CLIENT_TIMEOUT)
+        .build()
+        .unwrap()
+}
+
+fn sender(url: &str, metrics: &Metrics, spool: Option<&PathBuf>) -> Sender {
+    let mut b = Sender::builder(client(url), metrics.clone())
+        .with_batch_window(Duration::from_millis(50))
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(500));
+    if let Some(dir) = spool {
+        b = b.with_spool_dir(dir);
+    }
+    b.build().unwrap()
+}
+
+/// A measurement time in whole milliseconds, so that `t` is exact.
+fn base_time() -> SystemTime {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn at(base: SystemTime, tick: u64) -> SystemTime {
+    base + TICK * tick as u32
+}
+
+fn t_of(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_micros() as f64 / 1e6
+}
+
+fn tick_values(tick: u64) -> Vec<Value> {
+    (0..PATHS)
+        .map(|p| Value::new(format!("test.p{p}"), tick as f64))
+        .collect()
+}
+
+/// Submits a tick every 100 ms; returns when each tick was submitted.
+async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
+    let job = JobId::new("test");
+    let mut interval = tokio::time::interval(TICK);
+    let mut submitted = Vec::new();
+    for k in 0..ticks {
+        interval.tick().await;
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
+        submitted.push(Instant::now());
+    }
+    submitted
+}
+
+fn dropped(metrics: &Metrics, reason: &str) -> u64 {
+    metrics
+        .values_dropped
+        .get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        })
+        .get()
+}
+
+/// Stored values by (path, tick).
+fn by_value(stored: &[StoredValue]) -> HashMap<(String, u64), Vec<&StoredValue>> {
+    let mut map: HashMap<_, Vec<_>> = HashMap::new();
+    for v in stored {
+        map.entry((v.path.clone(), v.v as u64)).or_default().push(v);
+    }
+    map
+}
+
+/// Every value of `ticks` arrived exactly once; values sent by PUT carry
+/// their tick's time; the ticks for which `must_put` holds came by PUT.
+fn assert_exactly_once(
+    stored: &[StoredValue],
+    base: SystemTime,
+    ticks: impl Iterator<Item = u64> + Clone,
+    must_put: impl Fn(u64) -> bool,
+) -> usize {
+    let map = by_value(stored);
+    let mut put = 0;
+    for k in ticks.clone() {
+        for p in 0..PATHS {
+            let key = (format!("test.p{p}"), k);
+            let got = map.get(&key).map(Vec::as_slice).unwrap_or_default();
+            assert_eq!(got.len(), 1, "value {key:?} arrived {} times", got.len());
+            if got[0].method == ValueMethod::Put {
+                put += 1;
+                assert_eq!(got[0].t, t_of(at(base, k)), "{key:?} has the wrong time");
+            } else {
+                assert!(
+                    !must_put(k),
+                    "{key:?} was produced during the outage but came by POST"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        map.len(),
+        ticks.count() * PATHS as usize,
+        "unexpected extra values"
+    );
+    put
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    Status(u16),
+    Refused,
+    Slow,
+}
+
+async fn outage_test(outage: Outage) {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let ticks = 55;
+    let producer = tokio::spawn(produce(sender.clone(), base, ticks));
+    sleep(Duration::from_secs(1)).await;
+    let start = Instant::now();
+    match outage {
+        Outage::Status(code) => {
+            fake.inject(
+                Fault::status(code)
+                    .path_contains("/values")
+                    .for_duration(OUTAGE),
+            );
+        }
+        Outage::Refused => fake.refuse_connections().await,
+        Outage::Slow => {
+            fake.inject(
+                Fault::delay(CLIENT_TIMEOUT + Duration::from_millis(500))
+                    .path_contains("/values")
+                    .for_duration(OUTAGE),
+            );
+        }
+    }
+    sleep(OUTAGE).await;
+    if let Outage::Refused = outage {
+        fake.accept_connections().await.unwrap();
+    }
+    let end = start + OUTAGE;
+    let submitted = producer.await.unwrap();
+    let report = sender.shutdown(Duration::from_secs(20)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(report.dropped, 0);
+
+    let stored = fake.values(ACCOUNT_ID);
+    let during = |k: u64| submitted[k as usize] >= start && submitted[k as usize] + TICK <= end;
+    let outage_ticks = (0..ticks).filter(|&k| during(k)).count() as u64;
+    assert!(outage_ticks >= 25, "{outage_ticks}");
+    let put = assert_exactly_once(&stored, base, 0..ticks, during) as u64;
+    assert!(put >= outage_ticks * PATHS);
+    let total = ticks * PATHS;
+    assert_eq!(metrics.values_sent.get(), total);
+    assert_eq!(metrics.values_replayed.get(), put);
+    assert!(metrics.values_retried.get() > 0);
+    assert_eq!(metrics.values_buffered.get(), 0);
+    assert_eq!(metrics.backend_up.get(), 1);
+    eprintln!(
+        "{outage:?}: {total} values, {put} replayed by PUT, {} retried",
+        metrics.values_retried.get()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_500_outage_replays_everything_once_with_original_times() {
+    outage_test(Outage::Status(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_replay_everything_once_with_original_times() {
+    outage_test(Outage::Refused).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_slower_than_the_timeout_replay_everything_once() {
+    outage_test(Outage::Slow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_401_then_recovery_replays_everything_once() {
+    outage_test(Outage::Status(401)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_forbidden_sends_only_the_newest_value_per_path() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let values = format!("accounts/{ACCOUNT_ID}/values");
+    assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
+    fake.grant(BOT_ID, Some(&values), Some(&["POST"]));
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let ticks = 40;
+    let producer = tokio::spawn(produce(sender.clone(), base, ticks));
+    sleep(Duration::from_secs(1)).await;
+    fake.inject(
+        Fault::status(500)
+            .path_contains("/values")
+            .for_duration(Duration::from_secs(2)),
+    );
+    producer.await.unwrap();
+    let report = sender.shutdown(Duration::from_secs(20)).await;
+    assert!(!report.timed_out);
+
+    let stored = fake.values(ACCOUNT_ID);
+    assert!(stored.iter().all(|v| v.method == ValueMethod::Post));
+    let map = by_value(&stored);
+    assert!(map.values().all(|v| v.len() == 1), "a value arrived twice");
+    let mut missing = 0;
+    for p in 0..PATHS {
+        let path = format!("test.p{p}");
+        let newest_stored = |k: u64| (k + 1..ticks).any(|j| map.contains_key(&(path.clone(), j)));
+        for k in 0..ticks {
+            if !map.contains_key(&(path.clone(), k)) {
+                missing += 1;
+                assert!(
+                    newest_stored(k),
+                    "{path} tick {k} was dropped but no newer value arrived"
+                );
+            }
+        }
+    }
+    assert!(
+        missing >= 10 * PATHS,
+        "only {missing} values were superseded"
+    );
+    assert_eq!(dropped(&metrics, "put_forbidden"), missing);
+    assert_eq!(metrics.values_sent.get() + missing, ticks * PATHS);
+    assert_eq!(stored.len() as u64, metrics.values_sent.get());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_value_is_dropped_alone() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let mut values = tick_values(7);
+    values[3].path = "test.bad path".into();
+    values.push(Value::new("test.nan", f64::NAN));
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.delivered, PATHS - 1);
+    let stored = fake.values(ACCOUNT_ID);
+    assert_eq!(stored.len() as u64, PATHS - 1);
+    assert!(stored.iter().all(|v| v.path != "test.p3" && v.v == 7.0));
+    assert_eq!(dropped(&metrics, "invalid_path"), 1);
+    assert_eq!(dropped(&metrics, "invalid_value"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    // The whole batch, then its first half, then the first quarter are rejected.
+    fake.inject(Fault::status(400).method("POST").times(3));
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.delivered, PATHS);
+    assert_eq!(fake.values(ACCOUNT_ID).len() as u64, PATHS);
+    // 20 → 10 → 5 → (2 ok, 3 ok), 5 ok, 10 ok.
+    assert_eq!(fake.request_count(), 7);
+    assert_eq!(dropped(&metrics, "rejected"), 0);
+}
+
+/// The child process of the crash test: produces ticks into a spooled sender
+/// against a failing backend, and prints each tick 300 ms after submitting it.
+#[test]
+fn spool_child() {
+    let Ok(dir) = std::env::var("SENDER_SPOOL_CHILD") else {
+        return; // Not the child: nothing to do.
+    };
+    let url = std::env::var("SENDER_URL").unwrap();
+    let base_ms: u64 = std::env::var("SENDER_BASE_MS").unwrap().parse().unwrap();
+    let base = UNIX_EPOCH + Duration::from_millis(base_ms);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let metrics = Metrics::new("child");
+        let sender = sender(&url, &metrics, Some(&PathBuf::from(dir)));
+        let job = JobId::new("test");
+        let mut interval = tokio::time::interval(TICK);
+        for k in 0.. {
+            interval.tick().await;
+            sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
+            if k >= 3 {
+                println!("submitted {}", k - 3);
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let dir = std::env::temp_dir().join(format!("sender-spool-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = base_time();
+    let fault = fake.inject(Fault::status(500).path_contains("/values"));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "spool_child", "--nocapture", "--test-threads=1"])
+        .env("SENDER_SPOOL_CHILD", &dir)
+        .env("SENDER_URL", fake.url())
+        .env(
+            "SENDER_BASE_MS",
+            base.duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                .to_string(),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut last = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(k) = line.strip_prefix("submitted ") {
+                last = Some(k.parse::<u64>().unwrap());
+            }
+        }
+        last
+    });
+    sleep(Duration::from_secs(3)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let last = lines.join().unwrap().expect("the child submitted values");
+    assert!(last >= 15, "the child only got to tick {last}");
+    assert!(fake.values(ACCOUNT_ID).is_empty());
+
+    // The backend recovers, and a new sender starts on the same spool.
+    fake.remove_fault(fault);
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, Some(&dir));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.values(ACCOUNT_ID).len() < ((last + 1) * PATHS) as usize && Instant::now() < deadline
+    {
+        sleep(Duration::from_millis(50)).await;
+    }
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.spooled, 0, "{report:?}");
+    let stored = fake.values(ACCOUNT_ID);
+    // Every tick the child reported arrived once, by PUT, with its time; the
+    // child may have spooled a few more ticks before it was killed.
+    let extra: Vec<u64> = stored
+        .iter()
+        .map(|v| v.v as u64)
+        .filter(|&k| k > last)
+        .collect();
+    let n = extra.iter().max().map_or(last, |&m| m.max(last)) + 1;
+    let complete: Vec<StoredValue> = stored
+        .iter()
+        .filter(|v| (v.v as u64) <= last)
+        .cloned()
+        .collect();
+    assert_exactly_once(&complete, base, 0..=last, |_| true);
+    assert!(stored.iter().all(|v| v.method == ValueMethod::Put));
+    assert!(n - last <= 6, "unexpected ticks after {last}: {extra:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
