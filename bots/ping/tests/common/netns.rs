@@ -70,10 +70,11 @@ pub fn run_in_private_netns(name: &str) {
 
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("cannot run sh");
+    run(Command::new("sh").args(["-c", cmd]), cmd)
+}
+
+fn run(command: &mut Command, cmd: &str) -> String {
+    let out = command.output().expect("cannot run sh or nsenter");
     assert!(
         out.status.success(),
         "`{cmd}` failed: {}{}",
@@ -159,8 +160,8 @@ impl Lab {
 
     /// Runs a shell command inside the silent host's namespace.
     pub fn on_silent_host(&self, cmd: &str) -> String {
-        let pid = self.silent_host.id();
-        sh(&format!("nsenter -t {pid} -n sh -c \"{cmd}\""))
+        let pid = self.silent_host.id().to_string();
+        run(Command::new("nsenter").args(["-t", &pid, "-n", "sh", "-c", cmd]), cmd)
     }
 
     /// Makes the silent host ignore echo requests (`true`) or answer them.
