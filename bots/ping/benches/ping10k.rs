@@ -21,7 +21,6 @@
 //! answer; the round itself lasts until the silent targets time out.
 
 #[path = "../tests/common/netns.rs"]
-#[allow(dead_code)]
 mod netns;
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+/// The shortest timeout, and the shortest time between retries, that the
+/// Python bot's multiping accepts.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
 /// How an entity is pinged, from its credential's `details`.
 ///
 /// ```
@@ -26,10 +30,10 @@ pub struct PingSettings {
     /// Packets per run (`n_packets`, default 3, at least 1).
     pub n_packets: u32,
     /// How long to wait for each packet's reply, retries included (`timeout`,
-    /// seconds, default 2.0, more than 0).
+    /// seconds, default 2.0, at least 0.1).
     pub timeout: Duration,
     /// Extra requests sent within `timeout` while a packet is unanswered
-    /// (`retry`, default 0).
+    /// (`retry`, default 0; `timeout / (retry + 1)` must be at least 0.1 s).
     pub retry: u32,
     /// The pause between packets (`sleep_packets`, seconds, default 1.0).
     pub sleep_packets: Duration,
@@ -91,9 +95,17 @@ impl PingSettings {
         let timeout = match get("timeout") {
             None => defaults.timeout,
             Some(v) => seconds(v)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| invalid("credential.timeout", v, "a number of seconds > 0"))?,
+                .filter(|d| *d >= MIN_WINDOW)
+                .ok_or_else(|| invalid("credential.timeout", v, "a number of seconds >= 0.1"))?,
         };
+        // As Python's multiping, which refuses retries less than 0.1 s apart.
+        if timeout / retry.saturating_add(1) < MIN_WINDOW {
+            return Err(SettingsError::Invalid {
+                field: "credential.retry",
+                value: retry.to_string(),
+                expected: "small enough that timeout / (retry + 1) is at least 0.1 s",
+            });
+        }
         let sleep_packets = match get("sleep_packets") {
             None => defaults.sleep_packets,
             Some(v) => seconds(v).ok_or_else(|| {
@@ -202,16 +214,24 @@ mod tests {
     #[test]
     fn numbers_are_parsed() {
         let s = PingSettings::from_credential(
-            &json!({"n_packets":5,"sleep_packets":0,"timeout":0.25,"retry":2.0}),
+            &json!({"n_packets":5,"sleep_packets":0,"timeout":0.6,"retry":2.0}),
         )
         .unwrap();
         let expected = PingSettings {
             n_packets: 5,
-            timeout: Duration::from_millis(250),
+            timeout: Duration::from_millis(600),
             retry: 2,
             sleep_packets: Duration::ZERO,
         };
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn retries_may_be_as_close_as_a_tenth_of_a_second() {
+        let s = PingSettings::from_credential(&json!({"timeout": "1.0", "retry": "9"})).unwrap();
+        assert_eq!((s.timeout, s.retry), (Duration::from_secs(1), 9));
+        let s = PingSettings::from_credential(&json!({"timeout": 0.1})).unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(100));
     }
 
     #[test]
@@ -242,6 +262,9 @@ mod tests {
             (json!({"n_packets": -1}), "credential.n_packets"),
             (json!({"retry": "-1"}), "credential.retry"),
             (json!({"timeout": "0"}), "credential.timeout"),
+            (json!({"timeout": "0.05"}), "credential.timeout"),
+            (json!({"timeout": "1.0", "retry": "10"}), "credential.retry"),
+            (json!({"retry": 4_000_000_000u32}), "credential.retry"),
             (json!({"timeout": "-1.0"}), "credential.timeout"),
             (json!({"timeout": "NaN"}), "credential.timeout"),
             (json!({"timeout": "1e400"}), "credential.timeout"),
@@ -258,7 +281,7 @@ mod tests {
         let err = PingSettings::from_credential(&json!({"timeout": "soon"})).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "credential.timeout is \"soon\", but it must be a number of seconds > 0; fix it in Grafolean"
+            "credential.timeout is \"soon\", but it must be a number of seconds >= 0.1; fix it in Grafolean"
         );
     }
 

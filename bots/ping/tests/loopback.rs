@@ -79,3 +79,45 @@ async fn probe_returns_one_result_per_packet() {
         "{results:?}"
     );
 }
+
+#[tokio::test]
+async fn ipv4_mapped_ipv6_targets_are_pinged_over_ipv4() {
+    let pinger = Pinger::new(PingerOptions::default()).unwrap();
+    assert_answers(&pinger, "::ffff:127.0.0.4").await;
+}
+
+#[tokio::test]
+async fn receiver_tasks_stop_when_the_last_pinger_is_dropped() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let pinger = Pinger::new(PingerOptions::default()).unwrap();
+    let clone = pinger.clone();
+    assert_eq!(metrics.num_alive_tasks(), before + 2);
+    drop(pinger);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        before + 2,
+        "a clone is still alive"
+    );
+    drop(clone);
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the receiver tasks are still running");
+}
+
+#[tokio::test]
+async fn a_retry_is_sent_when_the_first_request_is_unanswered() {
+    // Loopback answers the first request already, so only one is sent.
+    let pinger = Pinger::new(PingerOptions::default()).unwrap();
+    let rtt = pinger
+        .ping_with_retry(addr("127.0.0.5"), TIMEOUT, 3)
+        .await
+        .unwrap();
+    assert!(rtt.is_some());
+    assert_eq!(pinger.stats().sent, 1);
+}

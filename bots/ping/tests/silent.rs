@@ -114,6 +114,19 @@ async fn silent_host_is_silent_only_while_it_ignores_echoes_inner() {
     let neighbours = lab.neighbours();
     assert!(neighbours.contains("10.200.0.2 lladdr"), "{neighbours}");
     assert!(neighbours.contains("fd00:200::2 lladdr"), "{neighbours}");
+    // Unanswered, a packet with `retry = 3` sends 4 requests within its timeout.
+    let before = pinger.stats().sent;
+    let started = std::time::Instant::now();
+    let retried = pinger
+        .ping_with_retry(SILENT_V4, Duration::from_millis(400), 3)
+        .await;
+    let took = started.elapsed();
+    assert_eq!(retried.unwrap(), None);
+    assert_eq!(pinger.stats().sent - before, 4);
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(700),
+        "{took:?}"
+    );
     lab.set_silent(false);
     for target in [SILENT_V4, SILENT_V6] {
         let rtt = pinger.ping(target, timeout).await.unwrap();

@@ -31,7 +31,7 @@ mod pinger;
 mod socket;
 
 pub use packet::Family;
-pub use pinger::{PingStats, Pinger, PingerOptions};
+pub use pinger::{MAX_IN_FLIGHT, PingStats, Pinger, PingerOptions};
 pub use socket::{SocketChoice, SocketKind};
 
 use std::net::IpAddr;

@@ -19,6 +19,10 @@ use super::PingError;
 use super::packet::{self, Family, Parsed};
 use super::socket::{self, IcmpSocket, SocketChoice, SocketKind};
 
+/// The largest cap on probes in flight: a ping socket has only 2^16
+/// sequence numbers per target.
+pub const MAX_IN_FLIGHT: usize = 65_535;
+
 /// How a [`Pinger`] is set up.
 ///
 /// ```
@@ -32,8 +36,8 @@ use super::socket::{self, IcmpSocket, SocketChoice, SocketKind};
 pub struct PingerOptions {
     /// Which kind of socket to open. Default: [`SocketChoice::Auto`].
     pub socket: SocketChoice,
-    /// The most probes waiting for a reply at once, across both families.
-    /// Default: 4096.
+    /// The most probes waiting for a reply at once, across both families,
+    /// at most [`MAX_IN_FLIGHT`]. Default: 4096.
     pub max_in_flight: usize,
     /// The receive buffer to ask for, in bytes (capped by the kernel at
     /// `net.core.rmem_max`). Default: 4 MiB.
@@ -62,10 +66,10 @@ impl PingerOptions {
         self
     }
 
-    /// Sets the cap on probes in flight (at least 1).
+    /// Sets the cap on probes in flight (1 to [`MAX_IN_FLIGHT`]).
     #[must_use]
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max.max(1);
+        self.max_in_flight = max.clamp(1, MAX_IN_FLIGHT);
         self
     }
 
@@ -152,10 +156,14 @@ pub struct Pinger {
 impl Pinger {
     /// Opens the sockets and starts the receiver tasks.
     ///
-    /// Must be called within a Tokio runtime. It fails only when no family's
+    /// It fails only when no family's
     /// socket can be opened; a family that fails alone (say, IPv6 on a host
     /// without it) is logged, and pinging it returns
     /// [`PingError::FamilyUnavailable`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, since it spawns the receiver tasks.
     pub fn new(opts: PingerOptions) -> Result<Self, PingError> {
         let random = RandomState::new().hash_one(std::process::id());
         let (cookie, identifier_base) = (random, (random >> 48) as u16);
@@ -198,7 +206,7 @@ impl Pinger {
                 cookie,
                 v4,
                 v6,
-                permits: Semaphore::new(opts.max_in_flight),
+                permits: Semaphore::new(opts.max_in_flight.clamp(1, MAX_IN_FLIGHT)),
                 counters,
                 _shutdown: shutdown,
             }),
@@ -227,7 +235,8 @@ impl Pinger {
         }
     }
 
-    /// Sends one echo request to `addr` and waits up to `timeout` for the
+    /// Sends one echo request to `addr` (an IPv4-mapped IPv6 address is
+    /// pinged over IPv4) and waits up to `timeout` for the
     /// reply: `Some(rtt)` when it came, `None` when it did not.
     ///
     /// The timeout starts once the probe got a slot (see
@@ -238,6 +247,7 @@ impl Pinger {
         addr: IpAddr,
         timeout: Duration,
     ) -> Result<Option<Duration>, PingError> {
+        let addr = addr.to_canonical();
         let endpoint = match (addr, &self.shared.v4, &self.shared.v6) {
             (IpAddr::V4(_), Ok(e), _) | (IpAddr::V6(_), _, Ok(e)) => e,
             (IpAddr::V4(_), Err(reason), _) | (IpAddr::V6(_), _, Err(reason)) => {
@@ -294,23 +304,30 @@ impl Pinger {
         if retry == 0 {
             return self.ping(addr, timeout).await;
         }
-        let window = timeout / (retry + 1);
+        let window = timeout / retry.saturating_add(1);
         let start = Instant::now();
-        let mut attempts: FuturesUnordered<_> = (0..=retry)
-            .map(|k| async move {
-                let starts = start + window * k;
-                tokio::time::sleep_until(starts).await;
-                self.ping(addr, timeout - window * k).await
-            })
-            .collect();
+        let deadline = start + timeout;
+        let mut attempts = FuturesUnordered::new();
+        let mut sent = 0u32;
         let mut first_error = None;
-        while let Some(result) = attempts.next().await {
-            match result {
-                Ok(Some(rtt)) => return Ok(Some(rtt)),
-                Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        loop {
+            // The next request starts its window; the attempts made so far
+            // keep waiting until the common deadline.
+            let next_start = start + window * sent;
+            tokio::select! {
+                () = tokio::time::sleep_until(next_start), if sent <= retry => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    attempts.push(self.ping(addr, remaining));
+                    sent += 1;
                 }
+                Some(result) = attempts.next(), if !attempts.is_empty() => match result {
+                    Ok(Some(rtt)) => return Ok(Some(rtt)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                else => break,
             }
         }
         first_error.map_or(Ok(None), Err)

@@ -161,7 +161,10 @@ impl Lab {
     /// Runs a shell command inside the silent host's namespace.
     pub fn on_silent_host(&self, cmd: &str) -> String {
         let pid = self.silent_host.id().to_string();
-        run(Command::new("nsenter").args(["-t", &pid, "-n", "sh", "-c", cmd]), cmd)
+        run(
+            Command::new("nsenter").args(["-t", &pid, "-n", "sh", "-c", cmd]),
+            cmd,
+        )
     }
 
     /// Makes the silent host ignore echo requests (`true`) or answer them.
