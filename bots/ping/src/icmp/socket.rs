@@ -127,6 +127,13 @@ fn configure(
             Some(local.as_socket().map_or(0, |a| a.port()))
         }
     };
+    tracing::debug!(
+        family = family.name(),
+        %kind,
+        recv_buffer = socket.recv_buffer_size().unwrap_or(0),
+        send_buffer = socket.send_buffer_size().unwrap_or(0),
+        "opened the ICMP socket"
+    );
     let socket = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(socket)).map_err(err)?;
     Ok(IcmpSocket {
         socket,
