@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p grafolean-ping-bot --bench ping10k -- [--rounds 3] [--interval 10]
 //!     [--targets 10000] [--silent 100] [--socket auto|raw|dgram] [--max-in-flight 4096]
-//!     [--timeout 1.0] [--host-netns]
+//!     [--timeout 1.0] [--host-netns] [--via-collector]
 //! ```
 //!
 //! By default (root needed) the benchmark re-executes itself inside a private
@@ -19,15 +19,19 @@
 //! Each probe runs in its own task, as each job does in the bot. "answered
 //! in" is the time from the round's start until the last loopback target's
 //! answer; the round itself lasts until the silent targets time out.
+//! `--via-collector` runs each target as an entity job through
+//! `PingCollector::run` (credential `n_packets = 1`), as the bot would.
 
 #[path = "../tests/common/netns.rs"]
 mod netns;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use grafolean_collector::{Collector, EntityConfig, Intervals, JobConfigs, SensorConfig, Tick};
 use grafolean_ping_bot::icmp::{Family, Pinger, PingerOptions, SocketChoice};
+use grafolean_ping_bot::{PingCollector, PingParams};
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -39,6 +43,7 @@ struct Args {
     max_in_flight: usize,
     timeout: f64,
     host_netns: bool,
+    via_collector: bool,
 }
 
 fn parse_args() -> Args {
@@ -51,6 +56,7 @@ fn parse_args() -> Args {
         max_in_flight: PingerOptions::default().max_in_flight,
         timeout: 1.0,
         host_netns: false,
+        via_collector: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -70,6 +76,7 @@ fn parse_args() -> Args {
                 }
             }
             "--host-netns" => args.host_netns = true,
+            "--via-collector" => args.via_collector = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -139,8 +146,26 @@ async fn run(args: Args) {
         all.insert((k + 1) * step + k, (s, true));
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    let collector = PingCollector::new(pinger.clone());
+    let params: Vec<Option<PingParams>> = if args.via_collector {
+        let configs = JobConfigs {
+            entities: all
+                .iter()
+                .enumerate()
+                .map(|(i, &(addr, _))| entity(i, addr, timeout))
+                .collect(),
+        };
+        collector
+            .jobs(&configs)
+            .into_iter()
+            .map(|job| Some(job.params))
+            .collect()
+    } else {
+        vec![None; all.len()]
+    };
+    assert_eq!(params.len(), all.len());
     println!(
-        "ping10k: {} loopback + {} silent targets, {:?} socket, max in flight {}, timeout {:?}, {}",
+        "ping10k: {} loopback + {} silent targets, {:?} socket, max in flight {}, timeout {:?}, {}, {}",
         answering.len(),
         silent.len(),
         pinger.socket_kind(Family::V4).unwrap(),
@@ -150,6 +175,11 @@ async fn run(args: Args) {
             "host namespace"
         } else {
             "private namespace"
+        },
+        if args.via_collector {
+            "through PingCollector::run"
+        } else {
+            "through Pinger::ping"
         },
     );
     let mut answered_in = Vec::new();
@@ -162,10 +192,15 @@ async fn run(args: Args) {
         let start = Instant::now();
         let tasks: Vec<_> = all
             .iter()
-            .map(|&(addr, is_silent)| {
-                let pinger = pinger.clone();
+            .zip(&params)
+            .map(|(&(addr, is_silent), params)| {
+                let (pinger, collector, params) =
+                    (pinger.clone(), collector.clone(), params.clone());
                 tokio::spawn(async move {
-                    let result = pinger.ping(addr, timeout).await;
+                    let result = match params {
+                        None => pinger.ping(addr, timeout).await,
+                        Some(params) => Ok(run_job(&collector, &params).await),
+                    };
                     (is_silent, result, start.elapsed())
                 })
             })
@@ -222,6 +257,42 @@ async fn run(args: Args) {
         rss,
         hwm
     );
+}
+
+/// An entity to ping `addr` once, with the backend's string settings.
+fn entity(i: usize, addr: IpAddr, timeout: Duration) -> EntityConfig {
+    EntityConfig {
+        account_id: 1,
+        entity_id: i as u64,
+        name: format!("target {i}"),
+        entity_type: "device".into(),
+        details: serde_json::json!({ "ipv4": addr.to_string() }),
+        credential_id: Some(1),
+        credential_details: serde_json::json!({
+            "n_packets": "1", "timeout": timeout.as_secs_f64().to_string(), "sleep_packets": "0", "retry": "0"
+        }),
+        sensors: vec![SensorConfig {
+            sensor_id: 1,
+            interval: Some(10),
+            details: serde_json::json!({}),
+        }],
+    }
+}
+
+/// Runs one job as the bot would, and reads the packet's RTT back.
+async fn run_job(collector: &PingCollector, params: &PingParams) -> Option<Duration> {
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::one(10).unwrap(),
+    };
+    let values = collector.run(tick, params).await.expect("the run failed");
+    let ok = values
+        .iter()
+        .find(|v| v.path.ends_with(".p0.ok"))
+        .expect("no p0.ok value");
+    let rtt = values.iter().find(|v| v.path.ends_with(".p0.rtt"));
+    assert_eq!(ok.value == 1.0, rtt.is_some(), "{values:?}");
+    rtt.map(|v| Duration::from_secs_f64(v.value))
 }
 
 /// User + system CPU seconds of this process (assumes the usual 100 Hz ticks).
