@@ -219,3 +219,39 @@ async fn refused_sockets_explain_what_to_do_inner() {
     );
     println!("{}", netns::MARKER);
 }
+
+#[test]
+fn two_pingers_never_take_each_others_replies() {
+    netns::run_in_private_netns("two_pingers_never_take_each_others_replies_inner");
+}
+
+/// Two raw sockets both see every reply, as two Python jobs did. Each pinger
+/// takes only its own replies and counts the other's as unmatched. In a
+/// private namespace, so that no other program's pings are seen.
+#[tokio::test]
+#[ignore = "runs inside a private network namespace, started by two_pingers_never_take_each_others_replies"]
+async fn two_pingers_never_take_each_others_replies_inner() {
+    if !netns::inside() {
+        return;
+    }
+    netns::sh("ip link set lo up");
+    let raw = || Pinger::new(PingerOptions::default().with_socket(SocketChoice::Raw)).unwrap();
+    let (a, b) = (raw(), raw());
+    let targets = loopback_targets(300);
+    let timeout = Duration::from_secs(1);
+    let (ra, rb) = tokio::join!(
+        futures::future::join_all(targets.iter().map(|&t| a.ping(t, timeout))),
+        futures::future::join_all(targets.iter().map(|&t| b.ping(t, timeout))),
+    );
+    assert!(ra.iter().chain(&rb).all(|r| matches!(r, Ok(Some(_)))));
+    // Let the last replies reach the other socket too.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for stats in [a.stats(), b.stats()] {
+        assert_eq!(
+            (stats.sent, stats.answered, stats.unmatched),
+            (300, 300, 300),
+            "{stats:?}"
+        );
+    }
+    println!("{}", netns::MARKER);
+}
