@@ -1,0 +1,255 @@
+//! [`PingCollector`]: the ping bot's [`Collector`], with the Python ping bot's
+//! behaviour.
+//!
+//! Every entity becomes one job `entity.<id>` that fires at its sensors'
+//! intervals. A run that is due for at least one of the entity's sensors
+//! sends `n_packets` echo requests, one after another, and returns:
+//!
+//! | path | value |
+//! |---|---|
+//! | `entity.<id>.ping.p<i>.ok` | 1.0 if packet `i` was answered, else 0.0 |
+//! | `entity.<id>.ping.p<i>.rtt` | its round-trip time in seconds; only for answered packets |
+//! | `entity.<id>.ping.success` | the fraction of packets answered |
+//!
+//! These are the paths of `details.ipv4`, exactly as the Python bot writes
+//! them. The Python bot ignores `details.ipv6`; this one pings it too, at the
+//! same time, and writes the same values under `entity.<id>.ping.ipv6.…`
+//! (`…ping.ipv6.p<i>.ok`, `…ping.ipv6.p<i>.rtt`, `…ping.ipv6.success`). An
+//! entity with only an IPv6 address gets only the `ipv6` paths, so a path
+//! always means the same address family.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use grafolean_collector::{BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Tick, Value};
+
+use crate::icmp::{PingError, Pinger};
+use crate::settings::{self, PingSettings, SettingsError};
+
+/// What one entity's job needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingParams {
+    /// The entity's id; the paths start with `entity.<id>.ping`.
+    pub entity_id: u64,
+    /// `details.ipv4`.
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// `details.ipv6`.
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// The credential's settings.
+    pub settings: PingSettings,
+    /// The interval of every sensor, in seconds. A run does nothing unless
+    /// one of them is among the tick's affecting intervals.
+    pub sensor_intervals: Vec<u32>,
+}
+
+impl PingParams {
+    /// Reads an entity's config.
+    ///
+    /// ```
+    /// use grafolean_collector::{EntityConfig, SensorConfig};
+    /// use grafolean_ping_bot::PingParams;
+    /// let entity = EntityConfig {
+    ///     account_id: 1, entity_id: 2, name: "localhost".into(), entity_type: "device".into(),
+    ///     details: serde_json::json!({"ipv4": "127.0.0.1"}),
+    ///     credential_id: Some(3),
+    ///     credential_details: serde_json::json!({"n_packets": "2"}),
+    ///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+    /// };
+    /// let params = PingParams::from_entity(&entity).unwrap();
+    /// assert_eq!(params.settings.n_packets, 2);
+    /// assert_eq!(params.sensor_intervals, vec![10]);
+    /// ```
+    pub fn from_entity(entity: &EntityConfig) -> Result<Self, SettingsError> {
+        let (ipv4, ipv6) = settings::addresses(&entity.details)?;
+        let settings = PingSettings::from_credential(&entity.credential_details)?;
+        let mut sensor_intervals: Vec<u32> =
+            entity.sensors.iter().filter_map(|s| s.interval).collect();
+        sensor_intervals.sort_unstable();
+        sensor_intervals.dedup();
+        Ok(Self {
+            entity_id: entity.entity_id,
+            ipv4,
+            ipv6,
+            settings,
+            sensor_intervals,
+        })
+    }
+
+    /// The addresses, comma-separated, for labels and logs.
+    pub fn target(&self) -> String {
+        let v4 = self.ipv4.map(|a| a.to_string());
+        let v6 = self.ipv6.map(|a| a.to_string());
+        v4.into_iter().chain(v6).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The ping bot's collector. It shares one [`Pinger`] between all jobs.
+#[derive(Clone, Debug)]
+pub struct PingCollector {
+    pinger: Pinger,
+}
+
+impl PingCollector {
+    /// A collector that pings through `pinger`.
+    pub fn new(pinger: Pinger) -> Self {
+        Self { pinger }
+    }
+}
+
+impl Collector for PingCollector {
+    type Params = PingParams;
+
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<PingParams>> {
+        configs.entities.iter().filter_map(job_for).collect()
+    }
+
+    async fn run(&self, tick: Tick, params: &PingParams) -> Result<Vec<Value>, BoxError> {
+        // As the Python bot: only sensors due at this tick count, and with none
+        // there is nothing to do.
+        if !params
+            .sensor_intervals
+            .iter()
+            .any(|&s| tick.affecting.contains(s))
+        {
+            return Ok(Vec::new());
+        }
+        let prefix = format!("entity.{}.ping", params.entity_id);
+        let s = params.settings;
+        let probe = |addr: Option<IpAddr>| async move {
+            match addr {
+                Some(addr) => Some(
+                    self.pinger
+                        .probe(addr, s.n_packets, s.timeout, s.sleep_packets, s.retry)
+                        .await,
+                ),
+                None => None,
+            }
+        };
+        let (v4, v6) = tokio::join!(
+            probe(params.ipv4.map(IpAddr::V4)),
+            probe(params.ipv6.map(IpAddr::V6))
+        );
+        let mut values = Vec::new();
+        let mut unavailable = None;
+        for (results, prefix) in [(v4, prefix.clone()), (v6, format!("{prefix}.ipv6"))] {
+            let Some(results) = results else { continue };
+            match results.first() {
+                Some(Err(e @ PingError::FamilyUnavailable { .. })) => {
+                    tracing::warn!(entity_id = params.entity_id, error = %e, "cannot ping this address");
+                    unavailable = Some(e.to_string());
+                }
+                _ => values.extend(values_for(&prefix, &results)),
+            }
+        }
+        match unavailable {
+            Some(e) if values.is_empty() => Err(e.into()),
+            _ => Ok(values),
+        }
+    }
+}
+
+/// Builds one entity's job, or logs why it is skipped.
+fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
+    let params = match PingParams::from_entity(entity) {
+        Ok(params) => params,
+        Err(error) => {
+            tracing::warn!(
+                entity_id = entity.entity_id,
+                entity = %entity.name,
+                %error,
+                "not pinging this entity: its config is invalid"
+            );
+            return None;
+        }
+    };
+    let Some(intervals) = entity.intervals() else {
+        tracing::warn!(
+            entity_id = entity.entity_id,
+            entity = %entity.name,
+            "not pinging this entity: none of its sensors has an interval"
+        );
+        return None;
+    };
+    let target = params.target();
+    Some(
+        JobSpec::new(format!("entity.{}", entity.entity_id), intervals, params)
+            .with_account(entity.account_id)
+            .with_label("entity", entity.entity_id.to_string())
+            .with_label("name", entity.name.clone())
+            .with_label("target", target),
+    )
+}
+
+/// The values for one address's packets, under `prefix` (`entity.<id>.ping`).
+///
+/// A packet that could not be sent counts as unanswered.
+///
+/// ```
+/// use grafolean_ping_bot::collector::values_for;
+/// use std::time::Duration;
+/// let values = values_for("entity.7.ping", &[Ok(Some(Duration::from_millis(5))), Ok(None)]);
+/// let paths: Vec<_> = values.iter().map(|v| v.path.as_str()).collect();
+/// assert_eq!(paths, ["entity.7.ping.p0.ok", "entity.7.ping.p0.rtt", "entity.7.ping.p1.ok", "entity.7.ping.success"]);
+/// assert_eq!(values[3].value, 0.5);
+/// ```
+pub fn values_for(prefix: &str, results: &[Result<Option<Duration>, PingError>]) -> Vec<Value> {
+    let mut values = Vec::with_capacity(results.len() * 2 + 1);
+    let mut answered = 0u32;
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(Some(rtt)) => {
+                answered += 1;
+                values.push(Value::new(format!("{prefix}.p{i}.ok"), 1.0));
+                values.push(Value::new(format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
+            }
+            Ok(None) => values.push(Value::new(format!("{prefix}.p{i}.ok"), 0.0)),
+            Err(error) => {
+                tracing::debug!(%error, "packet {i} not sent; counted as unanswered");
+                values.push(Value::new(format!("{prefix}.p{i}.ok"), 0.0));
+            }
+        }
+    }
+    if !results.is_empty() {
+        values.push(Value::new(
+            format!("{prefix}.success"),
+            f64::from(answered) / results.len() as f64,
+        ));
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn values_follow_python_paths() {
+        let sent_error = PingError::Send {
+            addr: "192.0.2.1".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::NetworkUnreachable),
+        };
+        let results = vec![
+            Ok(Some(Duration::from_micros(1500))),
+            Ok(None),
+            Err(sent_error),
+            Ok(Some(Duration::ZERO)),
+        ];
+        let got: Vec<(String, f64)> = values_for("entity.42.ping", &results)
+            .into_iter()
+            .map(|v| (v.path, v.value))
+            .collect();
+        let expected = [
+            ("entity.42.ping.p0.ok", 1.0),
+            ("entity.42.ping.p0.rtt", 0.0015),
+            ("entity.42.ping.p1.ok", 0.0),
+            ("entity.42.ping.p2.ok", 0.0),
+            ("entity.42.ping.p3.ok", 1.0),
+            ("entity.42.ping.p3.rtt", 0.0),
+            ("entity.42.ping.success", 0.5),
+        ];
+        let expected: Vec<(String, f64)> =
+            expected.iter().map(|(p, v)| (p.to_string(), *v)).collect();
+        assert_eq!(got, expected);
+    }
+}

@@ -1,0 +1,480 @@
+//! The [`Pinger`]: shared sockets, the table of probes in flight, and the
+//! receiver tasks that match replies to probes.
+
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::BuildHasher;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::time::Instant;
+
+use super::PingError;
+use super::packet::{self, Family, Parsed};
+use super::socket::{self, IcmpSocket, SocketChoice, SocketKind};
+
+/// The largest cap on probes in flight: a ping socket has only 2^16
+/// sequence numbers per target.
+pub const MAX_IN_FLIGHT: usize = 65_535;
+
+/// How a [`Pinger`] is set up.
+///
+/// ```
+/// use grafolean_ping_bot::icmp::{PingerOptions, SocketChoice};
+/// let opts = PingerOptions::default()
+///     .with_max_in_flight(2048)
+///     .with_socket(SocketChoice::Datagram);
+/// assert_eq!(opts.max_in_flight, 2048);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingerOptions {
+    /// Which kind of socket to open. Default: [`SocketChoice::Auto`].
+    pub socket: SocketChoice,
+    /// The most probes waiting for a reply at once, across both families,
+    /// at most [`MAX_IN_FLIGHT`]. Default: 4096.
+    pub max_in_flight: usize,
+    /// The receive buffer to ask for, in bytes (capped by the kernel at
+    /// `net.core.rmem_max`). Default: 4 MiB.
+    pub recv_buffer: usize,
+    /// The send buffer to ask for, in bytes (capped at `net.core.wmem_max`).
+    /// Default: 1 MiB.
+    pub send_buffer: usize,
+}
+
+impl Default for PingerOptions {
+    fn default() -> Self {
+        Self {
+            socket: SocketChoice::Auto,
+            max_in_flight: 4096,
+            recv_buffer: 4 << 20,
+            send_buffer: 1 << 20,
+        }
+    }
+}
+
+impl PingerOptions {
+    /// Sets which kind of socket to open.
+    #[must_use]
+    pub fn with_socket(mut self, socket: SocketChoice) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Sets the cap on probes in flight (1 to [`MAX_IN_FLIGHT`]).
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.clamp(1, MAX_IN_FLIGHT);
+        self
+    }
+
+    /// Sets the requested receive buffer size, in bytes.
+    #[must_use]
+    pub fn with_recv_buffer(mut self, bytes: usize) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
+    /// Sets the requested send buffer size, in bytes.
+    #[must_use]
+    pub fn with_send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+}
+
+/// Counters since the pinger was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PingStats {
+    /// Echo requests sent.
+    pub sent: u64,
+    /// Replies that woke their probe.
+    pub answered: u64,
+    /// Probes that timed out.
+    pub timed_out: u64,
+    /// Requests that could not be sent.
+    pub send_errors: u64,
+    /// Echo replies that matched no probe in flight: late replies, or other
+    /// programs' pings seen on a raw socket. They are dropped.
+    pub unmatched: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    timed_out: AtomicU64,
+    send_errors: AtomicU64,
+    unmatched: AtomicU64,
+}
+
+/// `(target, identifier, sequence)`: what a reply is looked up by.
+type Key = (IpAddr, u16, u16);
+
+/// A probe waiting for its reply.
+#[derive(Debug)]
+struct Waiter {
+    token: u64,
+    tx: oneshot::Sender<Instant>,
+}
+
+/// One address family's socket and its probes in flight.
+#[derive(Debug)]
+struct Endpoint {
+    family: Family,
+    socket: IcmpSocket,
+    /// For raw sockets, the base of the identifiers this pinger uses.
+    identifier_base: u16,
+    next_token: AtomicU64,
+    pending: Mutex<HashMap<Key, Waiter>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    cookie: u64,
+    v4: Result<Arc<Endpoint>, String>,
+    v6: Result<Arc<Endpoint>, String>,
+    permits: Semaphore,
+    counters: Arc<Counters>,
+    /// Dropped with the last [`Pinger`] clone, which stops the receiver tasks.
+    _shutdown: watch::Sender<()>,
+}
+
+/// A cheaply cloneable handle to the process's ICMP sockets.
+///
+/// See the [module docs](super) for how replies are matched.
+#[derive(Clone, Debug)]
+pub struct Pinger {
+    shared: Arc<Shared>,
+}
+
+impl Pinger {
+    /// Opens the sockets and starts the receiver tasks.
+    ///
+    /// It fails only when no family's
+    /// socket can be opened; a family that fails alone (say, IPv6 on a host
+    /// without it) is logged, and pinging it returns
+    /// [`PingError::FamilyUnavailable`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, since it spawns the receiver tasks.
+    pub fn new(opts: PingerOptions) -> Result<Self, PingError> {
+        let random = RandomState::new().hash_one(std::process::id());
+        let (cookie, identifier_base) = (random, (random >> 48) as u16);
+        let counters = Arc::new(Counters::default());
+        let (shutdown, _) = watch::channel(());
+        let open = |family| -> Result<Arc<Endpoint>, PingError> {
+            let socket = socket::open(family, opts.socket, opts.recv_buffer, opts.send_buffer)?;
+            let endpoint = Arc::new(Endpoint {
+                family,
+                socket,
+                identifier_base,
+                next_token: AtomicU64::new(0),
+                pending: Mutex::new(HashMap::new()),
+            });
+            tokio::spawn(receive(
+                endpoint.clone(),
+                cookie,
+                counters.clone(),
+                shutdown.subscribe(),
+            ));
+            Ok(endpoint)
+        };
+        let (v4, v6) = match (open(Family::V4), open(Family::V6)) {
+            (Err(e4), Err(e6)) => {
+                tracing::error!(error = %e6, "cannot open the IPv6 ICMP socket");
+                return Err(e4);
+            }
+            (v4, v6) => {
+                let keep = |r: Result<Arc<Endpoint>, PingError>, family: Family| {
+                    r.map_err(|e| {
+                        tracing::warn!(error = %e, "pinging {} targets will fail", family.name());
+                        e.to_string()
+                    })
+                };
+                (keep(v4, Family::V4), keep(v6, Family::V6))
+            }
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                cookie,
+                v4,
+                v6,
+                permits: Semaphore::new(opts.max_in_flight.clamp(1, MAX_IN_FLIGHT)),
+                counters,
+                _shutdown: shutdown,
+            }),
+        })
+    }
+
+    /// The kind of socket in use for `family`, or `None` when it could not be
+    /// opened.
+    pub fn socket_kind(&self, family: Family) -> Option<SocketKind> {
+        let endpoint = match family {
+            Family::V4 => &self.shared.v4,
+            Family::V6 => &self.shared.v6,
+        };
+        endpoint.as_ref().ok().map(|e| e.socket.kind)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> PingStats {
+        let c = &self.shared.counters;
+        PingStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            answered: c.answered.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            send_errors: c.send_errors.load(Ordering::Relaxed),
+            unmatched: c.unmatched.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends one echo request to `addr` (an IPv4-mapped IPv6 address is
+    /// pinged over IPv4) and waits up to `timeout` for the
+    /// reply: `Some(rtt)` when it came, `None` when it did not.
+    ///
+    /// The timeout starts once the probe got a slot (see
+    /// [`PingerOptions::max_in_flight`]). The future may be dropped at any
+    /// time; the probe is then forgotten.
+    pub async fn ping(
+        &self,
+        addr: IpAddr,
+        timeout: Duration,
+    ) -> Result<Option<Duration>, PingError> {
+        let addr = addr.to_canonical();
+        let endpoint = match (addr, &self.shared.v4, &self.shared.v6) {
+            (IpAddr::V4(_), Ok(e), _) | (IpAddr::V6(_), _, Ok(e)) => e,
+            (IpAddr::V4(_), Err(reason), _) | (IpAddr::V6(_), _, Err(reason)) => {
+                return Err(PingError::FamilyUnavailable {
+                    addr,
+                    reason: reason.clone(),
+                });
+            }
+        };
+        let _permit = self
+            .shared
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let deadline = Instant::now() + timeout;
+        let (tx, rx) = oneshot::channel();
+        let (registration, request) = endpoint.register(addr, self.shared.cookie, tx);
+        let counters = &self.shared.counters;
+        let sent_at = Instant::now();
+        if let Err(source) = endpoint
+            .socket
+            .socket
+            .send_to(&request, SocketAddr::new(addr, 0))
+            .await
+        {
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(PingError::Send { addr, source });
+        }
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+        let outcome = tokio::time::timeout_at(deadline, rx).await;
+        drop(registration);
+        match outcome {
+            Ok(Ok(received_at)) => Ok(Some(received_at.saturating_duration_since(sent_at))),
+            // The receiver task is gone only when the runtime shuts down.
+            Ok(Err(_)) | Err(_) => {
+                counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Pings `addr` as the Python bot's `multi_ping(timeout, retry)` does:
+    /// `timeout` is the total time, split into `retry + 1` equal windows; a
+    /// new request is sent at the start of each window until one is
+    /// answered, and a late reply to an earlier request still counts. The
+    /// RTT is that of the request that was answered.
+    pub async fn ping_with_retry(
+        &self,
+        addr: IpAddr,
+        timeout: Duration,
+        retry: u32,
+    ) -> Result<Option<Duration>, PingError> {
+        if retry == 0 {
+            return self.ping(addr, timeout).await;
+        }
+        let window = timeout / retry.saturating_add(1);
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut attempts = FuturesUnordered::new();
+        let mut sent = 0u32;
+        let mut first_error = None;
+        loop {
+            // The next request starts its window; the attempts made so far
+            // keep waiting until the common deadline.
+            let next_start = start + window * sent;
+            tokio::select! {
+                () = tokio::time::sleep_until(next_start), if sent <= retry => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    attempts.push(self.ping(addr, remaining));
+                    sent += 1;
+                }
+                Some(result) = attempts.next(), if !attempts.is_empty() => match result {
+                    Ok(Some(rtt)) => return Ok(Some(rtt)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                else => break,
+            }
+        }
+        first_error.map_or(Ok(None), Err)
+    }
+
+    /// Sends `n_packets` probes to `addr` one after another, as the Python
+    /// bot does: each with [`ping_with_retry`](Self::ping_with_retry), and
+    /// `sleep_between` between one probe's end and the next one's start.
+    /// Returns one result per packet.
+    pub async fn probe(
+        &self,
+        addr: IpAddr,
+        n_packets: u32,
+        timeout: Duration,
+        sleep_between: Duration,
+        retry: u32,
+    ) -> Vec<Result<Option<Duration>, PingError>> {
+        let mut results = Vec::with_capacity(n_packets as usize);
+        for i in 0..n_packets {
+            if i > 0 {
+                tokio::time::sleep(sleep_between).await;
+            }
+            results.push(self.ping_with_retry(addr, timeout, retry).await);
+        }
+        results
+    }
+}
+
+impl Endpoint {
+    /// Picks a free `(identifier, sequence)` for a probe to `addr`, registers
+    /// the waiter and builds the request.
+    fn register(
+        self: &Arc<Self>,
+        addr: IpAddr,
+        cookie: u64,
+        tx: oneshot::Sender<Instant>,
+    ) -> (Registration, [u8; packet::REQUEST_LEN]) {
+        let mut pending = self
+            .pending
+            .lock()
+            .expect("the pending table is never poisoned");
+        loop {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let identifier = match self.socket.kernel_identifier {
+                Some(id) => id,
+                None => self.identifier_base.wrapping_add((token >> 16) as u16),
+            };
+            let sequence = token as u16;
+            let key = (addr, identifier, sequence);
+            // A key is reused only after 2^16 (ping socket) or 2^32 (raw
+            // socket) probes; skip it if an old probe still holds it.
+            if let Entry::Vacant(slot) = pending.entry(key) {
+                slot.insert(Waiter { token, tx });
+                let request =
+                    packet::echo_request(self.family, identifier, sequence, cookie, token);
+                let registration = Registration {
+                    endpoint: self.clone(),
+                    key,
+                    token,
+                };
+                return (registration, request);
+            }
+        }
+    }
+}
+
+/// Removes a probe's waiter when the probe ends or is dropped.
+struct Registration {
+    endpoint: Arc<Endpoint>,
+    key: Key,
+    token: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut pending = self
+            .endpoint
+            .pending
+            .lock()
+            .expect("the pending table is never poisoned");
+        if pending
+            .get(&self.key)
+            .is_some_and(|w| w.token == self.token)
+        {
+            pending.remove(&self.key);
+        }
+    }
+}
+
+/// The receiver task: reads every datagram on one socket and wakes the probe
+/// each reply belongs to. Stops when the last [`Pinger`] is dropped.
+async fn receive(
+    endpoint: Arc<Endpoint>,
+    cookie: u64,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<()>,
+) {
+    let socket = &endpoint.socket.socket;
+    let has_ip_header = endpoint.family == Family::V4 && endpoint.socket.kind == SocketKind::Raw;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    tracing::warn!(error = %e, family = endpoint.family.name(), "ICMP socket failed; no more replies");
+                    return;
+                }
+            }
+        }
+        // Drain everything that is queued before waiting again.
+        loop {
+            let (len, from) = match socket.try_recv_from(&mut buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, family = endpoint.family.name(), "ICMP receive error");
+                    continue;
+                }
+            };
+            let received_at = Instant::now();
+            let Parsed::Reply(reply) = packet::parse(endpoint.family, has_ip_header, &buf[..len])
+            else {
+                continue;
+            };
+            let key = (from.ip(), reply.identifier, reply.sequence);
+            let waiter = if reply.cookie == cookie {
+                let mut pending = endpoint
+                    .pending
+                    .lock()
+                    .expect("the pending table is never poisoned");
+                match pending.get(&key) {
+                    Some(w) if w.token == reply.token => pending.remove(&key),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            // A waiter whose probe was dropped just now counts as unmatched.
+            let woken = waiter.is_some_and(|w| w.tx.send(received_at).is_ok());
+            let counter = if woken {
+                &counters.answered
+            } else {
+                &counters.unmatched
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Turning one entity's config into what a ping job needs: its addresses and
+//! the credential's settings, with the Python bot's defaults.
+//!
+//! The backend sends the credential's numbers as strings
+//! (`{"n_packets":"2","sleep_packets":"0.5","timeout":"1.0","retry":"0"}`); a
+//! local TOML file naturally has numbers. Both are accepted. A missing or
+//! `null` field takes its default.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+/// The shortest timeout, and the shortest time between retries, that the
+/// Python bot's multiping accepts.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// How an entity is pinged, from its credential's `details`.
+///
+/// ```
+/// use grafolean_ping_bot::PingSettings;
+/// use std::time::Duration;
+/// let s = PingSettings::from_credential(&serde_json::json!({"n_packets": "2", "timeout": 1.5})).unwrap();
+/// assert_eq!(s.n_packets, 2);
+/// assert_eq!(s.timeout, Duration::from_millis(1500));
+/// assert_eq!(s, PingSettings { n_packets: 2, timeout: Duration::from_millis(1500), ..PingSettings::default() });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PingSettings {
+    /// Packets per run (`n_packets`, default 3, at least 1).
+    pub n_packets: u32,
+    /// How long to wait for each packet's reply, retries included (`timeout`,
+    /// seconds, default 2.0, at least 0.1).
+    pub timeout: Duration,
+    /// Extra requests sent within `timeout` while a packet is unanswered
+    /// (`retry`, default 0; `timeout / (retry + 1)` must be at least 0.1 s).
+    pub retry: u32,
+    /// The pause between packets (`sleep_packets`, seconds, default 1.0).
+    pub sleep_packets: Duration,
+}
+
+impl Default for PingSettings {
+    fn default() -> Self {
+        Self {
+            n_packets: 3,
+            timeout: Duration::from_secs(2),
+            retry: 0,
+            sleep_packets: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why an entity's config cannot be used. The entity is skipped; the others
+/// go on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A field has a value that cannot be used.
+    #[error("{field} is {value}, but it must be {expected}; fix it in Grafolean")]
+    Invalid {
+        /// The field, such as `credential.timeout` or `details.ipv4`.
+        field: &'static str,
+        /// The value that was found, as JSON.
+        value: String,
+        /// What the value should be.
+        expected: &'static str,
+    },
+    /// The entity has neither `details.ipv4` nor `details.ipv6`.
+    #[error("the entity has no address; set details.ipv4 (or details.ipv6) in Grafolean")]
+    NoAddress,
+}
+
+impl PingSettings {
+    /// Reads the settings from a credential's `details`. `null` (no
+    /// credential) gives the defaults.
+    pub fn from_credential(details: &Json) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let fields = match details {
+            Json::Null => return Ok(defaults),
+            Json::Object(fields) => fields,
+            other => return Err(invalid("credential", other, "an object")),
+        };
+        let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
+        let n_packets = match get("n_packets") {
+            None => defaults.n_packets,
+            Some(v) => whole(v)
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| invalid("credential.n_packets", v, "a whole number >= 1"))?,
+        };
+        let retry = match get("retry") {
+            None => defaults.retry,
+            Some(v) => {
+                whole(v).ok_or_else(|| invalid("credential.retry", v, "a whole number >= 0"))?
+            }
+        };
+        let timeout = match get("timeout") {
+            None => defaults.timeout,
+            Some(v) => seconds(v)
+                .filter(|d| *d >= MIN_WINDOW)
+                .ok_or_else(|| invalid("credential.timeout", v, "a number of seconds >= 0.1"))?,
+        };
+        // As Python's multiping, which refuses retries less than 0.1 s apart.
+        if timeout / retry.saturating_add(1) < MIN_WINDOW {
+            return Err(SettingsError::Invalid {
+                field: "credential.retry",
+                value: retry.to_string(),
+                expected: "small enough that timeout / (retry + 1) is at least 0.1 s",
+            });
+        }
+        let sleep_packets = match get("sleep_packets") {
+            None => defaults.sleep_packets,
+            Some(v) => seconds(v).ok_or_else(|| {
+                invalid("credential.sleep_packets", v, "a number of seconds >= 0")
+            })?,
+        };
+        Ok(Self {
+            n_packets,
+            timeout,
+            retry,
+            sleep_packets,
+        })
+    }
+}
+
+/// Reads an entity's `details.ipv4` and `details.ipv6`. A missing, `null` or
+/// empty field is absent; at least one must be present.
+///
+/// ```
+/// use grafolean_ping_bot::settings::addresses;
+/// let (v4, v6) = addresses(&serde_json::json!({"ipv4": "127.0.0.1"})).unwrap();
+/// assert_eq!(v4, Some("127.0.0.1".parse().unwrap()));
+/// assert_eq!(v6, None);
+/// assert!(addresses(&serde_json::json!({"ipv4": "localhost"})).is_err());
+/// ```
+pub fn addresses(details: &Json) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), SettingsError> {
+    let field = |name: &str| {
+        details
+            .get(name)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+    };
+    let ipv4 = field("ipv4")
+        .map(|v| {
+            v.as_str()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| invalid("details.ipv4", v, "an IPv4 address such as 192.0.2.1"))
+        })
+        .transpose()?;
+    let ipv6 = field("ipv6")
+        .map(|v| {
+            v.as_str()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| invalid("details.ipv6", v, "an IPv6 address such as 2001:db8::1"))
+        })
+        .transpose()?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(SettingsError::NoAddress);
+    }
+    Ok((ipv4, ipv6))
+}
+
+fn invalid(field: &'static str, value: &Json, expected: &'static str) -> SettingsError {
+    SettingsError::Invalid {
+        field,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+/// A whole number >= 0, from a JSON number or a string.
+fn whole(v: &Json) -> Option<u32> {
+    match v {
+        Json::String(s) => s.trim().parse().ok(),
+        Json::Number(n) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .and_then(|n| u32::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+/// A finite number of seconds >= 0, from a JSON number or a string.
+fn seconds(v: &Json) -> Option<Duration> {
+    let secs = match v {
+        Json::String(s) => s.trim().parse::<f64>().ok()?,
+        Json::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn backend_strings_are_parsed() {
+        let s = PingSettings::from_credential(
+            &json!({"n_packets":"2","sleep_packets":"0.5","timeout":"1.0","retry":"0"}),
+        )
+        .unwrap();
+        let expected = PingSettings {
+            n_packets: 2,
+            timeout: Duration::from_secs(1),
+            retry: 0,
+            sleep_packets: Duration::from_millis(500),
+        };
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn numbers_are_parsed() {
+        let s = PingSettings::from_credential(
+            &json!({"n_packets":5,"sleep_packets":0,"timeout":0.6,"retry":2.0}),
+        )
+        .unwrap();
+        let expected = PingSettings {
+            n_packets: 5,
+            timeout: Duration::from_millis(600),
+            retry: 2,
+            sleep_packets: Duration::ZERO,
+        };
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn retries_may_be_as_close_as_a_tenth_of_a_second() {
+        let s = PingSettings::from_credential(&json!({"timeout": "1.0", "retry": "9"})).unwrap();
+        assert_eq!((s.timeout, s.retry), (Duration::from_secs(1), 9));
+        let s = PingSettings::from_credential(&json!({"timeout": 0.1})).unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn missing_and_null_fields_take_python_defaults() {
+        let expected = PingSettings {
+            n_packets: 3,
+            timeout: Duration::from_secs(2),
+            retry: 0,
+            sleep_packets: Duration::from_secs(1),
+        };
+        assert_eq!(PingSettings::from_credential(&json!({})).unwrap(), expected);
+        assert_eq!(
+            PingSettings::from_credential(&Json::Null).unwrap(),
+            expected
+        );
+        assert_eq!(
+            PingSettings::from_credential(&json!({"timeout": null})).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let cases = [
+            (json!({"n_packets": "0"}), "credential.n_packets"),
+            (json!({"n_packets": "three"}), "credential.n_packets"),
+            (json!({"n_packets": 2.5}), "credential.n_packets"),
+            (json!({"n_packets": -1}), "credential.n_packets"),
+            (json!({"retry": "-1"}), "credential.retry"),
+            (json!({"timeout": "0"}), "credential.timeout"),
+            (json!({"timeout": "0.05"}), "credential.timeout"),
+            (json!({"timeout": "1.0", "retry": "10"}), "credential.retry"),
+            (json!({"retry": 4_000_000_000u32}), "credential.retry"),
+            (json!({"timeout": "-1.0"}), "credential.timeout"),
+            (json!({"timeout": "NaN"}), "credential.timeout"),
+            (json!({"timeout": "1e400"}), "credential.timeout"),
+            (json!({"timeout": true}), "credential.timeout"),
+            (json!({"sleep_packets": "-0.5"}), "credential.sleep_packets"),
+            (json!("n_packets=2"), "credential"),
+        ];
+        for (details, field) in cases {
+            match PingSettings::from_credential(&details) {
+                Err(SettingsError::Invalid { field: f, .. }) => assert_eq!(f, field, "{details}"),
+                other => panic!("{details}: expected an error for {field}, got {other:?}"),
+            }
+        }
+        let err = PingSettings::from_credential(&json!({"timeout": "soon"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "credential.timeout is \"soon\", but it must be a number of seconds >= 0.1; fix it in Grafolean"
+        );
+    }
+
+    #[test]
+    fn addresses_are_read_from_details() {
+        let both = addresses(&json!({"ipv4": "192.0.2.1", "ipv6": "2001:db8::1"})).unwrap();
+        assert_eq!(
+            both,
+            (
+                Some("192.0.2.1".parse().unwrap()),
+                Some("2001:db8::1".parse().unwrap())
+            )
+        );
+        let v6_only = addresses(&json!({"ipv4": "", "ipv6": "::1"})).unwrap();
+        assert_eq!(v6_only, (None, Some(Ipv6Addr::LOCALHOST)));
+        assert_eq!(addresses(&json!({})), Err(SettingsError::NoAddress));
+        assert_eq!(
+            addresses(&json!({"ipv4": null})),
+            Err(SettingsError::NoAddress)
+        );
+        for (details, field) in [
+            (json!({"ipv4": "::1"}), "details.ipv4"),
+            (json!({"ipv4": 127}), "details.ipv4"),
+            (
+                json!({"ipv4": "127.0.0.1", "ipv6": "127.0.0.1"}),
+                "details.ipv6",
+            ),
+        ] {
+            match addresses(&details) {
+                Err(SettingsError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{details}: {other:?}"),
+            }
+        }
+    }
+}

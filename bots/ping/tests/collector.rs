@@ -1,0 +1,188 @@
+//! `PingCollector` against real ICMP on loopback: the jobs it builds from
+//! entity configs, and the values a run returns for the tick's affecting
+//! intervals. Needs root or CAP_NET_RAW.
+
+use std::time::{Duration, SystemTime};
+
+use grafolean_collector::{
+    Collector, EntityConfig, Intervals, JobConfigs, JobId, SensorConfig, Tick,
+};
+use grafolean_ping_bot::{PingCollector, PingParams, PingSettings, Pinger, PingerOptions};
+use serde_json::{Value as Json, json};
+
+fn sensor(sensor_id: u64, interval: Option<u32>) -> SensorConfig {
+    SensorConfig {
+        sensor_id,
+        interval,
+        details: json!({}),
+    }
+}
+
+fn entity(
+    entity_id: u64,
+    details: Json,
+    credential: Json,
+    sensors: Vec<SensorConfig>,
+) -> EntityConfig {
+    EntityConfig {
+        account_id: 667410879,
+        entity_id,
+        name: format!("device {entity_id}"),
+        entity_type: "device".into(),
+        details,
+        credential_id: Some(884419450),
+        credential_details: credential,
+        sensors,
+    }
+}
+
+/// The backend's own credential style: every number is a string.
+fn backend_credential() -> Json {
+    json!({"n_packets":"2","sleep_packets":"0.5","timeout":"1.0","retry":"0"})
+}
+
+fn collector() -> PingCollector {
+    PingCollector::new(Pinger::new(PingerOptions::default()).unwrap())
+}
+
+#[tokio::test]
+async fn jobs_follow_entities_and_skip_invalid_ones() {
+    let configs = JobConfigs {
+        entities: vec![
+            entity(
+                1127398355,
+                json!({"ipv4": "127.0.0.1"}),
+                backend_credential(),
+                vec![sensor(1, Some(10)), sensor(2, Some(60)), sensor(3, None)],
+            ),
+            entity(
+                2,
+                json!({"ipv4": "127.0.0.1"}),
+                json!({"timeout": "soon"}),
+                vec![sensor(1, Some(10))],
+            ),
+            entity(
+                3,
+                json!({"ipv4": "127.0.0.1"}),
+                json!({"n_packets": 0}),
+                vec![sensor(1, Some(10))],
+            ),
+            entity(
+                4,
+                json!({}),
+                backend_credential(),
+                vec![sensor(1, Some(10))],
+            ),
+            entity(
+                5,
+                json!({"ipv4": "127.0.0.1"}),
+                backend_credential(),
+                vec![sensor(1, None)],
+            ),
+            entity(
+                6,
+                json!({"ipv4": "127.0.0.2", "ipv6": "::1"}),
+                json!({}),
+                vec![sensor(1, Some(30))],
+            ),
+        ],
+    };
+    let jobs = collector().jobs(&configs);
+    let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    assert_eq!(
+        ids,
+        [&JobId::new("entity.1127398355"), &JobId::new("entity.6")]
+    );
+
+    let first = &jobs[0];
+    assert_eq!(first.intervals, Intervals::new([10, 60]).unwrap());
+    assert_eq!(first.account, Some(667410879));
+    let labels: Vec<(&str, &str)> = first
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("entity", "1127398355"),
+            ("name", "device 1127398355"),
+            ("target", "127.0.0.1")
+        ]
+    );
+    let expected = PingParams {
+        entity_id: 1127398355,
+        ipv4: Some("127.0.0.1".parse().unwrap()),
+        ipv6: None,
+        settings: PingSettings {
+            n_packets: 2,
+            timeout: Duration::from_secs(1),
+            retry: 0,
+            sleep_packets: Duration::from_millis(500),
+        },
+        sensor_intervals: vec![10, 60],
+    };
+    assert_eq!(first.params, expected);
+
+    let dual = &jobs[1];
+    assert_eq!(dual.params.settings, PingSettings::default());
+    assert_eq!(
+        dual.labels[2],
+        ("target".to_string(), "127.0.0.2,::1".to_string())
+    );
+}
+
+#[tokio::test]
+async fn run_writes_python_paths_for_affected_sensors_only() {
+    let collector = collector();
+    let credential = json!({"n_packets": 3, "sleep_packets": "0.01", "timeout": "1.0"});
+    let configs = JobConfigs {
+        entities: vec![entity(
+            42,
+            json!({"ipv4": "127.0.0.1", "ipv6": "::1"}),
+            credential,
+            vec![sensor(1, Some(10)), sensor(2, Some(60))],
+        )],
+    };
+    let params = collector.jobs(&configs).remove(0).params;
+    let tick = |intervals: &[u32]| Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::new(intervals.iter().copied()).unwrap(),
+    };
+
+    // No sensor runs every 30 s: nothing is pinged, nothing is returned.
+    assert_eq!(collector.run(tick(&[30]), &params).await.unwrap(), vec![]);
+
+    for affecting in [&[10][..], &[60], &[10, 60], &[10, 30]] {
+        let values = collector.run(tick(affecting), &params).await.unwrap();
+        let paths: Vec<&str> = values.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "entity.42.ping.p0.ok",
+                "entity.42.ping.p0.rtt",
+                "entity.42.ping.p1.ok",
+                "entity.42.ping.p1.rtt",
+                "entity.42.ping.p2.ok",
+                "entity.42.ping.p2.rtt",
+                "entity.42.ping.success",
+                "entity.42.ping.ipv6.p0.ok",
+                "entity.42.ping.ipv6.p0.rtt",
+                "entity.42.ping.ipv6.p1.ok",
+                "entity.42.ping.ipv6.p1.rtt",
+                "entity.42.ping.ipv6.p2.ok",
+                "entity.42.ping.ipv6.p2.rtt",
+                "entity.42.ping.ipv6.success",
+            ],
+            "affecting {affecting:?}"
+        );
+        for v in &values {
+            assert!(v.validate().is_ok(), "{v}");
+            if v.path.ends_with(".rtt") {
+                assert!(v.value > 0.0 && v.value < 0.5, "{v}");
+            } else {
+                assert_eq!(v.value, 1.0, "{v}");
+            }
+        }
+    }
+}
