@@ -212,7 +212,12 @@ impl<C: Collector> Bot<C> {
     /// The whole `main` of a bot: reads `.env` and the command line, sets up
     /// logging, and runs until SIGINT or SIGTERM (or once, with `--once`).
     pub async fn main(self) -> ExitCode {
-        let settings = Settings::from_env_and_args();
+        self.main_with(Settings::from_env_and_args()).await
+    }
+
+    /// [`Bot::main`] with settings the caller already parsed (with
+    /// [`Settings::from_env_and_args`]), for a `main` that needs them first.
+    pub async fn main_with(self, settings: Settings) -> ExitCode {
         if let Err(e) = init_logging(&settings) {
             eprintln!("{e}");
             return ExitCode::from(2);

@@ -37,10 +37,12 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+pub mod bot;
 pub mod collector;
 pub mod icmp;
 pub mod settings;
 
+pub use bot::bot;
 pub use collector::{PingCollector, PingParams};
 pub use icmp::{PingError, Pinger, PingerOptions};
 pub use settings::{PingSettings, SettingsError};

@@ -1,9 +1,25 @@
-//! The `grafolean-ping-bot` binary. It is wired to the SDK's runtime later;
-//! for now it only says so.
+//! `grafolean-ping-bot`: the Grafolean ping bot, and a standalone ping exporter.
+//!
+//! With `BACKEND_URL` and `BOT_TOKEN` (or `BOT_TOKEN_FROM_FILE`) it is a drop-in
+//! replacement for the Python ping bot; without them it pings the entities of
+//! `--config`, or 127.0.0.1 and ::1 every 5 s, and serves the results on
+//! `http://127.0.0.1:9742/metrics`. See `--help`.
 
-fn main() {
-    eprintln!(
-        "grafolean-ping-bot {}: the runtime is not wired in yet; see the crate's library",
-        env!("CARGO_PKG_VERSION")
-    );
+use std::process::ExitCode;
+
+use grafolean_collector::settings::Settings;
+use grafolean_ping_bot::{Pinger, PingerOptions};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Parse first, so that --help works without the privileges ICMP needs.
+    let settings = Settings::from_env_and_args();
+    let pinger = match Pinger::new(PingerOptions::default()) {
+        Ok(pinger) => pinger,
+        Err(e) => {
+            eprintln!("grafolean-ping-bot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    grafolean_ping_bot::bot(pinger).main_with(settings).await
 }

@@ -1,0 +1,99 @@
+//! The ping bot as the SDK runs it: protocol, default port, built-in config,
+//! Prometheus names, and a summary log line per interval.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use grafolean_collector::Bot;
+use grafolean_collector::exposition::{MappedPath, split_entity};
+
+use crate::{PingCollector, Pinger};
+
+/// The admin server's default address: `127.0.0.1:9742`.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    9742,
+);
+
+/// The built-in standalone config: 127.0.0.1 and ::1 every 5 s.
+pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
+
+/// How often the bot logs a summary of its pings.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// The ping bot, ready for [`Bot::main`] or [`Bot::run`].
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() {
+/// let pinger = grafolean_ping_bot::Pinger::new(Default::default()).unwrap();
+/// grafolean_ping_bot::bot(pinger).main().await;
+/// # }
+/// ```
+pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
+    let summary = pinger.clone();
+    Bot::new("grafolean-ping-bot", PingCollector::new(pinger))
+        .with_protocol("ping")
+        .with_default_listen(DEFAULT_LISTEN)
+        .with_default_config(DEFAULT_CONFIG)
+        .with_path_mapper(map_path)
+        .on_start(move || {
+            tokio::spawn(log_summaries(summary));
+        })
+}
+
+/// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered.
+async fn log_summaries(pinger: Pinger) {
+    let mut last = pinger.stats();
+    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = pinger.stats();
+        let sent = now.sent - last.sent;
+        if sent > 0 {
+            tracing::info!(
+                sent,
+                answered = now.answered - last.answered,
+                timed_out = now.timed_out - last.timed_out,
+                send_errors = now.send_errors - last.send_errors,
+                "ping round"
+            );
+        }
+        last = now;
+    }
+}
+
+/// Prometheus names for the ping paths, labelled like blackbox_exporter's
+/// probes (the job adds `target`, `name` and `entity`):
+///
+/// | path | metric |
+/// |---|---|
+/// | `entity.<id>.ping.success` | `ping_success_ratio{family="ipv4"}` |
+/// | `entity.<id>.ping.p<i>.ok` | `ping_packet_ok{packet="<i>",family="ipv4"}` |
+/// | `entity.<id>.ping.p<i>.rtt` | `ping_rtt_seconds{packet="<i>",family="ipv4"}` |
+/// | `entity.<id>.ping.ipv6.…` | the same, with `family="ipv6"` |
+///
+/// ```
+/// let m = grafolean_ping_bot::bot::map_path("entity.7.ping.ipv6.p2.rtt").unwrap();
+/// assert_eq!(m.name, "ping_rtt_seconds");
+/// assert!(m.labels.contains(&("packet".to_string(), "2".to_string())));
+/// ```
+pub fn map_path(path: &str) -> Option<MappedPath> {
+    let (entity, rest) = split_entity(path);
+    let rest = rest.strip_prefix("ping.")?;
+    let (family, rest) = match rest.strip_prefix("ipv6.") {
+        Some(rest) => ("ipv6", rest),
+        None => ("ipv4", rest),
+    };
+    let mapped = match rest.split('.').collect::<Vec<_>>().as_slice() {
+        ["success"] => MappedPath::new("ping_success_ratio"),
+        [p, "ok"] => MappedPath::new("ping_packet_ok").with_label("packet", p.strip_prefix('p')?),
+        [p, "rtt"] => MappedPath::new("ping_rtt_seconds").with_label("packet", p.strip_prefix('p')?),
+        _ => return None,
+    };
+    let mapped = mapped.with_label("family", family);
+    Some(match entity {
+        Some(e) => mapped.with_label("entity", e),
+        None => mapped,
+    })
+}
