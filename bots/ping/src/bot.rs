@@ -10,10 +10,8 @@ use grafolean_collector::exposition::{MappedPath, split_entity};
 use crate::{PingCollector, Pinger};
 
 /// The admin server's default address: `127.0.0.1:9742`.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    9742,
-);
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9742);
 
 /// The built-in standalone config: 127.0.0.1 and ::1 every 5 s.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -68,30 +66,35 @@ async fn log_summaries(pinger: Pinger) {
 ///
 /// | path | metric |
 /// |---|---|
-/// | `entity.<id>.ping.success` | `ping_success_ratio{family="ipv4"}` |
-/// | `entity.<id>.ping.p<i>.ok` | `ping_packet_ok{packet="<i>",family="ipv4"}` |
-/// | `entity.<id>.ping.p<i>.rtt` | `ping_rtt_seconds{packet="<i>",family="ipv4"}` |
-/// | `entity.<id>.ping.ipv6.…` | the same, with `family="ipv6"` |
+/// | `entity.<id>.ping.success` | `ping_success_ratio` |
+/// | `entity.<id>.ping.p<i>.ok` | `ping_packet_ok{packet="<i>"}` |
+/// | `entity.<id>.ping.p<i>.rtt` | `ping_rtt_seconds{packet="<i>"}` |
+/// | `entity.<id>.ping.ipv6.…` (the IPv6 address beside an IPv4 one) | the same, with `address="ipv6"` |
 ///
 /// ```
 /// let m = grafolean_ping_bot::bot::map_path("entity.7.ping.ipv6.p2.rtt").unwrap();
 /// assert_eq!(m.name, "ping_rtt_seconds");
 /// assert!(m.labels.contains(&("packet".to_string(), "2".to_string())));
+/// assert!(m.labels.contains(&("address".to_string(), "ipv6".to_string())));
 /// ```
 pub fn map_path(path: &str) -> Option<MappedPath> {
     let (entity, rest) = split_entity(path);
     let rest = rest.strip_prefix("ping.")?;
-    let (family, rest) = match rest.strip_prefix("ipv6.") {
-        Some(rest) => ("ipv6", rest),
-        None => ("ipv4", rest),
+    let (secondary, rest) = match rest.strip_prefix("ipv6.") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
     };
-    let mapped = match rest.split('.').collect::<Vec<_>>().as_slice() {
+    let mut mapped = match rest.split('.').collect::<Vec<_>>().as_slice() {
         ["success"] => MappedPath::new("ping_success_ratio"),
         [p, "ok"] => MappedPath::new("ping_packet_ok").with_label("packet", p.strip_prefix('p')?),
-        [p, "rtt"] => MappedPath::new("ping_rtt_seconds").with_label("packet", p.strip_prefix('p')?),
+        [p, "rtt"] => {
+            MappedPath::new("ping_rtt_seconds").with_label("packet", p.strip_prefix('p')?)
+        }
         _ => return None,
     };
-    let mapped = mapped.with_label("family", family);
+    if secondary {
+        mapped = mapped.with_label("address", "ipv6");
+    }
     Some(match entity {
         Some(e) => mapped.with_label("entity", e),
         None => mapped,

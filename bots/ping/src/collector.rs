@@ -11,12 +11,13 @@
 //! | `entity.<id>.ping.p<i>.rtt` | its round-trip time in seconds; only for answered packets |
 //! | `entity.<id>.ping.success` | the fraction of packets answered |
 //!
-//! These are the paths of `details.ipv4`, exactly as the Python bot writes
-//! them. The Python bot ignores `details.ipv6`; this one pings it too, at the
-//! same time, and writes the same values under `entity.<id>.ping.ipv6.…`
-//! (`…ping.ipv6.p<i>.ok`, `…ping.ipv6.p<i>.rtt`, `…ping.ipv6.success`). An
-//! entity with only an IPv6 address gets only the `ipv6` paths, so a path
-//! always means the same address family.
+//! These are the paths of the entity's address, exactly as the Python bot
+//! writes them for `details.ipv4`. The Python bot ignores `details.ipv6`; this
+//! one pings it too. An entity with only an IPv6 address gets the same plain
+//! paths for it. An entity with both gets the IPv4 results on the plain paths
+//! and the IPv6 results, pinged at the same time, under
+//! `entity.<id>.ping.ipv6.…` (`…ping.ipv6.p<i>.ok`, `…ping.ipv6.p<i>.rtt`,
+//! `…ping.ipv6.success`), so dashboards built for the Python bot keep working.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -131,7 +132,13 @@ impl Collector for PingCollector {
         );
         let mut values = Vec::new();
         let mut unavailable = None;
-        for (results, prefix) in [(v4, prefix.clone()), (v6, format!("{prefix}.ipv6"))] {
+        // IPv6 gets the plain paths when it is the only address, and its own
+        // `….ping.ipv6.…` paths beside an IPv4 address.
+        let v6_prefix = match params.ipv4 {
+            Some(_) => format!("{prefix}.ipv6"),
+            None => prefix.clone(),
+        };
+        for (results, prefix) in [(v4, prefix), (v6, v6_prefix)] {
             let Some(results) = results else { continue };
             match results.first() {
                 Some(Err(e @ PingError::FamilyUnavailable { .. })) => {

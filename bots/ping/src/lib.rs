@@ -19,7 +19,8 @@
 //! The jobs, the credential fields with their defaults and the value paths
 //! are the same (see [`collector`]). The differences:
 //!
-//! - `details.ipv6` is pinged as well, under `entity.<id>.ping.ipv6.…`; the
+//! - `details.ipv6` is pinged as well: on the plain paths when it is the
+//!   entity's only address, else under `entity.<id>.ping.ipv6.…`; the
 //!   `details.ipv4` paths are unchanged.
 //! - The addresses must be IP addresses; the Python bot also resolved host
 //!   names.

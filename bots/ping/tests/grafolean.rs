@@ -1,0 +1,141 @@
+//! The whole ping bot against the fake Grafolean backend: config from the API,
+//! real ICMP, values POSTed back. It runs inside a private network namespace
+//! (see `common/netns.rs`) so that one target can be truly silent.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use clap::Parser;
+use common::netns::{self, Lab, SILENT_V4};
+use grafolean_collector::settings::{RawToken, Settings};
+use grafolean_collector::testing::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, ProtocolConfig,
+    SENSOR_ID, SensorRef, ValueMethod,
+};
+use grafolean_ping_bot::{Pinger, PingerOptions};
+
+fn ping_entity(id: u64, details: serde_json::Value) -> Entity {
+    let mut e = Entity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1").with_protocol(
+        "ping",
+        ProtocolConfig {
+            credential: CREDENTIAL_ID,
+            sensors: vec![SensorRef {
+                sensor: SENSOR_ID,
+                interval: Some(3),
+            }],
+            bot: Some(BOT_ID),
+        },
+    );
+    e.id = id;
+    e.details = details;
+    e
+}
+
+#[test]
+fn ping_bot_posts_the_python_paths_to_grafolean() {
+    netns::run_in_private_netns("ping_bot_posts_the_python_paths_to_grafolean_inner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside a private network namespace, started by ping_bot_posts_the_python_paths_to_grafolean"]
+async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
+    if !netns::inside() {
+        return;
+    }
+    let _lab = Lab::setup();
+    let fake = FakeGrafolean::with_fixture_data().await;
+    // The fixture's entity (127.0.0.1, credential: 2 packets, 0.5 s apart,
+    // 1 s timeout), every 3 s instead of 10 s to keep the test short. A silent
+    // target takes 2.5 s: two 1 s timeouts, 0.5 s apart.
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(3);
+    }));
+    let mut expected_up = BTreeSet::from([ENTITY_ID]);
+    for (id, details) in [
+        (101, serde_json::json!({"ipv6": "::1"})),
+        (102, serde_json::json!({"ipv4": "127.0.0.5"})),
+        (103, serde_json::json!({"ipv4": "127.0.0.6"})),
+        (104, serde_json::json!({"ipv4": "127.0.0.7"})),
+    ] {
+        fake.put_entity(ping_entity(id, details));
+        expected_up.insert(id);
+    }
+    let silent = 105;
+    fake.put_entity(ping_entity(
+        silent,
+        serde_json::json!({"ipv4": SILENT_V4.to_string()}),
+    ));
+
+    let mut settings =
+        Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()]).unwrap();
+    settings.bot_token = Some(RawToken(BOT_TOKEN.to_string()));
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let pinger = Pinger::new(PingerOptions::default()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bot = grafolean_ping_bot::bot(pinger).with_admin_listener(admin);
+    let running = tokio::spawn(bot.run(settings, async {
+        let _ = stopped.await;
+    }));
+
+    // Wait until every entity has posted its success value once.
+    let mut by_entity: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        by_entity.clear();
+        for v in fake.values(ACCOUNT_ID) {
+            assert_eq!(v.method, ValueMethod::Post, "{v:?}");
+            let id: u64 = v.path.split('.').nth(1).unwrap().parse().unwrap();
+            by_entity.entry(id).or_default().insert(v.path.clone(), v.v);
+        }
+        let done = by_entity
+            .iter()
+            .filter(|(id, paths)| paths.contains_key(&format!("entity.{id}.ping.success")))
+            .count();
+        if done == expected_up.len() + 1 {
+            break;
+        }
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    // Only our entities: not the other bot's, the SNMP-only one, the interface…
+    let ids: BTreeSet<u64> = by_entity.keys().copied().collect();
+    let mut all = expected_up.clone();
+    all.insert(silent);
+    assert_eq!(ids, all, "{by_entity:#?}");
+    for id in &expected_up {
+        let paths = &by_entity[id];
+        let names: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+        let want: BTreeSet<String> = ["p0.ok", "p0.rtt", "p1.ok", "p1.rtt", "success"]
+            .iter()
+            .map(|s| format!("entity.{id}.ping.{s}"))
+            .collect();
+        assert_eq!(
+            names,
+            want.iter().map(String::as_str).collect(),
+            "entity {id}"
+        );
+        for (path, v) in paths {
+            if path.ends_with(".rtt") {
+                assert!(*v > 0.0 && *v < 1.0, "{path} = {v}");
+            } else {
+                assert_eq!(*v, 1.0, "{path}");
+            }
+        }
+    }
+    // The silent target: ok = 0 and success = 0, and no rtt at all.
+    let got = &by_entity[&silent];
+    let want: BTreeMap<String, f64> = ["p0.ok", "p1.ok", "success"]
+        .iter()
+        .map(|s| (format!("entity.{silent}.ping.{s}"), 0.0))
+        .collect();
+    assert_eq!(got, &want);
+    println!("{}", netns::MARKER);
+}
