@@ -47,6 +47,9 @@ pub const DEFAULT_READY_ATTEMPTS: u32 = 25;
 
 type Hook = Box<dyn FnOnce() + Send>;
 
+/// Each job's labels, for the value gauges.
+type JobLabels = HashMap<JobId, Vec<(String, String)>>;
+
 /// A bot, ready to run: a collector plus everything around it.
 ///
 /// ```no_run
@@ -298,7 +301,7 @@ impl<C: Collector> Bot<C> {
         };
 
         // Runs report here: metrics, value gauges, and the sender.
-        let labels: Arc<RwLock<HashMap<JobId, Vec<(String, String)>>>> = Arc::default();
+        let labels: Arc<RwLock<JobLabels>> = Arc::default();
         let report = {
             let metrics = self.metrics.clone();
             let values = export_values.then(|| self.values.clone());

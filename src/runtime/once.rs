@@ -5,7 +5,7 @@
 //! sends nothing unless `--send` is given.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
@@ -20,7 +20,9 @@ const CONCURRENCY: usize = 256;
 /// The result of one job's run.
 struct Outcome {
     job: String,
-    duration: Duration,
+    account: Option<u64>,
+    tick: Tick,
+    labels: Vec<(String, String)>,
     result: Result<Vec<Value>, String>,
 }
 
@@ -53,13 +55,12 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
         specs.len()
     );
 
-    let outcomes: Vec<(Outcome, Option<u64>, Tick, Vec<(String, String)>)> = stream::iter(specs)
+    let mut outcomes: Vec<Outcome> = stream::iter(specs)
         .map(|spec| {
             let collector = bot.collector.clone();
             async move {
                 let tick = Tick::now(&spec.intervals);
                 let timeout = Duration::from_secs(u64::from(spec.intervals.smallest()));
-                let started = Instant::now();
                 let result =
                     match tokio::time::timeout(timeout, collector.run(tick.clone(), &spec.params))
                         .await
@@ -68,34 +69,34 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(_) => Err(format!("timed out after {timeout:?}")),
                     };
-                let outcome = Outcome {
+                Outcome {
                     job: spec.id.to_string(),
-                    duration: started.elapsed(),
+                    account: spec.account,
+                    tick,
+                    labels: spec.labels,
                     result,
-                };
-                (outcome, spec.account, tick, spec.labels)
+                }
             }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut outcomes = outcomes;
-    outcomes.sort_by(|a, b| a.0.job.cmp(&b.0.job));
+    outcomes.sort_by(|a, b| a.job.cmp(&b.job));
 
     match settings.format {
-        OnceFormat::Table => print_table(outcomes.iter().map(|o| &o.0)),
+        OnceFormat::Table => print_table(&outcomes),
         OnceFormat::Prometheus => {
             let store = bot.values.clone();
-            for (o, _, _, labels) in &outcomes {
+            for o in &outcomes {
                 if let Ok(values) = &o.result {
-                    store.update(&crate::JobId::new(o.job.clone()), labels, values);
+                    store.update(&crate::JobId::new(o.job.clone()), &o.labels, values);
                 }
             }
             print!("{}", render(&store));
         }
     }
 
-    let failed = outcomes.iter().filter(|o| o.0.result.is_err()).count();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if settings.send {
         if let Some(client) = client {
             let sender = match crate::sender::Sender::builder(client, bot.metrics.clone()).build() {
@@ -105,9 +106,9 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
                     return ExitCode::FAILURE;
                 }
             };
-            for (o, account, tick, _) in outcomes {
-                if let (Ok(values), Some(account)) = (o.result, account) {
-                    sender.submit(account, &crate::JobId::new(o.job), tick.at, values);
+            for o in outcomes {
+                if let (Ok(values), Some(account)) = (o.result, o.account) {
+                    sender.submit(account, &crate::JobId::new(o.job), o.tick.at, values);
                 }
             }
             let report = sender.shutdown(bot.drain_deadline).await;
@@ -129,7 +130,7 @@ fn render(store: &ValueStore) -> String {
     out
 }
 
-fn print_table<'a>(outcomes: impl Iterator<Item = &'a Outcome> + Clone) {
+fn print_table(outcomes: &[Outcome]) {
     let mut rows: Vec<[String; 3]> = vec![["JOB".into(), "PATH".into(), "VALUE".into()]];
     for o in outcomes {
         match &o.result {
@@ -148,7 +149,6 @@ fn print_table<'a>(outcomes: impl Iterator<Item = &'a Outcome> + Clone) {
             }
             Err(e) => rows.push([o.job.clone(), "ERROR".into(), e.clone()]),
         }
-        let _ = o.duration;
     }
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1) = (width(0), width(1));
