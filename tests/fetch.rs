@@ -191,3 +191,66 @@ async fn a_rejected_token_is_a_clear_error_at_start_up() {
     );
     assert!(!text.contains("00000000-0000-4000"), "{text}");
 }
+
+#[tokio::test]
+async fn a_malformed_entity_is_skipped_alone() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 10)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    // One entity's own answer is broken JSON.
+    fake.inject(
+        Fault::body(r#"{"id": 12, "name": "#)
+            .method("GET")
+            .path_contains(format!("/entities/{}", ids[3]))
+            .times(1),
+    );
+    // Another one is malformed inside the entity list: `protocols` is a string.
+    let list_url = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/?b={BOT_TOKEN}",
+        fake.url()
+    );
+    let mut list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+    for item in list["list"].as_array_mut().unwrap() {
+        if item["id"] == ids[6] {
+            item["protocols"] = serde_json::json!("oops");
+        }
+    }
+    fake.inject(
+        Fault::body(list.to_string())
+            .method("GET")
+            .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities"))
+            .times(1),
+    );
+
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    let got: Vec<u64> = report
+        .configs
+        .entities
+        .iter()
+        .map(|e| e.entity_id)
+        .collect();
+    assert_eq!(
+        got.len(),
+        9,
+        "11 candidates less the two malformed: {got:?}"
+    );
+    assert!(!got.contains(&ids[3]) && !got.contains(&ids[6]));
+    let mut skipped: Vec<u64> = report.skipped.iter().filter_map(|s| s.entity).collect();
+    skipped.sort();
+    let mut want = vec![ids[3], ids[6]];
+    want.sort();
+    assert_eq!(skipped, want, "{:?}", report.skipped);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|s| s.reason.contains("malformed") || s.reason.contains("JSON")),
+        "{:?}",
+        report.skipped
+    );
+}

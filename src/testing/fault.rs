@@ -38,6 +38,9 @@ pub enum FaultKind {
     /// Handle the request (values are stored), then close the connection
     /// without answering: the client cannot know that it succeeded.
     DropAfterHandling,
+    /// Answer 200 with this body as `application/json`, without handling the
+    /// request: for malformed answers.
+    Body(String),
 }
 
 /// A fault to inject with [`FakeGrafolean::inject`](super::FakeGrafolean::inject).
@@ -84,6 +87,12 @@ impl Fault {
     /// Handle the request, then close the connection without answering.
     pub fn drop_after_handling() -> Self {
         Self::new(FaultKind::DropAfterHandling)
+    }
+
+    /// Answer 200 with `body` as `application/json` instead of handling the
+    /// request, for example broken JSON.
+    pub fn body(body: impl Into<String>) -> Self {
+        Self::new(FaultKind::Body(body.into()))
     }
 
     /// Only requests with this method (`"POST"`, …).

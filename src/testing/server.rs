@@ -89,6 +89,12 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
             return cut(kill);
         }
         Some(FaultKind::Status(code)) => fault_response(code),
+        Some(FaultKind::Body(body)) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
         Some(FaultKind::Delay(_)) | None => answer(&shared),
     };
     shared.set_status(seq, response.status().as_u16());
