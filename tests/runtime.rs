@@ -1,0 +1,250 @@
+//! The runtime end to end against the fake backend: refreshes add and remove
+//! jobs, a failed refresh keeps the jobs running, values reach Grafolean and
+//! `/metrics`, and `--once` reports failures in its exit code.
+
+use std::time::Duration;
+
+use clap::Parser;
+use grafolean_collector::settings::{RawToken, Settings};
+use grafolean_collector::testing::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, Fault,
+    ProtocolConfig, SENSOR_ID, SensorRef,
+};
+use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
+
+/// Reports each entity's id as its value; fails for entities named "fail…".
+struct Echo;
+
+impl Collector for Echo {
+    type Params = (u64, bool);
+
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<(u64, bool)>> {
+        configs
+            .entities
+            .iter()
+            .filter_map(|e| {
+                let params = (e.entity_id, e.name.starts_with("fail"));
+                let spec = JobSpec::new(format!("entity.{}", e.entity_id), e.intervals()?, params);
+                Some(
+                    spec.with_account(e.account_id)
+                        .with_label("name", e.name.clone()),
+                )
+            })
+            .collect()
+    }
+
+    async fn run(&self, _: Tick, &(id, fail): &(u64, bool)) -> Result<Vec<Value>, BoxError> {
+        if fail {
+            return Err(format!("entity {id} failed on purpose").into());
+        }
+        Ok(vec![Value::new(
+            format!("entity.{id}.echo.value"),
+            id as f64,
+        )])
+    }
+}
+
+fn entity(id: u64, name: &str) -> Entity {
+    let mut e = Entity::device(ACCOUNT_ID, name, "127.0.0.1").with_protocol(
+        "ping",
+        ProtocolConfig {
+            credential: CREDENTIAL_ID,
+            sensors: vec![SensorRef {
+                sensor: SENSOR_ID,
+                interval: Some(1),
+            }],
+            bot: Some(BOT_ID),
+        },
+    );
+    e.id = id;
+    e
+}
+
+fn settings(fake: &FakeGrafolean, extra: &[&str]) -> Settings {
+    let url = fake.url();
+    let mut args = vec![
+        "echo",
+        "--backend-url",
+        &url,
+        "--jobs-refresh-interval",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let mut s = Settings::try_parse_from(args).unwrap();
+    s.bot_token = Some(RawToken(BOT_TOKEN.into()));
+    s
+}
+
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls until `check` holds, for at most `secs` seconds.
+async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_reconcile_jobs_and_survive_backend_failures() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bot = Bot::new("echo", Echo)
+        .with_protocol("ping")
+        .with_admin_listener(admin);
+    let running = tokio::spawn(bot.run(settings(&fake, &[]), async {
+        let _ = stopped.await;
+    }));
+
+    // The fixture's entity reports to Grafolean, and on /metrics.
+    let path = format!("entity.{ENTITY_ID}.echo.value");
+    assert!(
+        eventually(10, async || fake
+            .values(ACCOUNT_ID)
+            .iter()
+            .any(|v| v.path == path))
+        .await,
+        "no value reached the fake"
+    );
+    assert!(
+        eventually(5, async || metrics(&base)
+            .await
+            .contains("grafolean_value_echo_value"))
+        .await
+    );
+
+    // A new entity is picked up by the next refresh; a removed one goes away,
+    // along with its series on /metrics.
+    fake.put_entity(entity(7001, "new"));
+    assert!(
+        eventually(10, async || metrics(&base)
+            .await
+            .contains("entity=\"7001\""))
+        .await,
+        "the new entity's value never showed"
+    );
+    assert!(fake.remove_entity(7001));
+    assert!(
+        eventually(10, async || !metrics(&base)
+            .await
+            .contains("entity=\"7001\""))
+        .await,
+        "the removed entity's series stayed"
+    );
+
+    // The backend fails every refresh for a while: the job keeps running.
+    let fault = fake.inject(Fault::status(500).path_prefix("/api/profile"));
+    assert!(
+        eventually(10, async || metrics(&base).await.lines().any(|l| l
+            .starts_with("grafolean_bot_refresh_errors_total")
+            && !l.ends_with(" 0")))
+        .await
+    );
+    let before = fake
+        .values(ACCOUNT_ID)
+        .iter()
+        .filter(|v| v.path == path)
+        .count();
+    assert!(
+        eventually(10, async || fake
+            .values(ACCOUNT_ID)
+            .iter()
+            .filter(|v| v.path == path)
+            .count()
+            >= before + 2)
+        .await,
+        "the job stopped while the refreshes failed"
+    );
+    assert!(
+        metrics(&base)
+            .await
+            .contains("grafolean_bot_jobs_scheduled 1")
+    );
+    fake.remove_fault(fault);
+
+    // A failing job is counted, and does not stop the others.
+    fake.put_entity(entity(7002, "fail me"));
+    assert!(
+        eventually(10, async || metrics(&base)
+            .await
+            .contains("grafolean_bot_runs_total{outcome=\"error\"}"))
+        .await
+    );
+    let page = reqwest::get(&base).await.unwrap().text().await.unwrap();
+    assert!(page.contains("failed on purpose"), "{page}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the bot shuts down")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exits_non_zero_when_a_job_fails_and_sends_only_with_send() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ok = Bot::new("echo", Echo)
+        .with_protocol("ping")
+        .once(settings(&fake, &["--once"]))
+        .await;
+    assert_eq!(
+        format!("{ok:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    assert!(
+        fake.values(ACCOUNT_ID).is_empty(),
+        "--once sent without --send"
+    );
+
+    let sent = Bot::new("echo", Echo)
+        .with_protocol("ping")
+        .once(settings(&fake, &["--once", "--send"]))
+        .await;
+    assert_eq!(
+        format!("{sent:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    let values = fake.values(ACCOUNT_ID);
+    assert_eq!(values.len(), 1);
+    assert_eq!(values[0].path, format!("entity.{ENTITY_ID}.echo.value"));
+
+    fake.put_entity(entity(7003, "fail"));
+    let failed = Bot::new("echo", Echo)
+        .with_protocol("ping")
+        .once(settings(&fake, &["--once"]))
+        .await;
+    assert_eq!(
+        format!("{failed:?}"),
+        format!("{:?}", std::process::ExitCode::FAILURE)
+    );
+}
+
+#[tokio::test]
+async fn invalid_settings_fail_before_anything_starts() {
+    let s = Settings::try_parse_from(["echo", "--backend-url", "http://127.0.0.1:9/api"]).unwrap();
+    let mut s = s;
+    s.bot_token = None;
+    s.bot_token_file = None;
+    let err = Bot::new("echo", Echo)
+        .run(s, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("BOT_TOKEN"), "{err}");
+}
