@@ -61,6 +61,7 @@ mod conn;
 mod fault;
 mod fixture;
 mod model;
+pub mod prometheus;
 mod server;
 mod state;
 mod values;

@@ -1,0 +1,74 @@
+//! A real Prometheus scrapes the running ping bot, in its standalone default
+//! mode (127.0.0.1 and ::1 every 5 s, no Grafolean), and ingests its series.
+
+use std::time::Duration;
+
+use clap::Parser;
+use grafolean_collector::settings::Settings;
+use grafolean_collector::testing::prometheus::{Prometheus, value_of};
+use grafolean_ping_bot::{Pinger, PingerOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_running_ping_bot() {
+    let settings = Settings::try_parse_from(["grafolean-ping-bot"]).unwrap();
+    assert!(
+        settings.backend_url.is_none(),
+        "BACKEND_URL must not be set for this test"
+    );
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let target = admin.local_addr().unwrap().to_string();
+    let pinger = Pinger::new(PingerOptions::default()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(
+        grafolean_ping_bot::bot(pinger)
+            .with_admin_listener(admin)
+            .run(settings, async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let prometheus = Prometheus::start(&target);
+    prometheus
+        .wait_for("up", |r| r.len() == 1 && value_of(&r[0]) == 1.0)
+        .await;
+    prometheus
+        .wait_for(
+            r#"grafolean_bot_build_info{bot="grafolean-ping-bot"}"#,
+            |r| r.len() == 1,
+        )
+        .await;
+    prometheus
+        .wait_for("grafolean_bot_jobs_scheduled", |r| {
+            r.len() == 1 && value_of(&r[0]) == 2.0
+        })
+        .await;
+    prometheus
+        .wait_for(r#"grafolean_bot_runs_total{outcome="ok"}"#, |r| {
+            r.len() == 1 && value_of(&r[0]) >= 2.0
+        })
+        .await;
+    for target in ["127.0.0.1", "::1"] {
+        prometheus
+            .wait_for(
+                &format!(r#"ping_success_ratio{{target="{target}"}}"#),
+                |r| r.len() == 1 && value_of(&r[0]) == 1.0,
+            )
+            .await;
+        prometheus
+            .wait_for(&format!(r#"ping_rtt_seconds{{target="{target}"}}"#), |r| {
+                r.len() == 3 && r.iter().all(|s| (0.0..1.0).contains(&value_of(s)))
+            })
+            .await;
+    }
+    prometheus
+        .wait_for("process_resident_memory_bytes", |r| r.len() == 1)
+        .await;
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("the bot shuts down")
+        .unwrap()
+        .unwrap();
+}
