@@ -1,0 +1,138 @@
+//! The `grafolean-ping-bot` binary as an operator runs it: `--help` needs no
+//! privileges, invalid settings fail before anything starts, and SIGTERM shuts
+//! it down gracefully (a second signal exits at once).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Starts the bot standalone and waits until its admin server answers `/ready`.
+fn start() -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("BACKEND_URL")
+        .env_remove("BOT_TOKEN")
+        .env_remove("BOT_TOKEN_FROM_FILE")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(resp) = http::get_status(&format!("{base}/ready")) {
+            if resp == 200 {
+                return (child, base);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the bot never became ready");
+}
+
+/// A tiny blocking GET over std, so the test needs no HTTP client crate.
+mod http {
+    use std::io::{Read, Write};
+    pub fn get_status(url: &str) -> std::io::Result<u16> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+        let mut s = std::net::TcpStream::connect(host)?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
+    }
+}
+
+fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bot did not exit in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let (mut child, _) = start();
+    signal(&child, "-TERM");
+    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    let log: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let log = log.join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (mut child, _) = start();
+    signal(&child, "-INT");
+    std::thread::sleep(Duration::from_millis(20));
+    signal(&child, "-INT");
+    let status = wait(&mut child, Duration::from_secs(15));
+    // Either it had already finished its graceful shutdown, or the second
+    // signal cut it short with 130.
+    assert!(status.success() || status.code() == Some(130), "{status:?}");
+}
+
+#[test]
+fn help_needs_no_privileges_and_bad_settings_fail_early() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--backend-url",
+        "--bot-token-file",
+        "--jobs-refresh-interval",
+        "--listen",
+        "--config",
+        "--once",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    let out = Command::new(BIN)
+        .env("BACKEND_URL", "http://127.0.0.1:9/api")
+        .env_remove("BOT_TOKEN")
+        .env_remove("BOT_TOKEN_FROM_FILE")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BOT_TOKEN"), "{err}");
+}
