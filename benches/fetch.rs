@@ -19,7 +19,8 @@ const REPEATS: usize = 7;
 #[tokio::main]
 async fn main() {
     println!(
-        "fetch_job_configs: {ENTITIES} entities x {SENSORS} sensors, {DEFAULT_MAX_IN_FLIGHT} requests in flight, median of {REPEATS}"
+        "fetch_job_configs: {ENTITIES} entities x {SENSORS} sensors, {} requests in flight, median of {REPEATS}",
+        in_flight()
     );
     println!(
         "{:<10} {:>8} {:>9} {:>11} {:>11} {:>7}",
@@ -30,6 +31,14 @@ async fn main() {
             run_case(shared, latency_ms).await;
         }
     }
+}
+
+/// Requests in flight: `FETCH_IN_FLIGHT`, else the default.
+fn in_flight() -> usize {
+    std::env::var("FETCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_IN_FLIGHT)
 }
 
 async fn run_case(shared: bool, latency_ms: u64) {
@@ -50,7 +59,9 @@ async fn run_case(shared: bool, latency_ms: u64) {
     let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
         .build()
         .unwrap();
-    let options = FetchOptions::default();
+    let options = FetchOptions {
+        max_in_flight: in_flight(),
+    };
     let mut walls = Vec::new();
     let mut requests = 0;
     for _ in 0..REPEATS {
