@@ -32,7 +32,8 @@
 //!   A 403 on POST drops the batch (`forbidden`), since the bot lacks the
 //!   permission, and logs an error at most once a minute.
 //! * **Bounded buffer.** The backlog holds at most [`DEFAULT_BUFFER_LIMIT`]
-//!   values; when it is full, the oldest are dropped (`buffer_full`).
+//!   values; when it is full, the oldest are dropped (`buffer_full`), except
+//!   those being replayed at that moment.
 //! * **Spool.** With [`SenderBuilder::with_spool_dir`], the backlog is also
 //!   written to disk (see the `spool` module docs for the format and the
 //!   fsync policy): it survives a restart or a crash and is replayed on start.
@@ -208,7 +209,8 @@ pub struct ShutdownReport {
     pub spooled: u64,
     /// Values dropped because the deadline passed and there is no spool.
     pub dropped: u64,
-    /// Whether the deadline passed before everything was delivered.
+    /// Whether the sender stopped before everything was delivered: the
+    /// deadline passed, or the backend stayed down until it.
     pub timed_out: bool,
 }
 
