@@ -59,7 +59,7 @@ async fn wait(what: impl Fn() -> u64, n: u64) {
     }
 }
 
-async fn throughput(total: usize) -> f64 {
+async fn throughput(total: usize) -> (f64, u64) {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("bench");
     let sender = sender(&fake, &metrics, None);
@@ -68,7 +68,7 @@ async fn throughput(total: usize) -> f64 {
     wait(|| metrics.values_sent.get(), total as u64).await;
     let secs = start.elapsed().as_secs_f64();
     sender.shutdown(Duration::from_secs(5)).await;
-    total as f64 / secs
+    (total as f64 / secs, metrics.values_replayed.get())
 }
 
 /// Submits `rate` values/s (1,000 every 1000/rate s) for `secs`, and
@@ -132,12 +132,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut rates = Vec::new();
+        let (mut rates, mut puts) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            rates.push(throughput(500_000).await);
+            let (rate, put) = throughput(500_000).await;
+            rates.push(rate);
+            puts.push(put);
         }
         println!(
-            "throughput (POST, 500k values): median {:.0} values/s, runs {:?}",
+            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which sent by PUT: {puts:?}",
             median(rates.clone()),
             rates.iter().map(|r| r.round()).collect::<Vec<_>>()
         );

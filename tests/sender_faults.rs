@@ -300,6 +300,29 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     assert_eq!(dropped(&metrics, "rejected"), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_rejected_alone_are_dropped_not_retried() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    // 4 values: [0..4] → [0..2] → [0] and [1] are rejected; [2..4] is stored.
+    fake.inject(Fault::status(400).method("POST").times(4));
+    let values = tick_values(1).into_iter().take(4).collect();
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.delivered, 2);
+    let mut paths: Vec<String> = fake
+        .values(ACCOUNT_ID)
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["test.p2", "test.p3"]);
+    assert_eq!(fake.request_count(), 5);
+    assert_eq!(dropped(&metrics, "rejected"), 2);
+    assert_eq!(metrics.values_retried.get(), 0);
+}
+
 /// The child process of the crash test: produces ticks into a spooled sender
 /// against a failing backend, and prints each tick 300 ms after submitting it.
 #[test]
