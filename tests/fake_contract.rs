@@ -229,3 +229,41 @@ async fn every_supported_fixture_replays_exactly() {
         "the fixture set changed; update this count"
     );
 }
+
+/// "A trailing slash is optional on every endpoint": each replayable fixture
+/// gets the same answer with its trailing slash added or removed.
+#[tokio::test]
+async fn trailing_slash_is_optional_everywhere() {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut errors = Vec::new();
+    let mut count = 0;
+    for (name, mut fixture) in fixtures() {
+        let path = fixture["request"]["path"].as_str().unwrap().to_owned();
+        if uses_jwt(&fixture) || path.ends_with("//") {
+            continue;
+        }
+        let toggled = match path.strip_suffix('/') {
+            Some(p) => p.to_owned(),
+            None => format!("{path}/"),
+        };
+        fixture["request"]["path"] = Json::String(toggled);
+        let fake = FakeGrafolean::with_fixture_data().await;
+        errors.extend(
+            replay(&format!("{name} (slash toggled)"), &fixture, &fake, &client)
+                .await
+                .1,
+        );
+        count += 1;
+    }
+    println!("{count} fixtures replayed with the trailing slash toggled");
+    assert_eq!(count, 65);
+    assert!(
+        errors.is_empty(),
+        "{} mismatches:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::Router;
@@ -15,12 +15,86 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::Shared;
 
+/// The listening side of the fake: it can stop and start again on the same port.
+pub(crate) struct Server {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    ctl: Mutex<Ctl>,
+}
+
+struct Ctl {
+    /// The accept loop, while listening.
+    task: Option<JoinHandle<()>>,
+    /// The parent of every open connection's kill switch.
+    conns: CancellationToken,
+    /// Set when the fake is dropped: never listen again.
+    closed: bool,
+}
+
+impl Server {
+    /// Binds `127.0.0.1:0` and starts serving.
+    pub fn start(shared: Arc<Shared>) -> io::Result<Arc<Self>> {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = listener.local_addr()?;
+        let conns = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, conns.clone(), shared.clone()));
+        let ctl = Mutex::new(Ctl {
+            task: Some(task),
+            conns,
+            closed: false,
+        });
+        Ok(Arc::new(Self { addr, shared, ctl }))
+    }
+
+    /// Listens again on the same port, unless listening already or closed.
+    pub fn listen(&self) -> io::Result<()> {
+        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
+        if ctl.task.is_none() && !ctl.closed {
+            let listener = bind(self.addr)?;
+            ctl.task = Some(tokio::spawn(serve(
+                listener,
+                ctl.conns.clone(),
+                self.shared.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Closes the listening socket and cuts every open connection.
+    pub async fn refuse(&self) {
+        let task = self.cut_all();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Stops for good (on drop, where nothing can be awaited).
+    pub fn close(&self) {
+        self.ctl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        if let Some(task) = self.cut_all() {
+            task.abort();
+        }
+    }
+
+    fn cut_all(&self) -> Option<JoinHandle<()>> {
+        let mut ctl = self.ctl.lock().unwrap_or_else(PoisonError::into_inner);
+        ctl.conns.cancel();
+        ctl.conns = CancellationToken::new();
+        ctl.task.take()
+    }
+}
+
 /// Serves `shared` on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, conns: CancellationToken, shared: Arc<Shared>) {
+async fn serve(listener: TcpListener, conns: CancellationToken, shared: Arc<Shared>) {
     let app = Router::new()
         .fallback(super::server::handle)
         .with_state(shared);
@@ -34,7 +108,7 @@ pub(crate) async fn serve(listener: TcpListener, conns: CancellationToken, share
 }
 
 /// Binds `addr` with `SO_REUSEADDR`, so a closed port can be bound again at once.
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;

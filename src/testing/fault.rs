@@ -1,6 +1,7 @@
 //! Fault injection: make the fake fail the way real networks and servers do.
 //!
-//! A [`Fault`] says what goes wrong (a status, a delay, a dropped connection),
+//! A [`Fault`] says what goes wrong (a status, a delay, a dropped connection
+//! before or after the request was handled),
 //! for which requests (a method, a path prefix or substring), and for how long
 //! (a number of requests, a period of tokio time, or until removed). Delays add
 //! up; of the status and drop faults, the first one injected that matches wins.
@@ -34,6 +35,9 @@ pub enum FaultKind {
     Delay(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Handle the request (values are stored), then close the connection
+    /// without answering: the client cannot know that it succeeded.
+    DropAfterHandling,
 }
 
 /// A fault to inject with [`FakeGrafolean::inject`](super::FakeGrafolean::inject).
@@ -75,6 +79,11 @@ impl Fault {
     /// Close the connection without answering.
     pub fn drop_connection() -> Self {
         Self::new(FaultKind::Drop)
+    }
+
+    /// Handle the request, then close the connection without answering.
+    pub fn drop_after_handling() -> Self {
+        Self::new(FaultKind::DropAfterHandling)
     }
 
     /// Only requests with this method (`"POST"`, …).

@@ -29,10 +29,37 @@
 //! assert_eq!((stored.len(), stored[0].v), (1, 1.0));
 //! # }
 //! ```
+//!
+//! # Endpoints
+//!
+//! All under `/api`, each with or without one trailing slash:
+//!
+//! | endpoint | notes |
+//! |---|---|
+//! | `GET status/info` | no auth; see [`FakeGrafolean::set_db_migration_needed`] |
+//! | `GET profile`, `GET profile/permissions`, `GET accounts` | open to every bot |
+//! | `GET accounts/{a}` | needs a grant, which bots normally lack (403) |
+//! | `GET accounts/{a}/entities[/{e}]`, `…/credentials[/{c}]`, `…/sensors[/{s}]` | |
+//! | `POST`, `PUT accounts/{a}/values` | every row of the fixtures' POST table |
+//! | `GET accounts/{a}/values/{path}?t0=&t1=` | for a bot granted GET on values |
+//!
+//! Anything else is `404 {"detail":"Not Found"}`, another method on a known
+//! endpoint is `405`. Admin (JWT) logins are not supported: any
+//! `Authorization` header gets 401, as a bot token in it does on the real backend.
+//!
+//! # Time
+//!
+//! Delays, fault periods and the `arrived` instants use tokio's clock, so they
+//! follow a paused test clock. The `t` stamped on a POSTed value and
+//! [`RecordedRequest::at`] use the system clock, as the backend does.
+//!
+//! [`RecordedRequest`]s are kept raw, query strings (tokens) included; the
+//! `Debug` output of [`FakeGrafolean`] and [`Bot`] shows no token.
 
 mod batch;
 mod conn;
 mod fault;
+mod fixture;
 mod model;
 mod server;
 mod state;
@@ -45,21 +72,20 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub use batch::DeviceBatch;
 pub use fault::{Fault, FaultId, FaultKind};
+pub use fixture::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, OTHER_BOT_ID, OTHER_BOT_TOKEN,
+    SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
+};
 pub use model::{
     Account, Bot, Credential, Entity, Permission, ProtocolConfig, RecordedRequest, Sensor,
     SensorRef, StoredValue, ValueMethod, random_id,
-};
-pub use state::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, OTHER_BOT_ID, OTHER_BOT_TOKEN,
-    SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
 };
 
 use state::State;
@@ -78,13 +104,22 @@ impl Shared {
     fn record(&self, mut r: RecordedRequest) -> u64 {
         r.seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let seq = r.seq;
-        self.state.lock().unwrap().requests.push(r);
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .requests
+            .push(r);
         self.changes.send_modify(|n| *n += 1);
         seq
     }
 
+    /// Wakes the `wait_for_*` methods.
+    fn notify(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     fn set_status(&self, seq: u64, status: u16) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(r) = state.requests.iter_mut().rev().find(|r| r.seq == seq) {
             r.status = Some(status);
         }
@@ -93,25 +128,23 @@ impl Shared {
     }
 }
 
-struct ServerCtl {
-    task: Option<JoinHandle<()>>,
-    conns: CancellationToken,
-}
-
 /// The fake backend. It serves until dropped.
 ///
 /// Its `Debug` output shows the address and counts, never a token.
 pub struct FakeGrafolean {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    server: Mutex<ServerCtl>,
+    server: Arc<conn::Server>,
 }
 
 impl fmt::Debug for FakeGrafolean {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.state.lock().unwrap();
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("FakeGrafolean")
-            .field("addr", &self.addr)
+            .field("addr", &self.server.addr)
             .field("bots", &state.bots.len())
             .field("entities", &state.entities.len())
             .field("requests", &state.requests.len())
@@ -141,13 +174,11 @@ impl FakeGrafolean {
     /// When no loopback port can be bound.
     pub async fn with_fixture_data() -> Self {
         let mut s = State::empty();
-        state::load_fixture_data(&mut s);
+        fixture::load_fixture_data(&mut s);
         Self::start_with(s)
     }
 
     fn start_with(state: State) -> Self {
-        let listener = conn::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("the listener's address");
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             faults: Mutex::new(Vec::new()),
@@ -155,31 +186,26 @@ impl FakeGrafolean {
             next_seq: AtomicU64::new(0),
             changes: watch::Sender::new(0),
         });
-        let conns = CancellationToken::new();
-        let task = tokio::spawn(conn::serve(listener, conns.clone(), shared.clone()));
-        let server = Mutex::new(ServerCtl {
-            task: Some(task),
-            conns,
-        });
-        Self {
-            shared,
-            addr,
-            server,
-        }
+        let server = conn::Server::start(shared.clone()).expect("bind 127.0.0.1:0");
+        Self { shared, server }
     }
 
     /// The base URL including `/api`, such as `http://127.0.0.1:40000/api`.
     pub fn url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        format!("http://{}/api", self.server.addr)
     }
 
     /// The address the fake listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.shared.state.lock().unwrap())
+        f(&mut self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     // ----- records -----
@@ -450,13 +476,21 @@ impl FakeGrafolean {
     /// Injects a fault; it applies to requests arriving from now on.
     pub fn inject(&self, fault: Fault) -> FaultId {
         let id = FaultId(self.shared.next_fault.fetch_add(1, Ordering::Relaxed));
-        self.shared.faults.lock().unwrap().push((id, fault.armed()));
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, fault.armed()));
         id
     }
 
     /// Removes an injected fault; `false` when it was used up or already removed.
     pub fn remove_fault(&self, id: FaultId) -> bool {
-        let mut faults = self.shared.faults.lock().unwrap();
+        let mut faults = self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let before = faults.len();
         faults.retain(|(i, _)| *i != id);
         faults.len() != before
@@ -464,22 +498,43 @@ impl FakeGrafolean {
 
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
-        self.shared.faults.lock().unwrap().clear();
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Closes the listening socket and cuts every open connection: new
     /// connections are refused until [`accept_connections`](Self::accept_connections).
     pub async fn refuse_connections(&self) {
-        let task = {
-            let mut ctl = self.server.lock().unwrap();
-            ctl.conns.cancel();
-            ctl.conns = CancellationToken::new();
-            ctl.task.take()
-        };
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
+        self.server.refuse().await;
+    }
+
+    /// Refuses connections now and accepts them again after `period` of tokio
+    /// time (a backend that is down for a while).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use grafolean_collector::testing::FakeGrafolean;
+    /// let fake = FakeGrafolean::start().await;
+    /// let status = format!("{}/status/info", fake.url());
+    /// fake.refuse_connections_for(Duration::from_millis(200)).await;
+    /// assert!(reqwest::get(&status).await.unwrap_err().is_connect());
+    /// tokio::time::sleep(Duration::from_millis(300)).await;
+    /// assert_eq!(reqwest::get(&status).await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub async fn refuse_connections_for(&self, period: Duration) {
+        self.server.refuse().await;
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(period).await;
+            if let Err(e) = server.listen() {
+                tracing::warn!(error = %e, "the fake Grafolean could not listen again");
+            }
+        });
     }
 
     /// Listens again on the same port after [`refuse_connections`](Self::refuse_connections).
@@ -489,27 +544,12 @@ impl FakeGrafolean {
     ///
     /// When the port was taken by another socket meanwhile.
     pub async fn accept_connections(&self) -> io::Result<()> {
-        let mut ctl = self.server.lock().unwrap();
-        if ctl.task.is_none() {
-            let listener = conn::bind(self.addr)?;
-            let task = tokio::spawn(conn::serve(
-                listener,
-                ctl.conns.clone(),
-                self.shared.clone(),
-            ));
-            ctl.task = Some(task);
-        }
-        Ok(())
+        self.server.listen()
     }
 }
 
 impl Drop for FakeGrafolean {
     fn drop(&mut self) {
-        if let Ok(mut ctl) = self.server.lock() {
-            ctl.conns.cancel();
-            if let Some(task) = ctl.task.take() {
-                task.abort();
-            }
-        }
+        self.server.close();
     }
 }

@@ -347,6 +347,11 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// The body parsed as JSON, if it is JSON.
+    pub fn body_json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
     /// The value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         super::server::query_pairs(self.query.as_deref())

@@ -1,7 +1,7 @@
 //! The request handler: it records each request, applies the faults, and then
 //! answers as the real backend would (routing, bot auth, permissions, errors).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::connect_info::ConnectInfo;
@@ -9,6 +9,7 @@ use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
+use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::conn::ConnAddr;
@@ -50,35 +51,45 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
         status: None,
     });
     let verdict = judge(
-        &mut shared.faults.lock().unwrap(),
+        &mut shared.faults.lock().unwrap_or_else(PoisonError::into_inner),
         parts.method.as_str(),
         parts.uri.path(),
     );
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
+    let answer = |shared: &Shared| {
+        let query = query_pairs(parts.uri.query());
+        let req = Req {
+            method: &parts.method,
+            path: parts.uri.path(),
+            raw_query: parts.uri.query(),
+            query: &query,
+            headers: &parts.headers,
+            body: &body,
+            arrived,
+        };
+        route(
+            &mut shared.state.lock().unwrap_or_else(PoisonError::into_inner),
+            &req,
+        )
+    };
+    let cut = |kill: Option<CancellationToken>| {
+        if let Some(kill) = kill {
+            kill.cancel();
+        }
+        // Whatever is returned now is never written: the connection is cut.
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    };
     let response = match verdict.action {
-        Some(FaultKind::Drop) => {
-            if let Some(kill) = kill {
-                kill.cancel();
-            }
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        Some(FaultKind::Drop) => return cut(kill),
+        Some(FaultKind::DropAfterHandling) => {
+            answer(&shared);
+            shared.notify();
+            return cut(kill);
         }
         Some(FaultKind::Status(code)) => fault_response(code),
-        Some(FaultKind::Delay(_)) | None => {
-            let query = query_pairs(parts.uri.query());
-            let req = Req {
-                method: &parts.method,
-                path: parts.uri.path(),
-                raw_query: parts.uri.query(),
-                query: &query,
-                headers: &parts.headers,
-                body: &body,
-                arrived,
-            };
-            let mut state = shared.state.lock().unwrap();
-            route(&mut state, &req)
-        }
+        Some(FaultKind::Delay(_)) | None => answer(&shared),
     };
     shared.set_status(seq, response.status().as_u16());
     response
@@ -149,10 +160,13 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
     let Some(rest) = req.path.strip_prefix("/api/") else {
         return not_found();
     };
-    if rest.ends_with("//") {
-        return redirect_without_slashes(req);
-    }
-    let resource = rest.strip_suffix('/').unwrap_or(rest);
+    // Starlette redirects `…//` to the slash-less URL, but only for a known route.
+    let double_slash = rest.ends_with("//");
+    let resource = if double_slash {
+        rest.trim_end_matches('/')
+    } else {
+        rest.strip_suffix('/').unwrap_or(rest)
+    };
     let segments: Vec<&str> = resource.split('/').collect();
     let route = match segments.as_slice() {
         ["status", "info"] => Route::StatusInfo,
@@ -172,6 +186,9 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
         },
         _ => return not_found(),
     };
+    if double_slash {
+        return redirect_without_slashes(req);
+    }
     let method = req.method;
     let method_ok = match route {
         Route::Values(_) => method == Method::POST || method == Method::PUT,
@@ -198,7 +215,7 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
     }
     let bot_id = match authenticate(state, req) {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let open = method == Method::GET
         && ["profile", "profile/permissions", "accounts", "bots"].contains(&resource);
@@ -225,26 +242,26 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
             Json200(json!({ "list": list })).into_response()
         }
         Route::Account(a) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => match state.accounts.get(&ids[0]) {
                 Some(acc) => Json200(state::account_json(acc)).into_response(),
                 None => detail(StatusCode::NOT_FOUND, "No such account"),
             },
         },
         Route::List(a, kind) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => Json200(json!({ "list": list(state, ids[0], kind) })).into_response(),
         },
         Route::One(a, kind, id) => match ids(&[("account_id", a), (kind.id_name(), id)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => one(state, ids[0], kind, ids[1]),
         },
         Route::Values(a) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => store_values(state, req, ids[0]),
         },
         Route::ValuesGet(a, path) => match ids(&[("account_id", a)]) {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(ids) => read_values(state, req, ids[0], path),
         },
     }
@@ -261,29 +278,31 @@ fn kind_of(segment: &str) -> Option<Kind> {
 
 /// Bot auth as the backend does it: `?b=<uuid>` only, and never with an
 /// `Authorization` header (which is always parsed as a JWT).
-fn authenticate(state: &State, req: &Req<'_>) -> Result<u64, Response> {
+fn authenticate(state: &State, req: &Req<'_>) -> Result<u64, Box<Response>> {
     if req.headers.contains_key(header::AUTHORIZATION) {
-        return Err(access_denied());
+        return Err(Box::new(access_denied()));
     }
-    let token = req.param("b").ok_or_else(access_denied)?;
+    let Some(token) = req.param("b") else {
+        return Err(Box::new(access_denied()));
+    };
     let (token, newline) = match token.strip_suffix('\n') {
         Some(t) => (t, true),
         None => (token, false),
     };
     if !is_uuid(token) {
-        return Err(access_denied());
+        return Err(Box::new(access_denied()));
     }
     if newline {
         // The regex lets it through; PostgreSQL then refuses it as a UUID.
-        return Err(text_response(
+        return Err(Box::new(text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Could not validate access",
-        ));
+        )));
     }
     state
         .bot_by_token(token)
         .map(|b| b.id)
-        .ok_or_else(access_denied)
+        .ok_or_else(|| Box::new(access_denied()))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -296,7 +315,7 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// Parses integer path parameters; all failures are listed, as FastAPI does.
-fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Response> {
+fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Box<Response>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (name, raw) in params {
@@ -313,10 +332,10 @@ fn ids(params: &[(&str, &str)]) -> Result<Vec<u64>, Response> {
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(json_response(
+        Err(Box::new(json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({ "detail": errors }),
-        ))
+        )))
     }
 }
 
@@ -552,8 +571,8 @@ mod tests {
 
     #[test]
     fn uuid_shape() {
-        assert!(is_uuid(state::BOT_TOKEN));
-        assert!(is_uuid(&state::BOT_TOKEN.to_uppercase()));
+        assert!(is_uuid(crate::testing::BOT_TOKEN));
+        assert!(is_uuid(&crate::testing::BOT_TOKEN.to_uppercase()));
         assert!(!is_uuid("not-a-valid-token"));
         assert!(!is_uuid(""));
     }

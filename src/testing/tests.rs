@@ -232,29 +232,63 @@ async fn dropped_connection_gets_no_answer() {
 }
 
 #[tokio::test]
-async fn delay_can_exceed_a_client_timeout() {
+async fn drop_after_handling_stores_but_does_not_answer() {
     let fake = FakeGrafolean::with_fixture_data().await;
-    fake.inject(Fault::delay(Duration::from_millis(400)).times(1));
+    fake.inject(
+        Fault::drop_after_handling()
+            .path_contains("/values")
+            .times(1),
+    );
+    let batch = json!([{"p": "x.y", "v": 1}]);
+    assert!(post(&fake, &batch).await.is_err());
+    let stored = tokio::time::timeout(Duration::from_secs(10), fake.wait_for_values(ACCOUNT_ID, 1));
+    assert_eq!(stored.await.unwrap().len(), 1);
+    assert_eq!(fake.requests()[0].status, None);
+    assert_eq!(fake.requests()[0].body_json(), Some(batch));
+}
+
+#[tokio::test]
+async fn double_slash_redirects_only_known_routes() {
+    let fake = FakeGrafolean::with_fixture_data().await;
     let c = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let err = c
-        .get(format!("{}/profile?b={BOT_TOKEN}", fake.url()))
+    let r = c
+        .get(format!(
+            "{}/accounts/{ACCOUNT_ID}/entities/{ENTITY_ID}///?b=x",
+            fake.url()
+        ))
         .send()
         .await
-        .unwrap_err();
-    assert!(err.is_timeout(), "{err}");
-    let started = std::time::Instant::now();
-    assert_eq!(
-        c.get(format!("{}/profile?b={BOT_TOKEN}", fake.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    let want = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/{ENTITY_ID}?b=x",
+        fake.url()
     );
-    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(r.headers()["location"].to_str().unwrap(), want);
+    let r = c
+        .get(format!("{}/nothing//?b=x", fake.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn delay_can_exceed_a_client_timeout() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    fake.inject(Fault::delay(Duration::from_secs(3)).times(1));
+    let url = format!("{}/profile?b={BOT_TOKEN}", fake.url());
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = c.get(&url).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The delay was used up: the next request is answered within the timeout.
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -303,4 +337,30 @@ async fn debug_output_never_shows_a_token() {
     for token in [BOT_TOKEN, OTHER_BOT_TOKEN, SNMP_BOT_TOKEN, &bot.token] {
         assert!(!shown.contains(token), "{shown}");
     }
+}
+
+/// The fake follows a paused test clock: a 10 s delay beats a 5 s client
+/// timeout without the test waiting, and a 30 s outage passes at once.
+#[tokio::test(start_paused = true)]
+async fn paused_clock_delays_and_outages() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let url = format!("{}/profile?b={BOT_TOKEN}", fake.url());
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let wall = std::time::Instant::now();
+
+    fake.inject(Fault::delay(Duration::from_secs(10)).times(1));
+    let started = tokio::time::Instant::now();
+    assert!(c.get(&url).send().await.unwrap_err().is_timeout());
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+    fake.refuse_connections_for(Duration::from_secs(30)).await;
+    assert!(c.get(&url).send().await.unwrap_err().is_connect());
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert!(c.get(&url).send().await.unwrap_err().is_connect());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    assert!(wall.elapsed() < Duration::from_secs(5), "no real waiting");
 }
