@@ -276,7 +276,8 @@ async fn an_invalid_value_is_dropped_alone() {
     values.push(Value::new("test.nan", f64::NAN));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.delivered, PATHS - 1);
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), PATHS - 1);
     let stored = fake.values(ACCOUNT_ID);
     assert_eq!(stored.len() as u64, PATHS - 1);
     assert!(stored.iter().all(|v| v.path != "test.p3" && v.v == 7.0));
@@ -293,7 +294,8 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     fake.inject(Fault::status(400).method("POST").times(3));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
     let report = sender.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.delivered, PATHS);
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), PATHS);
     assert_eq!(fake.values(ACCOUNT_ID).len() as u64, PATHS);
     // 20 → 10 → 5 → (2 ok, 3 ok), 5 ok, 10 ok.
     assert_eq!(fake.request_count(), 7);
@@ -310,7 +312,8 @@ async fn values_rejected_alone_are_dropped_not_retried() {
     let values = tick_values(1).into_iter().take(4).collect();
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.delivered, 2);
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), 2);
     let mut paths: Vec<String> = fake
         .values(ACCOUNT_ID)
         .into_iter()
@@ -489,7 +492,11 @@ async fn shutdown_with_spool_keeps_what_is_left_for_the_next_start() {
     let second = sender(&fake.url(), &metrics, Some(&dir));
     assert_eq!(metrics.values_buffered.get(), PATHS as i64);
     let report = second.shutdown(Duration::from_secs(10)).await;
-    assert_eq!((report.delivered, report.spooled), (PATHS, 0), "{report:?}");
+    assert_eq!(
+        (metrics.values_replayed.get(), report.spooled),
+        (PATHS, 0),
+        "{report:?}"
+    );
     assert_exactly_once(&fake.values(ACCOUNT_ID), base, 1..2, |_| true);
     let _ = std::fs::remove_dir_all(&dir);
 }

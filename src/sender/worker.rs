@@ -277,7 +277,7 @@ impl Worker {
     /// A batch closed: dedup it, and queue it for a POST (or, while the
     /// backend is down, put it in the backlog).
     fn close_batch(&mut self, account: u64, mut items: Vec<Item>) {
-        let dups = dedup_latest(&mut items, |i| i.path.clone());
+        let dups = dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len();
         if dups > 0 {
             warn!(
                 account,
@@ -390,14 +390,10 @@ impl Worker {
             return false;
         };
         let (body, kind) = if self.put_forbidden.contains(&account) {
+            // Oldest first, so that the value kept for each path is the newest.
             records.sort_by(|a, b| a.value.t.total_cmp(&b.value.t).then(a.seq.cmp(&b.seq)));
-            let mut kept = records.clone();
-            dedup_latest(&mut kept, |r| r.value.p.clone());
-            let kept_seqs: HashSet<u64> = kept.iter().map(|r| r.seq).collect();
-            let superseded = records
-                .into_iter()
-                .filter(|r| !kept_seqs.contains(&r.seq))
-                .collect();
+            let mut kept = records;
+            let superseded = dedup_latest(&mut kept, |r| (r.value.p.as_str(), 0));
             let body = kept
                 .iter()
                 .map(|r| PostValue {
@@ -410,16 +406,11 @@ impl Worker {
                 Kind::Newest { kept, superseded },
             )
         } else {
-            let before = records.clone();
-            let dups = dedup_latest(&mut records, |r| (r.value.p.clone(), r.value.t.to_bits()));
-            if dups > 0 {
-                let kept: HashSet<u64> = records.iter().map(|r| r.seq).collect();
-                let gone: Vec<Record> = before
-                    .into_iter()
-                    .filter(|r| !kept.contains(&r.seq))
-                    .collect();
+            // The backend refuses the same (path, t) twice in one batch.
+            let gone = dedup_latest(&mut records, |r| (r.value.p.as_str(), r.value.t.to_bits()));
+            if !gone.is_empty() {
                 self.backlog.done(&gone);
-                self.metrics.dropped("duplicate", dups as u64);
+                self.metrics.dropped("duplicate", gone.len() as u64);
             }
             if records.is_empty() {
                 return false;
