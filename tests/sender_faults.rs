@@ -79,8 +79,8 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
     let mut submitted = Vec::new();
     for k in 0..ticks {
         interval.tick().await;
-        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
         submitted.push(Instant::now());
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
     submitted
 }
@@ -152,7 +152,7 @@ async fn outage_test(outage: Outage) {
     let ticks = 55;
     let producer = tokio::spawn(produce(sender.clone(), base, ticks));
     sleep(Duration::from_secs(1)).await;
-    let start = Instant::now();
+    let injected = Instant::now();
     match outage {
         Outage::Status(code) => {
             fake.inject(
@@ -170,11 +170,13 @@ async fn outage_test(outage: Outage) {
             );
         }
     }
-    sleep(OUTAGE).await;
+    // Values submitted from here on meet the fault.
+    let start = Instant::now();
+    sleep(OUTAGE - (start - injected)).await;
     if let Outage::Refused = outage {
         fake.accept_connections().await.unwrap();
     }
-    let end = start + OUTAGE;
+    let end = injected + OUTAGE;
     let submitted = producer.await.unwrap();
     let report = sender.shutdown(Duration::from_secs(20)).await;
     assert!(!report.timed_out, "{report:?}");
