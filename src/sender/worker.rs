@@ -292,9 +292,14 @@ impl Worker {
         }
         self.ready.push_back((account, items));
         // Too many batches waiting for a free connection: the oldest waits in
-        // the backlog instead, with its measurement time.
+        // the backlog instead, to be sent by PUT with its measurement time
+        // (unless the account may not PUT: then it waits here for a POST).
         while self.ready.len() > 2 * self.cfg.max_in_flight {
-            if let Some((account, items)) = self.ready.pop_front() {
+            let forbidden = &self.put_forbidden;
+            let Some(i) = self.ready.iter().position(|(a, _)| !forbidden.contains(a)) else {
+                break;
+            };
+            if let Some((account, items)) = self.ready.remove(i) {
                 self.buffer_items(account, items);
             }
         }
