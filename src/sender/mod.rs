@@ -17,7 +17,10 @@
 //!   (default [`DEFAULT_BATCH_WINDOW`]) or up to [`DEFAULT_MAX_BATCH`] values go
 //!   in one POST. A path that appears twice in a batch keeps its latest value
 //!   (the backend answers 500 otherwise); the earlier one is counted as
-//!   dropped with reason `duplicate`.
+//!   dropped with reason `duplicate`. At most [`DEFAULT_MAX_IN_FLIGHT`]
+//!   POSTs are in flight; when more batches than twice that wait for a
+//!   connection (a burst), the oldest wait in the backlog and go by PUT with
+//!   their measurement times.
 //! * **Retries.** A network error, a timeout, a 5xx or a 401 marks the backend
 //!   as down: the values of the failed request, and every value produced
 //!   meanwhile, go to the backlog with their measurement times. The sender
