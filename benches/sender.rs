@@ -1,7 +1,11 @@
 //! Sender benchmarks against the fake Grafolean over loopback (release build):
 //!
-//! * **throughput**: values/s delivered live (POST) when submissions come as
-//!   fast as they can, in runs of 1,000 values;
+//! * **throughput**: values/s delivered when 500,000 values are submitted at
+//!   once, in runs of 1,000 (batches that find no free connection wait in the
+//!   backlog and go by PUT, so this is POST and PUT together);
+//! * **sustained**: 100,000 and 150,000 values/s submitted at a steady pace
+//!   for 5 s: how soon after the last submission everything was delivered,
+//!   and whether the live path (POST) kept up;
 //! * **replay**: the time to replay a backlog of 1,000,000 values with PUT
 //!   once the backend is back, from memory and from the spool.
 //!
@@ -55,7 +59,7 @@ async fn wait(what: impl Fn() -> u64, n: u64) {
     }
 }
 
-async fn throughput(total: usize) -> f64 {
+async fn throughput(total: usize) -> (f64, u64) {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("bench");
     let sender = sender(&fake, &metrics, None);
@@ -64,7 +68,39 @@ async fn throughput(total: usize) -> f64 {
     wait(|| metrics.values_sent.get(), total as u64).await;
     let secs = start.elapsed().as_secs_f64();
     sender.shutdown(Duration::from_secs(5)).await;
-    total as f64 / secs
+    (total as f64 / secs, metrics.values_replayed.get())
+}
+
+/// Submits `rate` values/s (1,000 every 1000/rate s) for `secs`, and
+/// returns how long after the last submission everything was delivered, and
+/// how many values went by PUT (because no connection was free in time).
+async fn sustained(rate: u64, secs: u64) -> (f64, u64) {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("bench");
+    let sender = sender(&fake, &metrics, None);
+    let job = JobId::new("bench");
+    let every = Duration::from_secs_f64(PER_SUBMIT as f64 / rate as f64);
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let n = (rate * secs) as usize / PER_SUBMIT;
+    let base = SystemTime::now();
+    for s in 0..n {
+        interval.tick().await;
+        let values = (0..PER_SUBMIT)
+            .map(|i| Value::new(format!("bench.s{}.p{i}", s % 1000), i as f64))
+            .collect();
+        sender.submit(
+            ACCOUNT_ID,
+            &job,
+            base + Duration::from_millis(s as u64),
+            values,
+        );
+    }
+    let last = Instant::now();
+    wait(|| metrics.values_sent.get(), (n * PER_SUBMIT) as u64).await;
+    let lag = last.elapsed().as_secs_f64();
+    sender.shutdown(Duration::from_secs(5)).await;
+    (lag, metrics.values_replayed.get())
 }
 
 async fn replay(total: usize, spool: bool) -> (f64, f64) {
@@ -96,15 +132,30 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut rates = Vec::new();
+        let (mut rates, mut puts) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            rates.push(throughput(500_000).await);
+            let (rate, put) = throughput(500_000).await;
+            rates.push(rate);
+            puts.push(put);
         }
         println!(
-            "throughput (POST, 500k values): median {:.0} values/s, runs {:?}",
+            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which sent by PUT: {puts:?}",
             median(rates.clone()),
             rates.iter().map(|r| r.round()).collect::<Vec<_>>()
         );
+        for rate in [100_000, 150_000] {
+            let (mut lags, mut puts) = (Vec::new(), Vec::new());
+            for _ in 0..RUNS {
+                let (lag, put) = sustained(rate, 5).await;
+                lags.push(lag);
+                puts.push(put);
+            }
+            println!(
+                "sustained {rate} values/s for 5 s: delivered median {:.3} s after the last submission (runs {:?}); values sent by PUT instead of POST per run: {puts:?}",
+                median(lags.clone()),
+                lags.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+            );
+        }
         for spool in [false, true] {
             let (mut fills, mut times) = (Vec::new(), Vec::new());
             for _ in 0..RUNS {

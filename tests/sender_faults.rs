@@ -79,8 +79,8 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
     let mut submitted = Vec::new();
     for k in 0..ticks {
         interval.tick().await;
-        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
         submitted.push(Instant::now());
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
     submitted
 }
@@ -152,7 +152,7 @@ async fn outage_test(outage: Outage) {
     let ticks = 55;
     let producer = tokio::spawn(produce(sender.clone(), base, ticks));
     sleep(Duration::from_secs(1)).await;
-    let start = Instant::now();
+    let injected = Instant::now();
     match outage {
         Outage::Status(code) => {
             fake.inject(
@@ -170,11 +170,13 @@ async fn outage_test(outage: Outage) {
             );
         }
     }
-    sleep(OUTAGE).await;
+    // Values submitted from here on meet the fault.
+    let start = Instant::now();
+    sleep(OUTAGE - (start - injected)).await;
     if let Outage::Refused = outage {
         fake.accept_connections().await.unwrap();
     }
-    let end = start + OUTAGE;
+    let end = injected + OUTAGE;
     let submitted = producer.await.unwrap();
     let report = sender.shutdown(Duration::from_secs(20)).await;
     assert!(!report.timed_out, "{report:?}");
@@ -276,7 +278,8 @@ async fn an_invalid_value_is_dropped_alone() {
     values.push(Value::new("test.nan", f64::NAN));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.delivered, PATHS - 1);
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), PATHS - 1);
     let stored = fake.values(ACCOUNT_ID);
     assert_eq!(stored.len() as u64, PATHS - 1);
     assert!(stored.iter().all(|v| v.path != "test.p3" && v.v == 7.0));
@@ -293,11 +296,36 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     fake.inject(Fault::status(400).method("POST").times(3));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
     let report = sender.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.delivered, PATHS);
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), PATHS);
     assert_eq!(fake.values(ACCOUNT_ID).len() as u64, PATHS);
     // 20 → 10 → 5 → (2 ok, 3 ok), 5 ok, 10 ok.
     assert_eq!(fake.request_count(), 7);
     assert_eq!(dropped(&metrics, "rejected"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_rejected_alone_are_dropped_not_retried() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    // 4 values: [0..4] → [0..2] → [0] and [1] are rejected; [2..4] is stored.
+    fake.inject(Fault::status(400).method("POST").times(4));
+    let values = tick_values(1).into_iter().take(4).collect();
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert_eq!(metrics.values_sent.get(), 2);
+    let mut paths: Vec<String> = fake
+        .values(ACCOUNT_ID)
+        .into_iter()
+        .map(|v| v.path)
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["test.p2", "test.p3"]);
+    assert_eq!(fake.request_count(), 5);
+    assert_eq!(dropped(&metrics, "rejected"), 2);
+    assert_eq!(metrics.values_retried.get(), 0);
 }
 
 /// The child process of the crash test: produces ticks into a spooled sender
@@ -393,5 +421,84 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     assert_exactly_once(&complete, base, 0..=last, |_| true);
     assert!(stored.iter().all(|v| v.method == ValueMethod::Put));
     assert!(n - last <= 6, "unexpected ticks after {last}: {extra:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_drops_the_oldest_values() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = Sender::builder(client(&fake.url()), metrics.clone())
+        .with_batch_window(Duration::from_millis(10))
+        .with_backoff(Duration::from_secs(2), Duration::from_secs(2))
+        .with_buffer_limit(100)
+        .build()
+        .unwrap();
+    let fault = fake.inject(Fault::status(500).path_contains("/values"));
+    let job = JobId::new("test");
+    let base = base_time();
+    // The first tick's POST fails: the sender is down (and retries in 1-2 s).
+    sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
+    while metrics.values_buffered.get() < PATHS as i64 {
+        sleep(Duration::from_millis(5)).await;
+    }
+    // Meanwhile 9 more ticks go straight to the backlog, which holds 100.
+    for k in 1..10 {
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
+    }
+    while dropped(&metrics, "buffer_full") < 100 {
+        sleep(Duration::from_millis(5)).await;
+    }
+    fake.remove_fault(fault);
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert_eq!(dropped(&metrics, "buffer_full"), 100);
+    // The newest 100 values (ticks 5 to 9) arrived, with their times.
+    let stored = fake.values(ACCOUNT_ID);
+    assert_exactly_once(&stored, base, 5..10, |_| true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    fake.inject(Fault::status(500).path_contains("/values"));
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
+    let report = sender.shutdown(Duration::from_millis(1500)).await;
+    assert_eq!(report.dropped, PATHS, "{report:?}");
+    assert!(report.timed_out);
+    assert_eq!(dropped(&metrics, "shutdown"), PATHS);
+    assert_eq!(metrics.values_buffered.get(), 0);
+    // Submitting after the shutdown drops the values, and says so.
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(2));
+    assert_eq!(dropped(&metrics, "shutdown"), 2 * PATHS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_spool_keeps_what_is_left_for_the_next_start() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let dir = std::env::temp_dir().join(format!("sender-spool-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let fault = fake.inject(Fault::status(500).path_contains("/values"));
+    let base = base_time();
+    let metrics = Metrics::new("test");
+    let first = sender(&fake.url(), &metrics, Some(&dir));
+    first.submit(ACCOUNT_ID, &JobId::new("test"), at(base, 1), tick_values(1));
+    let report = first.shutdown(Duration::from_millis(1500)).await;
+    assert_eq!((report.spooled, report.dropped), (PATHS, 0), "{report:?}");
+    assert_eq!(dropped(&metrics, "shutdown"), 0);
+
+    fake.remove_fault(fault);
+    let metrics = Metrics::new("test");
+    let second = sender(&fake.url(), &metrics, Some(&dir));
+    assert_eq!(metrics.values_buffered.get(), PATHS as i64);
+    let report = second.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        (metrics.values_replayed.get(), report.spooled),
+        (PATHS, 0),
+        "{report:?}"
+    );
+    assert_exactly_once(&fake.values(ACCOUNT_ID), base, 1..2, |_| true);
     let _ = std::fs::remove_dir_all(&dir);
 }

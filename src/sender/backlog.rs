@@ -14,12 +14,16 @@ use crate::api::PutValue;
 
 use super::spool::{Spool, Stored};
 
+/// The segment of a value that is only in memory (no spool, or the write
+/// failed).
+pub(crate) const NOT_SPOOLED: u64 = u64::MAX;
+
 /// One buffered value.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Record {
     /// The sequence number (order of arrival; also the spool's key).
     pub(crate) seq: u64,
-    /// The spool segment that holds it (0 without a spool).
+    /// The spool segment that holds it, or [`NOT_SPOOLED`].
     pub(crate) segment: u64,
     /// The value, with its measurement time.
     pub(crate) value: PutValue,
@@ -115,23 +119,25 @@ impl Backlog {
             self.queued -= 1;
             excess -= 1;
         }
-        let segment = self.spool.as_ref().map_or(0, Spool::active_segment);
         let first = self.next_seq;
         self.next_seq += (values.len() - skip) as u64;
-        let records: Vec<Record> = values
+        let mut records: Vec<Record> = values
             .into_iter()
             .skip(skip)
             .enumerate()
             .map(|(i, value)| Record {
                 seq: first + i as u64,
-                segment,
+                segment: NOT_SPOOLED,
                 value,
             })
             .collect();
         if let Some(spool) = &mut self.spool {
             let result = spool
                 .append(records.iter().map(|r| (r.seq, account, &r.value)))
-                .and_then(|()| spool.ack(&mut dropped));
+                .and_then(|segment| {
+                    records.iter_mut().for_each(|r| r.segment = segment);
+                    spool.ack(&mut dropped)
+                });
             self.spool_result(result);
         }
         self.queued += records.len();

@@ -99,30 +99,33 @@ impl Batches {
     }
 }
 
-/// Keeps only the last occurrence of each key, in order of those last
-/// occurrences, and returns how many earlier ones were removed.
-pub(crate) fn dedup_latest<T, K: std::hash::Hash + Eq>(
-    items: &mut Vec<T>,
-    key: impl Fn(&T) -> K,
-) -> usize {
-    let mut last: HashMap<K, usize> = HashMap::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        last.insert(key(item), i);
+/// Keeps only the last occurrence of each key, in the order of those last
+/// occurrences, and returns the earlier ones that were removed.
+pub(crate) fn dedup_latest<T>(items: &mut Vec<T>, key: impl Fn(&T) -> (&str, u64)) -> Vec<T> {
+    let keep: Vec<bool> = {
+        let mut last: HashMap<(&str, u64), usize> = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            last.insert(key(item), i);
+        }
+        if last.len() == items.len() {
+            return Vec::new();
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| last[&key(it)] == i)
+            .collect()
+    };
+    let mut removed = Vec::new();
+    let mut kept = Vec::with_capacity(keep.len());
+    for (item, keep) in items.drain(..).zip(keep) {
+        if keep {
+            kept.push(item);
+        } else {
+            removed.push(item);
+        }
     }
-    if last.len() == items.len() {
-        return 0;
-    }
-    let removed = items.len() - last.len();
-    let keep: Vec<bool> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| last[&key(it)] == i)
-        .collect();
-    let mut i = 0;
-    items.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    *items = kept;
     removed
 }
 
@@ -158,10 +161,11 @@ mod tests {
     #[test]
     fn duplicates_keep_the_latest_value() {
         let mut items = vec![item("a", 1.0), item("b", 2.0), item("a", 3.0)];
-        assert_eq!(dedup_latest(&mut items, |i| i.path.clone()), 1);
+        let removed = dedup_latest(&mut items, |i| (i.path.as_str(), 0));
+        assert_eq!(removed, vec![item("a", 1.0)]);
         assert_eq!(items, vec![item("b", 2.0), item("a", 3.0)]);
         let mut unique = vec![item("a", 1.0), item("b", 2.0)];
-        assert_eq!(dedup_latest(&mut unique, |i| i.path.clone()), 0);
+        assert!(dedup_latest(&mut unique, |i| (i.path.as_str(), 0)).is_empty());
         assert_eq!(unique.len(), 2);
     }
 

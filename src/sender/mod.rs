@@ -17,7 +17,10 @@
 //!   (default [`DEFAULT_BATCH_WINDOW`]) or up to [`DEFAULT_MAX_BATCH`] values go
 //!   in one POST. A path that appears twice in a batch keeps its latest value
 //!   (the backend answers 500 otherwise); the earlier one is counted as
-//!   dropped with reason `duplicate`.
+//!   dropped with reason `duplicate`. At most [`DEFAULT_MAX_IN_FLIGHT`]
+//!   POSTs are in flight; when more batches than twice that wait for a
+//!   connection (a burst), the oldest wait in the backlog and go by PUT with
+//!   their measurement times.
 //! * **Retries.** A network error, a timeout, a 5xx or a 401 marks the backend
 //!   as down: the values of the failed request, and every value produced
 //!   meanwhile, go to the backlog with their measurement times. The sender
@@ -32,7 +35,8 @@
 //!   A 403 on POST drops the batch (`forbidden`), since the bot lacks the
 //!   permission, and logs an error at most once a minute.
 //! * **Bounded buffer.** The backlog holds at most [`DEFAULT_BUFFER_LIMIT`]
-//!   values; when it is full, the oldest are dropped (`buffer_full`).
+//!   values; when it is full, the oldest are dropped (`buffer_full`), except
+//!   those being replayed at that moment.
 //! * **Spool.** With [`SenderBuilder::with_spool_dir`], the backlog is also
 //!   written to disk (see the `spool` module docs for the format and the
 //!   fsync policy): it survives a restart or a crash and is replayed on start.
@@ -208,7 +212,8 @@ pub struct ShutdownReport {
     pub spooled: u64,
     /// Values dropped because the deadline passed and there is no spool.
     pub dropped: u64,
-    /// Whether the deadline passed before everything was delivered.
+    /// Whether the sender stopped before everything was delivered: the
+    /// deadline passed, or the backend stayed down until it.
     pub timed_out: bool,
 }
 

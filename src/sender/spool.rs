@@ -70,6 +70,7 @@ pub(crate) struct Spool {
     unacked: BTreeMap<u64, usize>,
     dirty: bool,
     buf: Vec<u8>,
+    segment_bytes: u64,
 }
 
 impl Spool {
@@ -139,21 +140,18 @@ impl Spool {
             unacked,
             dirty: false,
             buf: Vec::new(),
+            segment_bytes: SEGMENT_BYTES,
         };
         spool.collect_garbage();
         Ok((spool, values, next_seq))
     }
 
-    /// The segment that new values go to.
-    pub(crate) fn active_segment(&self) -> u64 {
-        self.active_id
-    }
-
-    /// Appends values (sequence number, account, value) in one write.
+    /// Appends values (sequence number, account, value) in one write, and
+    /// returns the segment that holds them.
     pub(crate) fn append<'a>(
         &mut self,
         values: impl IntoIterator<Item = (u64, u64, &'a PutValue)>,
-    ) -> io::Result<()> {
+    ) -> io::Result<u64> {
         self.roll_if_full()?;
         self.buf.clear();
         let mut n = 0;
@@ -171,7 +169,7 @@ impl Spool {
         }
         self.write_buf()?;
         *self.unacked.entry(self.active_id).or_default() += n;
-        Ok(())
+        Ok(self.active_id)
     }
 
     /// Records that values are done (delivered or dropped): `seqs` with the
@@ -234,7 +232,7 @@ impl Spool {
     }
 
     fn roll_if_full(&mut self) -> io::Result<()> {
-        if self.active_len < SEGMENT_BYTES {
+        if self.active_len < self.segment_bytes {
             return Ok(());
         }
         self.active.sync_data()?;

@@ -43,10 +43,9 @@ fn values_survive_reopening_and_acks_remove_them() {
     assert!(stored.is_empty());
     assert_eq!(next, 0);
     let a = [v("a.b", 1.5), v("c", 1_763_779_646.123_456), v("d", 3.0)];
-    spool
+    let seg = spool
         .append(a.iter().enumerate().map(|(i, x)| (i as u64, 7, x)))
         .unwrap();
-    let seg = spool.active_segment();
     spool.ack(&mut [(1, seg)]).unwrap();
     drop(spool);
     let (_spool, stored, next) = Spool::open(&dir).unwrap();
@@ -89,8 +88,7 @@ fn a_torn_or_corrupt_tail_loses_only_that_record() {
 fn fully_acked_segments_are_deleted_in_order() {
     let dir = temp_dir();
     let (mut spool, _, _) = Spool::open(&dir).unwrap();
-    spool.append([(0, 1, &v("x", 0.0))]).unwrap();
-    let first = spool.active_segment();
+    let first = spool.append([(0, 1, &v("x", 0.0))]).unwrap();
     drop(spool);
     // Reopening starts a new segment; the old one still holds value 0.
     let (mut spool, stored, next) = Spool::open(&dir).unwrap();
@@ -107,6 +105,32 @@ fn fully_acked_segments_are_deleted_in_order() {
             .map(|s| s.value.p.as_str())
             .collect::<Vec<_>>(),
         ["y"]
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn values_name_the_segment_they_were_written_to_across_a_roll() {
+    let dir = temp_dir();
+    let (mut spool, _, _) = Spool::open(&dir).unwrap();
+    spool.segment_bytes = 50;
+    let a = spool
+        .append([(0, 1, &v("a", 0.0)), (1, 1, &v("a", 1.0))])
+        .unwrap();
+    // The first segment is full (2 × 42 bytes > 50): the next write rolls.
+    let b = spool.append([(2, 1, &v("b", 2.0))]).unwrap();
+    assert_eq!(b, a + 1);
+    assert_eq!(segments(&dir).len(), 2);
+    spool.ack(&mut [(0, a), (1, a)]).unwrap();
+    assert_eq!(segments(&dir).len(), 1, "the first segment was fully acked");
+    drop(spool);
+    let (_, stored, _) = Spool::open(&dir).unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|s| (s.seq, s.segment))
+            .collect::<Vec<_>>(),
+        [(2, b)]
     );
     fs::remove_dir_all(dir).unwrap();
 }

@@ -277,7 +277,7 @@ impl Worker {
     /// A batch closed: dedup it, and queue it for a POST (or, while the
     /// backend is down, put it in the backlog).
     fn close_batch(&mut self, account: u64, mut items: Vec<Item>) {
-        let dups = dedup_latest(&mut items, |i| i.path.clone());
+        let dups = dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len();
         if dups > 0 {
             warn!(
                 account,
@@ -292,9 +292,14 @@ impl Worker {
         }
         self.ready.push_back((account, items));
         // Too many batches waiting for a free connection: the oldest waits in
-        // the backlog instead, with its measurement time.
+        // the backlog instead, to be sent by PUT with its measurement time
+        // (unless the account may not PUT: then it waits here for a POST).
         while self.ready.len() > 2 * self.cfg.max_in_flight {
-            if let Some((account, items)) = self.ready.pop_front() {
+            let forbidden = &self.put_forbidden;
+            let Some(i) = self.ready.iter().position(|(a, _)| !forbidden.contains(a)) else {
+                break;
+            };
+            if let Some((account, items)) = self.ready.remove(i) {
                 self.buffer_items(account, items);
             }
         }
@@ -390,14 +395,10 @@ impl Worker {
             return false;
         };
         let (body, kind) = if self.put_forbidden.contains(&account) {
+            // Oldest first, so that the value kept for each path is the newest.
             records.sort_by(|a, b| a.value.t.total_cmp(&b.value.t).then(a.seq.cmp(&b.seq)));
-            let mut kept = records.clone();
-            dedup_latest(&mut kept, |r| r.value.p.clone());
-            let kept_seqs: HashSet<u64> = kept.iter().map(|r| r.seq).collect();
-            let superseded = records
-                .into_iter()
-                .filter(|r| !kept_seqs.contains(&r.seq))
-                .collect();
+            let mut kept = records;
+            let superseded = dedup_latest(&mut kept, |r| (r.value.p.as_str(), 0));
             let body = kept
                 .iter()
                 .map(|r| PostValue {
@@ -410,16 +411,11 @@ impl Worker {
                 Kind::Newest { kept, superseded },
             )
         } else {
-            let before = records.clone();
-            let dups = dedup_latest(&mut records, |r| (r.value.p.clone(), r.value.t.to_bits()));
-            if dups > 0 {
-                let kept: HashSet<u64> = records.iter().map(|r| r.seq).collect();
-                let gone: Vec<Record> = before
-                    .into_iter()
-                    .filter(|r| !kept.contains(&r.seq))
-                    .collect();
+            // The backend refuses the same (path, t) twice in one batch.
+            let gone = dedup_latest(&mut records, |r| (r.value.p.as_str(), r.value.t.to_bits()));
+            if !gone.is_empty() {
                 self.backlog.done(&gone);
-                self.metrics.dropped("duplicate", dups as u64);
+                self.metrics.dropped("duplicate", gone.len() as u64);
             }
             if records.is_empty() {
                 return false;

@@ -59,7 +59,7 @@ impl Worker {
         }
         let failed: Vec<usize> = delivery.failed.iter().flat_map(Clone::clone).collect();
         let error = delivery.error.take();
-        // Values that are done: delivered or rejected.
+        // Failed values are retried, except after a 403.
         let retry = match &error {
             Some(ApiError::Forbidden { method, resource }) => {
                 self.on_forbidden(&flight, method, resource, &failed)

@@ -83,7 +83,7 @@ impl Worker {
             self.metrics.dropped("shutdown", late);
         }
         let mut report = ShutdownReport {
-            timed_out,
+            timed_out: timed_out || self.backlog.len() > 0,
             ..ShutdownReport::default()
         };
         if self.backlog.is_durable() {
