@@ -23,14 +23,38 @@ async fn main() {
         in_flight()
     );
     println!(
-        "{:<10} {:>8} {:>9} {:>11} {:>11} {:>7}",
-        "case", "latency", "requests", "wall", "ideal", "ratio"
+        "{:<10} {:>8} {:>10} {:>9} {:>11} {:>11} {:>7} {:>11} {:>7}",
+        "case", "latency", "effective", "requests", "wall", "ideal", "ratio", "ideal(eff)", "ratio"
     );
     for shared in [true, false] {
         for latency_ms in [0u64, 2] {
             run_case(shared, latency_ms).await;
         }
     }
+}
+
+/// The latency the fake really adds per request (tokio's timer rounds a 2 ms
+/// sleep up): the median of sequential requests with the delay, less the
+/// median without it.
+async fn effective_latency(fake: &FakeGrafolean, client: &Client, latency_ms: u64) -> Duration {
+    if latency_ms == 0 {
+        return Duration::ZERO;
+    }
+    let mut sample = async || {
+        let mut times = Vec::new();
+        for _ in 0..51 {
+            let started = Instant::now();
+            client.profile().await.unwrap();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        times[25]
+    };
+    let with = sample().await;
+    fake.clear_faults();
+    let without = sample().await;
+    fake.inject(Fault::delay(Duration::from_millis(latency_ms)));
+    with.saturating_sub(without)
 }
 
 /// Requests in flight: `FETCH_IN_FLIGHT`, else the default.
@@ -62,6 +86,7 @@ async fn run_case(shared: bool, latency_ms: u64) {
     let options = FetchOptions {
         max_in_flight: in_flight(),
     };
+    let effective = effective_latency(&fake, &client, latency_ms).await;
     let mut walls = Vec::new();
     let mut requests = 0;
     for _ in 0..REPEATS {
@@ -74,18 +99,24 @@ async fn run_case(shared: bool, latency_ms: u64) {
     walls.sort();
     let median = walls[REPEATS / 2];
     let ideal = Duration::from_millis(latency_ms) * requests as u32 / options.max_in_flight as u32;
-    let ratio = if ideal.is_zero() {
-        "-".to_string()
-    } else {
-        format!("{:.2}", median.as_secs_f64() / ideal.as_secs_f64())
+    let ideal_effective = effective * requests as u32 / options.max_in_flight as u32;
+    let ratio = |ideal: Duration| {
+        if ideal.is_zero() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", median.as_secs_f64() / ideal.as_secs_f64())
+        }
     };
     println!(
-        "{:<10} {:>6}ms {:>9} {:>9.1}ms {:>9.1}ms {:>7}",
+        "{:<10} {:>6}ms {:>8.2}ms {:>9} {:>9.1}ms {:>9.1}ms {:>7} {:>9.1}ms {:>7}",
         if shared { "shared" } else { "unshared" },
         latency_ms,
+        effective.as_secs_f64() * 1e3,
         requests,
         median.as_secs_f64() * 1e3,
         ideal.as_secs_f64() * 1e3,
-        ratio
+        ratio(ideal),
+        ideal_effective.as_secs_f64() * 1e3,
+        ratio(ideal_effective),
     );
 }
