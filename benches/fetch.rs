@@ -40,7 +40,7 @@ async fn effective_latency(fake: &FakeGrafolean, client: &Client, latency_ms: u6
     if latency_ms == 0 {
         return Duration::ZERO;
     }
-    let mut sample = async || {
+    let sample = async || {
         let mut times = Vec::new();
         for _ in 0..51 {
             let started = Instant::now();

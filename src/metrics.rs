@@ -36,8 +36,10 @@ pub struct OutcomeLabels {
 /// Labels of the dropped-values counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// Why values were dropped: `invalid_path`, `invalid_value`, `buffer_full`,
-    /// `put_forbidden`, `rejected`, `shutdown`.
+    /// Why values were dropped: `invalid_path`, `invalid_value` (rejected
+    /// before sending), `duplicate` (an older value of the same path in the
+    /// same batch), `buffer_full`, `put_forbidden`, `rejected` (the backend
+    /// refused them alone), `forbidden` (403 on POST), `shutdown`.
     pub reason: String,
 }
 
