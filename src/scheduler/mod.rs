@@ -62,6 +62,7 @@ mod timing;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -288,6 +289,9 @@ impl Scheduler {
             report: Box::new(report),
             options,
             stop: stop.clone(),
+            runs: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             timer: Mutex::new(None),
         });
         let timer = tokio::spawn(runner::timer_loop(shared.clone()));

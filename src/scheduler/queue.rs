@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
@@ -16,6 +16,51 @@ use tokio::task::AbortHandle;
 use super::timing::{self, Millis, millis_to_system};
 use super::{JobStatus, SyncSummary};
 use crate::{JobId, JobSpec, Tick};
+
+/// A job's runs: whether one is going, the queued firing, the last outcome.
+///
+/// Shared by the job's entry and its run in flight, behind its own mutex, so
+/// that a finishing run never waits for the scheduler's state lock.
+pub(crate) struct RunState<P> {
+    /// Whether a run of this job is going (or waiting for a slot).
+    pub running: bool,
+    /// A firing waiting for the current run to finish (`OverlapPolicy::QueueOne`).
+    pub queued: Option<Queued<P>>,
+    /// Set when the job is removed: its queued firing must not run.
+    pub removed: bool,
+    /// The task of the run going now, for shutdown to abort; tagged with the
+    /// run's number so that a finished run never clears a later one's.
+    pub task: Option<(u64, AbortHandle)>,
+    pub last_run: Option<Millis>,
+    pub last_duration: Option<Duration>,
+    pub last_error: Option<String>,
+}
+
+/// A firing queued behind a run in flight, with the spec it runs with.
+pub(crate) struct Queued<P> {
+    pub spec: Arc<JobSpec<P>>,
+    pub tick: Tick,
+    pub missed: u64,
+}
+
+impl<P> Default for RunState<P> {
+    fn default() -> Self {
+        Self {
+            running: false,
+            queued: None,
+            removed: false,
+            task: None,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+        }
+    }
+}
+
+/// Locks a job's [`RunState`] (never poisoned in practice; see `Shared::lock`).
+pub(crate) fn lock_run<P>(run: &Mutex<RunState<P>>) -> MutexGuard<'_, RunState<P>> {
+    run.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One scheduled job.
 pub(crate) struct Entry<P> {
@@ -26,17 +71,10 @@ pub(crate) struct Entry<P> {
     pub next_at: Millis,
     /// Matches the heap item of `next_at`; other items for this slot are stale.
     pub generation: u64,
-    /// Distinguishes this job from a later one that reuses the slot.
-    pub incarnation: u64,
     /// The sync that last saw this id (to find removed and duplicated ids).
     pub seen: u64,
-    /// The run going now (its id in `State::running`).
-    pub run: Option<u64>,
-    /// A firing waiting for the current run to finish (`OverlapPolicy::QueueOne`).
-    pub queued: Option<(Tick, u64)>,
-    pub last_run: Option<Millis>,
-    pub last_duration: Option<Duration>,
-    pub last_error: Option<String>,
+    /// Its runs; kept when the spec changes.
+    pub run: Arc<Mutex<RunState<P>>>,
 }
 
 /// A job's firing popped from the queue, to be run or skipped.
@@ -54,10 +92,8 @@ pub(crate) struct State<P> {
     heap: BinaryHeap<Reverse<(Millis, u64, u32)>>,
     counter: u64,
     syncs: u64,
-    /// Runs in flight, by run id, so that shutdown can abort them.
-    pub running: HashMap<u64, AbortHandle>,
-    /// Set by shutdown: no new runs start.
-    pub stopping: bool,
+    /// Removed jobs that had a run going, so that shutdown can still abort it.
+    pub orphans: Vec<Arc<Mutex<RunState<P>>>>,
     /// The wall time at the previous wake, to notice the clock stepping back.
     pub last_now: Millis,
 }
@@ -71,8 +107,7 @@ impl<P> State<P> {
             heap: BinaryHeap::new(),
             counter: 0,
             syncs: 0,
-            running: HashMap::new(),
-            stopping: false,
+            orphans: Vec::new(),
             last_now: Millis::MIN,
         }
     }
@@ -108,13 +143,13 @@ impl<P> State<P> {
         self.heap.push(Reverse((e.next_at, generation, slot)));
     }
 
-    /// Pops every firing due at or before `now`, queues each job's next
-    /// firing (strictly after `now`, so a stall gives one firing per job,
-    /// not a burst) and returns the firings.
-    pub fn pop_due(&mut self, now: Millis) -> Vec<Due> {
+    /// Pops up to `limit` firings due at or before `now`, queues each job's
+    /// next firing (strictly after `now`, so a stall gives one firing per
+    /// job, not a burst) and returns the firings.
+    pub fn pop_due(&mut self, now: Millis, limit: usize) -> Vec<Due> {
         let mut due = Vec::new();
         while let Some(&Reverse((at, generation, slot))) = self.heap.peek() {
-            if at > now {
+            if at > now || due.len() >= limit {
                 break;
             }
             self.heap.pop();
@@ -176,24 +211,20 @@ impl<P> State<P> {
                     continue;
                 }
                 summary.changed += 1;
+                // A firing queued under the old spec is dropped with it.
+                lock_run(&e.run).queued = None;
                 e.start = timing::job_start(&spec.id, &spec.intervals, spec.align);
                 e.spec = Arc::new(spec);
                 self.schedule_from(slot, now);
             } else {
                 summary.added += 1;
-                let incarnation = self.fresh();
                 let entry = Entry {
                     start: timing::job_start(&spec.id, &spec.intervals, spec.align),
                     spec: Arc::new(spec),
                     next_at: 0,
                     generation: 0,
-                    incarnation,
                     seen: sync,
-                    run: None,
-                    queued: None,
-                    last_run: None,
-                    last_duration: None,
-                    last_error: None,
+                    run: Arc::default(),
                 };
                 let id = entry.spec.id.clone();
                 let slot = match self.free.pop() {
@@ -214,10 +245,17 @@ impl<P> State<P> {
             if self.slots[slot].as_ref().is_some_and(|e| e.seen != sync) {
                 let e = self.slots[slot].take().expect("checked above");
                 self.index.remove(&e.spec.id);
+                let mut run = lock_run(&e.run);
+                run.removed = true;
+                run.queued = None;
+                if run.running {
+                    self.orphans.push(e.run.clone());
+                }
                 self.free.push(slot as u32);
                 summary.removed += 1;
             }
         }
+        self.orphans.retain(|run| lock_run(run).running);
         // Stale heap items go away as they come due; rebuild if they pile up.
         if self.heap.len() > 2 * self.index.len() + 1024 {
             self.heap.retain(|Reverse((_, generation, slot))| {
@@ -229,19 +267,30 @@ impl<P> State<P> {
         summary
     }
 
+    /// The tasks of every run going now, including runs of removed jobs.
+    pub fn running_tasks(&self) -> Vec<AbortHandle> {
+        let jobs = self.slots.iter().flatten().map(|e| &e.run);
+        jobs.chain(self.orphans.iter())
+            .filter_map(|run| lock_run(run).task.as_ref().map(|(_, t)| t.clone()))
+            .collect()
+    }
+
     pub fn status(&self) -> Vec<JobStatus> {
         self.slots
             .iter()
             .flatten()
-            .map(|e| JobStatus {
-                id: e.spec.id.clone(),
-                intervals: e.spec.intervals.clone(),
-                labels: e.spec.labels.clone(),
-                next_firing: Some(millis_to_system(e.next_at)),
-                last_run: e.last_run.map(millis_to_system),
-                last_duration: e.last_duration,
-                last_error: e.last_error.clone(),
-                running: e.run.is_some(),
+            .map(|e| {
+                let run = lock_run(&e.run);
+                JobStatus {
+                    id: e.spec.id.clone(),
+                    intervals: e.spec.intervals.clone(),
+                    labels: e.spec.labels.clone(),
+                    next_firing: Some(millis_to_system(e.next_at)),
+                    last_run: run.last_run.map(millis_to_system),
+                    last_duration: run.last_duration,
+                    last_error: run.last_error.clone(),
+                    running: run.running,
+                }
             })
             .collect()
     }
