@@ -5,7 +5,12 @@
 //! cargo bench --bench scheduler                    # spread, aligned, sync, idle (65 s window)
 //! cargo bench --bench scheduler -- idle --idle-secs 120
 //! cargo bench --bench scheduler -- spread --repeats 5
+//! cargo bench --bench scheduler -- baseline aligned --workers 1
+//! cargo bench --bench scheduler -- idle --resolution-ms 4    # coarser timer
 //! ```
+//!
+//! The runtime is tokio's multi-threaded one, with one worker per core unless
+//! `--workers N` says otherwise.
 //!
 //! Lateness is measured inside the job run: wall time at its start minus the
 //! firing's intended time (`tick.at`), so it includes the timer, the loop and
@@ -57,13 +62,18 @@ struct Bench {
     handle: SchedulerHandle<u32>,
 }
 
+/// The timer resolution (`--resolution-ms`), set once in `main`.
+static RESOLUTION_MS: AtomicU64 = AtomicU64::new(1);
+
 fn start() -> Bench {
     let recorder = Arc::new(Recorder {
         runs: Mutex::new(Vec::with_capacity(1 << 20)),
     });
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
-    let handle = Scheduler::spawn(recorder.clone(), SchedulerOptions::default(), move |r| {
+    let resolution = Duration::from_millis(RESOLUTION_MS.load(Ordering::Relaxed));
+    let options = SchedulerOptions::default().with_timer_resolution(resolution);
+    let handle = Scheduler::spawn(recorder.clone(), options, move |r| {
         c.coalesced.fetch_add(r.missed, Ordering::Relaxed);
         match r.outcome {
             RunOutcome::Ok(_) => {}
@@ -260,8 +270,9 @@ async fn idle(secs: u64) {
     println!("100,000 jobs at 60 s, spread, {secs} s window [rss <= 100 MB, cpu <= 2 % of a core, p99 <= 5 ms]");
     let rss0 = rss_mb();
     let b = start();
+    let initial = specs(100_000, 60, Align::Spread);
     let t = Instant::now();
-    b.handle.sync(specs(100_000, 60, Align::Spread)).await;
+    b.handle.sync(initial).await;
     println!("  initial sync of 100,000 jobs: {:.1} ms; rss before {rss0:.1} MB, after {:.1} MB", t.elapsed().as_secs_f64() * 1e3, rss_mb());
     let from = whole_second_after(SystemTime::now(), 0);
     tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
@@ -279,8 +290,9 @@ async fn idle(secs: u64) {
 async fn sync(repeats: usize) {
     println!("sync of 100,000 jobs (60 s) with 10 % changed [<= 100 ms]");
     let b = start();
+    let initial = specs(100_000, 60, Align::Spread);
     let t = Instant::now();
-    let s = b.handle.sync(specs(100_000, 60, Align::Spread)).await;
+    let s = b.handle.sync(initial).await;
     println!("  initial: {:.1} ms {s:?}", t.elapsed().as_secs_f64() * 1e3);
     let (mut changed, mut same) = (vec![], vec![]);
     for r in 0..repeats {
@@ -297,21 +309,22 @@ async fn sync(repeats: usize) {
         changed.push(ms);
         let unchanged = b.handle.status().len();
         assert_eq!(unchanged, 100_000);
+        let back = specs(100_000, 60, Align::Spread);
         let t = Instant::now();
-        let s = b.handle.sync(specs(100_000, 60, Align::Spread)).await;
+        let s = b.handle.sync(back).await;
         let ms2 = t.elapsed().as_secs_f64() * 1e3;
         println!("  back (10 % changed again): {ms2:.1} ms {s:?}");
         same.push(ms2);
     }
+    let unchanged = specs(100_000, 60, Align::Spread);
     let t = Instant::now();
-    let s = b.handle.sync(specs(100_000, 60, Align::Spread)).await;
+    let s = b.handle.sync(unchanged).await;
     println!("  nothing changed: {:.1} ms {s:?}", t.elapsed().as_secs_f64() * 1e3);
     println!("  median 10 % changed: {:.1} ms / {:.1} ms", median(changed), median(same));
     b.handle.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let flag = |args: &mut Vec<String>, name: &str, default: u64| -> u64 {
         match args.iter().position(|a| a == name) {
@@ -325,6 +338,17 @@ async fn main() {
     };
     let repeats = flag(&mut args, "--repeats", 3) as usize;
     let idle_secs = flag(&mut args, "--idle-secs", 65);
+    let workers = flag(&mut args, "--workers", 0) as usize;
+    RESOLUTION_MS.store(flag(&mut args, "--resolution-ms", 1), Ordering::Relaxed);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build().unwrap();
+    runtime.block_on(run(args, repeats, idle_secs));
+}
+
+async fn run(mut args: Vec<String>, repeats: usize, idle_secs: u64) {
     if args.is_empty() {
         args = ["spread", "aligned", "sync", "idle"].map(String::from).to_vec();
     }

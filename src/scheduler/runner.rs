@@ -73,9 +73,8 @@ impl<P> Shared<P> {
 
     /// Calls the report callback, catching a panic in it.
     fn report(&self, report: RunReport) {
-        let job = report.job.clone();
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.report)(report))) {
-            tracing::error!(job = %job, panic = panic_message(&*panic), "the report callback panicked");
+            tracing::error!(panic = panic_message(&*panic), "the report callback panicked");
         }
     }
 }
@@ -87,6 +86,7 @@ const BATCH: usize = 128;
 /// The timer loop: fires due jobs until the scheduler is stopped.
 pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
     let clock = shared.options.clock;
+    let resolution = (shared.options.timer_resolution.as_millis() as Millis).max(1);
     loop {
         let now = clock.now();
         let next = loop {
@@ -99,7 +99,7 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
                     tracing::warn!(step_ms = step, "the wall clock stepped back; rescheduling every job");
                     state.reschedule_all(now);
                 }
-                state.last_now = state.last_now.max(now);
+                state.last_now = now;
                 let due = state.pop_due(now, BATCH);
                 let more = due.len() == BATCH;
                 for d in due {
@@ -123,7 +123,7 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             // Let this thread run some of the spawned runs too.
             tokio::task::yield_now().await;
         };
-        let mut deadline = next.map(|at| clock.instant_of(at));
+        let mut deadline = next.map(|at| clock.instant_of(round_up(at, resolution)));
         if clock.is_system() {
             let cap = Instant::now() + MAX_SYSTEM_SLEEP;
             deadline = Some(deadline.map_or(cap, |d| d.min(cap)));
@@ -136,6 +136,11 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             () = sleep, if deadline.is_some() => {}
         }
     }
+}
+
+/// `at` rounded up to a multiple of `resolution`.
+fn round_up(at: Millis, resolution: Millis) -> Millis {
+    at.div_euclid(resolution) * resolution + if at.rem_euclid(resolution) == 0 { 0 } else { resolution }
 }
 
 /// What a due firing turned into.
