@@ -71,6 +71,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use clock::Clock;
 
+#[cfg(doc)]
+use crate::Align;
 use crate::{Collector, Intervals, JobId, JobSpec, Tick, Value};
 use queue::{Garbage, State};
 use runner::{RunFn, Shared};

@@ -113,7 +113,11 @@ pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -246,7 +250,12 @@ impl<P> State<P> {
     /// What the sync drops (unchanged specs, replaced specs, removed jobs) is
     /// put in `garbage` instead, so that the caller can free it after
     /// releasing the lock: at 100,000 jobs, freeing is most of a sync's cost.
-    pub fn sync(&mut self, specs: Vec<JobSpec<P>>, now: Millis, garbage: &mut Garbage<P>) -> SyncSummary
+    pub fn sync(
+        &mut self,
+        specs: Vec<JobSpec<P>>,
+        now: Millis,
+        garbage: &mut Garbage<P>,
+    ) -> SyncSummary
     where
         P: PartialEq,
     {
@@ -275,7 +284,9 @@ impl<P> State<P> {
                 // A firing queued under the old spec is dropped with it.
                 lock_run(&e.run).queued = None;
                 e.start = timing::job_start(&spec.id, &spec.intervals, spec.align);
-                garbage.replaced.push(std::mem::replace(&mut e.spec, Arc::new(spec)));
+                garbage
+                    .replaced
+                    .push(std::mem::replace(&mut e.spec, Arc::new(spec)));
                 self.schedule_from(slot, now);
             } else {
                 summary.added += 1;

@@ -74,7 +74,10 @@ impl<P> Shared<P> {
     /// Calls the report callback, catching a panic in it.
     fn report(&self, report: RunReport) {
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.report)(report))) {
-            tracing::error!(panic = panic_message(&*panic), "the report callback panicked");
+            tracing::error!(
+                panic = panic_message(&*panic),
+                "the report callback panicked"
+            );
         }
     }
 }
@@ -96,7 +99,10 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
                 let mut state = shared.lock();
                 if clock.is_system() && now < state.last_now - CLOCK_STEP_BACK {
                     let step = state.last_now - now;
-                    tracing::warn!(step_ms = step, "the wall clock stepped back; rescheduling every job");
+                    tracing::warn!(
+                        step_ms = step,
+                        "the wall clock stepped back; rescheduling every job"
+                    );
                     state.reschedule_all(now);
                 }
                 state.last_now = now;
@@ -140,7 +146,12 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
 
 /// `at` rounded up to a multiple of `resolution`.
 fn round_up(at: Millis, resolution: Millis) -> Millis {
-    at.div_euclid(resolution) * resolution + if at.rem_euclid(resolution) == 0 { 0 } else { resolution }
+    at.div_euclid(resolution) * resolution
+        + if at.rem_euclid(resolution) == 0 {
+            0
+        } else {
+            resolution
+        }
 }
 
 /// What a due firing turned into.
@@ -222,7 +233,12 @@ fn spawn_run<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>)
 }
 
 /// One run: wait for a slot, run under the timeout with panics caught, report.
-async fn run_task<P: Send + Sync + 'static>(mut job: RunningJob<P>, spec: Arc<JobSpec<P>>, tick: Tick, missed: u64) {
+async fn run_task<P: Send + Sync + 'static>(
+    mut job: RunningJob<P>,
+    spec: Arc<JobSpec<P>>,
+    tick: Tick,
+    missed: u64,
+) {
     let shared = job.shared.clone();
     let permit = shared.permits.clone().acquire_owned().await;
     let clock = shared.options.clock;
@@ -322,7 +338,11 @@ impl<P: Send + Sync + 'static> Drop for RunningJob<P> {
 pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
     shared.stop.cancel();
     shared.stopping.store(true, Ordering::Release);
-    let timer = shared.timer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let timer = shared
+        .timer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     if let Some(timer) = timer {
         let _ = timer.await;
     }
@@ -337,7 +357,10 @@ pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
     };
     if tokio::time::timeout(deadline, drain).await.is_err() {
         let tasks = shared.lock().running_tasks();
-        tracing::warn!(runs = tasks.len(), "aborting job runs still going at the shutdown deadline");
+        tracing::warn!(
+            runs = tasks.len(),
+            "aborting job runs still going at the shutdown deadline"
+        );
         for task in tasks {
             task.abort();
         }

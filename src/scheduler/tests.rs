@@ -573,9 +573,13 @@ async fn status_shows_schedule_and_last_run() {
 
 #[tokio::test(start_paused = true)]
 async fn a_coarser_timer_resolution_fires_on_its_grid() {
-    let h = Harness::new(SchedulerOptions::default().with_timer_resolution(Duration::from_millis(10)));
+    let h =
+        Harness::new(SchedulerOptions::default().with_timer_resolution(Duration::from_millis(10)));
     h.handle.sync(vec![aligned(&[1], at(3), work("g"))]).await;
     sleep_ms(2_500).await;
     // Intended at 3, 1003, 2003 ms; run at the next multiple of 10 ms.
-    assert_eq!(h.runs(), vec![("g", 3, 7), ("g", 1_003, 7), ("g", 2_003, 7)]);
+    assert_eq!(
+        h.runs(),
+        vec![("g", 3, 7), ("g", 1_003, 7), ("g", 2_003, 7)]
+    );
 }
