@@ -105,8 +105,10 @@ pub struct SchedulerOptions {
     pub max_concurrent_runs: usize,
     /// What to do with a firing while the job's previous run is still going.
     pub overlap: OverlapPolicy,
-    /// How long one run may take. `None` (the default) gives each job its
-    /// smallest interval.
+    /// How long one run may take (after it got a slot under
+    /// `max_concurrent_runs`). `None` (the default) gives each job its
+    /// smallest interval; a run cut off then ends at the instant of the job's
+    /// next firing, which may find it still running and skip.
     pub run_timeout: Option<Duration>,
     /// Where wall-clock time comes from. Default [`Clock::system`].
     pub clock: Clock,
@@ -350,7 +352,15 @@ impl<P> std::fmt::Debug for SchedulerHandle<P> {
 impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
     /// Replaces the job set with `specs`, reconciling by id (see the module
     /// docs). The first spec of a duplicated id wins; the others are dropped
-    /// with a warning.
+    /// with a warning. A changed job loses a firing queued by
+    /// [`OverlapPolicy::QueueOne`]; a removed job's run in flight finishes
+    /// (and is reported) but starts nothing after it. An id that is removed
+    /// and added back in a later sync is a new job: it may fire while the old
+    /// job's run is still going.
+    ///
+    /// Holds the scheduler's lock while it diffs (about 50 ms for 100,000
+    /// jobs on the benchmark machine); what it drops is freed afterwards on
+    /// tokio's blocking pool.
     pub async fn sync(&self, specs: Vec<JobSpec<P>>) -> SyncSummary {
         let mut garbage = Garbage::default();
         let summary = {
