@@ -345,3 +345,86 @@ impl<P> State<P> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Align, Intervals};
+
+    fn spec(id: &str, secs: u32, params: u32) -> JobSpec<u32> {
+        JobSpec::new(id, Intervals::one(secs).unwrap(), params)
+            .with_align(Align::Start(std::time::SystemTime::UNIX_EPOCH))
+    }
+
+    fn sync(state: &mut State<u32>, specs: Vec<JobSpec<u32>>, now: Millis) -> SyncSummary {
+        let mut garbage = Garbage::default();
+        state.sync(specs, now, &mut garbage)
+    }
+
+    #[test]
+    fn the_queue_holds_exactly_one_item_per_job() {
+        let mut state = State::new();
+        sync(
+            &mut state,
+            vec![spec("a", 10, 0), spec("b", 10, 0), spec("c", 5, 0)],
+            1,
+        );
+        assert_eq!(state.queue.len(), 3);
+        // Change one, remove one, add one: still one item each, no stale ones.
+        let s = sync(
+            &mut state,
+            vec![spec("a", 10, 1), spec("b", 10, 0), spec("d", 7, 0)],
+            2,
+        );
+        assert_eq!((s.added, s.changed, s.removed, s.unchanged), (1, 1, 1, 1));
+        assert_eq!(state.queue.len(), 3);
+        assert_eq!(state.len(), 3);
+        // Firings requeue the job rather than adding items.
+        let due = state.pop_due(60_000, usize::MAX);
+        assert_eq!(due.len(), 3);
+        assert_eq!(state.queue.len(), 3);
+    }
+
+    #[test]
+    fn pop_due_stops_at_the_batch_limit_and_resumes() {
+        let mut state = State::new();
+        let specs = (0..10).map(|n| spec(&format!("j{n}"), 10, 0)).collect();
+        sync(&mut state, specs, 0);
+        assert_eq!(state.next_wake(), Some(0));
+        assert_eq!(state.pop_due(0, 4).len(), 4);
+        assert_eq!(state.pop_due(0, 4).len(), 4);
+        assert_eq!(state.pop_due(0, 4).len(), 2);
+        assert_eq!(state.pop_due(0, 4).len(), 0);
+        assert_eq!(state.next_wake(), Some(10_000));
+    }
+
+    #[test]
+    fn rescheduling_all_recovers_from_a_clock_step_back() {
+        let mut state = State::new();
+        sync(&mut state, vec![spec("a", 10, 0)], 100_000);
+        state.pop_due(100_000, usize::MAX);
+        assert_eq!(state.next_wake(), Some(110_000));
+        // The wall clock steps back to 50 s: without a reschedule the job
+        // would wait a minute; with one it fires at its next slot from now.
+        state.reschedule_all(50_001);
+        assert_eq!(state.next_wake(), Some(60_000));
+        assert_eq!(state.queue.len(), 1);
+    }
+
+    #[test]
+    fn sync_hands_what_it_drops_to_the_garbage() {
+        let mut state = State::new();
+        sync(&mut state, vec![spec("a", 10, 0), spec("b", 10, 0)], 0);
+        let mut garbage = Garbage::default();
+        let specs = vec![spec("a", 10, 0), spec("a", 10, 9), spec("c", 10, 0)];
+        let s = state.sync(specs, 0, &mut garbage);
+        assert_eq!(
+            (s.unchanged, s.duplicates, s.added, s.removed),
+            (1, 1, 1, 1)
+        );
+        // The unchanged "a" and the duplicate go to garbage, as does removed "b".
+        assert_eq!(garbage.specs.len(), 2);
+        assert_eq!(garbage.removed.len(), 1);
+        assert_eq!(garbage.removed[0].spec.id.as_str(), "b");
+    }
+}
