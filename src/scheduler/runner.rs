@@ -168,6 +168,7 @@ pub(crate) struct Start<P> {
     spec: Arc<JobSpec<P>>,
     tick: Tick,
     missed: u64,
+    timeout: Duration,
 }
 
 /// Handles one due firing: starts a run, or applies the overlap policy.
@@ -182,6 +183,7 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
         drop(run);
         return Some(Fired::Start(Start {
             run: e.run.clone(),
+            timeout: run_timeout(&shared.options, &e.spec),
             spec: e.spec.clone(),
             tick: due.tick,
             missed: due.missed,
@@ -211,6 +213,13 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
     }))
 }
 
+/// A run's timeout: the configured one, or the job's smallest interval.
+fn run_timeout<P>(options: &SchedulerOptions, spec: &JobSpec<P>) -> Duration {
+    options
+        .run_timeout
+        .unwrap_or_else(|| Duration::from_secs(u64::from(spec.intervals.smallest())))
+}
+
 fn lateness(tick: &Tick, now: Millis) -> Duration {
     Duration::from_millis((now - system_to_millis(tick.at)).max(0) as u64)
 }
@@ -225,7 +234,13 @@ fn spawn_run<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>)
         number,
         done: false,
     };
-    let task = tokio::spawn(run_task(job, start.spec, start.tick, start.missed));
+    let task = tokio::spawn(run_task(
+        job,
+        start.spec,
+        start.tick,
+        start.missed,
+        start.timeout,
+    ));
     let mut run = lock_run(&start.run);
     if run.running && run.task.as_ref().is_none_or(|(n, _)| *n < number) {
         run.task = Some((number, task.abort_handle()));
@@ -238,16 +253,13 @@ async fn run_task<P: Send + Sync + 'static>(
     spec: Arc<JobSpec<P>>,
     tick: Tick,
     missed: u64,
+    timeout: Duration,
 ) {
     let shared = job.shared.clone();
     let permit = shared.permits.clone().acquire_owned().await;
     let clock = shared.options.clock;
     let started_wall = clock.now();
     let started = Instant::now();
-    let timeout = shared
-        .options
-        .run_timeout
-        .unwrap_or_else(|| Duration::from_secs(u64::from(spec.intervals.smallest())));
     let run = AssertUnwindSafe((shared.run)(tick.clone(), spec.clone())).catch_unwind();
     let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(values))) => RunOutcome::Ok(values),
@@ -314,6 +326,7 @@ impl<P: Send + Sync + 'static> RunningJob<P> {
         if let Some(q) = next {
             let start = Start {
                 run: self.run.clone(),
+                timeout: run_timeout(&self.shared.options, &q.spec),
                 spec: q.spec,
                 tick: q.tick,
                 missed: q.missed,
