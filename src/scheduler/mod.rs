@@ -62,6 +62,7 @@ mod timing;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -70,8 +71,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use clock::Clock;
 
+#[cfg(doc)]
+use crate::Align;
 use crate::{Collector, Intervals, JobId, JobSpec, Tick, Value};
-use queue::State;
+use queue::{Garbage, State};
 use runner::{RunFn, Shared};
 
 /// The default limit on runs going at once, across all jobs
@@ -102,12 +105,23 @@ pub struct SchedulerOptions {
     pub max_concurrent_runs: usize,
     /// What to do with a firing while the job's previous run is still going.
     pub overlap: OverlapPolicy,
-    /// How long one run may take. `None` (the default) gives each job its
-    /// smallest interval.
+    /// How long one run may take (after it got a slot under
+    /// `max_concurrent_runs`). `None` (the default) gives each job its
+    /// smallest interval; a run cut off then ends at the instant of the job's
+    /// next firing, which may find it still running and skip.
     pub run_timeout: Option<Duration>,
     /// Where wall-clock time comes from. Default [`Clock::system`].
     pub clock: Clock,
+    /// How finely the timer loop wakes: it sleeps until the next firing
+    /// rounded up to a multiple of this (wall clock), and fires everything
+    /// due by then. Default [`DEFAULT_TIMER_RESOLUTION`] (1 ms, tokio's own
+    /// resolution). A coarser one trades lateness for fewer wakeups, which
+    /// is what costs CPU with very many jobs (see the benchmark).
+    pub timer_resolution: Duration,
 }
+
+/// The default [`SchedulerOptions::timer_resolution`]: 1 ms.
+pub const DEFAULT_TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
@@ -116,6 +130,7 @@ impl Default for SchedulerOptions {
             overlap: OverlapPolicy::default(),
             run_timeout: None,
             clock: Clock::system(),
+            timer_resolution: DEFAULT_TIMER_RESOLUTION,
         }
     }
 }
@@ -139,6 +154,14 @@ impl SchedulerOptions {
     #[must_use]
     pub fn with_run_timeout(mut self, timeout: Duration) -> Self {
         self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`SchedulerOptions::timer_resolution`] (rounded to whole
+    /// milliseconds, at least 1).
+    #[must_use]
+    pub fn with_timer_resolution(mut self, resolution: Duration) -> Self {
+        self.timer_resolution = resolution;
         self
     }
 
@@ -288,6 +311,9 @@ impl Scheduler {
             report: Box::new(report),
             options,
             stop: stop.clone(),
+            runs: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             timer: Mutex::new(None),
         });
         let timer = tokio::spawn(runner::timer_loop(shared.clone()));
@@ -326,14 +352,24 @@ impl<P> std::fmt::Debug for SchedulerHandle<P> {
 impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
     /// Replaces the job set with `specs`, reconciling by id (see the module
     /// docs). The first spec of a duplicated id wins; the others are dropped
-    /// with a warning.
+    /// with a warning. A changed job loses a firing queued by
+    /// [`OverlapPolicy::QueueOne`]; a removed job's run in flight finishes
+    /// (and is reported) but starts nothing after it. An id that is removed
+    /// and added back in a later sync is a new job: it may fire while the old
+    /// job's run is still going.
+    ///
+    /// Holds the scheduler's lock while it diffs (about 50 ms for 100,000
+    /// jobs on the benchmark machine); what it drops is freed afterwards on
+    /// tokio's blocking pool.
     pub async fn sync(&self, specs: Vec<JobSpec<P>>) -> SyncSummary {
+        let mut garbage = Garbage::default();
         let summary = {
             let mut state = self.shared.lock();
             let now = self.shared.options.clock.now();
-            state.sync(specs, now)
+            state.sync(specs, now, &mut garbage)
         };
         self.shared.wake.notify_one();
+        garbage.dispose();
         summary
     }
 }

@@ -10,6 +10,7 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::{Due, State};
+use super::queue::{Due, Queued, RunState, State, lock_run};
 use super::timing::{Millis, system_to_millis};
 use super::{OverlapPolicy, RunOutcome, RunReport, SchedulerOptions};
 use crate::{BoxError, JobSpec, Tick, Value};
@@ -54,6 +55,12 @@ pub(crate) struct Shared<P> {
     pub report: Box<dyn Fn(RunReport) + Send + Sync>,
     pub options: SchedulerOptions,
     pub stop: CancellationToken,
+    /// Runs in flight (including runs of jobs removed since they started).
+    pub running: AtomicUsize,
+    /// Set by shutdown: no new runs start.
+    pub stopping: AtomicBool,
+    /// Numbers the runs.
+    pub runs: AtomicU64,
     pub timer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -66,41 +73,63 @@ impl<P> Shared<P> {
 
     /// Calls the report callback, catching a panic in it.
     fn report(&self, report: RunReport) {
-        let job = report.job.clone();
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.report)(report))) {
-            tracing::error!(job = %job, panic = panic_message(&*panic), "the report callback panicked");
+            tracing::error!(
+                panic = panic_message(&*panic),
+                "the report callback panicked"
+            );
         }
     }
 }
 
+/// The most firings handled per lock of the state, so that run tasks
+/// finishing on other threads are not held up by a large batch.
+const BATCH: usize = 128;
+
 /// The timer loop: fires due jobs until the scheduler is stopped.
 pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
     let clock = shared.options.clock;
+    let resolution = (shared.options.timer_resolution.as_millis() as Millis).max(1);
     loop {
-        let (next, skipped) = {
-            let mut state = shared.lock();
-            let now = clock.now();
-            if clock.is_system() && now < state.last_now - CLOCK_STEP_BACK {
-                tracing::warn!(
-                    step_ms = state.last_now - now,
-                    "the wall clock stepped back; rescheduling every job"
-                );
-                state.reschedule_all(now);
-            }
-            state.last_now = now;
-            let due = state.pop_due(now);
+        let now = clock.now();
+        let next = loop {
+            let mut starts = Vec::new();
             let mut skipped = Vec::new();
-            for d in due {
-                if let Some(r) = fire(&shared, &mut state, d, now) {
-                    skipped.push(r);
+            let (more, next) = {
+                let mut state = shared.lock();
+                if clock.is_system() && now < state.last_now - CLOCK_STEP_BACK {
+                    let step = state.last_now - now;
+                    tracing::warn!(
+                        step_ms = step,
+                        "the wall clock stepped back; rescheduling every job"
+                    );
+                    state.reschedule_all(now);
                 }
+                state.last_now = now;
+                let due = state.pop_due(now, BATCH);
+                let more = due.len() == BATCH;
+                for d in due {
+                    match fire(&shared, &mut state, d, now) {
+                        Some(Fired::Start(start)) => starts.push(start),
+                        Some(Fired::Skipped(report)) => skipped.push(report),
+                        None => {}
+                    }
+                }
+                (more, state.next_wake())
+            };
+            for start in starts {
+                spawn_run(&shared, start);
             }
-            (state.next_wake(), skipped)
+            for r in skipped {
+                shared.report(r);
+            }
+            if !more {
+                break next;
+            }
+            // Let this thread run some of the spawned runs too.
+            tokio::task::yield_now().await;
         };
-        for r in skipped {
-            shared.report(r);
-        }
-        let mut deadline = next.map(|at| clock.instant_of(at));
+        let mut deadline = next.map(|at| clock.instant_of(round_up(at, resolution)));
         if clock.is_system() {
             let cap = Instant::now() + MAX_SYSTEM_SLEEP;
             deadline = Some(deadline.map_or(cap, |d| d.min(cap)));
@@ -115,27 +144,65 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
     }
 }
 
+/// `at` rounded up to a multiple of `resolution`.
+fn round_up(at: Millis, resolution: Millis) -> Millis {
+    at.div_euclid(resolution) * resolution
+        + if at.rem_euclid(resolution) == 0 {
+            0
+        } else {
+            resolution
+        }
+}
+
+/// What a due firing turned into.
+enum Fired<P> {
+    /// A run to spawn (once the lock is released).
+    Start(Start<P>),
+    /// A skipped firing to report (once the lock is released).
+    Skipped(RunReport),
+}
+
+/// A run that was decided on under the lock, to be spawned after it.
+pub(crate) struct Start<P> {
+    run: Arc<Mutex<RunState<P>>>,
+    spec: Arc<JobSpec<P>>,
+    tick: Tick,
+    missed: u64,
+    timeout: Duration,
+}
+
 /// Handles one due firing: starts a run, or applies the overlap policy.
-/// Returns a report to deliver (after the lock is released) when skipped.
-fn fire<P: Send + Sync + 'static>(
-    shared: &Arc<Shared<P>>,
-    state: &mut State<P>,
-    due: Due,
-    now: Millis,
-) -> Option<RunReport> {
-    let overlap = shared.options.overlap;
-    let e = state.entry_mut(due.slot)?;
-    if e.run.is_none() {
-        start_run(shared, state, due.slot, due.tick, due.missed);
+fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> Option<Fired<P>> {
+    if shared.stopping.load(Ordering::Acquire) {
         return None;
     }
-    let skipped = match overlap {
+    let e = state.entry_mut(due.slot)?;
+    let mut run = lock_run(&e.run);
+    if !run.running {
+        run.running = true;
+        drop(run);
+        return Some(Fired::Start(Start {
+            run: e.run.clone(),
+            timeout: run_timeout(&shared.options, &e.spec),
+            spec: e.spec.clone(),
+            tick: due.tick,
+            missed: due.missed,
+        }));
+    }
+    let skipped = match shared.options.overlap {
         OverlapPolicy::Skip => Some((due.tick, due.missed)),
-        OverlapPolicy::QueueOne => e.queued.replace((due.tick, due.missed)),
+        OverlapPolicy::QueueOne => run
+            .queued
+            .replace(Queued {
+                spec: e.spec.clone(),
+                tick: due.tick,
+                missed: due.missed,
+            })
+            .map(|q| (q.tick, q.missed)),
     };
     let (tick, missed) = skipped?;
     tracing::debug!(job = %e.spec.id, "skipped a firing: the previous run is still going");
-    Some(RunReport {
+    Some(Fired::Skipped(RunReport {
         job: e.spec.id.clone(),
         account: e.spec.account,
         lateness: lateness(&tick, now),
@@ -143,35 +210,41 @@ fn fire<P: Send + Sync + 'static>(
         duration: Duration::ZERO,
         missed,
         outcome: RunOutcome::Skipped,
-    })
+    }))
+}
+
+/// A run's timeout: the configured one, or the job's smallest interval.
+fn run_timeout<P>(options: &SchedulerOptions, spec: &JobSpec<P>) -> Duration {
+    options
+        .run_timeout
+        .unwrap_or_else(|| Duration::from_secs(u64::from(spec.intervals.smallest())))
 }
 
 fn lateness(tick: &Tick, now: Millis) -> Duration {
     Duration::from_millis((now - system_to_millis(tick.at)).max(0) as u64)
 }
 
-/// Spawns the run task for the job in `slot` and marks the job running.
-fn start_run<P: Send + Sync + 'static>(
-    shared: &Arc<Shared<P>>,
-    state: &mut State<P>,
-    slot: u32,
-    tick: Tick,
-    missed: u64,
-) {
-    let run_id = state.fresh();
-    let Some(e) = state.entry_mut(slot) else {
-        return;
-    };
-    e.run = Some(run_id);
+/// Spawns the task of a run; its job is already marked running.
+fn spawn_run<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>) {
+    shared.running.fetch_add(1, Ordering::AcqRel);
+    let number = shared.runs.fetch_add(1, Ordering::Relaxed);
     let job = RunningJob {
         shared: shared.clone(),
-        slot,
-        incarnation: e.incarnation,
-        run_id,
+        run: start.run.clone(),
+        number,
         done: false,
     };
-    let task = tokio::spawn(run_task(job, e.spec.clone(), tick, missed));
-    state.running.insert(run_id, task.abort_handle());
+    let task = tokio::spawn(run_task(
+        job,
+        start.spec,
+        start.tick,
+        start.missed,
+        start.timeout,
+    ));
+    let mut run = lock_run(&start.run);
+    if run.running && run.task.as_ref().is_none_or(|(n, _)| *n < number) {
+        run.task = Some((number, task.abort_handle()));
+    }
 }
 
 /// One run: wait for a slot, run under the timeout with panics caught, report.
@@ -180,16 +253,13 @@ async fn run_task<P: Send + Sync + 'static>(
     spec: Arc<JobSpec<P>>,
     tick: Tick,
     missed: u64,
+    timeout: Duration,
 ) {
     let shared = job.shared.clone();
-    let _permit = shared.permits.clone().acquire_owned().await;
+    let permit = shared.permits.clone().acquire_owned().await;
     let clock = shared.options.clock;
     let started_wall = clock.now();
     let started = Instant::now();
-    let timeout = shared
-        .options
-        .run_timeout
-        .unwrap_or_else(|| Duration::from_secs(u64::from(spec.intervals.smallest())));
     let run = AssertUnwindSafe((shared.run)(tick.clone(), spec.clone())).catch_unwind();
     let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(values))) => RunOutcome::Ok(values),
@@ -207,7 +277,7 @@ async fn run_task<P: Send + Sync + 'static>(
             RunOutcome::Timeout
         }
     };
-    drop(_permit);
+    drop(permit);
     let duration = started.elapsed();
     let last_error = outcome.error();
     shared.report(RunReport {
@@ -225,60 +295,62 @@ async fn run_task<P: Send + Sync + 'static>(
 /// A run in flight. Frees its job when finished, or when dropped (aborted).
 struct RunningJob<P: Send + Sync + 'static> {
     shared: Arc<Shared<P>>,
-    slot: u32,
-    incarnation: u64,
-    run_id: u64,
+    run: Arc<Mutex<RunState<P>>>,
+    /// This run's number, to tell its task from a later run's.
+    number: u64,
     done: bool,
 }
 
 impl<P: Send + Sync + 'static> RunningJob<P> {
-    /// Records the run (if it finished), frees the job and starts its queued
-    /// firing if any.
+    /// Records the run (`None` if aborted), frees the job or starts its
+    /// queued firing. Takes only the job's own lock.
     fn finish(&mut self, result: Option<(Millis, Duration, Option<String>)>) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let result_given = result.is_some();
-        let mut state = self.shared.lock();
-        state.running.remove(&self.run_id);
-        let stopping = state.stopping;
-        let queued = match state.entry_mut(self.slot) {
-            Some(e) if e.incarnation == self.incarnation => {
-                if let Some((started, duration, error)) = result {
-                    e.last_run = Some(started);
-                    e.last_duration = Some(duration);
-                    e.last_error = error;
-                }
-                e.run = None;
-                e.queued.take()
+        let stopping = result.is_none() || self.shared.stopping.load(Ordering::Acquire);
+        let next = {
+            let mut run = lock_run(&self.run);
+            if let Some((started, duration, error)) = result {
+                run.last_run = Some(started);
+                run.last_duration = Some(duration);
+                run.last_error = error;
             }
-            _ => None,
+            let queued = run.queued.take().filter(|_| !stopping && !run.removed);
+            run.running = queued.is_some();
+            if run.task.as_ref().is_some_and(|(n, _)| *n <= self.number) {
+                run.task = None;
+            }
+            queued
         };
-        // An aborted run (no result) starts nothing.
-        if let (Some((tick, missed)), false, true) = (queued, stopping, result_given) {
-            start_run(&self.shared, &mut state, self.slot, tick, missed);
+        if let Some(q) = next {
+            let start = Start {
+                run: self.run.clone(),
+                timeout: run_timeout(&self.shared.options, &q.spec),
+                spec: q.spec,
+                tick: q.tick,
+                missed: q.missed,
+            };
+            spawn_run(&self.shared, start);
         }
-        drop(state);
-        self.shared.idle.notify_one();
+        if self.shared.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.idle.notify_one();
+        }
     }
 }
 
 impl<P: Send + Sync + 'static> Drop for RunningJob<P> {
     fn drop(&mut self) {
-        if !self.done {
-            // Aborted (at shutdown): free the job, start nothing.
-            self.finish(None);
-        }
+        // Aborted (at the shutdown deadline, or with the runtime): free the
+        // job and start nothing.
+        self.finish(None);
     }
 }
 
 /// Stops the timer loop, drains runs up to `deadline`, aborts the rest.
 pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
     shared.stop.cancel();
-    {
-        let mut state = shared.lock();
-        state.stopping = true;
-    }
+    shared.stopping.store(true, Ordering::Release);
     let timer = shared
         .timer
         .lock()
@@ -287,24 +359,23 @@ pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
     if let Some(timer) = timer {
         let _ = timer.await;
     }
-    let drained = tokio::time::timeout(deadline, async {
+    let drain = async {
         loop {
             let idle = shared.idle.notified();
-            if shared.lock().running.is_empty() {
+            if shared.running.load(Ordering::Acquire) == 0 {
                 break;
             }
             idle.await;
         }
-    })
-    .await;
-    if drained.is_err() {
-        let handles: Vec<_> = shared.lock().running.values().cloned().collect();
+    };
+    if tokio::time::timeout(deadline, drain).await.is_err() {
+        let tasks = shared.lock().running_tasks();
         tracing::warn!(
-            runs = handles.len(),
+            runs = tasks.len(),
             "aborting job runs still going at the shutdown deadline"
         );
-        for h in handles {
-            h.abort();
+        for task in tasks {
+            task.abort();
         }
     }
 }

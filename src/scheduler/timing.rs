@@ -124,6 +124,16 @@ pub(crate) fn coalesce(
     now: Millis,
 ) -> Coalesced {
     let now = now.max(due_at);
+    if intervals.len() == 1 {
+        // The common case, without allocating: one interval, always affecting.
+        let i = ms(intervals.smallest());
+        let at = latest_at_or_before(start, i, now);
+        return Coalesced {
+            at,
+            affecting: intervals.clone(),
+            missed: ((at - due_at) / i) as u64,
+        };
+    }
     let mut at = Millis::MIN;
     let mut due = Vec::with_capacity(intervals.len());
     let mut missed = 0;

@@ -160,3 +160,24 @@ fn start_alignment_uses_the_given_time() {
     assert_eq!(system_to_millis(before), -1500);
     assert_eq!(millis_to_system(-1500), before);
 }
+
+#[test]
+fn single_interval_fast_path_agrees_with_the_general_rule() {
+    let one = iv(&[7]);
+    assert_eq!(
+        coalesce(500, &one, 7_500, 7_501),
+        Coalesced {
+            at: 7_500,
+            affecting: one.clone(),
+            missed: 0
+        }
+    );
+    assert_eq!(
+        coalesce(500, &one, 7_500, 29_000),
+        Coalesced {
+            at: 28_500,
+            affecting: one,
+            missed: 3
+        }
+    );
+}
