@@ -57,7 +57,9 @@ pub enum ValueError {
         path: String,
     },
     /// A character outside `[a-zA-Z0-9_-]` and `.`.
-    #[error("path {path:?} has the invalid character {ch:?}; use only a-z, A-Z, 0-9, '_', '-' and '.'")]
+    #[error(
+        "path {path:?} has the invalid character {ch:?}; use only a-z, A-Z, 0-9, '_', '-' and '.'"
+    )]
     InvalidChar {
         /// The offending path.
         path: String,
@@ -140,10 +142,19 @@ mod tests {
 
     #[test]
     fn paths_follow_backend_rule() {
-        for ok in ["a", "entity.1.ping.p0.ok", "A-b_c.9", "system", "x.system.y", "a.%2eb%3a"] {
+        for ok in [
+            "a",
+            "entity.1.ping.p0.ok",
+            "A-b_c.9",
+            "system",
+            "x.system.y",
+            "a.%2eb%3a",
+        ] {
             assert_eq!(validate_path(ok), Ok(()), "{ok}");
         }
-        for bad in ["", ".a", "a.", "a..b", "a b", "a/b", "ä", "system.x", "a.%2f", "a%"] {
+        for bad in [
+            "", ".a", "a.", "a..b", "a b", "a/b", "ä", "system.x", "a.%2f", "a%",
+        ] {
             assert!(validate_path(bad).is_err(), "{bad}");
         }
     }

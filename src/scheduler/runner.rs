@@ -97,7 +97,7 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             let mut skipped = Vec::new();
             let (more, next) = {
                 let mut state = shared.lock();
-                if clock.is_system() && now < state.last_now - CLOCK_STEP_BACK {
+                if clock.is_system() && now < state.last_now.saturating_sub(CLOCK_STEP_BACK) {
                     let step = state.last_now - now;
                     tracing::warn!(
                         step_ms = step,
@@ -264,16 +264,21 @@ async fn run_task<P: Send + Sync + 'static>(
     let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(values))) => RunOutcome::Ok(values),
         Ok(Ok(Err(e))) => {
-            tracing::warn!(job = %spec.id, error = %e, "job run failed");
+            tracing::warn!(job = %spec.id, labels = ?spec.labels, error = %e, "job run failed");
             RunOutcome::Error(e.to_string())
         }
         Ok(Err(panic)) => {
             let message = panic_message(&*panic);
-            tracing::error!(job = %spec.id, panic = %message, "job run panicked");
+            tracing::error!(job = %spec.id, labels = ?spec.labels, panic = %message, "job run panicked");
             RunOutcome::Panicked(message)
         }
         Err(_) => {
-            tracing::warn!(job = %spec.id, timeout_ms = timeout.as_millis() as u64, "job run timed out");
+            tracing::warn!(
+                job = %spec.id,
+                labels = ?spec.labels,
+                timeout_ms = timeout.as_millis() as u64,
+                "job run timed out"
+            );
             RunOutcome::Timeout
         }
     };

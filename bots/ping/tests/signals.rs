@@ -27,7 +27,7 @@ fn signal(child: &Child, name: &str) {
 /// Starts the bot standalone and waits until its admin server answers `/ready`.
 fn start() -> (Child, String) {
     let port = free_port();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("BACKEND_URL")
         .env_remove("BOT_TOKEN")
@@ -46,6 +46,8 @@ fn start() -> (Child, String) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the bot never became ready");
 }
 
