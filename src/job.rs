@@ -8,12 +8,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A job's identity, stable across config refreshes and restarts.
 ///
 /// The scheduler reconciles jobs by id: a job whose id and spec did not change
-/// keeps its phase and its next firing.
+/// keeps its phase and its next firing. Cloning it is cheap (it is shared).
 ///
 /// ```
 /// use grafolean_collector::JobId;
@@ -21,12 +22,12 @@ use std::time::{Duration, SystemTime};
 /// assert_eq!(id.as_str(), "entity.1127398355");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(String);
+pub struct JobId(Arc<str>);
 
 impl JobId {
     /// Creates a job id from any string.
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(Arc::from(id.into()))
     }
 
     /// The id as a string slice.
@@ -49,7 +50,7 @@ impl From<&str> for JobId {
 
 impl From<String> for JobId {
     fn from(id: String) -> Self {
-        Self(id)
+        Self(Arc::from(id))
     }
 }
 
@@ -64,7 +65,8 @@ pub enum IntervalError {
     Empty,
 }
 
-/// A non-empty set of intervals, in whole seconds.
+/// A non-empty set of intervals, in whole seconds. Cloning it is cheap (it is
+/// shared), since every tick carries one.
 ///
 /// ```
 /// use grafolean_collector::Intervals;
@@ -74,7 +76,7 @@ pub enum IntervalError {
 /// assert!(Intervals::new(Vec::<u32>::new()).is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Intervals(BTreeSet<NonZeroU32>);
+pub struct Intervals(Arc<BTreeSet<NonZeroU32>>);
 
 impl Intervals {
     /// Builds a set from seconds. Rejects 0 and an empty set.
@@ -86,7 +88,7 @@ impl Intervals {
         if set.is_empty() {
             return Err(IntervalError::Empty);
         }
-        Ok(Self(set))
+        Ok(Self(Arc::new(set)))
     }
 
     /// A set of exactly one interval.
