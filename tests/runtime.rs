@@ -248,3 +248,45 @@ async fn invalid_settings_fail_before_anything_starts() {
         .unwrap_err();
     assert!(err.to_string().contains("BOT_TOKEN"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    // The profile fails for the first 2.5 s; the refresh interval is 120 s.
+    fake.inject(
+        Fault::status(503)
+            .path_prefix("/api/profile")
+            .for_duration(Duration::from_millis(2500)),
+    );
+    let url = fake.url();
+    let mut s = Settings::try_parse_from(["echo", "--backend-url", &url]).unwrap();
+    s.bot_token = Some(RawToken(BOT_TOKEN.into()));
+    assert_eq!(s.jobs_refresh_interval, 120);
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bot = Bot::new("echo", Echo)
+        .with_protocol("ping")
+        .with_admin_listener(admin);
+    let running = tokio::spawn(bot.run(s, async {
+        let _ = stopped.await;
+    }));
+    let path = format!("entity.{ENTITY_ID}.echo.value");
+    assert!(
+        eventually(12, async || fake
+            .values(ACCOUNT_ID)
+            .iter()
+            .any(|v| v.path == path))
+        .await,
+        "the bot waited for the next refresh interval instead of retrying"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -45,6 +45,10 @@ pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// giving up (with exponential backoff from 1 s up to 30 s: about 10 minutes).
 pub const DEFAULT_READY_ATTEMPTS: u32 = 25;
 
+/// The first retry after a failed refresh, before any config has loaded; it
+/// doubles up to the refresh interval.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+
 type Hook = Box<dyn FnOnce() + Send>;
 
 /// Each job's labels, for the value gauges.
@@ -362,6 +366,10 @@ impl<C: Collector> Bot<C> {
                 }
             }
             let mut next = tokio::time::Instant::now();
+            // Until the first config has loaded, a failed refresh is retried
+            // sooner, with backoff, rather than after a whole refresh interval.
+            let mut loaded_once = false;
+            let mut retry = FIRST_RETRY;
             loop {
                 tokio::time::sleep_until(next).await;
                 next += refresh_every;
@@ -384,6 +392,7 @@ impl<C: Collector> Bot<C> {
                             .set(scheduler.job_count() as i64);
                         state.set_config_loaded();
                         state.set_backend_reachable(true);
+                        loaded_once = true;
                         info!(
                             accounts = loaded.accounts,
                             entities = loaded.configs.entities.len(),
@@ -405,6 +414,10 @@ impl<C: Collector> Bot<C> {
                             state.set_backend_reachable(false);
                         }
                         warn!(error = %e, jobs = scheduler.job_count(), "config refresh failed; keeping the previous jobs");
+                        if !loaded_once {
+                            next = tokio::time::Instant::now() + retry.min(refresh_every);
+                            retry = (retry * 2).min(refresh_every);
+                        }
                     }
                 }
                 self.metrics
