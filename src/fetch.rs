@@ -160,33 +160,34 @@ impl Refresh<'_> {
     }
 
     async fn credential(&self, account: u64, id: u64) -> Result<Arc<Credential>, String> {
-        let cell = self
-            .credentials
-            .lock()
-            .await
-            .entry((account, id))
-            .or_default()
-            .clone();
-        cell.get_or_init(|| async {
-            self.request(self.client.credential(account, id))
-                .await
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
+        self.once(
+            &self.credentials,
+            (account, id),
+            self.client.credential(account, id),
+        )
         .await
-        .clone()
     }
 
     async fn sensor(&self, account: u64, id: u64) -> Result<Arc<Sensor>, String> {
-        let cell = self
-            .sensors
-            .lock()
-            .await
-            .entry((account, id))
-            .or_default()
-            .clone();
+        self.once(
+            &self.sensors,
+            (account, id),
+            self.client.sensor(account, id),
+        )
+        .await
+    }
+
+    /// Runs `fetch` for `key` at most once per refresh; every caller gets the
+    /// same result.
+    async fn once<T>(
+        &self,
+        cache: &Mutex<HashMap<(u64, u64), Cached<T>>>,
+        key: (u64, u64),
+        fetch: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Arc<T>, String> {
+        let cell = cache.lock().await.entry(key).or_default().clone();
         cell.get_or_init(|| async {
-            self.request(self.client.sensor(account, id))
+            self.request(fetch)
                 .await
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
