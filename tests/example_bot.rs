@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use grafolean_collector::Bot;
 use grafolean_collector::settings::Settings;
+use grafolean_collector::testing::RunningBot;
 
 async fn get(url: &str) -> (u16, String) {
     let response = reqwest::get(url).await.unwrap();
@@ -34,14 +35,8 @@ async fn the_example_bot_runs_standalone_and_exports_its_values() {
     let settings =
         Settings::try_parse_from(["tcp-connect", "--config", config.to_str().unwrap()]).unwrap();
 
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    admin.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", admin.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let bot = Bot::new("tcp-connect", tcp_connect::TcpConnect).with_admin_listener(admin);
-    let running = tokio::spawn(bot.run(settings, async {
-        let _ = stopped.await;
-    }));
+    let bot = RunningBot::start(Bot::new("tcp-connect", tcp_connect::TcpConnect), settings);
+    let base = bot.url().to_string();
 
     // Within a few seconds the value shows on /metrics, labelled by target.
     let mut metrics = String::new();
@@ -69,11 +64,6 @@ async fn the_example_bot_runs_standalone_and_exports_its_values() {
     let (_, page) = get(&format!("{base}/")).await;
     assert!(page.contains("entity.7"), "{page}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), running)
-        .await
-        .expect("the bot shuts down")
-        .unwrap()
-        .unwrap();
+    bot.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use grafolean_collector::settings::{RawToken, Settings};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, Fault,
-    ProtocolConfig, SENSOR_ID, SensorRef,
+    ProtocolConfig, RunningBot, SENSOR_ID, SensorRef,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
 
@@ -101,16 +101,11 @@ async fn refreshes_reconcile_jobs_and_survive_backend_failures() {
     assert!(fake.update_entity(ENTITY_ID, |e| {
         e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
     }));
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    admin.set_nonblocking(true).unwrap();
-    let base = format!("http://{}", admin.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let bot = Bot::new("echo", Echo)
-        .with_protocol("ping")
-        .with_admin_listener(admin);
-    let running = tokio::spawn(bot.run(settings(&fake, &[]), async {
-        let _ = stopped.await;
-    }));
+    let bot = RunningBot::start(
+        Bot::new("echo", Echo).with_protocol("ping"),
+        settings(&fake, &[]),
+    );
+    let base = bot.url().to_string();
 
     // The fixture's entity reports to Grafolean, and on /metrics.
     let path = format!("entity.{ENTITY_ID}.echo.value");
@@ -189,12 +184,7 @@ async fn refreshes_reconcile_jobs_and_survive_backend_failures() {
     let page = reqwest::get(&base).await.unwrap().text().await.unwrap();
     assert!(page.contains("failed on purpose"), "{page}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), running)
-        .await
-        .expect("the bot shuts down")
-        .unwrap()
-        .unwrap();
+    bot.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,15 +255,7 @@ async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval
     let mut s = Settings::try_parse_from(["echo", "--backend-url", &url]).unwrap();
     s.bot_token = Some(RawToken(BOT_TOKEN.into()));
     assert_eq!(s.jobs_refresh_interval, 120);
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    admin.set_nonblocking(true).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let bot = Bot::new("echo", Echo)
-        .with_protocol("ping")
-        .with_admin_listener(admin);
-    let running = tokio::spawn(bot.run(s, async {
-        let _ = stopped.await;
-    }));
+    let bot = RunningBot::start(Bot::new("echo", Echo).with_protocol("ping"), s);
     let path = format!("entity.{ENTITY_ID}.echo.value");
     assert!(
         eventually(12, async || fake
@@ -283,10 +265,5 @@ async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval
         .await,
         "the bot waited for the next refresh interval instead of retrying"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    bot.stop().await.unwrap();
 }

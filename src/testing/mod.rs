@@ -62,6 +62,7 @@ mod fault;
 mod fixture;
 mod model;
 pub mod prometheus;
+mod running;
 mod server;
 mod state;
 mod values;
@@ -88,6 +89,7 @@ pub use model::{
     Account, Bot, Credential, Entity, Permission, ProtocolConfig, RecordedRequest, Sensor,
     SensorRef, StoredValue, ValueMethod, random_id,
 };
+pub use running::{RunningBot, STOP_WITHIN};
 
 use state::State;
 

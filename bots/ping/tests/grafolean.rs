@@ -12,7 +12,7 @@ use common::netns::{self, Lab, SILENT_V4};
 use grafolean_collector::settings::{RawToken, Settings};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, ProtocolConfig,
-    SENSOR_ID, SensorRef, ValueMethod,
+    RunningBot, SENSOR_ID, SensorRef, ValueMethod,
 };
 use grafolean_ping_bot::{Pinger, PingerOptions};
 
@@ -71,14 +71,8 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
     let mut settings =
         Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()]).unwrap();
     settings.bot_token = Some(RawToken(BOT_TOKEN.to_string()));
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    admin.set_nonblocking(true).unwrap();
     let pinger = Pinger::new(PingerOptions::default()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let bot = grafolean_ping_bot::bot(pinger).with_admin_listener(admin);
-    let running = tokio::spawn(bot.run(settings, async {
-        let _ = stopped.await;
-    }));
+    let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
 
     // Wait until every entity has posted its success value once.
     let mut by_entity: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
@@ -98,12 +92,7 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
             break;
         }
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    bot.stop().await.unwrap();
 
     // Only our entities: not the other bot's, the SNMP-only one, the interface…
     let ids: BTreeSet<u64> = by_entity.keys().copied().collect();

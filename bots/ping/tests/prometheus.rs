@@ -1,10 +1,9 @@
 //! A real Prometheus scrapes the running ping bot, in its standalone default
 //! mode (127.0.0.1 and ::1 every 5 s, no Grafolean), and ingests its series.
 
-use std::time::Duration;
-
 use clap::Parser;
 use grafolean_collector::settings::Settings;
+use grafolean_collector::testing::RunningBot;
 use grafolean_collector::testing::prometheus::{Prometheus, value_of};
 use grafolean_ping_bot::{Pinger, PingerOptions};
 
@@ -15,18 +14,9 @@ async fn prometheus_scrapes_the_running_ping_bot() {
         settings.backend_url.is_none(),
         "BACKEND_URL must not be set for this test"
     );
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    admin.set_nonblocking(true).unwrap();
-    let target = admin.local_addr().unwrap().to_string();
     let pinger = Pinger::new(PingerOptions::default()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(
-        grafolean_ping_bot::bot(pinger)
-            .with_admin_listener(admin)
-            .run(settings, async {
-                let _ = stopped.await;
-            }),
-    );
+    let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
+    let target = bot.url().trim_start_matches("http://").to_string();
 
     let prometheus = Prometheus::start(&target);
     prometheus
@@ -65,10 +55,5 @@ async fn prometheus_scrapes_the_running_ping_bot() {
         .wait_for("process_resident_memory_bytes", |r| r.len() == 1)
         .await;
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), running)
-        .await
-        .expect("the bot shuts down")
-        .unwrap()
-        .unwrap();
+    bot.stop().await.unwrap();
 }
