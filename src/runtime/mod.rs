@@ -255,7 +255,7 @@ impl<C: Collector> Bot<C> {
     ) -> Result<(), RunError> {
         let source = settings.validate().map_err(RunError::Settings)?;
         let export_values = !settings.no_export_values;
-        let (client, source) = self.config_source(source, &settings)?;
+        let (client, source) = self.config_source(source)?;
 
         // The admin server first, so that /live answers during start-up.
         let listener = match self.listener.take() {
@@ -451,11 +451,7 @@ impl<C: Collector> Bot<C> {
         Ok(())
     }
 
-    fn config_source(
-        &self,
-        source: Source,
-        settings: &Settings,
-    ) -> Result<(Option<Client>, ConfigSource), RunError> {
+    fn config_source(&self, source: Source) -> Result<(Option<Client>, ConfigSource), RunError> {
         Ok(match source {
             Source::Grafolean { backend_url, token } => {
                 let client = Client::builder(backend_url, token)
@@ -479,7 +475,6 @@ impl<C: Collector> Bot<C> {
                 Some(toml) => {
                     let configs = crate::standalone::parse(toml, "built-in default config")
                         .map_err(RunError::Config)?;
-                    let _ = settings;
                     (None, ConfigSource::Fixed(configs))
                 }
                 None => (None, ConfigSource::Empty),
