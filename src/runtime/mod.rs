@@ -425,10 +425,11 @@ impl<C: Collector> Bot<C> {
                     .observe(started.elapsed().as_secs_f64());
             }
         };
-        tokio::select! {
-            _ = refresh_loop => {}
-            _ = shutdown => {}
-        }
+        let failed = tokio::select! {
+            _ = refresh_loop => false,
+            _ = shutdown => false,
+            _ = scheduler.failed() => true,
+        };
 
         // Graceful shutdown: stop scheduling, drain, flush.
         info!("shutting down: draining running jobs and flushing values");
@@ -448,6 +449,9 @@ impl<C: Collector> Bot<C> {
             Err(e) => warn!("admin server task failed: {e}"),
         }
         info!("stopped");
+        if failed {
+            return Err(RunError::Scheduler);
+        }
         Ok(())
     }
 
@@ -504,6 +508,10 @@ pub enum RunError {
     /// The sender could not start.
     #[error("the sender could not start: {0}")]
     Sender(String),
+    /// The scheduler's timer task died; the bot exits so that its supervisor
+    /// restarts it.
+    #[error("the scheduler failed and no job fires any more; exiting so that the bot is restarted")]
+    Scheduler,
 }
 
 fn record_run(metrics: &Metrics, report: &RunReport) {

@@ -315,8 +315,9 @@ impl Scheduler {
             running: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             timer: Mutex::new(None),
+            failed: CancellationToken::new(),
         });
-        let timer = tokio::spawn(runner::timer_loop(shared.clone()));
+        let timer = tokio::spawn(runner::guarded_timer_loop(shared.clone()));
         *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
         SchedulerHandle {
             shared,
@@ -378,6 +379,13 @@ impl<P> SchedulerHandle<P> {
     /// Every job's schedule and last run, in no particular order.
     pub fn status(&self) -> Vec<JobStatus> {
         self.shared.lock().status()
+    }
+
+    /// Completes if the scheduler failed for good (its timer task panicked),
+    /// so that the process can exit and be restarted rather than run on
+    /// without firing anything.
+    pub async fn failed(&self) {
+        self.shared.failed.cancelled().await;
     }
 
     /// How many jobs are scheduled.

@@ -62,6 +62,8 @@ pub(crate) struct Shared<P> {
     /// Numbers the runs.
     pub runs: AtomicU64,
     pub timer: Mutex<Option<JoinHandle<()>>>,
+    /// Cancelled if the timer loop died of a panic: nothing fires any more.
+    pub failed: CancellationToken,
 }
 
 impl<P> Shared<P> {
@@ -85,6 +87,25 @@ impl<P> Shared<P> {
 /// The most firings handled per lock of the state, so that run tasks
 /// finishing on other threads are not held up by a large batch.
 const BATCH: usize = 128;
+
+/// The timer loop, guarded: if it ever panics, the scheduler is marked failed
+/// (see [`SchedulerHandle::failed`](super::SchedulerHandle::failed)) instead
+/// of silently firing nothing.
+pub(crate) async fn guarded_timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
+    let failed = shared.failed.clone();
+    guard(timer_loop(shared), failed).await;
+}
+
+/// Runs `task`; if it panics, logs it and cancels `failed`.
+pub(crate) async fn guard(task: impl Future<Output = ()>, failed: CancellationToken) {
+    if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+        tracing::error!(
+            panic = panic_message(&*panic),
+            "the scheduler's timer task panicked; no job will fire any more"
+        );
+        failed.cancel();
+    }
+}
 
 /// The timer loop: fires due jobs until the scheduler is stopped.
 pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
@@ -386,12 +407,26 @@ pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
 }
 
 /// The message of a panic payload (`&str` or `String`), or a placeholder.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
         s.clone()
     } else {
         "a panic with a non-string payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_timer_task_marks_the_scheduler_failed() {
+        let failed = CancellationToken::new();
+        guard(async {}, failed.clone()).await;
+        assert!(!failed.is_cancelled());
+        guard(async { panic!("boom") }, failed.clone()).await;
+        assert!(failed.is_cancelled());
     }
 }
