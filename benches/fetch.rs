@@ -53,7 +53,7 @@ async fn effective_latency(fake: &FakeGrafolean, client: &Client, latency_ms: u6
     let with = sample().await;
     fake.clear_faults();
     let without = sample().await;
-    fake.inject(Fault::delay(Duration::from_millis(latency_ms)));
+    fake.inject(Fault::latency(Duration::from_millis(latency_ms)));
     with.saturating_sub(without)
 }
 
@@ -78,7 +78,7 @@ async fn run_case(shared: bool, latency_ms: u64) {
     }
     fake.add_devices(&batch);
     if latency_ms > 0 {
-        fake.inject(Fault::delay(Duration::from_millis(latency_ms)));
+        fake.inject(Fault::latency(Duration::from_millis(latency_ms)));
     }
     let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
         .build()

@@ -32,7 +32,12 @@ pub enum FaultKind {
     /// codes get an empty body.
     Status(u16),
     /// Wait this long before handling the request normally (or failing it).
+    /// Follows tokio's clock (so it works with a paused test clock), which
+    /// rounds short sleeps up to the next millisecond and more.
     Delay(Duration),
+    /// Like [`Delay`](Self::Delay), but on the system clock with sub-millisecond
+    /// precision (a thread sleeps), for benchmarks that add network latency.
+    Latency(Duration),
     /// Close the connection without answering.
     Drop,
     /// Handle the request (values are stored), then close the connection
@@ -77,6 +82,12 @@ impl Fault {
     /// Delay the response by `by`.
     pub fn delay(by: Duration) -> Self {
         Self::new(FaultKind::Delay(by))
+    }
+
+    /// Adds `by` of latency to every matching request, precisely, on the
+    /// system clock (not tokio's: it does not work with a paused clock).
+    pub fn latency(by: Duration) -> Self {
+        Self::new(FaultKind::Latency(by))
     }
 
     /// Close the connection without answering.
@@ -156,6 +167,7 @@ pub struct FaultId(pub(crate) u64);
 #[derive(Debug, Default)]
 pub(crate) struct Verdict {
     pub delay: Duration,
+    pub latency: Duration,
     pub action: Option<FaultKind>,
 }
 
@@ -170,6 +182,7 @@ pub(crate) fn judge(faults: &mut Vec<(FaultId, Fault)>, method: &str, path: &str
         }
         match &f.kind {
             FaultKind::Delay(d) => verdict.delay += *d,
+            FaultKind::Latency(d) => verdict.latency += *d,
             kind if verdict.action.is_none() => verdict.action = Some(kind.clone()),
             _ => continue,
         }

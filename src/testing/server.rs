@@ -58,6 +58,10 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
+    if !verdict.latency.is_zero() {
+        let latency = verdict.latency;
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
+    }
     let answer = |shared: &Shared| {
         let query = query_pairs(parts.uri.query());
         let req = Req {
@@ -95,7 +99,7 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
             body,
         )
             .into_response(),
-        Some(FaultKind::Delay(_)) | None => answer(&shared),
+        Some(FaultKind::Delay(_) | FaultKind::Latency(_)) | None => answer(&shared),
     };
     shared.set_status(seq, response.status().as_u16());
     response
