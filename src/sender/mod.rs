@@ -30,6 +30,8 @@
 //! * **PUT forbidden.** A 403 on PUT means the bot may only POST. The sender
 //!   then POSTs only the newest buffered value of each path of that account,
 //!   and counts the rest as dropped (`put_forbidden`), with one warning.
+//!   PUT is tried again every 10 minutes, so a permission granted later
+//!   takes effect without a restart.
 //! * **Rejections.** A 400 on a validated batch is bisected until the rejected
 //!   values are isolated; they are dropped (`rejected`) and logged.
 //!   A 403 on POST drops the batch (`forbidden`), since the bot lacks the

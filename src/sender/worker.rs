@@ -7,7 +7,7 @@
 //! *down* (everything goes to the backlog, and one probe, a PUT of the oldest
 //! buffered values, is tried at each backoff deadline).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,7 +137,7 @@ pub(crate) struct Worker {
     replay_in_flight: usize,
     health: Health,
     backoff: Backoff,
-    put_forbidden: HashSet<u64>,
+    put_forbidden: PutForbidden,
     last_auth_error: Option<Instant>,
     last_post_forbidden: Option<Instant>,
     last_full: Option<Instant>,
@@ -183,7 +183,7 @@ impl Worker {
                 retry_at: Instant::now(),
                 probing: false,
             },
-            put_forbidden: HashSet::new(),
+            put_forbidden: PutForbidden::default(),
             last_auth_error: None,
             last_post_forbidden: None,
             last_full: None,
@@ -296,7 +296,12 @@ impl Worker {
         // (unless the account may not PUT: then it waits here for a POST).
         while self.ready.len() > 2 * self.cfg.max_in_flight {
             let forbidden = &self.put_forbidden;
-            let Some(i) = self.ready.iter().position(|(a, _)| !forbidden.contains(a)) else {
+            let now = Instant::now();
+            let Some(i) = self
+                .ready
+                .iter()
+                .position(|(a, _)| !forbidden.contains(*a, now))
+            else {
                 break;
             };
             if let Some((account, items)) = self.ready.remove(i) {
@@ -388,13 +393,14 @@ impl Worker {
     /// chunk turned out to be empty (every value in it was a duplicate).
     fn spawn_replay(&mut self, probe: bool) -> bool {
         let forbidden = &self.put_forbidden;
+        let now = Instant::now();
         let Some((account, mut records)) = self
             .backlog
-            .take(self.cfg.max_batch, |a| forbidden.contains(&a))
+            .take(self.cfg.max_batch, |a| forbidden.contains(a, now))
         else {
             return false;
         };
-        let (body, kind) = if self.put_forbidden.contains(&account) {
+        let (body, kind) = if self.put_forbidden.contains(account, now) {
             // Oldest first, so that the value kept for each path is the newest.
             records.sort_by(|a, b| a.value.t.total_cmp(&b.value.t).then(a.seq.cmp(&b.seq)));
             let mut kept = records;
@@ -451,5 +457,56 @@ impl Worker {
                 }
             });
         }
+    }
+}
+
+/// How long a 403 on PUT holds before PUT is tried again, so that a
+/// permission granted later takes effect without a restart.
+const PUT_RECHECK: std::time::Duration = Duration::from_secs(600);
+
+/// The accounts that may not PUT, and since when.
+#[derive(Debug, Default)]
+struct PutForbidden(HashMap<u64, Instant>);
+
+impl PutForbidden {
+    /// Whether `account` may not PUT at `now` (a 403 less than
+    /// [`PUT_RECHECK`] ago).
+    fn contains(&self, account: u64, now: Instant) -> bool {
+        self.0
+            .get(&account)
+            .is_some_and(|since| now.saturating_duration_since(*since) < PUT_RECHECK)
+    }
+
+    /// Records a 403 on PUT; true when it is news (first time, or after a
+    /// re-check), so that it is logged once per re-check.
+    fn insert(&mut self, account: u64, now: Instant) -> bool {
+        let news = !self.contains(account, now);
+        self.0.insert(account, now);
+        news
+    }
+}
+
+#[cfg(test)]
+mod put_forbidden_tests {
+    use super::*;
+
+    #[test]
+    fn a_forbidden_put_is_tried_again_after_the_recheck_period() {
+        let mut f = PutForbidden::default();
+        let t0 = Instant::now();
+        assert!(!f.contains(7, t0));
+        assert!(f.insert(7, t0), "the first 403 is news");
+        assert!(
+            !f.insert(7, t0 + Duration::from_secs(1)),
+            "the second is not"
+        );
+        assert!(f.contains(7, t0 + PUT_RECHECK - Duration::from_secs(2)));
+        assert!(!f.contains(8, t0));
+        let later = t0 + PUT_RECHECK + Duration::from_secs(2);
+        assert!(!f.contains(7, later), "PUT is allowed to be tried again");
+        assert!(
+            f.insert(7, later),
+            "a 403 after the re-check is logged again"
+        );
     }
 }

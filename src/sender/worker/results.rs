@@ -94,11 +94,12 @@ impl Worker {
         failed: &[usize],
     ) -> bool {
         if matches!(flight.body, Body::Put(_)) {
-            if self.put_forbidden.insert(flight.account) {
+            if self.put_forbidden.insert(flight.account, Instant::now()) {
                 warn!(account = flight.account, permission = %format!("PUT on {resource}"),
                     "the bot may not PUT values, so buffered values cannot keep their measurement times; \
                      only the newest value of each path will be sent (by POST) and the rest dropped. \
-                     Grant the bot PUT on accounts/{}/values to keep them", flight.account);
+                     Grant the bot PUT on accounts/{}/values to keep them (it is tried again every 10 minutes)",
+                    flight.account);
             }
             // The values go back to the backlog and are sent newest-only.
             let records = self.records(flight, failed);
