@@ -7,8 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use grafolean_collector::settings::{RawToken, Settings};
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, Fault,
-    ProtocolConfig, RunningBot, SENSOR_ID, SensorRef,
+    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, Entity, FakeGrafolean, Fault, ProtocolConfig, RunningBot,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
 
@@ -45,19 +44,9 @@ impl Collector for Echo {
 }
 
 fn entity(id: u64, name: &str) -> Entity {
-    let mut e = Entity::device(ACCOUNT_ID, name, "127.0.0.1").with_protocol(
-        "ping",
-        ProtocolConfig {
-            credential: CREDENTIAL_ID,
-            sensors: vec![SensorRef {
-                sensor: SENSOR_ID,
-                interval: Some(1),
-            }],
-            bot: Some(BOT_ID),
-        },
-    );
-    e.id = id;
-    e
+    Entity::device(ACCOUNT_ID, name, "127.0.0.1")
+        .with_id(id)
+        .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1)))
 }
 
 fn settings(fake: &FakeGrafolean, extra: &[&str]) -> Settings {

@@ -11,8 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use grafolean_collector::settings::{RawToken, Settings};
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, Entity, FakeGrafolean, ProtocolConfig,
-    RunningBot, SENSOR_ID, SensorRef, ValueMethod,
+    ACCOUNT_ID, BOT_TOKEN, Entity, FakeGrafolean, ProtocolConfig, RunningBot, ValueMethod,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
 
@@ -63,19 +62,11 @@ async fn a_long_outage_loses_nothing() {
     // Only our soak entities: the fixture's own entity is taken out.
     fake.remove_entity(grafolean_collector::testing::ENTITY_ID);
     for id in 1..=JOBS {
-        let mut e = Entity::device(ACCOUNT_ID, format!("soak {id}"), "127.0.0.1").with_protocol(
-            "ping",
-            ProtocolConfig {
-                credential: CREDENTIAL_ID,
-                sensors: vec![SensorRef {
-                    sensor: SENSOR_ID,
-                    interval: Some(1),
-                }],
-                bot: Some(BOT_ID),
-            },
+        fake.put_entity(
+            Entity::device(ACCOUNT_ID, format!("soak {id}"), "127.0.0.1")
+                .with_id(9_000 + id)
+                .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1))),
         );
-        e.id = 9_000 + id;
-        fake.put_entity(e);
     }
     let url = fake.url();
     let mut settings = Settings::try_parse_from([

@@ -11,24 +11,15 @@ use clap::Parser;
 use common::netns::{self, Lab, SILENT_V4};
 use grafolean_collector::settings::{RawToken, Settings};
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, ENTITY_ID, Entity, FakeGrafolean, ProtocolConfig,
-    RunningBot, SENSOR_ID, SensorRef, ValueMethod,
+    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, Entity, FakeGrafolean, ProtocolConfig, RunningBot,
+    ValueMethod,
 };
 use grafolean_ping_bot::{Pinger, PingerOptions};
 
 fn ping_entity(id: u64, details: serde_json::Value) -> Entity {
-    let mut e = Entity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1").with_protocol(
-        "ping",
-        ProtocolConfig {
-            credential: CREDENTIAL_ID,
-            sensors: vec![SensorRef {
-                sensor: SENSOR_ID,
-                interval: Some(3),
-            }],
-            bot: Some(BOT_ID),
-        },
-    );
-    e.id = id;
+    let mut e = Entity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1")
+        .with_id(id)
+        .with_protocol("ping", ProtocolConfig::fixture_ping(Some(3)));
     e.details = details;
     e
 }
