@@ -6,7 +6,8 @@
 //! cargo bench --bench scheduler -- idle --idle-secs 120
 //! cargo bench --bench scheduler -- spread --repeats 5
 //! cargo bench --bench scheduler -- baseline aligned --workers 1
-//! cargo bench --bench scheduler -- idle --resolution-ms 4    # coarser timer
+//! cargo bench --bench scheduler -- idle --resolution-ms 1    # a fixed timer resolution
+//! cargo bench --bench scheduler -- aligned --pending         # runs that outlive their first poll
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one, with one worker per core unless
@@ -17,7 +18,7 @@
 //! the wait for a run slot. A firing is missed when a job has fewer runs than
 //! expected in a window where each job fires a known number of times.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +43,10 @@ impl Collector for Recorder {
         let now = micros(SystemTime::now());
         let at = micros(tick.at);
         self.runs.lock().unwrap().push((*job, at, now - at));
+        if PENDING.load(Ordering::Relaxed) {
+            // Not done in the first poll: the run goes on in its own task.
+            tokio::task::yield_now().await;
+        }
         Ok(Vec::new())
     }
 }
@@ -66,8 +71,14 @@ struct Bench {
     handle: SchedulerHandle<u32>,
 }
 
-/// The timer resolution (`--resolution-ms`), set once in `main`.
-static RESOLUTION_MS: AtomicU64 = AtomicU64::new(1);
+/// `--pending`: every run yields once after recording, so that it is not
+/// finished by its first poll and the scheduler spawns a task for it, as for
+/// a job that waits for I/O.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// A fixed timer resolution (`--resolution-ms`; 0, the default, for the
+/// automatic one), set once in `main`.
+static RESOLUTION_MS: AtomicU64 = AtomicU64::new(0);
 
 fn start() -> Bench {
     let recorder = Arc::new(Recorder {
@@ -75,8 +86,10 @@ fn start() -> Bench {
     });
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
-    let resolution = Duration::from_millis(RESOLUTION_MS.load(Ordering::Relaxed));
-    let options = SchedulerOptions::default().with_timer_resolution(resolution);
+    let options = match RESOLUTION_MS.load(Ordering::Relaxed) {
+        0 => SchedulerOptions::default(),
+        ms => SchedulerOptions::default().with_timer_resolution(Duration::from_millis(ms)),
+    };
     let handle = Scheduler::spawn(recorder.clone(), options, move |r| {
         c.coalesced.fetch_add(r.missed, Ordering::Relaxed);
         match r.outcome {
@@ -114,6 +127,50 @@ fn cpu_seconds() -> f64 {
     // Fields 14 and 15 of the whole line; `after` starts at field 3.
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     ticks / 100.0
+}
+
+/// (steal, total) jiffies of the whole machine, from `/proc/stat`: steal is
+/// time the hypervisor gave this VM's CPUs to someone else.
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (cpu.get(7).copied().unwrap_or(0), cpu.iter().take(8).sum())
+}
+
+/// The share of the machine's CPU time stolen by the hypervisor since `from`.
+fn steal_since(from: (u64, u64)) -> f64 {
+    let now = machine_jiffies();
+    100.0 * (now.0 - from.0) as f64 / (now.1 - from.1).max(1) as f64
+}
+
+/// Context switches of all this process's threads (voluntary and not): each
+/// is a thread going to sleep or being preempted, the main cost of an idle
+/// process on a VM.
+fn context_switches() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if line.starts_with("voluntary_ctxt_switches:")
+                || line.starts_with("nonvoluntary_ctxt_switches:")
+            {
+                total += line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+    }
+    total
 }
 
 fn rss_mb() -> f64 {
@@ -183,9 +240,9 @@ fn window(b: &Bench, jobs: u32, from: i64, period_s: i64, windows: i64) -> Windo
     }
 }
 
-fn print_window(name: &str, w: &Window, b: &Bench, cpu: f64, secs: f64) {
+fn print_window(name: &str, w: &Window, b: &Bench, cpu: f64, secs: f64, steal: f64) {
     println!(
-        "  {name}: runs {} lateness p50 {:.3} ms p99 {:.3} ms max {:.3} ms; missed {} extra {}; skipped {} coalesced {} failed {}; cpu {:.2} s over {:.0} s ({:.1} % of a core); rss {:.1} MB",
+        "  {name}: runs {} lateness p50 {:.3} ms p99 {:.3} ms max {:.3} ms; missed {} extra {}; skipped {} coalesced {} failed {}; cpu {:.2} s over {:.0} s ({:.1} % of a core); rss {:.1} MB; steal {steal:.1} %",
         w.runs,
         w.p50,
         w.p99,
@@ -219,10 +276,18 @@ async fn spread(repeats: usize) {
         let from = whole_second_after(SystemTime::now(), 0);
         tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
         let cpu0 = cpu_seconds();
+        let steal0 = machine_jiffies();
         tokio::time::sleep(Duration::from_millis(8_300)).await;
         let cpu = cpu_seconds() - cpu0;
         let w = window(&b, 10_000, micros(from), 1, 8);
-        print_window(&format!("repeat {r}"), &w, &b, cpu, 8.3);
+        print_window(
+            &format!("repeat {r}"),
+            &w,
+            &b,
+            cpu,
+            8.3,
+            steal_since(steal0),
+        );
         p50.push(w.p50);
         p99.push(w.p99);
         max.push(w.max);
@@ -247,10 +312,18 @@ async fn aligned(repeats: usize) {
         b.handle.sync(specs(10_000, 1, Align::Start(from))).await;
         tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
         let cpu0 = cpu_seconds();
+        let steal0 = machine_jiffies();
         tokio::time::sleep(Duration::from_millis(5_300)).await;
         let cpu = cpu_seconds() - cpu0;
         let w = window(&b, 10_000, micros(from), 1, 5);
-        print_window(&format!("repeat {r}"), &w, &b, cpu, 5.3);
+        print_window(
+            &format!("repeat {r}"),
+            &w,
+            &b,
+            cpu,
+            5.3,
+            steal_since(steal0),
+        );
         p50.push(w.p50);
         p99.push(w.p99);
         max.push(w.max);
@@ -314,8 +387,11 @@ async fn idle(secs: u64) {
     let from = whole_second_after(SystemTime::now(), 0);
     tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
     let cpu0 = cpu_seconds();
+    let steal0 = machine_jiffies();
+    let switches0 = context_switches();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let cpu = cpu_seconds() - cpu0;
+    let switches = context_switches() - switches0;
     // Missed firings are counted over whole 60 s periods, where each job
     // fires exactly once; lateness over every firing in the window.
     let periods = (secs / 60) as i64;
@@ -331,8 +407,12 @@ async fn idle(secs: u64) {
         extra: w.extra,
         ..all
     };
-    print_window("window", &all, &b, cpu, secs as f64);
+    print_window("window", &all, &b, cpu, secs as f64, steal_since(steal0));
     println!("  missed over {periods} whole period(s): {missed}");
+    println!(
+        "  context switches: {:.0} per second",
+        switches as f64 / secs as f64
+    );
     b.handle.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -395,10 +475,14 @@ fn main() {
             None => default,
         }
     };
+    if let Some(i) = args.iter().position(|a| a == "--pending") {
+        args.remove(i);
+        PENDING.store(true, Ordering::Relaxed);
+    }
     let repeats = flag(&mut args, "--repeats", 3) as usize;
     let idle_secs = flag(&mut args, "--idle-secs", 65);
     let workers = flag(&mut args, "--workers", 0) as usize;
-    RESOLUTION_MS.store(flag(&mut args, "--resolution-ms", 1), Ordering::Relaxed);
+    RESOLUTION_MS.store(flag(&mut args, "--resolution-ms", 0), Ordering::Relaxed);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if workers > 0 {
         runtime.worker_threads(workers);

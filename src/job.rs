@@ -75,8 +75,17 @@ pub enum IntervalError {
 /// assert!(Intervals::new([0]).is_err());
 /// assert!(Intervals::new(Vec::<u32>::new()).is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Intervals(Arc<BTreeSet<NonZeroU32>>);
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Intervals(Repr);
+
+/// The intervals, sorted and without duplicates. One interval, the common
+/// case, is kept inline, so that copying it for every firing reads no other
+/// memory.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    One(NonZeroU32),
+    Many(Arc<[NonZeroU32]>),
+}
 
 impl Intervals {
     /// Builds a set from seconds. Rejects 0 and an empty set.
@@ -85,10 +94,22 @@ impl Intervals {
         for s in seconds {
             set.insert(NonZeroU32::new(s).ok_or(IntervalError::Zero)?);
         }
-        if set.is_empty() {
-            return Err(IntervalError::Empty);
+        let mut sorted = set.into_iter();
+        match (sorted.next(), sorted.len()) {
+            (None, _) => Err(IntervalError::Empty),
+            (Some(one), 0) => Ok(Self(Repr::One(one))),
+            (Some(first), _) => Ok(Self(Repr::Many(
+                std::iter::once(first).chain(sorted).collect(),
+            ))),
         }
-        Ok(Self(Arc::new(set)))
+    }
+
+    /// The intervals, sorted.
+    fn as_slice(&self) -> &[NonZeroU32] {
+        match &self.0 {
+            Repr::One(one) => std::slice::from_ref(one),
+            Repr::Many(many) => many,
+        }
     }
 
     /// A set of exactly one interval.
@@ -103,23 +124,31 @@ impl Intervals {
 
     /// The intervals in seconds, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.iter().map(|s| s.get())
+        self.as_slice().iter().map(|s| s.get())
     }
 
     /// Whether `seconds` is one of the intervals.
     pub fn contains(&self, seconds: u32) -> bool {
-        NonZeroU32::new(seconds).is_some_and(|s| self.0.contains(&s))
+        NonZeroU32::new(seconds).is_some_and(|s| self.as_slice().binary_search(&s).is_ok())
     }
 
     /// The smallest interval, in seconds.
     pub fn smallest(&self) -> u32 {
-        self.0.first().map_or(1, |s| s.get())
+        self.as_slice()[0].get()
     }
 
     /// The number of intervals (always at least one).
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
+    }
+}
+
+impl fmt::Debug for Intervals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Intervals")
+            .field(&self.iter().collect::<Vec<_>>())
+            .finish()
     }
 }
 

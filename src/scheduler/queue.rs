@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use super::timing::{self, Millis, millis_to_system};
 use super::{JobStatus, SyncSummary};
-use crate::{JobId, JobSpec, Tick};
+use crate::{Intervals, JobId, JobSpec, Tick};
 
 /// A job's runs: whether one is going, the queued firing, the last outcome.
 ///
@@ -64,6 +64,17 @@ pub(crate) fn lock_run<P>(run: &Mutex<RunState<P>>) -> MutexGuard<'_, RunState<P
     run.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What an entry keeps of its intervals: the interval in ms if there is only
+/// one (else 0), and the smallest in seconds.
+fn interval_cache(intervals: &Intervals) -> (Millis, u32) {
+    let single = if intervals.len() == 1 {
+        Millis::from(intervals.smallest()) * 1000
+    } else {
+        0
+    };
+    (single, intervals.smallest())
+}
+
 /// One scheduled job.
 pub(crate) struct Entry<P> {
     pub spec: Arc<JobSpec<P>>,
@@ -71,6 +82,11 @@ pub(crate) struct Entry<P> {
     pub start: Millis,
     /// Its next firing, queued as `(next_at, slot)`.
     pub next_at: Millis,
+    /// Its interval in ms if it has only one, else 0: the common case, whose
+    /// firings are computed without reading the spec.
+    pub single_ms: Millis,
+    /// Its smallest interval, in seconds (the default run timeout).
+    pub smallest: u32,
     /// The sync that last saw this id (to find removed and duplicated ids).
     pub seen: u64,
     /// Its runs; kept when the spec changes.
@@ -149,6 +165,9 @@ pub(crate) struct State<P> {
     index: IdMap,
     queue: BTreeSet<(Millis, u32)>,
     syncs: u64,
+    /// The shortest interval among the jobs, in seconds (for the automatic
+    /// timer resolution).
+    shortest: Option<u32>,
     /// Removed jobs that had a run going, so that shutdown can still abort it.
     pub orphans: Vec<Arc<Mutex<RunState<P>>>>,
     /// The wall time at the previous wake, to notice the clock stepping back.
@@ -163,6 +182,7 @@ impl<P> State<P> {
             index: IdMap::default(),
             queue: BTreeSet::new(),
             syncs: 0,
+            shortest: None,
             orphans: Vec::new(),
             last_now: Millis::MIN,
         }
@@ -177,6 +197,11 @@ impl<P> State<P> {
     }
 
     /// The earliest queued firing.
+    /// The shortest interval among the jobs, in seconds, as of the last sync.
+    pub fn shortest_interval(&self) -> Option<u32> {
+        self.shortest
+    }
+
     pub fn next_wake(&self) -> Option<Millis> {
         self.queue.first().map(|(at, _)| *at)
     }
@@ -204,8 +229,16 @@ impl<P> State<P> {
             let Some(e) = self.slots[slot as usize].as_mut() else {
                 continue;
             };
-            let c = timing::coalesce(e.start, &e.spec.intervals, at, now);
-            e.next_at = timing::next_at(e.start, &e.spec.intervals, now);
+            let c = if e.single_ms > 0 {
+                timing::coalesce_one(e.start, e.single_ms, &e.spec.intervals, at, now)
+            } else {
+                let c = timing::coalesce(e.start, &e.spec.intervals, at, now);
+                e.next_at = timing::next_at(e.start, &e.spec.intervals, now);
+                c
+            };
+            if e.single_ms > 0 {
+                e.next_at = c.at + e.single_ms;
+            }
             self.queue.insert((e.next_at, slot));
             let tick = Tick {
                 at: millis_to_system(c.at),
@@ -268,14 +301,18 @@ impl<P> State<P> {
                 // A firing queued under the old spec is dropped with it.
                 lock_run(&e.run).queued = None;
                 e.start = timing::job_start(&spec.id, &spec.intervals, spec.align);
+                (e.single_ms, e.smallest) = interval_cache(&spec.intervals);
                 garbage
                     .replaced
                     .push(std::mem::replace(&mut e.spec, Arc::new(spec)));
                 self.schedule_from(slot, now);
             } else {
                 summary.added += 1;
+                let (single_ms, smallest) = interval_cache(&spec.intervals);
                 let entry = Entry {
                     start: timing::job_start(&spec.id, &spec.intervals, spec.align),
+                    single_ms,
+                    smallest,
                     spec: Arc::new(spec),
                     next_at: Millis::MIN,
                     seen: sync,
@@ -296,8 +333,11 @@ impl<P> State<P> {
                 self.schedule_from(slot, now);
             }
         }
+        let mut shortest = None::<u32>;
         for slot in 0..self.slots.len() {
-            if self.slots[slot].as_ref().is_some_and(|e| e.seen != sync) {
+            if let Some(e) = self.slots[slot].as_ref().filter(|e| e.seen == sync) {
+                shortest = Some(shortest.map_or(e.smallest, |s| s.min(e.smallest)));
+            } else if self.slots[slot].is_some() {
                 let e = self.slots[slot].take().expect("checked above");
                 self.index.remove(&e.spec.id);
                 self.queue.remove(&(e.next_at, slot as u32));
@@ -314,6 +354,7 @@ impl<P> State<P> {
             }
         }
         self.orphans.retain(|run| lock_run(run).running);
+        self.shortest = shortest;
         summary
     }
 

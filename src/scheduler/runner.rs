@@ -1,10 +1,11 @@
 //! Running jobs: the timer loop, one task per run, and shutdown.
 //!
 //! The timer loop sleeps until the earliest queued firing (or a sync wakes it),
-//! pops the due firings and starts a run task for each. A run task waits for a
-//! slot under the global limit, runs the collector under a timeout with panics
-//! caught, reports the outcome, and then frees the job for its next firing,
-//! starting the queued one if there is one.
+//! pops the due firings and starts their runs: a starter task makes the first
+//! poll of up to [`RUN_BATCH`] runs, and a run that does not finish there goes
+//! on in its own task. A run waits for a slot under the global limit, runs the
+//! collector under a timeout with panics caught, reports the outcome, and then
+//! frees the job for its next firing, starting the queued one if there is one.
 
 use std::any::Any;
 use std::future::Future;
@@ -12,6 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -110,7 +112,7 @@ pub(crate) async fn guard(task: impl Future<Output = ()>, failed: CancellationTo
 /// The timer loop: fires due jobs until the scheduler is stopped.
 pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
     let clock = shared.options.clock;
-    let resolution = (shared.options.timer_resolution.as_millis() as Millis).max(1);
+    let fixed = shared.options.timer_resolution;
     loop {
         let now = clock.now();
         let next = loop {
@@ -136,11 +138,14 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
                         None => {}
                     }
                 }
-                (more, state.next_wake())
+                let resolution = fixed.unwrap_or_else(|| {
+                    state
+                        .shortest_interval()
+                        .map_or(Duration::from_millis(1), super::auto_timer_resolution)
+                });
+                (more, (state.next_wake(), resolution))
             };
-            for start in starts {
-                spawn_run(&shared, start);
-            }
+            start_runs(&shared, starts);
             for r in skipped {
                 shared.report(r);
             }
@@ -150,6 +155,8 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             // Let this thread run some of the spawned runs too.
             tokio::task::yield_now().await;
         };
+        let (next, resolution) = next;
+        let resolution = (resolution.as_millis() as Millis).max(1);
         let mut deadline = next.map(|at| clock.instant_of(round_up(at, resolution)));
         if clock.is_system() {
             let cap = Instant::now() + MAX_SYSTEM_SLEEP;
@@ -204,7 +211,7 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
         drop(run);
         return Some(Fired::Start(Start {
             run: e.run.clone(),
-            timeout: run_timeout(&shared.options, &e.spec),
+            timeout: run_timeout(&shared.options, e.smallest),
             spec: e.spec.clone(),
             tick: due.tick,
             missed: due.missed,
@@ -234,35 +241,94 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
     }))
 }
 
-/// A run's timeout: the configured one, or the job's smallest interval.
-fn run_timeout<P>(options: &SchedulerOptions, spec: &JobSpec<P>) -> Duration {
+/// A run's timeout: the configured one, or the job's smallest interval (in
+/// seconds).
+fn run_timeout(options: &SchedulerOptions, smallest: u32) -> Duration {
     options
         .run_timeout
-        .unwrap_or_else(|| Duration::from_secs(u64::from(spec.intervals.smallest())))
+        .unwrap_or_else(|| Duration::from_secs(u64::from(smallest)))
 }
 
 fn lateness(tick: &Tick, now: Millis) -> Duration {
     Duration::from_millis((now - system_to_millis(tick.at)).max(0) as u64)
 }
 
-/// Spawns the task of a run; its job is already marked running.
-fn spawn_run<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>) {
+/// The most runs whose first poll one starter task makes.
+const RUN_BATCH: usize = 64;
+
+/// A run that is counted and owns its job, waiting for its first poll.
+struct Ready<P: Send + Sync + 'static> {
+    job: RunningJob<P>,
+    spec: Arc<JobSpec<P>>,
+    tick: Tick,
+    missed: u64,
+    timeout: Duration,
+}
+
+/// Counts a run as in flight, so that shutdown waits for it from now on.
+fn prepare<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>) -> Ready<P> {
     shared.running.fetch_add(1, Ordering::AcqRel);
-    let number = shared.runs.fetch_add(1, Ordering::Relaxed);
-    let job = RunningJob {
-        shared: shared.clone(),
-        run: start.run.clone(),
-        number,
-        done: false,
-    };
-    let task = tokio::spawn(run_task(
-        job,
-        start.spec,
-        start.tick,
-        start.missed,
-        start.timeout,
+    Ready {
+        job: RunningJob {
+            shared: shared.clone(),
+            run: start.run,
+            number: shared.runs.fetch_add(1, Ordering::Relaxed),
+            done: false,
+        },
+        spec: start.spec,
+        tick: start.tick,
+        missed: start.missed,
+        timeout: start.timeout,
+    }
+}
+
+/// Starts runs whose jobs are already marked running.
+///
+/// One starter task per [`RUN_BATCH`] runs makes each run's first poll, so
+/// that a burst of runs costs a few task spawns instead of one each, and the
+/// starters spread over the runtime's workers. A run that does not finish in
+/// its first poll (one that waits for I/O, a slot or a timer) goes on in its
+/// own task, so a slow run never holds up another.
+fn start_runs<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, starts: Vec<Start<P>>) {
+    let mut ready = starts.into_iter().map(|start| prepare(shared, start));
+    loop {
+        let batch: Vec<Ready<P>> = ready.by_ref().take(RUN_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let mut batch = batch.into_iter();
+        tokio::spawn(std::future::poll_fn(move |cx| {
+            for ready in batch.by_ref() {
+                begin(ready, cx);
+            }
+            Poll::Ready(())
+        }));
+    }
+}
+
+/// Makes a run's first poll, and spawns its task if it is not finished.
+fn begin<P: Send + Sync + 'static>(ready: Ready<P>, cx: &mut Context<'_>) {
+    let run = ready.job.run.clone();
+    let number = ready.job.number;
+    let mut task = Box::pin(run_task(
+        ready.job,
+        ready.spec,
+        ready.tick,
+        ready.missed,
+        ready.timeout,
     ));
-    let mut run = lock_run(&start.run);
+    // The first poll is not charged to the starter's cooperative budget, so
+    // that the last runs of a batch do not find it spent and yield at once.
+    if Pin::new(&mut tokio::task::unconstrained(task.as_mut()))
+        .poll(cx)
+        .is_ready()
+    {
+        return;
+    }
+    // The future re-registers its wakers with the new task when it is polled
+    // there; a wake meanwhile only wakes the starter, which is harmless.
+    let task = tokio::spawn(task);
+    let mut run = lock_run(&run);
     if run.running && run.task.as_ref().is_none_or(|(n, _)| *n < number) {
         run.task = Some((number, task.abort_handle()));
     }
@@ -277,23 +343,23 @@ async fn run_task<P: Send + Sync + 'static>(
     timeout: Duration,
 ) {
     let shared = job.shared.clone();
-    let permit = shared.permits.clone().acquire_owned().await;
+    let permit = shared.permits.acquire().await;
     let clock = shared.options.clock;
     let started_wall = clock.now();
     let started = Instant::now();
     let run = AssertUnwindSafe((shared.run)(tick.clone(), spec.clone())).catch_unwind();
-    let outcome = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(Ok(values))) => RunOutcome::Ok(values),
-        Ok(Ok(Err(e))) => {
+    let outcome = match within(started + timeout, run).await {
+        Some(Ok(Ok(values))) => RunOutcome::Ok(values),
+        Some(Ok(Err(e))) => {
             tracing::warn!(job = %spec.id, labels = ?spec.labels, error = %e, "job run failed");
             RunOutcome::Error(e.to_string())
         }
-        Ok(Err(panic)) => {
+        Some(Err(panic)) => {
             let message = panic_message(&*panic);
             tracing::error!(job = %spec.id, labels = ?spec.labels, panic = %message, "job run panicked");
             RunOutcome::Panicked(message)
         }
-        Err(_) => {
+        None => {
             tracing::warn!(
                 job = %spec.id,
                 labels = ?spec.labels,
@@ -316,6 +382,17 @@ async fn run_task<P: Send + Sync + 'static>(
         outcome,
     });
     job.finish(Some((started_wall, duration, last_error)));
+}
+
+/// `run` until `deadline`, or `None` if it is not done by then. The timer is
+/// only set if the first poll does not finish the run.
+async fn within<F: Future>(deadline: Instant, run: F) -> Option<F::Output> {
+    let mut run = std::pin::pin!(run);
+    let first = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout_at(deadline, run).await.ok(),
+    }
 }
 
 /// A run in flight. Frees its job when finished, or when dropped (aborted).
@@ -352,12 +429,12 @@ impl<P: Send + Sync + 'static> RunningJob<P> {
         if let Some(q) = next {
             let start = Start {
                 run: self.run.clone(),
-                timeout: run_timeout(&self.shared.options, &q.spec),
+                timeout: run_timeout(&self.shared.options, q.spec.intervals.smallest()),
                 spec: q.spec,
                 tick: q.tick,
                 missed: q.missed,
             };
-            spawn_run(&self.shared, start);
+            start_runs(&self.shared, vec![start]);
         }
         if self.shared.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.shared.idle.notify_one();

@@ -125,14 +125,7 @@ pub(crate) fn coalesce(
 ) -> Coalesced {
     let now = now.max(due_at);
     if intervals.len() == 1 {
-        // The common case, without allocating: one interval, always affecting.
-        let i = ms(intervals.smallest());
-        let at = latest_at_or_before(start, i, now);
-        return Coalesced {
-            at,
-            affecting: intervals.clone(),
-            missed: ((at - due_at) / i) as u64,
-        };
+        return coalesce_one(start, ms(intervals.smallest()), intervals, due_at, now);
     }
     let mut at = Millis::MIN;
     let mut due = Vec::with_capacity(intervals.len());
@@ -155,6 +148,23 @@ pub(crate) fn coalesce(
         at,
         affecting: affecting(intervals, due),
         missed,
+    }
+}
+
+/// [`coalesce`] for a job with the one interval `interval_ms` (the common
+/// case, without allocating: its interval always affects its runs).
+pub(crate) fn coalesce_one(
+    start: Millis,
+    interval_ms: Millis,
+    intervals: &Intervals,
+    due_at: Millis,
+    now: Millis,
+) -> Coalesced {
+    let at = latest_at_or_before(start, interval_ms, now.max(due_at));
+    Coalesced {
+        at,
+        affecting: intervals.clone(),
+        missed: ((at - due_at) / interval_ms) as u64,
     }
 }
 

@@ -334,6 +334,26 @@ async fn status_shows_schedule_and_last_run() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_automatic_resolution_follows_the_shortest_interval() {
+    let h = Harness::new(SchedulerOptions::default());
+    // Every job runs at most once a minute: a 4 ms grid.
+    h.handle.sync(vec![aligned(&[60], at(3), work("m"))]).await;
+    sleep_ms(61_000).await;
+    assert_eq!(h.runs(), vec![("m", 3, 1), ("m", 60_003, 1)]);
+    // A job every second joins: 1 ms, and both fire on time.
+    h.handle
+        .sync(vec![
+            aligned(&[60], at(3), work("m")),
+            aligned(&[1], at(5), work("s")),
+        ])
+        .await;
+    sleep_ms(60_000).await;
+    let runs = h.runs();
+    assert!(runs.contains(&("m", 120_003, 0)), "{runs:?}");
+    assert!(runs.contains(&("s", 120_005, 0)), "{runs:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_coarser_timer_resolution_fires_on_its_grid() {
     let h =
         Harness::new(SchedulerOptions::default().with_timer_resolution(Duration::from_millis(10)));
