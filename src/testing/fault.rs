@@ -35,8 +35,9 @@ pub enum FaultKind {
     /// Follows tokio's clock (so it works with a paused test clock), which
     /// rounds short sleeps up to the next millisecond and more.
     Delay(Duration),
-    /// Like [`Delay`](Self::Delay), but on the system clock with sub-millisecond
-    /// precision (a thread sleeps), for benchmarks that add network latency.
+    /// Like [`Delay`](Self::Delay), but on the system clock, never short and
+    /// at most about 0.1 ms long (one thread serves every delay), for
+    /// benchmarks that add network latency.
     Latency(Duration),
     /// Close the connection without answering.
     Drop,

@@ -60,6 +60,7 @@ mod batch;
 mod conn;
 mod fault;
 mod fixture;
+mod latency;
 mod model;
 pub mod prometheus;
 mod running;

@@ -59,8 +59,7 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
         tokio::time::sleep(verdict.delay).await;
     }
     if !verdict.latency.is_zero() {
-        let latency = verdict.latency;
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
+        super::latency::sleep_until(arrived.into_std() + verdict.latency).await;
     }
     let answer = |shared: &Shared| {
         let query = query_pairs(parts.uri.query());
