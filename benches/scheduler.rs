@@ -8,6 +8,7 @@
 //! cargo bench --bench scheduler -- baseline aligned --workers 1
 //! cargo bench --bench scheduler -- idle --resolution-ms 1    # a fixed timer resolution
 //! cargo bench --bench scheduler -- aligned --pending         # runs that outlive their first poll
+//! cargo bench --bench scheduler -- wake-baseline --idle-secs 20  # a bare task waking every 4 ms
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one, with one worker per core unless
@@ -370,6 +371,31 @@ async fn baseline(repeats: usize) {
     println!("  median max: {:.3} ms", median(maxes));
 }
 
+/// The floor for `idle`: one bare tokio task waking on the same grid as the
+/// scheduler does for 100,000 jobs at 60 s (every 4 ms), doing nothing else.
+async fn wake_baseline(secs: u64) {
+    println!("wake baseline: one task sleeping to the next 4 ms, {secs} s, no scheduler");
+    let cpu0 = cpu_seconds();
+    let switches0 = context_switches();
+    // On a runtime worker, as the scheduler's timer task.
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let mut next = started;
+        while next < started + Duration::from_secs(secs) {
+            next += Duration::from_millis(4);
+            tokio::time::sleep_until(next).await;
+        }
+    })
+    .await
+    .unwrap();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "  cpu {cpu:.2} s over {secs} s ({:.1} % of a core); context switches {:.0} per second",
+        100.0 * cpu / secs as f64,
+        (context_switches() - switches0) as f64 / secs as f64
+    );
+}
+
 async fn idle(secs: u64) {
     println!(
         "100,000 jobs at 60 s, spread, {secs} s window [rss <= 100 MB, cpu <= 2 % of a core, p99 <= 5 ms]"
@@ -504,8 +530,11 @@ async fn run(mut args: Vec<String>, repeats: usize, idle_secs: u64) {
             "sync" => sync(repeats.max(5)).await,
             "idle" => idle(idle_secs).await,
             "baseline" => baseline(repeats).await,
+            "wake-baseline" => wake_baseline(idle_secs).await,
             other => {
-                panic!("unknown scenario {other:?}; use spread, aligned, baseline, sync or idle")
+                panic!(
+                    "unknown scenario {other:?}; use spread, aligned, baseline, sync, idle or wake-baseline"
+                )
             }
         }
     }

@@ -132,7 +132,10 @@ mod tests {
         for (ms, took) in ends {
             assert!(took >= Duration::from_millis(ms), "{ms} ms took {took:?}");
             // Generous: a shared CI machine may stall.
-            assert!(took < Duration::from_millis(ms + 50), "{ms} ms took {took:?}");
+            assert!(
+                took < Duration::from_millis(ms + 50),
+                "{ms} ms took {took:?}"
+            );
         }
     }
 }
