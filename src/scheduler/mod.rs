@@ -1,10 +1,16 @@
-//! The scheduler: fires each job at its intervals and runs it on a tokio task.
+//! The scheduler: fires each job at its intervals and runs it on tokio.
 //!
-//! One timer loop owns a queue of next firings (a binary heap keyed by wall
-//! time), so an idle job costs a heap entry, not a task. When a firing is due
-//! the loop spawns one task for that run, with a timeout, under a global limit
-//! on concurrent runs. Every run's outcome is handed to a `report` callback,
+//! One timer loop owns a queue of next firings (an ordered set keyed by wall
+//! time), so an idle job costs a queue entry, not a task. When firings are
+//! due the loop hands them to a starter task, which makes each run's first
+//! poll; a run that is not finished by then goes on in a task of its own.
+//! Every run has a timeout and waits for a slot under a global limit on
+//! concurrent runs. Every run's outcome is handed to a `report` callback,
 //! which the runtime uses to forward values and update metrics.
+//!
+//! The timer sleeps to the next firing rounded up to its resolution
+//! ([`SchedulerOptions::timer_resolution`]), by default 1–4 ms depending on
+//! the shortest interval ([`auto_timer_resolution`]).
 //!
 //! The rules, in the order a firing meets them:
 //!
