@@ -8,7 +8,7 @@
 //! cargo bench --bench scheduler -- baseline aligned --workers 1
 //! cargo bench --bench scheduler -- idle --resolution-ms 1    # a fixed timer resolution
 //! cargo bench --bench scheduler -- aligned --pending         # runs that outlive their first poll
-//! cargo bench --bench scheduler -- wake-baseline --idle-secs 20  # a bare task waking every 4 ms
+//! cargo bench --bench scheduler -- wake-baseline --idle-secs 20 --step-ms 10  # a bare task waking every 10 ms
 //! ```
 //!
 //! The runtime is tokio's multi-threaded one, with one worker per core unless
@@ -77,8 +77,8 @@ struct Bench {
 /// a job that waits for I/O.
 static PENDING: AtomicBool = AtomicBool::new(false);
 
-/// A fixed timer resolution (`--resolution-ms`; 0, the default, for the
-/// automatic one), set once in `main`.
+/// The timer resolution (`--resolution-ms`; 0, the default, for the
+/// scheduler's default), set once in `main`.
 static RESOLUTION_MS: AtomicU64 = AtomicU64::new(0);
 
 fn start() -> Bench {
@@ -371,10 +371,11 @@ async fn baseline(repeats: usize) {
     println!("  median max: {:.3} ms", median(maxes));
 }
 
-/// The floor for `idle`: one bare tokio task waking on the same grid as the
-/// scheduler does for 100,000 jobs at 60 s (every 4 ms), doing nothing else.
-async fn wake_baseline(secs: u64) {
-    println!("wake baseline: one task sleeping to the next 4 ms, {secs} s, no scheduler");
+/// The floor for `idle`: one bare tokio task waking every `step_ms` (10, the
+/// phase step of jobs every minute, unless `--step-ms` says otherwise), doing
+/// nothing else.
+async fn wake_baseline(secs: u64, step_ms: u64) {
+    println!("wake baseline: one task sleeping to the next {step_ms} ms, {secs} s, no scheduler");
     let cpu0 = cpu_seconds();
     let switches0 = context_switches();
     // On a runtime worker, as the scheduler's timer task.
@@ -382,7 +383,7 @@ async fn wake_baseline(secs: u64) {
         let started = tokio::time::Instant::now();
         let mut next = started;
         while next < started + Duration::from_secs(secs) {
-            next += Duration::from_millis(4);
+            next += Duration::from_millis(step_ms);
             tokio::time::sleep_until(next).await;
         }
     })
@@ -507,6 +508,7 @@ fn main() {
     }
     let repeats = flag(&mut args, "--repeats", 3) as usize;
     let idle_secs = flag(&mut args, "--idle-secs", 65);
+    let step_ms = flag(&mut args, "--step-ms", 10);
     let workers = flag(&mut args, "--workers", 0) as usize;
     RESOLUTION_MS.store(flag(&mut args, "--resolution-ms", 0), Ordering::Relaxed);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -514,10 +516,10 @@ fn main() {
         runtime.worker_threads(workers);
     }
     let runtime = runtime.enable_all().build().unwrap();
-    runtime.block_on(run(args, repeats, idle_secs));
+    runtime.block_on(run(args, repeats, idle_secs, step_ms));
 }
 
-async fn run(mut args: Vec<String>, repeats: usize, idle_secs: u64) {
+async fn run(mut args: Vec<String>, repeats: usize, idle_secs: u64, step_ms: u64) {
     if args.is_empty() {
         args = ["spread", "aligned", "sync", "idle"]
             .map(String::from)
@@ -530,7 +532,7 @@ async fn run(mut args: Vec<String>, repeats: usize, idle_secs: u64) {
             "sync" => sync(repeats.max(5)).await,
             "idle" => idle(idle_secs).await,
             "baseline" => baseline(repeats).await,
-            "wake-baseline" => wake_baseline(idle_secs).await,
+            "wake-baseline" => wake_baseline(idle_secs, step_ms).await,
             other => {
                 panic!(
                     "unknown scenario {other:?}; use spread, aligned, baseline, sync, idle or wake-baseline"

@@ -171,7 +171,10 @@ impl fmt::Display for Intervals {
 pub enum Align {
     /// A phase derived deterministically from the job id, so that many jobs with
     /// the same interval are spread evenly across it. It is the same across
-    /// refreshes and restarts.
+    /// refreshes and restarts. It falls on a step of 1 ms for jobs every few
+    /// seconds and up to 10 ms for jobs every minute or less often (one
+    /// 6,000th of the smallest interval), so that their firings share the
+    /// timer's wakes.
     #[default]
     Spread,
     /// Firings at `start + k·interval` for every interval, as the Python

@@ -8,9 +8,9 @@
 //! concurrent runs. Every run's outcome is handed to a `report` callback,
 //! which the runtime uses to forward values and update metrics.
 //!
-//! The timer sleeps to the next firing rounded up to its resolution
-//! ([`SchedulerOptions::timer_resolution`]), by default 1–4 ms depending on
-//! the shortest interval ([`auto_timer_resolution`]).
+//! Spread jobs with long intervals have their phases on a step of up to
+//! 10 ms ([`Align::Spread`]), so that 100,000 jobs every minute fire on at
+//! most 100 instants a second, each on time, and the timer wakes that often.
 //!
 //! The rules, in the order a firing meets them:
 //!
@@ -120,35 +120,14 @@ pub struct SchedulerOptions {
     pub clock: Clock,
     /// How finely the timer loop wakes: it sleeps until the next firing
     /// rounded up to a multiple of this (wall clock), and fires everything
-    /// due by then. A coarser one trades lateness for fewer wakeups, which
-    /// are what costs CPU with very many jobs (see the benchmark).
-    ///
-    /// `None` (the default) picks it from the shortest interval among the
-    /// jobs with [`auto_timer_resolution`]: 1 ms (tokio's own resolution)
-    /// for jobs every few seconds, up to 4 ms when every job runs at most
-    /// once a minute.
-    pub timer_resolution: Option<Duration>,
+    /// due by then. Default [`DEFAULT_TIMER_RESOLUTION`] (1 ms, tokio's own
+    /// resolution). A coarser one trades lateness for fewer wakeups; spread
+    /// jobs with long intervals already share wakes (see [`Align::Spread`]).
+    pub timer_resolution: Duration,
 }
 
-/// The automatic [`SchedulerOptions::timer_resolution`] for jobs whose
-/// shortest interval is `shortest_secs`: one 15,000th of it (0.007 %), at
-/// least 1 ms and at most 4 ms.
-///
-/// A firing may be late by up to about the resolution, so a job every second
-/// gets 1 ms and a job every minute 4 ms, a lateness nobody can see in a
-/// minute's data, while the timer wakes 4 times less often.
-///
-/// ```
-/// use std::time::Duration;
-/// use grafolean_collector::scheduler::auto_timer_resolution;
-/// assert_eq!(auto_timer_resolution(1), Duration::from_millis(1));
-/// assert_eq!(auto_timer_resolution(30), Duration::from_millis(2));
-/// assert_eq!(auto_timer_resolution(60), Duration::from_millis(4));
-/// assert_eq!(auto_timer_resolution(3600), Duration::from_millis(4));
-/// ```
-pub fn auto_timer_resolution(shortest_secs: u32) -> Duration {
-    Duration::from_millis((u64::from(shortest_secs) / 15).clamp(1, 4))
-}
+/// The default [`SchedulerOptions::timer_resolution`]: 1 ms.
+pub const DEFAULT_TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
@@ -157,7 +136,7 @@ impl Default for SchedulerOptions {
             overlap: OverlapPolicy::default(),
             run_timeout: None,
             clock: Clock::system(),
-            timer_resolution: None,
+            timer_resolution: DEFAULT_TIMER_RESOLUTION,
         }
     }
 }
@@ -184,11 +163,11 @@ impl SchedulerOptions {
         self
     }
 
-    /// Sets a fixed [`SchedulerOptions::timer_resolution`] (rounded to whole
+    /// Sets [`SchedulerOptions::timer_resolution`] (rounded to whole
     /// milliseconds, at least 1).
     #[must_use]
     pub fn with_timer_resolution(mut self, resolution: Duration) -> Self {
-        self.timer_resolution = Some(resolution);
+        self.timer_resolution = resolution;
         self
     }
 

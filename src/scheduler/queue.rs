@@ -165,9 +165,6 @@ pub(crate) struct State<P> {
     index: IdMap,
     queue: BTreeSet<(Millis, u32)>,
     syncs: u64,
-    /// The shortest interval among the jobs, in seconds (for the automatic
-    /// timer resolution).
-    shortest: Option<u32>,
     /// Removed jobs that had a run going, so that shutdown can still abort it.
     pub orphans: Vec<Arc<Mutex<RunState<P>>>>,
     /// The wall time at the previous wake, to notice the clock stepping back.
@@ -182,7 +179,6 @@ impl<P> State<P> {
             index: IdMap::default(),
             queue: BTreeSet::new(),
             syncs: 0,
-            shortest: None,
             orphans: Vec::new(),
             last_now: Millis::MIN,
         }
@@ -197,11 +193,6 @@ impl<P> State<P> {
     }
 
     /// The earliest queued firing.
-    /// The shortest interval among the jobs, in seconds, as of the last sync.
-    pub fn shortest_interval(&self) -> Option<u32> {
-        self.shortest
-    }
-
     pub fn next_wake(&self) -> Option<Millis> {
         self.queue.first().map(|(at, _)| *at)
     }
@@ -333,11 +324,8 @@ impl<P> State<P> {
                 self.schedule_from(slot, now);
             }
         }
-        let mut shortest = None::<u32>;
         for slot in 0..self.slots.len() {
-            if let Some(e) = self.slots[slot].as_ref().filter(|e| e.seen == sync) {
-                shortest = Some(shortest.map_or(e.smallest, |s| s.min(e.smallest)));
-            } else if self.slots[slot].is_some() {
+            if self.slots[slot].as_ref().is_some_and(|e| e.seen != sync) {
                 let e = self.slots[slot].take().expect("checked above");
                 self.index.remove(&e.spec.id);
                 self.queue.remove(&(e.next_at, slot as u32));
@@ -354,7 +342,6 @@ impl<P> State<P> {
             }
         }
         self.orphans.retain(|run| lock_run(run).running);
-        self.shortest = shortest;
         summary
     }
 

@@ -112,7 +112,7 @@ pub(crate) async fn guard(task: impl Future<Output = ()>, failed: CancellationTo
 /// The timer loop: fires due jobs until the scheduler is stopped.
 pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
     let clock = shared.options.clock;
-    let fixed = shared.options.timer_resolution;
+    let resolution = (shared.options.timer_resolution.as_millis() as Millis).max(1);
     loop {
         let now = clock.now();
         let next = loop {
@@ -138,12 +138,7 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
                         None => {}
                     }
                 }
-                let resolution = fixed.unwrap_or_else(|| {
-                    state
-                        .shortest_interval()
-                        .map_or(Duration::from_millis(1), super::auto_timer_resolution)
-                });
-                (more, (state.next_wake(), resolution))
+                (more, state.next_wake())
             };
             start_runs(&shared, starts);
             for r in skipped {
@@ -155,8 +150,6 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             // Let this thread run some of the spawned runs too.
             tokio::task::yield_now().await;
         };
-        let (next, resolution) = next;
-        let resolution = (resolution.as_millis() as Millis).max(1);
         let mut deadline = next.map(|at| clock.instant_of(round_up(at, resolution)));
         if clock.is_system() {
             let cap = Instant::now() + MAX_SYSTEM_SLEEP;

@@ -45,11 +45,27 @@ pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
 /// which keeps the phases deterministic but only nearly uniform.
 const MAX_PHASE_PERIOD_MS: u128 = 1 << 48;
 
+/// The step of a spread phase, in ms, for a job whose smallest interval is
+/// `smallest_secs`: one 6,000th of it (0.017 %), rounded down to 1, 2, 4, 5,
+/// 8 or 10 ms, which divide every whole second.
+///
+/// Phases on a step let the firings of many jobs share the timer's wakes, as
+/// the kernel's `round_jiffies` does: 100,000 jobs every minute fire on at
+/// most 100 instants a second instead of 1,000, each on time. A job every
+/// second or few keeps a 1 ms step.
+pub(crate) fn phase_step(smallest_secs: u32) -> Millis {
+    let limit = Millis::from(smallest_secs) * 1000 / 6000;
+    [10, 8, 5, 4, 2]
+        .into_iter()
+        .find(|&step| step <= limit)
+        .unwrap_or(1)
+}
+
 /// The start (ms since epoch) that a job's firings are aligned to.
 ///
 /// For [`Align::Spread`] it is a phase in `[0, lcm(intervals)·1000)` ms taken
-/// from the id's [`stable_hash`]; all intervals of the job share it, so they
-/// coincide on its multiples.
+/// from the id's [`stable_hash`], on a multiple of the job's [`phase_step`];
+/// all intervals of the job share it, so they coincide on its multiples.
 pub(crate) fn job_start(id: &JobId, intervals: &Intervals, align: Align) -> Millis {
     match align {
         Align::Start(t) => system_to_millis(t),
@@ -60,7 +76,9 @@ pub(crate) fn job_start(id: &JobId, intervals: &Intervals, align: Align) -> Mill
                 lcm = (lcm / gcd(lcm, i)).saturating_mul(i);
             }
             let period = lcm.saturating_mul(1000).min(MAX_PHASE_PERIOD_MS);
-            (u128::from(stable_hash(id.as_str().as_bytes())) % period) as Millis
+            let step = phase_step(intervals.smallest()) as u128;
+            let slots = period / step;
+            (u128::from(stable_hash(id.as_str().as_bytes())) % slots * step) as Millis
         }
     }
 }

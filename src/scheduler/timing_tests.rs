@@ -149,6 +149,33 @@ fn spread_phases_are_uniform_over_the_interval() {
 }
 
 #[test]
+fn phase_steps_grow_with_the_interval_and_divide_a_second() {
+    let steps: Vec<Millis> = [1, 5, 9, 10, 20, 30, 45, 48, 59, 60, 3600]
+        .into_iter()
+        .map(phase_step)
+        .collect();
+    assert_eq!(steps, [1, 1, 1, 1, 2, 5, 5, 8, 8, 10, 10]);
+    for step in steps {
+        assert_eq!(1000 % step, 0);
+    }
+    // Spread phases fall on the step, and still cover the whole interval.
+    let minute = iv(&[60]);
+    let mut buckets = [0u32; 6];
+    for n in 0..6_000 {
+        let start = job_start(&JobId::new(format!("job-{n}")), &minute, Align::Spread);
+        assert_eq!(start % 10, 0);
+        buckets[(start / 10_000) as usize] += 1;
+    }
+    assert!(
+        buckets.iter().all(|&b| (850..=1150).contains(&b)),
+        "{buckets:?}"
+    );
+    // A job with a short interval among long ones keeps the short one's step.
+    let start = job_start(&JobId::new("x"), &iv(&[1, 60]), Align::Spread);
+    assert!((0..60_000).contains(&start));
+}
+
+#[test]
 fn start_alignment_uses_the_given_time() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     assert_eq!(
