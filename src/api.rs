@@ -299,11 +299,12 @@ impl ClientBuilder {
     /// Builds the client. Does no network I/O.
     pub fn build(self) -> Result<Client, ApiError> {
         let backend = self.backend.trim().trim_end_matches('/').to_string();
-        let valid = (backend.starts_with("http://") || backend.starts_with("https://"))
-            && reqwest::Url::parse(&backend).is_ok();
-        if !valid {
+        let base = reqwest::Url::parse(&backend)
+            .ok()
+            .filter(|_| backend.starts_with("http://") || backend.starts_with("https://"));
+        let Some(base) = base else {
             return Err(ApiError::InvalidUrl(backend));
-        }
+        };
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(5)))
@@ -314,6 +315,7 @@ impl ClientBuilder {
         Ok(Client {
             http,
             backend,
+            base,
             token: self.token,
             timeout: self.timeout,
         })
@@ -326,6 +328,9 @@ impl ClientBuilder {
 pub struct Client {
     http: reqwest::Client,
     backend: String,
+    /// `backend`, parsed once: every request's URL is built from it without
+    /// parsing (and IDNA-processing) a string again.
+    base: reqwest::Url,
     token: BotToken,
     timeout: Duration,
 }
@@ -456,12 +461,16 @@ impl Client {
         self.send(reqwest::Method::PUT, account, values).await
     }
 
-    fn url(&self, resource: &str, auth: bool) -> String {
+    fn url(&self, resource: &str, auth: bool) -> reqwest::Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs have a path")
+            .pop_if_empty()
+            .extend(resource.split('/'));
         if auth {
-            format!("{}/{resource}?b={}", self.backend, self.token.expose())
-        } else {
-            format!("{}/{resource}", self.backend)
+            url.query_pairs_mut().append_pair("b", self.token.expose());
         }
+        url
     }
 
     async fn get<T: DeserializeOwned>(&self, resource: &str, auth: bool) -> Result<T, ApiError> {
