@@ -364,3 +364,10 @@ async fn paused_clock_delays_and_outages() {
     assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
     assert!(wall.elapsed() < Duration::from_secs(5), "no real waiting");
 }
+
+#[test]
+fn random_ids_never_repeat() {
+    let ids: std::collections::HashSet<u64> = (0..200_000).map(|_| super::random_id()).collect();
+    assert_eq!(ids.len(), 200_000);
+    assert!(ids.iter().all(|&id| id > 0 && id < 1 << 31));
+}
