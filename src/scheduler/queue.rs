@@ -110,6 +110,13 @@ impl<P> Default for Garbage<P> {
     }
 }
 
+impl<P> Garbage<P> {
+    /// Makes room for the unchanged specs of a sync of `specs` jobs.
+    pub fn reserve(&mut self, specs: usize) {
+        self.specs.reserve(specs);
+    }
+}
+
 impl<P: Send + Sync + 'static> Garbage<P> {
     /// Frees it: inline when small, else on tokio's blocking pool so that
     /// neither the caller nor the timer loop waits for it.
@@ -258,6 +265,7 @@ impl<P> State<P> {
     /// What the sync drops (unchanged specs, replaced specs, removed jobs) is
     /// put in `garbage` instead, so that the caller can free it after
     /// releasing the lock: at 100,000 jobs, freeing is most of a sync's cost.
+    #[cfg(test)]
     pub fn sync(
         &mut self,
         specs: Vec<JobSpec<P>>,
@@ -267,10 +275,33 @@ impl<P> State<P> {
     where
         P: PartialEq,
     {
-        garbage.specs.reserve(specs.len());
-        self.syncs += 1;
-        let sync = self.syncs;
+        let sync = self.begin_sync();
         let mut summary = SyncSummary::default();
+        self.sync_some(specs, sync, now, garbage, &mut summary);
+        self.end_sync(sync, garbage, &mut summary);
+        summary
+    }
+
+    /// Starts a sync in parts: [`sync_some`](Self::sync_some) for each batch
+    /// of specs, then [`end_sync`](Self::end_sync). The lock may be released
+    /// between the parts (so that due jobs fire meanwhile), but two syncs
+    /// must not interleave.
+    pub fn begin_sync(&mut self) -> u64 {
+        self.syncs += 1;
+        self.syncs
+    }
+
+    /// Adds, changes or keeps the jobs of `specs` (part of sync `sync`).
+    pub fn sync_some(
+        &mut self,
+        specs: impl IntoIterator<Item = JobSpec<P>>,
+        sync: u64,
+        now: Millis,
+        garbage: &mut Garbage<P>,
+        summary: &mut SyncSummary,
+    ) where
+        P: PartialEq,
+    {
         for spec in specs {
             if let Some(&slot) = self.index.get(&spec.id) {
                 let e = self.slots[slot as usize]
@@ -324,6 +355,10 @@ impl<P> State<P> {
                 self.schedule_from(slot, now);
             }
         }
+    }
+
+    /// Ends sync `sync`: removes every job it did not see.
+    pub fn end_sync(&mut self, sync: u64, garbage: &mut Garbage<P>, summary: &mut SyncSummary) {
         for slot in 0..self.slots.len() {
             if self.slots[slot].as_ref().is_some_and(|e| e.seen != sync) {
                 let e = self.slots[slot].take().expect("checked above");
@@ -342,7 +377,6 @@ impl<P> State<P> {
             }
         }
         self.orphans.retain(|run| lock_run(run).running);
-        summary
     }
 
     /// The tasks of every run going now, including runs of removed jobs.

@@ -64,6 +64,8 @@ pub(crate) struct Shared<P> {
     /// Numbers the runs.
     pub runs: AtomicU64,
     pub timer: Mutex<Option<JoinHandle<()>>>,
+    /// Held for the whole of a sync, so that syncs do not interleave.
+    pub syncing: tokio::sync::Mutex<()>,
     /// Cancelled if the timer loop died of a panic: nothing fires any more.
     pub failed: CancellationToken,
 }

@@ -360,3 +360,44 @@ async fn a_coarser_timer_resolution_fires_on_its_grid() {
         vec![("g", 3, 7), ("g", 1_003, 7), ("g", 2_003, 7)]
     );
 }
+
+fn minute_job(id: String, secs: u32) -> JobSpec<Work> {
+    JobSpec::new(id, Intervals::one(secs).unwrap(), work("batch"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sync_of_several_batches_adds_changes_and_removes_exactly() {
+    let h = Harness::new(SchedulerOptions::default());
+    let n = SYNC_BATCH * 2 + 10;
+    let first: Vec<_> = (0..n).map(|i| minute_job(format!("j{i}"), 60)).collect();
+    assert_eq!(h.handle.sync(first).await.added, n);
+    // Drop the first 5, change every third, and repeat an id of the first
+    // batch in the last one.
+    let mut second: Vec<_> = (5..n)
+        .map(|i| minute_job(format!("j{i}"), if i % 3 == 0 { 30 } else { 60 }))
+        .collect();
+    second.push(minute_job("j7".into(), 10));
+    let changed = (5..n).filter(|i| i % 3 == 0).count();
+    let s = h.handle.sync(second).await;
+    assert_eq!(
+        (s.added, s.changed, s.removed, s.duplicates, s.unchanged),
+        (0, changed, 5, 1, n - 5 - changed)
+    );
+    assert_eq!(h.handle.job_count(), n - 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_syncs_run_one_after_the_other() {
+    let h = Harness::new(SchedulerOptions::default());
+    let n = SYNC_BATCH * 3;
+    let a: Vec<_> = (0..n).map(|i| minute_job(format!("a{i}"), 60)).collect();
+    let b: Vec<_> = (0..n).map(|i| minute_job(format!("b{i}"), 60)).collect();
+    let (sa, sb) = tokio::join!(h.handle.sync(a), h.handle.sync(b));
+    // Whichever ran second removed every job of the first.
+    assert_eq!((sa.added, sb.added), (n, n));
+    assert_eq!(sa.removed + sb.removed, n);
+    let status = h.handle.status();
+    assert_eq!(status.len(), n);
+    let first = status[0].id.as_str().as_bytes()[0];
+    assert!(status.iter().all(|j| j.id.as_str().as_bytes()[0] == first));
+}
