@@ -454,12 +454,19 @@ async fn resync() {
     tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
     let mut took = Vec::new();
     for r in 0..6u32 {
-        let mut next = specs(100_000, 60, Align::Spread);
-        for (i, spec) in next.iter_mut().enumerate() {
-            if i % 10 == r as usize % 10 {
-                spec.params += 1_000_000 * (r + 1);
-            }
-        }
+        // A changed label changes the spec; the params stay the job's index,
+        // which the recorder counts runs by.
+        let next: Vec<_> = specs(100_000, 60, Align::Spread)
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                if i % 10 == r as usize % 10 {
+                    spec.with_label("revision", r.to_string())
+                } else {
+                    spec
+                }
+            })
+            .collect();
         let t = Instant::now();
         b.handle.sync(next).await;
         took.push(format!("{:.0}", t.elapsed().as_secs_f64() * 1e3));

@@ -385,14 +385,18 @@ impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
         let sync = self.shared.lock().begin_sync();
         let mut specs = specs.into_iter();
         while specs.len() > 0 {
-            {
+            let taken = {
                 let mut state = self.shared.lock();
                 let now = self.shared.options.clock.now();
                 let batch = specs.by_ref().take(SYNC_BATCH);
                 state.sync_some(batch, sync, now, &mut garbage, &mut summary);
-            }
-            // Between batches the timer loop fires what is due, and sees the
-            // new firings of the jobs synced so far.
+                // Fire what fell due meanwhile here: the timer loop would
+                // have to win the lock from this loop first.
+                let now = self.shared.options.clock.now();
+                runner::take_due(&self.shared, &mut state, now)
+            };
+            taken.act(&self.shared);
+            // The timer loop re-reads the next firing, which may be earlier now.
             self.shared.wake.notify_one();
             tokio::task::yield_now().await;
         }

@@ -118,9 +118,7 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
     loop {
         let now = clock.now();
         let next = loop {
-            let mut starts = Vec::new();
-            let mut skipped = Vec::new();
-            let (more, next) = {
+            let (taken, next) = {
                 let mut state = shared.lock();
                 if clock.is_system() && now < state.last_now.saturating_sub(CLOCK_STEP_BACK) {
                     let step = state.last_now - now;
@@ -131,21 +129,10 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
                     state.reschedule_all(now);
                 }
                 state.last_now = now;
-                let due = state.pop_due(now, BATCH);
-                let more = due.len() == BATCH;
-                for d in due {
-                    match fire(&shared, &mut state, d, now) {
-                        Some(Fired::Start(start)) => starts.push(start),
-                        Some(Fired::Skipped(report)) => skipped.push(report),
-                        None => {}
-                    }
-                }
-                (more, state.next_wake())
+                (take_due(&shared, &mut state, now), state.next_wake())
             };
-            start_runs(&shared, starts);
-            for r in skipped {
-                shared.report(r);
-            }
+            let more = taken.more;
+            taken.act(&shared);
             if !more {
                 break next;
             }
@@ -163,6 +150,48 @@ pub(crate) async fn timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>)
             () = shared.stop.cancelled() => break,
             () = shared.wake.notified() => {}
             () = sleep, if deadline.is_some() => {}
+        }
+    }
+}
+
+/// Due firings taken off the queue under the lock, to act on after it.
+pub(crate) struct Taken<P: Send + Sync + 'static> {
+    starts: Vec<Start<P>>,
+    skipped: Vec<RunReport>,
+    /// Whether more firings may be due (a full batch was taken).
+    more: bool,
+}
+
+/// Takes up to [`BATCH`] firings due at `now` off the queue and decides what
+/// each becomes (a run, or a skip under the overlap policy). The timer loop
+/// calls it, and so does a long sync between its batches.
+pub(crate) fn take_due<P: Send + Sync + 'static>(
+    shared: &Shared<P>,
+    state: &mut State<P>,
+    now: Millis,
+) -> Taken<P> {
+    let due = state.pop_due(now, BATCH);
+    let mut taken = Taken {
+        starts: Vec::new(),
+        skipped: Vec::new(),
+        more: due.len() == BATCH,
+    };
+    for d in due {
+        match fire(shared, state, d, now) {
+            Some(Fired::Start(start)) => taken.starts.push(start),
+            Some(Fired::Skipped(report)) => taken.skipped.push(report),
+            None => {}
+        }
+    }
+    taken
+}
+
+impl<P: Send + Sync + 'static> Taken<P> {
+    /// Starts the runs and reports the skips (with the lock released).
+    pub(crate) fn act(self, shared: &Arc<Shared<P>>) {
+        start_runs(shared, self.starts);
+        for r in self.skipped {
+            shared.report(r);
         }
     }
 }
