@@ -62,6 +62,7 @@
 
 mod clock;
 mod queue;
+mod run;
 mod runner;
 mod timing;
 
