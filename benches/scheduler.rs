@@ -271,59 +271,39 @@ async fn spread(repeats: usize) {
     println!(
         "10,000 jobs at 1 s, spread (8 s measured after 1 s of warm-up) [p99 <= 2 ms, none missed]"
     );
-    let (mut p50, mut p99, mut max) = (vec![], vec![], vec![]);
-    for r in 0..repeats {
-        let b = start();
-        b.handle.sync(specs(10_000, 1, Align::Spread)).await;
-        let from = whole_second_after(SystemTime::now(), 0);
-        tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
-        let cpu0 = cpu_seconds();
-        let steal0 = machine_jiffies();
-        tokio::time::sleep(Duration::from_millis(8_300)).await;
-        let cpu = cpu_seconds() - cpu0;
-        let w = window(&b, 10_000, micros(from), 1, 8);
-        print_window(
-            &format!("repeat {r}"),
-            &w,
-            &b,
-            cpu,
-            8.3,
-            steal_since(steal0),
-        );
-        p50.push(w.p50);
-        p99.push(w.p99);
-        max.push(w.max);
-        b.handle.shutdown(Duration::from_secs(1)).await;
-    }
-    println!(
-        "  median: p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
-        median(p50),
-        median(p99),
-        median(max)
-    );
+    repeat_windows(repeats, 8, |_| Align::Spread).await;
 }
 
 async fn aligned(repeats: usize) {
     println!(
         "10,000 jobs at 1 s, all aligned to the same second (5 firings) [every firing within 20 ms, none missed]"
     );
+    repeat_windows(repeats, 5, Align::Start).await;
+}
+
+/// `repeats` times: 10,000 jobs at 1 s with the alignment `align(from)`,
+/// measured over `secs` whole seconds from the second `from`; prints each
+/// repeat and the medians.
+async fn repeat_windows(repeats: usize, secs: i64, align: impl Fn(SystemTime) -> Align) {
     let (mut p50, mut p99, mut max) = (vec![], vec![], vec![]);
     for r in 0..repeats {
         let b = start();
+        // A second of warm-up (and of sync) before the window.
         let from = whole_second_after(SystemTime::now(), 1);
-        b.handle.sync(specs(10_000, 1, Align::Start(from))).await;
+        b.handle.sync(specs(10_000, 1, align(from))).await;
         tokio::time::sleep(from.duration_since(SystemTime::now()).unwrap()).await;
         let cpu0 = cpu_seconds();
         let steal0 = machine_jiffies();
-        tokio::time::sleep(Duration::from_millis(5_300)).await;
+        let measured = Duration::from_millis(secs as u64 * 1000 + 300);
+        tokio::time::sleep(measured).await;
         let cpu = cpu_seconds() - cpu0;
-        let w = window(&b, 10_000, micros(from), 1, 5);
+        let w = window(&b, 10_000, micros(from), 1, secs);
         print_window(
             &format!("repeat {r}"),
             &w,
             &b,
             cpu,
-            5.3,
+            measured.as_secs_f64(),
             steal_since(steal0),
         );
         p50.push(w.p50);
