@@ -60,7 +60,8 @@ fn prepare<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, start: Start<P>) -
 /// that a burst of runs costs a few task spawns instead of one each, and the
 /// starters spread over the runtime's workers. A run that does not finish in
 /// its first poll (one that waits for I/O, a slot or a timer) goes on in its
-/// own task, so a slow run never holds up another.
+/// own task, so a run that waits never holds up another. (A run that blocks
+/// its thread before its first await holds up the rest of its batch.)
 pub(super) fn start_runs<P: Send + Sync + 'static>(shared: &Arc<Shared<P>>, starts: Vec<Start<P>>) {
     let mut ready = starts.into_iter().map(|start| prepare(shared, start));
     loop {
