@@ -40,17 +40,22 @@ fn sender(fake: &FakeGrafolean, metrics: &Metrics, spool: Option<&std::path::Pat
 fn submit(sender: &Sender, total: usize, base: SystemTime) {
     let job = JobId::new("bench");
     for s in 0..total / PER_SUBMIT {
-        let values = (0..PER_SUBMIT)
-            .map(|i| Value::new(format!("bench.s{}.p{i}", s % 1000), i as f64))
-            .collect();
-        // Each run of 1,000 has its own time, so (path, t) never repeats.
-        sender.submit(
-            ACCOUNT_ID,
-            &job,
-            base + Duration::from_millis(s as u64),
-            values,
-        );
+        submit_run(sender, &job, s, base);
     }
+}
+
+/// Submits run `s`: 1,000 values at `base + s` ms, so that (path, t) never
+/// repeats.
+fn submit_run(sender: &Sender, job: &JobId, s: usize, base: SystemTime) {
+    let values = (0..PER_SUBMIT)
+        .map(|i| Value::new(format!("bench.s{}.p{i}", s % 1000), i as f64))
+        .collect();
+    sender.submit(
+        ACCOUNT_ID,
+        job,
+        base + Duration::from_millis(s as u64),
+        values,
+    );
 }
 
 async fn wait(what: impl Fn() -> u64, n: u64) {
@@ -86,15 +91,7 @@ async fn sustained(rate: u64, secs: u64) -> (f64, u64) {
     let base = SystemTime::now();
     for s in 0..n {
         interval.tick().await;
-        let values = (0..PER_SUBMIT)
-            .map(|i| Value::new(format!("bench.s{}.p{i}", s % 1000), i as f64))
-            .collect();
-        sender.submit(
-            ACCOUNT_ID,
-            &job,
-            base + Duration::from_millis(s as u64),
-            values,
-        );
+        submit_run(&sender, &job, s, base);
     }
     let last = Instant::now();
     wait(|| metrics.values_sent.get(), (n * PER_SUBMIT) as u64).await;

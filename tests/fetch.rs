@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use grafolean_collector::api::{ApiError, Client};
-use grafolean_collector::fetch::{FetchError, FetchOptions, fetch_job_configs};
+use grafolean_collector::fetch::{FetchError, FetchOptions, FetchReport, fetch_job_configs};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, DeviceBatch, ENTITY_ID, FakeGrafolean, Fault,
     SENSOR_ID,
@@ -67,12 +67,7 @@ async fn shared_credential_and_sensors_are_fetched_once() {
         assert!(e.sensors.iter().all(|s| s.interval == Some(60)));
     }
     // The list order is kept.
-    let got: Vec<u64> = report
-        .configs
-        .entities
-        .iter()
-        .map(|e| e.entity_id)
-        .collect();
+    let got = entity_ids(&report);
     let mut sorted = got.clone();
     sorted.sort();
     assert_eq!(got, sorted);
@@ -106,12 +101,7 @@ async fn an_entity_deleted_mid_refresh_is_skipped_alone() {
     let options = FetchOptions::default();
     let (report, ()) = tokio::join!(fetch_job_configs(&client, "ping", &options), deleter);
     let report = report.unwrap();
-    let got: Vec<u64> = report
-        .configs
-        .entities
-        .iter()
-        .map(|e| e.entity_id)
-        .collect();
+    let got = entity_ids(&report);
     assert_eq!(
         got.len(),
         20,
@@ -228,12 +218,7 @@ async fn a_malformed_entity_is_skipped_alone() {
     let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
         .await
         .unwrap();
-    let got: Vec<u64> = report
-        .configs
-        .entities
-        .iter()
-        .map(|e| e.entity_id)
-        .collect();
+    let got = entity_ids(&report);
     assert_eq!(
         got.len(),
         9,
@@ -253,4 +238,14 @@ async fn a_malformed_entity_is_skipped_alone() {
         "{:?}",
         report.skipped
     );
+}
+
+/// The entity ids of a fetch's configs, in order.
+fn entity_ids(report: &FetchReport) -> Vec<u64> {
+    report
+        .configs
+        .entities
+        .iter()
+        .map(|e| e.entity_id)
+        .collect()
 }
