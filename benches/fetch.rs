@@ -19,10 +19,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use grafolean_collector::api::BotToken;
 use grafolean_collector::api::Client;
-use grafolean_collector::fetch::{DEFAULT_MAX_IN_FLIGHT, FetchOptions, fetch_job_configs};
-use grafolean_collector::testing::{Account, DeviceBatch, FakeGrafolean, Fault};
-use grafolean_collector::token::BotToken;
+use grafolean_collector::fetch::{FetchOptions, fetch_job_configs};
+use grafolean_collector::testing::{DeviceBatch, FakeAccount, FakeGrafolean, Fault};
 
 const ENTITIES: usize = 1000;
 const SENSORS: usize = 5;
@@ -135,7 +135,7 @@ impl Drop for Backend {
 async fn fake_backend(shared: bool, latency_ms: u64) -> (FakeGrafolean, String) {
     let fake = FakeGrafolean::start().await;
     let account = 42;
-    fake.put_account(Account::new("bench").with_id(account));
+    fake.put_account(FakeAccount::new("bench").with_id(account));
     let bot = fake.add_account_bot(account, "ping");
     let mut batch = DeviceBatch::new(account, "ping", ENTITIES)
         .with_bot(bot.id)
@@ -184,7 +184,7 @@ fn in_flight() -> usize {
     std::env::var("FETCH_IN_FLIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_MAX_IN_FLIGHT)
+        .unwrap_or(FetchOptions::default().max_in_flight)
 }
 
 /// Runs one case and prints its line; returns the time of one request alone.
@@ -195,9 +195,7 @@ async fn run_case(
     unloaded: Duration,
 ) -> Duration {
     let client = backend.client();
-    let options = FetchOptions {
-        max_in_flight: in_flight(),
-    };
+    let options = FetchOptions::default().with_max_in_flight(in_flight());
     let alone = sequential(&client).await;
     // The latency the fake really adds per request.
     let effective = if latency_ms == 0 {

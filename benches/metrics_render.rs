@@ -13,9 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use grafolean_collector::admin::AdminState;
-use grafolean_collector::exposition::{MappedPath, ValueStore, split_entity};
-use grafolean_collector::metrics::Metrics;
+use grafolean_collector::MappedPath;
+use grafolean_collector::Metrics;
+use grafolean_collector::testing::internals::{AdminState, ValueStore};
 use grafolean_collector::{JobId, Value};
 
 const JOBS: usize = 10_000;
@@ -24,7 +24,7 @@ const RUNS: usize = 11;
 
 /// The ping bot's mapping: 2 series per packet plus the success ratio.
 fn ping_mapper(path: &str) -> Option<MappedPath> {
-    let (entity, rest) = split_entity(path);
+    let (entity, rest) = MappedPath::split_entity(path);
     let mut parts = rest.split('.');
     let mapped = match (parts.next(), parts.next(), parts.next()) {
         (Some("ping"), Some("success"), None) => MappedPath::new("ping_success_ratio"),
@@ -46,9 +46,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let metrics = Metrics::new("bench");
-    for _ in 0..100 {
-        metrics.run("ok");
-    }
     let state = AdminState::builder(metrics)
         .with_values(ValueStore::new().with_mapper(ping_mapper))
         .build();

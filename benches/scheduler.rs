@@ -484,7 +484,7 @@ async fn sync(repeats: usize) {
         let ms = t.elapsed().as_secs_f64() * 1e3;
         println!("  10 % changed: {ms:.1} ms {s:?}");
         changed.push(ms);
-        let unchanged = b.handle.status().len();
+        let unchanged = b.handle.job_count();
         assert_eq!(unchanged, 100_000);
         let back = specs(100_000, 60, Align::Spread);
         let t = Instant::now();

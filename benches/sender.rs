@@ -13,11 +13,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use grafolean_collector::Metrics;
+use grafolean_collector::api::BotToken;
 use grafolean_collector::api::Client;
-use grafolean_collector::metrics::Metrics;
 use grafolean_collector::sender::Sender;
+use grafolean_collector::testing::metric_value;
 use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
-use grafolean_collector::token::BotToken;
 use grafolean_collector::{JobId, Value};
 
 const RUNS: usize = 3;
@@ -70,10 +71,17 @@ async fn throughput(total: usize) -> (f64, u64) {
     let sender = sender(&fake, &metrics, None);
     let start = Instant::now();
     submit(&sender, total, SystemTime::now());
-    wait(|| metrics.values_sent.get(), total as u64).await;
+    wait(
+        || metric_value(&metrics, "grafolean_bot_values_sent_total") as u64,
+        total as u64,
+    )
+    .await;
     let secs = start.elapsed().as_secs_f64();
     sender.shutdown(Duration::from_secs(5)).await;
-    (total as f64 / secs, metrics.values_replayed.get())
+    (
+        total as f64 / secs,
+        (metric_value(&metrics, "grafolean_bot_values_replayed_total") as u64),
+    )
 }
 
 /// Submits `rate` values/s (1,000 every 1000/rate s) for `secs`, and
@@ -94,10 +102,17 @@ async fn sustained(rate: u64, secs: u64) -> (f64, u64) {
         submit_run(&sender, &job, s, base);
     }
     let last = Instant::now();
-    wait(|| metrics.values_sent.get(), (n * PER_SUBMIT) as u64).await;
+    wait(
+        || metric_value(&metrics, "grafolean_bot_values_sent_total") as u64,
+        (n * PER_SUBMIT) as u64,
+    )
+    .await;
     let lag = last.elapsed().as_secs_f64();
     sender.shutdown(Duration::from_secs(5)).await;
-    (lag, metrics.values_replayed.get())
+    (
+        lag,
+        (metric_value(&metrics, "grafolean_bot_values_replayed_total") as u64),
+    )
 }
 
 async fn replay(total: usize, spool: bool) -> (f64, f64) {
@@ -109,11 +124,19 @@ async fn replay(total: usize, spool: bool) -> (f64, f64) {
     let sender = sender(&fake, &metrics, spool.then_some(dir.as_path()));
     let fill = Instant::now();
     submit(&sender, total, SystemTime::now());
-    wait(|| metrics.values_buffered.get() as u64, total as u64).await;
+    wait(
+        || metric_value(&metrics, "grafolean_bot_values_buffered") as u64,
+        total as u64,
+    )
+    .await;
     let fill = fill.elapsed().as_secs_f64();
     fake.remove_fault(fault);
     let start = Instant::now();
-    wait(|| metrics.values_replayed.get(), total as u64).await;
+    wait(
+        || metric_value(&metrics, "grafolean_bot_values_replayed_total") as u64,
+        total as u64,
+    )
+    .await;
     let secs = start.elapsed().as_secs_f64();
     sender.shutdown(Duration::from_secs(5)).await;
     assert_eq!(fake.values(ACCOUNT_ID).len(), total);

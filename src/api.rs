@@ -14,13 +14,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, trace};
 
-use crate::token::BotToken;
+pub use crate::token::{BotToken, TokenError};
 
 /// The default timeout of one request.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An error from the Grafolean API. Each variant says what to do about it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// 401: the token is wrong or was revoked.
     #[error(
@@ -267,7 +268,7 @@ struct List<T> {
 ///
 /// ```
 /// use grafolean_collector::api::Client;
-/// use grafolean_collector::token::BotToken;
+/// use grafolean_collector::api::BotToken;
 /// let client = Client::builder("http://127.0.0.1:8000/api", BotToken::new("t").unwrap())
 ///     .with_timeout(std::time::Duration::from_secs(5))
 ///     .build()

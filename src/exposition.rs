@@ -36,27 +36,6 @@
 //!
 //! A mapper must not produce names that the bot or the SDK already registers
 //! (`grafolean_bot_*`, `process_*`); such names fall back to the generic rule.
-//!
-//! ```
-//! use grafolean_collector::exposition::{MappedPath, ValueStore};
-//! use grafolean_collector::{JobId, Value};
-//!
-//! let store = ValueStore::new().with_mapper(|path| {
-//!     let (entity, rest) = grafolean_collector::exposition::split_entity(path);
-//!     (rest == "ping.success").then(|| {
-//!         MappedPath::new("ping_success_ratio").with_label("entity", entity.unwrap_or(""))
-//!     })
-//! });
-//! let labels = [("target".to_string(), "127.0.0.1".to_string())];
-//! store.update(&JobId::new("ping.1"), &labels, &[Value::new("entity.42.ping.success", 1.0)]);
-//! let mut text = String::new();
-//! store.render(&mut text);
-//! assert_eq!(
-//!     text,
-//!     "# TYPE ping_success_ratio gauge\n\
-//!      ping_success_ratio{entity=\"42\",target=\"127.0.0.1\"} 1.0\n"
-//! );
-//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Write as _};
@@ -65,6 +44,29 @@ use std::sync::{Arc, RwLock};
 use crate::{JobId, Value};
 
 /// What a path becomes on `/metrics`: a metric name, labels, and a scale.
+///
+/// Every value a bot returns is also exported on `/metrics` as a gauge. By
+/// default a path maps by the generic rule: a leading `entity.<id>.` becomes
+/// the label `entity="<id>"`, and the rest becomes `grafolean_value_<segments
+/// joined with _>`, so `entity.42.snmp.if-in.3` is
+/// `grafolean_value_snmp_if_in_3{entity="42"}`. A bot names its own series with
+/// [`Bot::with_path_mapper`](crate::Bot::with_path_mapper); the job's labels
+/// ([`JobSpec::with_label`](crate::JobSpec::with_label)) are added to either.
+/// Names are sanitised and label values escaped (and capped in length) by the
+/// SDK.
+///
+/// ```
+/// use grafolean_collector::MappedPath;
+///
+/// fn map(path: &str) -> Option<MappedPath> {
+///     let (entity, rest) = MappedPath::split_entity(path);
+///     (rest == "ping.success").then(|| {
+///         MappedPath::new("ping_success_ratio").with_label("entity", entity.unwrap_or(""))
+///     })
+/// }
+/// assert_eq!(map("entity.42.ping.success").unwrap().labels, [("entity".into(), "42".into())]);
+/// assert!(map("entity.42.ping.p0.ok").is_none());
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct MappedPath {
     /// The metric name. It is sanitised before use.
@@ -98,20 +100,25 @@ impl MappedPath {
         self.scale = scale;
         self
     }
+
+    /// Splits a leading `entity.<id>.` pair off a path, for a mapper.
+    ///
+    /// ```
+    /// use grafolean_collector::MappedPath;
+    /// assert_eq!(MappedPath::split_entity("entity.42.ping.success"), (Some("42"), "ping.success"));
+    /// assert_eq!(MappedPath::split_entity("ping.success"), (None, "ping.success"));
+    /// assert_eq!(MappedPath::split_entity("entity.42"), (None, "entity.42"));
+    /// ```
+    pub fn split_entity(path: &str) -> (Option<&str>, &str) {
+        split_entity(path)
+    }
 }
 
 /// A bot's own path → series rule. `None` means "use [`generic_mapping`]".
-pub type PathMapper = Arc<dyn Fn(&str) -> Option<MappedPath> + Send + Sync>;
+pub(crate) type PathMapper = Arc<dyn Fn(&str) -> Option<MappedPath> + Send + Sync>;
 
-/// Splits a leading `entity.<id>.` pair off a path.
-///
-/// ```
-/// use grafolean_collector::exposition::split_entity;
-/// assert_eq!(split_entity("entity.42.ping.success"), (Some("42"), "ping.success"));
-/// assert_eq!(split_entity("ping.success"), (None, "ping.success"));
-/// assert_eq!(split_entity("entity.42"), (None, "entity.42"));
-/// ```
-pub fn split_entity(path: &str) -> (Option<&str>, &str) {
+/// Splits a leading `entity.<id>.` pair off a path; see [`MappedPath::split_entity`].
+pub(crate) fn split_entity(path: &str) -> (Option<&str>, &str) {
     if let Some(rest) = path.strip_prefix("entity.") {
         if let Some((id, rest)) = rest.split_once('.') {
             if !id.is_empty() && !rest.is_empty() {
@@ -131,7 +138,7 @@ pub fn split_entity(path: &str) -> (Option<&str>, &str) {
 /// assert_eq!(m.labels, vec![("entity".to_string(), "42".to_string())]);
 /// assert_eq!(generic_mapping("my-bot.temp").name, "grafolean_value_my_bot_temp");
 /// ```
-pub fn generic_mapping(path: &str) -> MappedPath {
+pub(crate) fn generic_mapping(path: &str) -> MappedPath {
     let (entity, rest) = split_entity(path);
     let mut name = String::with_capacity(16 + rest.len());
     name.push_str("grafolean_value_");
@@ -152,7 +159,7 @@ pub fn generic_mapping(path: &str) -> MappedPath {
 /// assert_eq!(sanitize_metric_name("9lives"), "_9lives");
 /// assert_eq!(sanitize_metric_name(""), "_");
 /// ```
-pub fn sanitize_metric_name(name: &str) -> String {
+pub(crate) fn sanitize_metric_name(name: &str) -> String {
     sanitize(name, true)
 }
 
@@ -165,7 +172,7 @@ pub fn sanitize_metric_name(name: &str) -> String {
 /// assert_eq!(sanitize_label_name("if:name"), "if_name");
 /// assert_eq!(sanitize_label_name("__name__"), "_name__");
 /// ```
-pub fn sanitize_label_name(name: &str) -> String {
+pub(crate) fn sanitize_label_name(name: &str) -> String {
     let mut out = sanitize(name, false);
     while out.starts_with("__") {
         out.remove(0);
@@ -197,7 +204,7 @@ fn sanitize(name: &str, colon: bool) -> String {
 /// escape_label_value(&mut out, "a\"b\\c\nd");
 /// assert_eq!(out, r#"a\"b\\c\nd"#);
 /// ```
-pub fn escape_label_value(out: &mut String, value: &str) {
+pub(crate) fn escape_label_value(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -369,6 +376,7 @@ impl ValueStore {
     }
 
     /// Removes every series of `job`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn remove_job(&self, job: &JobId) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.remove_job(job);
@@ -395,6 +403,7 @@ impl ValueStore {
     }
 
     /// Whether there are no series.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -28,10 +28,11 @@ use crate::api::{ApiError, Client, Credential, Entity, EntityProtocol, Sensor};
 use crate::config::{EntityConfig, JobConfigs, SensorConfig};
 
 /// The default number of requests in flight during a refresh.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 /// Options of [`fetch_job_configs`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct FetchOptions {
     /// The most requests in flight at once.
     pub max_in_flight: usize,
@@ -45,8 +46,23 @@ impl Default for FetchOptions {
     }
 }
 
+impl FetchOptions {
+    /// Sets the most requests in flight at once (at least 1 is used).
+    ///
+    /// ```
+    /// use grafolean_collector::fetch::FetchOptions;
+    /// assert_eq!(FetchOptions::default().with_max_in_flight(8).max_in_flight, 8);
+    /// ```
+    #[must_use]
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+}
+
 /// Why a whole refresh failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FetchError {
     /// The bot's profile could not be read.
     #[error("could not read the bot's profile: {0}")]
@@ -67,6 +83,7 @@ pub enum FetchError {
 
 /// An entity that was left out of a refresh, and why.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Skipped {
     /// The account.
     pub account: u64,
@@ -78,6 +95,7 @@ pub struct Skipped {
 
 /// The result of a successful refresh.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct FetchReport {
     /// The configs of the entities that passed the filters.
     pub configs: JobConfigs,
@@ -104,7 +122,7 @@ pub struct FetchReport {
 /// assert!(applicable_protocol(&entity, "ping", 42).is_some());
 /// assert!(applicable_protocol(&entity, "snmp", 42).is_none());
 /// ```
-pub fn applicable_protocol<'a>(
+pub(crate) fn applicable_protocol<'a>(
     entity: &'a Entity,
     protocol: &str,
     user_id: u64,
@@ -127,7 +145,10 @@ pub fn applicable_protocol<'a>(
 /// assert_eq!(effective_interval(None, Some(10)), Some(10));
 /// assert_eq!(effective_interval(None, None), None);
 /// ```
-pub fn effective_interval(entity_override: Option<u32>, default: Option<u32>) -> Option<u32> {
+pub(crate) fn effective_interval(
+    entity_override: Option<u32>,
+    default: Option<u32>,
+) -> Option<u32> {
     entity_override.or(default).filter(|&i| i > 0)
 }
 

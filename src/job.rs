@@ -56,6 +56,7 @@ impl From<String> for JobId {
 
 /// Why a set of intervals was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IntervalError {
     /// An interval of 0 seconds was given.
     #[error("an interval of 0 seconds is not allowed; use a whole number of seconds >= 1")]
@@ -168,6 +169,7 @@ impl fmt::Display for Intervals {
 
 /// Where a job's firings fall within each interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Align {
     /// A phase derived deterministically from the job id, so that many jobs with
     /// the same interval are spread evenly across it. It is the same across

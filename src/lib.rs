@@ -15,26 +15,29 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod api;
-pub mod collector;
-pub mod config;
-pub mod exposition;
+mod collector;
+mod config;
+pub(crate) mod exposition;
 pub mod fetch;
-pub mod job;
-pub mod metrics;
-pub mod runtime;
+mod job;
+pub(crate) mod metrics;
+mod runtime;
 pub mod scheduler;
 pub mod sender;
-pub mod settings;
-pub mod standalone;
+mod settings;
+pub(crate) mod standalone;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod token;
-pub mod value;
+pub(crate) mod token;
+mod value;
 
 pub use collector::{BoxError, Collector};
 pub use config::{EntityConfig, JobConfigs, SensorConfig};
+pub use exposition::MappedPath;
 pub use job::{Align, IntervalError, Intervals, JobId, JobSpec, Tick};
-pub use runtime::Bot;
-pub use value::Value;
+pub use metrics::Metrics;
+pub use runtime::{Bot, RunError};
+pub use settings::{Settings, SettingsError};
+pub use value::{Value, ValueError};

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,48 +23,69 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The prefix of every SDK metric name.
-pub const PREFIX: &str = "grafolean_bot";
+pub(crate) const PREFIX: &str = "grafolean_bot";
 
-/// Labels of the runs counter: `outcome` is one of `ok`, `error`, `timeout`,
-/// `panic` or `skipped`.
+/// How a firing of a job ended: the `outcome` label of the runs counter. An
+/// enum, so that a typo cannot create a new series.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum Outcome {
+    ok,
+    error,
+    timeout,
+    panic,
+    skipped,
+}
+
+/// Labels of the runs counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// The outcome.
-    pub outcome: String,
+pub(crate) struct OutcomeLabels {
+    pub(crate) outcome: Outcome,
+}
+
+/// Why values were dropped: the `reason` label of the dropped-values counter.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum DropReason {
+    /// Rejected before sending: the path is not a valid Grafolean path.
+    invalid_path,
+    /// Rejected before sending: the value is not finite.
+    invalid_value,
+    /// An older value of the same path in the same batch.
+    duplicate,
+    /// The send buffer was full.
+    buffer_full,
+    /// A late value could not be replayed: PUT is forbidden.
+    put_forbidden,
+    /// The backend refused the value alone.
+    rejected,
+    /// 403 on POST.
+    forbidden,
+    /// Still unsent when the shutdown deadline passed.
+    shutdown,
 }
 
 /// Labels of the dropped-values counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    /// Why values were dropped: `invalid_path`, `invalid_value` (rejected
-    /// before sending), `duplicate` (an older value of the same path in the
-    /// same batch), `buffer_full`, `put_forbidden`, `rejected` (the backend
-    /// refused them alone), `forbidden` (403 on POST), `shutdown`.
-    pub reason: String,
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: DropReason,
 }
 
 /// Labels of the build-info gauge.
-///
-/// prometheus-client 0.23 does not escape label values: a bot that puts
-/// arbitrary text into its own label values must escape it first with
-/// [`escape_label_value`](crate::exposition::escape_label_value).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BuildLabels {
-    /// The SDK version.
-    pub version: String,
-    /// The bot's name.
-    pub bot: String,
+struct BuildLabels {
+    version: String,
+    bot: String,
 }
 
 /// The SDK's metric handles. Cheap to clone; all clones record into the same
 /// series.
 ///
 /// ```
-/// use grafolean_collector::metrics::Metrics;
+/// use grafolean_collector::Metrics;
 /// let metrics = Metrics::new("example");
-/// metrics.run("ok");
 /// let text = metrics.encode();
-/// assert!(text.contains("grafolean_bot_runs_total{outcome=\"ok\"} 1"));
+/// assert!(text.contains("grafolean_bot_build_info{version="));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -72,31 +93,31 @@ pub struct Metrics {
     bot: Arc<str>,
     hooks: Arc<ScrapeHooks>,
     /// Jobs currently scheduled.
-    pub jobs_scheduled: Gauge,
+    pub(crate) jobs_scheduled: Gauge,
     /// Runs by outcome.
-    pub runs: Family<OutcomeLabels, Counter>,
+    pub(crate) runs: Family<OutcomeLabels, Counter>,
     /// Run duration in seconds.
-    pub run_duration: Histogram,
+    pub(crate) run_duration: Histogram,
     /// Firing lateness (actual start minus intended time) in seconds.
-    pub lateness: Histogram,
+    pub(crate) lateness: Histogram,
     /// Config refresh duration in seconds.
-    pub refresh_duration: Histogram,
+    pub(crate) refresh_duration: Histogram,
     /// Failed config refreshes (the previous job set stayed scheduled).
-    pub refresh_errors: Counter,
+    pub(crate) refresh_errors: Counter,
     /// Entities skipped during a refresh because they could not be fetched or parsed.
-    pub entity_errors: Counter,
+    pub(crate) entity_errors: Counter,
     /// 1 when the last request to the backend got an HTTP answer that was not a 5xx.
-    pub backend_up: Gauge,
+    pub(crate) backend_up: Gauge,
     /// Values accepted by the backend.
-    pub values_sent: Counter,
+    pub(crate) values_sent: Counter,
     /// Send attempts that failed and will be retried (counted per value).
-    pub values_retried: Counter,
+    pub(crate) values_retried: Counter,
     /// Values currently waiting in the buffer.
-    pub values_buffered: Gauge,
+    pub(crate) values_buffered: Gauge,
     /// Values delivered late, with their original timestamps.
-    pub values_replayed: Counter,
+    pub(crate) values_replayed: Counter,
     /// Values dropped, by reason.
-    pub values_dropped: Family<ReasonLabels, Counter>,
+    pub(crate) values_dropped: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -214,20 +235,14 @@ impl Metrics {
     }
 
     /// Counts one run with the given outcome.
-    pub fn run(&self, outcome: &str) {
-        self.runs
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_string(),
-            })
-            .inc();
+    pub(crate) fn run(&self, outcome: Outcome) {
+        self.runs.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Counts `n` dropped values with the given reason.
-    pub fn dropped(&self, reason: &str, n: u64) {
+    pub(crate) fn dropped(&self, reason: DropReason, n: u64) {
         self.values_dropped
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
+            .get_or_create(&ReasonLabels { reason })
             .inc_by(n);
     }
 
@@ -256,7 +271,7 @@ impl Metrics {
     /// The bot's name, as given to [`Metrics::new`].
     ///
     /// ```
-    /// # use grafolean_collector::metrics::Metrics;
+    /// # use grafolean_collector::Metrics;
     /// assert_eq!(Metrics::new("ping").bot(), "ping");
     /// ```
     pub fn bot(&self) -> &str {
@@ -271,7 +286,7 @@ impl Metrics {
     /// quick, since the scrape waits for them.
     ///
     /// ```
-    /// use grafolean_collector::metrics::Metrics;
+    /// use grafolean_collector::Metrics;
     /// use prometheus_client::metrics::gauge::Gauge;
     ///
     /// let metrics = Metrics::new("example");

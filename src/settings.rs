@@ -15,11 +15,11 @@ use clap::{Parser, ValueEnum};
 use crate::token::{BotToken, TokenError};
 
 /// The default seconds between config refreshes, as in the Python bots.
-pub const DEFAULT_REFRESH_SECONDS: u64 = 120;
+pub(crate) const DEFAULT_REFRESH_SECONDS: u64 = 120;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -29,7 +29,7 @@ pub enum LogFormat {
 
 /// How `--once` prints its values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum OnceFormat {
+pub(crate) enum OnceFormat {
     /// An aligned table: job, path, value.
     #[default]
     Table,
@@ -41,7 +41,7 @@ pub enum OnceFormat {
 ///
 /// ```
 /// use clap::Parser;
-/// use grafolean_collector::settings::Settings;
+/// use grafolean_collector::Settings;
 /// let s = Settings::try_parse_from(["bot", "--once", "--config", "jobs.toml"]).unwrap();
 /// assert!(s.once);
 /// ```
@@ -51,39 +51,39 @@ pub struct Settings {
     /// The Grafolean backend's API URL, such as http://grafolean/api.
     /// Without it, the bot runs standalone from --config (or its built-in default).
     #[arg(long, env = "BACKEND_URL", help_heading = "Grafolean")]
-    pub backend_url: Option<String>,
+    pub(crate) backend_url: Option<String>,
 
     /// A file holding the bot token (surrounding whitespace is stripped).
     /// The token can also be given in the BOT_TOKEN environment variable.
     #[arg(long, env = "BOT_TOKEN_FROM_FILE", help_heading = "Grafolean")]
-    pub bot_token_file: Option<PathBuf>,
+    pub(crate) bot_token_file: Option<PathBuf>,
 
     /// The bot token. Only read from the environment, never from a flag, so
     /// that it does not show in the process list.
     #[arg(skip = std::env::var("BOT_TOKEN").ok().map(RawToken))]
-    pub bot_token: Option<RawToken>,
+    pub(crate) bot_token: Option<RawToken>,
 
     /// Seconds between job config refreshes.
     #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = DEFAULT_REFRESH_SECONDS, help_heading = "Grafolean")]
-    pub jobs_refresh_interval: u64,
+    pub(crate) jobs_refresh_interval: u64,
 
     /// A directory where unsent values are kept across restarts while the
     /// backend is down (by default they are kept in memory only).
     #[arg(long, help_heading = "Grafolean")]
-    pub spool_dir: Option<PathBuf>,
+    pub(crate) spool_dir: Option<PathBuf>,
 
     /// A TOML file with the entities to monitor, for running without Grafolean.
     #[arg(long, value_name = "FILE", help_heading = "Standalone")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// The admin server's address (/metrics, /live, /ready and the status page).
     /// Each bot documents its default port; 127.0.0.1 by default.
     #[arg(long, value_name = "ADDR", help_heading = "Admin server")]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
 
     /// Do not export the collected values on /metrics (only the bot's own metrics).
     #[arg(long, help_heading = "Admin server")]
-    pub no_export_values: bool,
+    pub(crate) no_export_values: bool,
 
     /// The log filter, such as info or grafolean_collector=debug.
     #[arg(
@@ -92,30 +92,30 @@ pub struct Settings {
         default_value = "info",
         help_heading = "Logging"
     )]
-    pub log_level: String,
+    pub(crate) log_level: String,
 
     /// The log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 
     /// Fetch the configs, run every job once now, print the values and exit;
     /// exits non-zero if any job failed. Sends nothing unless --send is given.
     #[arg(long, help_heading = "One-shot mode")]
-    pub once: bool,
+    pub(crate) once: bool,
 
     /// With --once: also send the values to Grafolean.
     #[arg(long, requires = "once", help_heading = "One-shot mode")]
-    pub send: bool,
+    pub(crate) send: bool,
 
     /// With --once: how to print the values.
     #[arg(long, value_enum, default_value_t = OnceFormat::Table, help_heading = "One-shot mode")]
-    pub format: OnceFormat,
+    pub(crate) format: OnceFormat,
 }
 
 /// A token as it was given, before it is checked. Its `Debug` output is
 /// `<redacted>`, so that printing the settings never shows it.
 #[derive(Clone)]
-pub struct RawToken(pub String);
+pub(crate) struct RawToken(pub(crate) String);
 
 impl std::fmt::Debug for RawToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +126,7 @@ impl std::fmt::Debug for RawToken {
 /// A setting that is invalid.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting {setting}: {reason}")]
+#[non_exhaustive]
 pub struct SettingsError {
     /// The setting, as a flag and environment variable.
     pub setting: &'static str,
@@ -135,7 +136,7 @@ pub struct SettingsError {
 
 /// Where a validated bot gets its job configs.
 #[derive(Clone, Debug)]
-pub enum Source {
+pub(crate) enum Source {
     /// The Grafolean backend.
     Grafolean {
         /// The API URL.
@@ -157,23 +158,30 @@ impl Settings {
         Self::parse()
     }
 
+    /// The same settings with the bot token `token`, as if `BOT_TOKEN` held
+    /// it (tests use this; a deployed bot reads the environment).
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// use grafolean_collector::Settings;
+    /// let s = Settings::try_parse_from(["bot", "--backend-url", "http://127.0.0.1:1/api"])
+    ///     .unwrap()
+    ///     .with_bot_token("2c3f1e7a-0000-4000-8000-000000000001");
+    /// assert!(!format!("{s:?}").contains("2c3f1e7a"));
+    /// ```
+    pub fn with_bot_token(mut self, token: impl Into<String>) -> Self {
+        self.bot_token = Some(RawToken(token.into()));
+        self.bot_token_file = None;
+        self
+    }
+
     /// The refresh interval.
-    pub fn refresh_interval(&self) -> Duration {
+    pub(crate) fn refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jobs_refresh_interval)
     }
 
     /// Checks the settings and decides where configs come from.
-    ///
-    /// ```
-    /// use clap::Parser;
-    /// use grafolean_collector::settings::Settings;
-    /// let mut s = Settings::try_parse_from(["bot", "--backend-url", "http://127.0.0.1:1/api"]).unwrap();
-    /// s.bot_token = None;
-    /// s.bot_token_file = None;
-    /// let err = s.validate().unwrap_err();
-    /// assert_eq!(err.setting, "BOT_TOKEN / --bot-token-file (BOT_TOKEN_FROM_FILE)");
-    /// ```
-    pub fn validate(&self) -> Result<Source, SettingsError> {
+    pub(crate) fn validate(&self) -> Result<Source, SettingsError> {
         if self.jobs_refresh_interval == 0 {
             return Err(SettingsError {
                 setting: "--jobs-refresh-interval (JOBS_REFRESH_INTERVAL)",

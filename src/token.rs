@@ -10,7 +10,7 @@ use std::path::Path;
 /// A bot token. Its `Debug` and `Display` output is `<redacted>`.
 ///
 /// ```
-/// use grafolean_collector::token::BotToken;
+/// use grafolean_collector::api::BotToken;
 /// let token = BotToken::new(" 2c3f1e7a-0000-4000-8000-000000000001\n").unwrap();
 /// assert_eq!(format!("{token:?}"), "BotToken(<redacted>)");
 /// assert_eq!(token.expose(), "2c3f1e7a-0000-4000-8000-000000000001");
@@ -20,6 +20,7 @@ pub struct BotToken(String);
 
 /// Why a bot token could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// The token was empty after trimming whitespace.
     #[error("the bot token is empty; set BOT_TOKEN or BOT_TOKEN_FROM_FILE")]
@@ -92,7 +93,7 @@ impl fmt::Display for BotToken {
 /// `<redacted>`, and any `b=` query value with `b=<redacted>`.
 ///
 /// ```
-/// use grafolean_collector::token::redact;
+/// use grafolean_collector::api::redact;
 /// assert_eq!(redact("GET /api/profile/?b=abc-DEF", "ABC-def"), "GET /api/profile/?b=<redacted>");
 /// ```
 pub fn redact(text: &str, secret: &str) -> String {

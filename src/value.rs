@@ -46,6 +46,7 @@ impl Value {
 
 /// Why a value cannot be sent.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValueError {
     /// The path is empty.
     #[error("the path is empty")]
@@ -84,10 +85,10 @@ pub enum ValueError {
 
 impl ValueError {
     /// A short, stable reason for metrics labels.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> crate::metrics::DropReason {
         match self {
-            Self::NotFinite { .. } => "invalid_value",
-            _ => "invalid_path",
+            Self::NotFinite { .. } => crate::metrics::DropReason::invalid_value,
+            _ => crate::metrics::DropReason::invalid_path,
         }
     }
 }
@@ -95,13 +96,7 @@ impl ValueError {
 /// Checks a path against the backend's rule: dot-separated, non-empty segments
 /// of `[a-zA-Z0-9_-]`, not starting with `system.`.
 ///
-/// ```
-/// use grafolean_collector::value::validate_path;
-/// assert!(validate_path("entity.1.ping.p0.ok").is_ok());
-/// assert!(validate_path("a..b").is_err());
-/// assert!(validate_path("a b").is_err());
-/// ```
-pub fn validate_path(path: &str) -> Result<(), ValueError> {
+pub(crate) fn validate_path(path: &str) -> Result<(), ValueError> {
     if path.is_empty() {
         return Err(ValueError::EmptyPath);
     }
@@ -165,7 +160,7 @@ mod tests {
         assert!(Value::new("a", f64::INFINITY).validate().is_err());
         assert_eq!(
             Value::new("a", f64::NAN).validate().unwrap_err().reason(),
-            "invalid_value"
+            crate::metrics::DropReason::invalid_value
         );
     }
 }

@@ -5,10 +5,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use grafolean_collector::api::BotToken;
 use grafolean_collector::api::{ApiError, Client, PostValue, PutValue};
 use grafolean_collector::fetch::{FetchOptions, fetch_job_configs};
 use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
-use grafolean_collector::token::BotToken;
 
 fn client(fake: &FakeGrafolean, timeout: Duration) -> Client {
     Client::builder(fake.url(), BotToken::new(BOT_TOKEN).unwrap())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use grafolean_collector::Bot;
-use grafolean_collector::settings::Settings;
+use grafolean_collector::Settings;
 use grafolean_collector::testing::RunningBot;
 
 async fn get(url: &str) -> (u16, String) {

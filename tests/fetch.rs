@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
+use grafolean_collector::api::BotToken;
 use grafolean_collector::api::{ApiError, Client};
 use grafolean_collector::fetch::{FetchError, FetchOptions, FetchReport, fetch_job_configs};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, CREDENTIAL_ID, DeviceBatch, ENTITY_ID, FakeGrafolean, Fault,
     SENSOR_ID,
 };
-use grafolean_collector::token::BotToken;
 
 fn client(fake: &FakeGrafolean) -> Client {
     Client::builder(fake.url(), BotToken::new(BOT_TOKEN).unwrap())
@@ -43,7 +43,7 @@ async fn fixture_data_set_gives_the_python_result() {
 async fn shared_credential_and_sensors_are_fetched_once() {
     let fake = FakeGrafolean::start().await;
     let account = 1_000_001;
-    fake.put_account(grafolean_collector::testing::Account::new("load").with_id(account));
+    fake.put_account(grafolean_collector::testing::FakeAccount::new("load").with_id(account));
     let bot = fake.add_account_bot(account, "ping");
     let ids = fake.add_devices(
         &DeviceBatch::new(account, "ping", 1000)

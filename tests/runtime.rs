@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use grafolean_collector::settings::{RawToken, Settings};
+use grafolean_collector::Settings;
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, Entity, FakeGrafolean, Fault, ProtocolConfig, RunningBot,
+    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeEntity, FakeGrafolean, Fault, ProtocolConfig, RunningBot,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
 
@@ -43,8 +43,8 @@ impl Collector for Echo {
     }
 }
 
-fn entity(id: u64, name: &str) -> Entity {
-    Entity::device(ACCOUNT_ID, name, "127.0.0.1")
+fn entity(id: u64, name: &str) -> FakeEntity {
+    FakeEntity::device(ACCOUNT_ID, name, "127.0.0.1")
         .with_id(id)
         .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1)))
 }
@@ -59,9 +59,9 @@ fn settings(fake: &FakeGrafolean, extra: &[&str]) -> Settings {
         "1",
     ];
     args.extend_from_slice(extra);
-    let mut s = Settings::try_parse_from(args).unwrap();
-    s.bot_token = Some(RawToken(BOT_TOKEN.into()));
-    s
+    Settings::try_parse_from(args)
+        .unwrap()
+        .with_bot_token(BOT_TOKEN)
 }
 
 async fn metrics(base: &str) -> String {
@@ -218,9 +218,7 @@ async fn once_exits_non_zero_when_a_job_fails_and_sends_only_with_send() {
 #[tokio::test]
 async fn invalid_settings_fail_before_anything_starts() {
     let s = Settings::try_parse_from(["echo", "--backend-url", "http://127.0.0.1:9/api"]).unwrap();
-    let mut s = s;
-    s.bot_token = None;
-    s.bot_token_file = None;
+    let s = s.with_bot_token("");
     let err = Bot::new("echo", Echo)
         .run(s, std::future::pending())
         .await
@@ -241,9 +239,13 @@ async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval
             .for_duration(Duration::from_millis(2500)),
     );
     let url = fake.url();
-    let mut s = Settings::try_parse_from(["echo", "--backend-url", &url]).unwrap();
-    s.bot_token = Some(RawToken(BOT_TOKEN.into()));
-    assert_eq!(s.jobs_refresh_interval, 120);
+    let s = Settings::try_parse_from(["echo", "--backend-url", &url])
+        .unwrap()
+        .with_bot_token(BOT_TOKEN);
+    assert!(
+        std::env::var_os("JOBS_REFRESH_INTERVAL").is_none(),
+        "the default, 120 s, is meant"
+    );
     let bot = RunningBot::start(Bot::new("echo", Echo).with_protocol("ping"), s);
     let path = format!("entity.{ENTITY_ID}.echo.value");
     assert!(

@@ -17,13 +17,14 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grafolean_collector::Metrics;
+use grafolean_collector::api::BotToken;
 use grafolean_collector::api::Client;
-use grafolean_collector::metrics::{Metrics, ReasonLabels};
 use grafolean_collector::sender::Sender;
+use grafolean_collector::testing::metric_value;
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, FakeGrafolean, Fault, StoredValue, ValueMethod,
 };
-use grafolean_collector::token::BotToken;
 use grafolean_collector::{JobId, Value};
 use tokio::time::{Instant, sleep};
 
@@ -86,12 +87,18 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
 }
 
 fn dropped(metrics: &Metrics, reason: &str) -> u64 {
-    metrics
-        .values_dropped
-        .get_or_create(&ReasonLabels {
-            reason: reason.into(),
-        })
-        .get()
+    let series = format!("grafolean_bot_values_dropped_total{{reason=\"{reason}\"}}");
+    metric_value(metrics, &series) as u64
+}
+
+/// A counter of the SDK's, such as `values_sent`, as Prometheus reads it.
+fn count(metrics: &Metrics, name: &str) -> u64 {
+    metric_value(metrics, &format!("grafolean_bot_{name}_total")) as u64
+}
+
+/// A gauge of the SDK's, such as `values_buffered`.
+fn gauge(metrics: &Metrics, name: &str) -> i64 {
+    metric_value(metrics, &format!("grafolean_bot_{name}")) as i64
 }
 
 /// Stored values by (path, tick).
@@ -189,14 +196,14 @@ async fn outage_test(outage: Outage) {
     let put = assert_exactly_once(&stored, base, 0..ticks, during) as u64;
     assert!(put >= outage_ticks * PATHS);
     let total = ticks * PATHS;
-    assert_eq!(metrics.values_sent.get(), total);
-    assert_eq!(metrics.values_replayed.get(), put);
-    assert!(metrics.values_retried.get() > 0);
-    assert_eq!(metrics.values_buffered.get(), 0);
-    assert_eq!(metrics.backend_up.get(), 1);
+    assert_eq!(count(&metrics, "values_sent"), total);
+    assert_eq!(count(&metrics, "values_replayed"), put);
+    assert!(count(&metrics, "values_retried") > 0);
+    assert_eq!(gauge(&metrics, "values_buffered"), 0);
+    assert_eq!(gauge(&metrics, "backend_up"), 1);
     eprintln!(
         "{outage:?}: {total} values, {put} replayed by PUT, {} retried",
-        metrics.values_retried.get()
+        count(&metrics, "values_retried")
     );
 }
 
@@ -264,8 +271,8 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
         "only {missing} values were superseded"
     );
     assert_eq!(dropped(&metrics, "put_forbidden"), missing);
-    assert_eq!(metrics.values_sent.get() + missing, ticks * PATHS);
-    assert_eq!(stored.len() as u64, metrics.values_sent.get());
+    assert_eq!(count(&metrics, "values_sent") + missing, ticks * PATHS);
+    assert_eq!(stored.len() as u64, count(&metrics, "values_sent"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +286,7 @@ async fn an_invalid_value_is_dropped_alone() {
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert!(!report.timed_out, "{report:?}");
-    assert_eq!(metrics.values_sent.get(), PATHS - 1);
+    assert_eq!(count(&metrics, "values_sent"), PATHS - 1);
     let stored = fake.values(ACCOUNT_ID);
     assert_eq!(stored.len() as u64, PATHS - 1);
     assert!(stored.iter().all(|v| v.path != "test.p3" && v.v == 7.0));
@@ -297,7 +304,7 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert!(!report.timed_out, "{report:?}");
-    assert_eq!(metrics.values_sent.get(), PATHS);
+    assert_eq!(count(&metrics, "values_sent"), PATHS);
     assert_eq!(fake.values(ACCOUNT_ID).len() as u64, PATHS);
     // 20 → 10 → 5 → (2 ok, 3 ok), 5 ok, 10 ok.
     assert_eq!(fake.request_count(), 7);
@@ -315,7 +322,7 @@ async fn values_rejected_alone_are_dropped_not_retried() {
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert!(!report.timed_out, "{report:?}");
-    assert_eq!(metrics.values_sent.get(), 2);
+    assert_eq!(count(&metrics, "values_sent"), 2);
     let mut paths: Vec<String> = fake
         .values(ACCOUNT_ID)
         .into_iter()
@@ -325,7 +332,7 @@ async fn values_rejected_alone_are_dropped_not_retried() {
     assert_eq!(paths, ["test.p2", "test.p3"]);
     assert_eq!(fake.request_count(), 5);
     assert_eq!(dropped(&metrics, "rejected"), 2);
-    assert_eq!(metrics.values_retried.get(), 0);
+    assert_eq!(count(&metrics, "values_retried"), 0);
 }
 
 /// The child process of the crash test: produces ticks into a spooled sender
@@ -439,7 +446,7 @@ async fn a_full_buffer_drops_the_oldest_values() {
     let base = base_time();
     // The first tick's POST fails: the sender is down (and retries in 1-2 s).
     sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
-    while metrics.values_buffered.get() < PATHS as i64 {
+    while gauge(&metrics, "values_buffered") < PATHS as i64 {
         sleep(Duration::from_millis(5)).await;
     }
     // Meanwhile 9 more ticks go straight to the backlog, which holds 100.
@@ -469,7 +476,7 @@ async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     assert_eq!(report.dropped, PATHS, "{report:?}");
     assert!(report.timed_out);
     assert_eq!(dropped(&metrics, "shutdown"), PATHS);
-    assert_eq!(metrics.values_buffered.get(), 0);
+    assert_eq!(gauge(&metrics, "values_buffered"), 0);
     // Submitting after the shutdown drops the values, and says so.
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(2));
     assert_eq!(dropped(&metrics, "shutdown"), 2 * PATHS);
@@ -492,10 +499,10 @@ async fn shutdown_with_spool_keeps_what_is_left_for_the_next_start() {
     fake.remove_fault(fault);
     let metrics = Metrics::new("test");
     let second = sender(&fake.url(), &metrics, Some(&dir));
-    assert_eq!(metrics.values_buffered.get(), PATHS as i64);
+    assert_eq!(gauge(&metrics, "values_buffered"), PATHS as i64);
     let report = second.shutdown(Duration::from_secs(10)).await;
     assert_eq!(
-        (metrics.values_replayed.get(), report.spooled),
+        (count(&metrics, "values_replayed"), report.spooled),
         (PATHS, 0),
         "{report:?}"
     );

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Parser;
-use grafolean_collector::settings::{RawToken, Settings};
+use grafolean_collector::Settings;
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_TOKEN, Entity, FakeGrafolean, ProtocolConfig, RunningBot, ValueMethod,
+    ACCOUNT_ID, BOT_TOKEN, FakeEntity, FakeGrafolean, ProtocolConfig, RunningBot, ValueMethod,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
 
@@ -63,21 +63,21 @@ async fn a_long_outage_loses_nothing() {
     fake.remove_entity(grafolean_collector::testing::ENTITY_ID);
     for id in 1..=JOBS {
         fake.put_entity(
-            Entity::device(ACCOUNT_ID, format!("soak {id}"), "127.0.0.1")
+            FakeEntity::device(ACCOUNT_ID, format!("soak {id}"), "127.0.0.1")
                 .with_id(9_000 + id)
                 .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1))),
         );
     }
     let url = fake.url();
-    let mut settings = Settings::try_parse_from([
+    let settings = Settings::try_parse_from([
         "soak",
         "--backend-url",
         &url,
         "--jobs-refresh-interval",
         "10",
     ])
-    .unwrap();
-    settings.bot_token = Some(RawToken(BOT_TOKEN.into()));
+    .unwrap()
+    .with_bot_token(BOT_TOKEN);
     let bot = Bot::new("soak", Constant).with_protocol("ping");
     let metrics = bot.metrics().clone();
     let bot = RunningBot::start(bot, settings);

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use grafolean_collector::admin::{self, AdminState};
-//! use grafolean_collector::metrics::Metrics;
+//! use grafolean_collector::Metrics;
 //!
 //! # async fn example() -> std::io::Result<()> {
 //! let state = AdminState::builder(Metrics::new("ping")).build();
@@ -108,7 +108,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
 ///
 /// ```
 /// use grafolean_collector::admin::{self, AdminState};
-/// use grafolean_collector::metrics::Metrics;
+/// use grafolean_collector::Metrics;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -148,7 +148,7 @@ pub fn router(state: AdminState) -> Router {
 ///
 /// ```
 /// use grafolean_collector::admin::AdminState;
-/// use grafolean_collector::metrics::Metrics;
+/// use grafolean_collector::Metrics;
 ///
 /// let state = AdminState::builder(Metrics::new("ping")).with_backend(true).build();
 /// assert!(!state.is_ready());
@@ -217,6 +217,7 @@ impl AdminStateBuilder {
     }
 
     /// Installs the provider of the status page's rows.
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_status(mut self, provider: StatusProvider) -> Self {
         self.status = Some(provider);
         self
@@ -314,17 +315,20 @@ impl AdminState {
     }
 
     /// Whether `/ready` answers 200.
+    #[cfg(any(test, feature = "testing"))]
     pub fn is_ready(&self) -> bool {
         self.readiness().is_ok()
     }
 
     /// The SDK metrics.
+    #[cfg(any(test, feature = "testing"))]
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
 
     /// The collected values exposed on `/metrics`; the runtime updates it
     /// after each run.
+    #[cfg(any(test, feature = "testing"))]
     pub fn values(&self) -> &ValueStore {
         &self.shared.values
     }
@@ -348,7 +352,7 @@ impl AdminState {
     ///
     /// ```
     /// use grafolean_collector::admin::AdminState;
-    /// use grafolean_collector::metrics::Metrics;
+    /// use grafolean_collector::Metrics;
     /// use grafolean_collector::{JobId, Value};
     ///
     /// let state = AdminState::builder(Metrics::new("ping")).build();
@@ -432,5 +436,9 @@ async fn status_page(State(state): State<AdminState>) -> Response {
     }
 }
 
+#[cfg(all(test, feature = "testing"))]
+mod browser_tests;
+#[cfg(all(test, feature = "testing"))]
+mod scrape_tests;
 #[cfg(test)]
 mod tests;

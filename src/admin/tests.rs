@@ -183,7 +183,7 @@ fn readiness_with_backend() {
 #[test]
 fn metrics_output_parses_and_has_all_parts() {
     let s = state();
-    s.metrics().run("ok");
+    s.metrics().run(crate::metrics::Outcome::ok);
     s.metrics().lateness.observe(0.002);
     s.values().update(
         &JobId::new("j"),

@@ -36,7 +36,7 @@ use crate::sender::Sender;
 use crate::settings::{LogFormat, Settings, Source};
 use crate::{Collector, JobId};
 
-pub use source::{ConfigSource, RefreshError};
+pub(crate) use source::ConfigSource;
 
 /// How long a graceful shutdown waits for running jobs, then for the sender.
 pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -489,6 +489,7 @@ impl<C: Collector> Bot<C> {
 
 /// Why a bot could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// A setting is invalid.
     #[error(transparent)]
@@ -515,12 +516,13 @@ pub enum RunError {
 }
 
 fn record_run(metrics: &Metrics, report: &RunReport) {
+    use crate::metrics::Outcome;
     let outcome = match &report.outcome {
-        RunOutcome::Ok(_) => "ok",
-        RunOutcome::Error(_) => "error",
-        RunOutcome::Timeout => "timeout",
-        RunOutcome::Panicked(_) => "panic",
-        RunOutcome::Skipped => "skipped",
+        RunOutcome::Ok(_) => Outcome::ok,
+        RunOutcome::Error(_) => Outcome::error,
+        RunOutcome::Timeout => Outcome::timeout,
+        RunOutcome::Panicked(_) => Outcome::panic,
+        RunOutcome::Skipped => Outcome::skipped,
     };
     metrics.run(outcome);
     if !matches!(report.outcome, RunOutcome::Skipped) {

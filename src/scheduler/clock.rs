@@ -24,6 +24,7 @@ use super::timing::{Millis, millis_to_system, system_to_millis};
 pub struct Clock(Kind);
 
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(test), allow(dead_code))]
 enum Kind {
     /// `SystemTime::now()`, read afresh at every wake, so a jump of the wall
     /// clock (NTP step, suspend) is seen at the next wake.
@@ -45,6 +46,7 @@ impl Clock {
     /// A wall clock that reads `wall` now and then advances with tokio's
     /// clock. On a paused tokio clock (`#[tokio::test(start_paused = true)]`)
     /// firings become exact and deterministic. Resolution is 1 ms.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn starting_at(wall: SystemTime) -> Self {
         Self(Kind::Mapped {
             base_wall: system_to_millis(wall),

@@ -76,7 +76,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use clock::Clock;
+pub(crate) use clock::Clock;
 
 #[cfg(doc)]
 use crate::Align;
@@ -90,7 +90,7 @@ use runner::{RunFn, Shared};
 /// A firing that finds no free slot waits for one; its lateness grows, and if
 /// it waits past the job's next firing, that firing is handled by the
 /// [`OverlapPolicy`]. Raise it for bots whose runs mostly wait on the network.
-pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 1000;
+pub(crate) const DEFAULT_MAX_CONCURRENT_RUNS: usize = 1000;
 
 /// How the scheduler runs jobs. Build it with [`Default`] and the `with_*`
 /// methods.
@@ -106,6 +106,7 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 1000;
 /// assert_eq!(options.max_concurrent_runs, 100);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SchedulerOptions {
     /// The most runs going at once, across all jobs. Default
     /// [`DEFAULT_MAX_CONCURRENT_RUNS`]; at least 1 is used.
@@ -118,7 +119,7 @@ pub struct SchedulerOptions {
     /// next firing, which may find it still running and skip.
     pub run_timeout: Option<Duration>,
     /// Where wall-clock time comes from. Default [`Clock::system`].
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     /// How finely the timer loop wakes: it sleeps until the next firing
     /// rounded up to a multiple of this (wall clock), and fires everything
     /// due by then. Default [`DEFAULT_TIMER_RESOLUTION`] (1 ms, tokio's own
@@ -129,10 +130,10 @@ pub struct SchedulerOptions {
 
 /// How many specs a sync diffs per hold of the scheduler's lock (see
 /// [`SchedulerHandle::sync`]): a few ms of work.
-pub const SYNC_BATCH: usize = 4096;
+pub(crate) const SYNC_BATCH: usize = 4096;
 
 /// The default [`SchedulerOptions::timer_resolution`]: 1 ms.
-pub const DEFAULT_TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+pub(crate) const DEFAULT_TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
@@ -178,7 +179,8 @@ impl SchedulerOptions {
 
     /// Sets the clock; tests use [`Clock::starting_at`] on tokio's paused clock.
     #[must_use]
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -186,6 +188,7 @@ impl SchedulerOptions {
 
 /// What to do when a job is due while its previous run is still going.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OverlapPolicy {
     /// Do not run; report [`RunOutcome::Skipped`]. The default.
     #[default]
@@ -198,6 +201,7 @@ pub enum OverlapPolicy {
 
 /// The outcome of one firing of one job, handed to the `report` callback.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RunReport {
     /// The job.
     pub job: JobId,
@@ -218,6 +222,7 @@ pub struct RunReport {
 
 /// What one firing of a job came to.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RunOutcome {
     /// The run returned these values.
     Ok(Vec<Value>),
@@ -252,7 +257,7 @@ impl RunOutcome {
 
 /// A job's schedule and last run, for the status page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobStatus {
+pub(crate) struct JobStatus {
     /// The job.
     pub id: JobId,
     /// Its intervals.
@@ -273,6 +278,7 @@ pub struct JobStatus {
 
 /// What a [`SchedulerHandle::sync`] changed, in jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncSummary {
     /// New ids.
     pub added: usize,
@@ -412,7 +418,7 @@ impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
 
 impl<P> SchedulerHandle<P> {
     /// Every job's schedule and last run, in no particular order.
-    pub fn status(&self) -> Vec<JobStatus> {
+    pub(crate) fn status(&self) -> Vec<JobStatus> {
         self.shared.lock().status()
     }
 

@@ -76,20 +76,21 @@ use worker::{Config, Msg, Worker};
 
 /// The default batch window: values of one account produced within it go in
 /// one request.
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(50);
+pub(crate) const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// The default maximum number of values in one request.
-pub const DEFAULT_MAX_BATCH: usize = 5_000;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 5_000;
 /// The default maximum number of values waiting in the backlog.
-pub const DEFAULT_BUFFER_LIMIT: usize = 1_000_000;
+pub(crate) const DEFAULT_BUFFER_LIMIT: usize = 1_000_000;
 /// The default first retry delay.
-pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// The default longest retry delay.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// The default number of live POST requests in flight at once.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 
 /// Why a sender could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SenderError {
     /// The spool directory could not be created or read.
     #[error(
@@ -111,9 +112,9 @@ pub enum SenderError {
 /// ```
 /// use std::time::Duration;
 /// use grafolean_collector::api::Client;
-/// use grafolean_collector::metrics::Metrics;
+/// use grafolean_collector::Metrics;
 /// use grafolean_collector::sender::Sender;
-/// use grafolean_collector::token::BotToken;
+/// use grafolean_collector::api::BotToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let client = Client::builder("http://127.0.0.1:9/api", BotToken::new("t").unwrap()).build().unwrap();
@@ -207,6 +208,7 @@ impl SenderBuilder {
 
 /// What [`Sender::shutdown`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Values accepted by the backend while shutting down.
     pub delivered: u64,
@@ -275,7 +277,8 @@ impl Sender {
         };
         if self.tx.send(msg).is_err() {
             warn!(job = %job, count = n, "the sender was shut down; dropping values");
-            self.metrics.dropped("shutdown", n);
+            self.metrics
+                .dropped(crate::metrics::DropReason::shutdown, n);
         }
     }
 

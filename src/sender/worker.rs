@@ -284,7 +284,8 @@ impl Worker {
                 count = dups,
                 "a batch had the same path more than once; kept the latest value"
             );
-            self.metrics.dropped("duplicate", dups as u64);
+            self.metrics
+                .dropped(crate::metrics::DropReason::duplicate, dups as u64);
         }
         if self.health.down {
             self.buffer_items(account, items);
@@ -325,7 +326,8 @@ impl Worker {
     fn buffer_values(&mut self, account: u64, values: Vec<PutValue>) {
         let dropped = self.backlog.push(account, values);
         if dropped > 0 {
-            self.metrics.dropped("buffer_full", dropped);
+            self.metrics
+                .dropped(crate::metrics::DropReason::buffer_full, dropped);
             let now = Instant::now();
             if self.last_full.is_none_or(|t| now - t >= LOG_EVERY) {
                 self.last_full = Some(now);
@@ -421,7 +423,8 @@ impl Worker {
             let gone = dedup_latest(&mut records, |r| (r.value.p.as_str(), r.value.t.to_bits()));
             if !gone.is_empty() {
                 self.backlog.done(&gone);
-                self.metrics.dropped("duplicate", gone.len() as u64);
+                self.metrics
+                    .dropped(crate::metrics::DropReason::duplicate, gone.len() as u64);
             }
             if records.is_empty() {
                 return false;

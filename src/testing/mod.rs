@@ -87,11 +87,44 @@ pub use fixture::{
     SENSOR_ID, SNMP_BOT_ID, SNMP_BOT_TOKEN,
 };
 pub use model::{
-    Account, Bot, Credential, Entity, Permission, ProtocolConfig, RecordedRequest, Sensor,
-    SensorRef, StoredValue, ValueMethod, random_id,
+    Account as FakeAccount, Bot as FakeBot, Credential as FakeCredential, Entity as FakeEntity,
+    Permission, ProtocolConfig, RecordedRequest, Sensor as FakeSensor, SensorRef as FakeSensorRef,
+    StoredValue, ValueMethod, random_id,
 };
 pub use running::{RunningBot, STOP_WITHIN};
 
+/// The SDK's internal rooms that its own benchmarks drive directly: the admin
+/// state and the value gauges. Not for bots, and not a stable API; a bot gets
+/// all of this from [`Bot`](crate::Bot).
+pub mod internals {
+    pub use crate::admin::{AdminState, AdminStateBuilder};
+    pub use crate::exposition::ValueStore;
+}
+
+/// The value of one series in `metrics`' `/metrics` text, such as
+/// `grafolean_bot_values_sent_total` or
+/// `grafolean_bot_values_dropped_total{reason="shutdown"}`; 0 when the series
+/// is not there. Tests read the SDK's metrics this way, as Prometheus would.
+///
+/// ```
+/// use grafolean_collector::Metrics;
+/// use grafolean_collector::testing::metric_value;
+/// let metrics = Metrics::new("example");
+/// assert_eq!(metric_value(&metrics, "grafolean_bot_values_sent_total"), 0.0);
+/// assert_eq!(metric_value(&metrics, "grafolean_bot_jobs_scheduled"), 0.0);
+/// ```
+pub fn metric_value(metrics: &crate::Metrics, series: &str) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+use model::{Account, Bot, Credential, Entity, Sensor};
 use state::State;
 
 /// What the server task and the test share.
@@ -243,9 +276,9 @@ impl FakeGrafolean {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use grafolean_collector::testing::{Account, FakeGrafolean};
+    /// use grafolean_collector::testing::{FakeAccount, FakeGrafolean};
     /// let fake = FakeGrafolean::start().await;
-    /// let account = fake.put_account(Account::new("test"));
+    /// let account = fake.put_account(FakeAccount::new("test"));
     /// let bot = fake.add_account_bot(account, "ping");
     /// assert_eq!(fake.permissions(bot.id).len(), 4);
     /// # }

@@ -232,8 +232,8 @@ impl ProtocolConfig {
     /// with `interval` (`None` = the sensor's default, 10 s), bot [`BOT_ID`](super::BOT_ID).
     ///
     /// ```
-    /// use grafolean_collector::testing::{ACCOUNT_ID, Entity, ProtocolConfig};
-    /// let entity = Entity::device(ACCOUNT_ID, "router", "127.0.0.1")
+    /// use grafolean_collector::testing::{ACCOUNT_ID, FakeEntity, ProtocolConfig};
+    /// let entity = FakeEntity::device(ACCOUNT_ID, "router", "127.0.0.1")
     ///     .with_id(7)
     ///     .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1)));
     /// assert_eq!(entity.protocols["ping"].sensors[0].interval, Some(1));

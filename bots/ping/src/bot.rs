@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use grafolean_collector::Bot;
-use grafolean_collector::exposition::{MappedPath, split_entity};
+use grafolean_collector::MappedPath;
 
 use crate::{PingCollector, Pinger};
 
@@ -78,7 +78,7 @@ async fn log_summaries(pinger: Pinger) {
 /// assert!(m.labels.contains(&("address".to_string(), "ipv6".to_string())));
 /// ```
 pub fn map_path(path: &str) -> Option<MappedPath> {
-    let (entity, rest) = split_entity(path);
+    let (entity, rest) = MappedPath::split_entity(path);
     let rest = rest.strip_prefix("ping.")?;
     let (secondary, rest) = match rest.strip_prefix("ipv6.") {
         Some(rest) => (true, rest),

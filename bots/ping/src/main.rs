@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use grafolean_collector::settings::Settings;
+use grafolean_collector::Settings;
 use grafolean_ping_bot::{Pinger, PingerOptions};
 
 #[tokio::main]

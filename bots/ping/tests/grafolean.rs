@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::netns::{self, Lab, SILENT_V4};
-use grafolean_collector::settings::{RawToken, Settings};
+use grafolean_collector::Settings;
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, Entity, FakeGrafolean, ProtocolConfig, RunningBot,
+    ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeEntity, FakeGrafolean, ProtocolConfig, RunningBot,
     ValueMethod,
 };
 use grafolean_ping_bot::{Pinger, PingerOptions};
 
-fn ping_entity(id: u64, details: serde_json::Value) -> Entity {
-    let mut e = Entity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1")
+fn ping_entity(id: u64, details: serde_json::Value) -> FakeEntity {
+    let mut e = FakeEntity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1")
         .with_id(id)
         .with_protocol("ping", ProtocolConfig::fixture_ping(Some(3)));
     e.details = details;
@@ -59,9 +59,9 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
         serde_json::json!({"ipv4": SILENT_V4.to_string()}),
     ));
 
-    let mut settings =
-        Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()]).unwrap();
-    settings.bot_token = Some(RawToken(BOT_TOKEN.to_string()));
+    let settings = Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()])
+        .unwrap()
+        .with_bot_token(BOT_TOKEN);
     let pinger = Pinger::new(PingerOptions::default()).unwrap();
     let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
 

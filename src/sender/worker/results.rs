@@ -55,7 +55,8 @@ impl Worker {
                 warn!(account = flight.account, job, path = flight.body.path(i), error = %reason,
                     "the backend rejected a value; dropping it");
             }
-            self.metrics.dropped("rejected", range.len() as u64);
+            self.metrics
+                .dropped(crate::metrics::DropReason::rejected, range.len() as u64);
         }
         let failed: Vec<usize> = delivery.failed.iter().flat_map(Clone::clone).collect();
         let error = delivery.error.take();
@@ -114,7 +115,8 @@ impl Worker {
                 error!(account = flight.account, permission = %format!("{method} on {resource}"),
                     "the bot has no permission to send values to this account; dropping them");
             }
-            self.metrics.dropped("forbidden", failed.len() as u64);
+            self.metrics
+                .dropped(crate::metrics::DropReason::forbidden, failed.len() as u64);
             if let Kind::Newest { .. } | Kind::Replay { .. } = &flight.kind {
                 let records = self.records(flight, failed);
                 self.backlog.done(&records);
@@ -175,7 +177,8 @@ impl Worker {
                     .cloned()
                     .partition(|r| retry && failed_paths.contains(r.value.p.as_str()));
                 self.backlog.done(&gone);
-                self.metrics.dropped("put_forbidden", gone.len() as u64);
+                self.metrics
+                    .dropped(crate::metrics::DropReason::put_forbidden, gone.len() as u64);
                 if retry {
                     let mut back = back;
                     back.extend(self.records(flight, failed));

@@ -80,7 +80,8 @@ impl Worker {
                 count = late,
                 "values arrived after the sender shut down; dropping them"
             );
-            self.metrics.dropped("shutdown", late);
+            self.metrics
+                .dropped(crate::metrics::DropReason::shutdown, late);
         }
         let mut report = ShutdownReport {
             timed_out: timed_out || self.backlog.len() > 0,
@@ -102,7 +103,8 @@ impl Worker {
                     count = report.dropped,
                     "could not deliver values before the shutdown deadline; dropping them"
                 );
-                self.metrics.dropped("shutdown", report.dropped);
+                self.metrics
+                    .dropped(crate::metrics::DropReason::shutdown, report.dropped);
             }
         }
         self.metrics.values_buffered.set(self.backlog.len() as i64);

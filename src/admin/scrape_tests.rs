@@ -6,14 +6,14 @@
 //! stale. Needs `/usr/bin/prometheus` (Debian package `prometheus`); the test
 //! fails with a clear message when it is missing.
 
-use grafolean_collector::admin::{self, AdminState};
-use grafolean_collector::exposition::{MappedPath, ValueStore, split_entity};
-use grafolean_collector::metrics::Metrics;
-use grafolean_collector::testing::prometheus::{Prometheus, value_of};
-use grafolean_collector::{JobId, Value};
+use crate::admin::{self, AdminState};
+use crate::exposition::ValueStore;
+use crate::metrics::Outcome;
+use crate::testing::prometheus::{Prometheus, value_of};
+use crate::{JobId, MappedPath, Metrics, Value};
 
 fn ping_mapper(path: &str) -> Option<MappedPath> {
-    let (entity, rest) = split_entity(path);
+    let (entity, rest) = MappedPath::split_entity(path);
     (rest == "ping.success")
         .then(|| MappedPath::new("ping_success_ratio").with_label("entity", entity.unwrap_or("")))
 }
@@ -21,9 +21,9 @@ fn ping_mapper(path: &str) -> Option<MappedPath> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_ingests_our_metrics() {
     let metrics = Metrics::new("scrape-test");
-    metrics.run("ok");
-    metrics.run("ok");
-    metrics.run("error");
+    metrics.run(Outcome::ok);
+    metrics.run(Outcome::ok);
+    metrics.run(Outcome::error);
     metrics.run_duration.observe(0.02);
     let state = AdminState::builder(metrics)
         .with_values(ValueStore::new().with_mapper(ping_mapper))

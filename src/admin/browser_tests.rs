@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use grafolean_collector::admin::{self, AdminState, JobRow};
-use grafolean_collector::metrics::Metrics;
+use crate::Metrics;
+use crate::admin::{self, AdminState, JobRow};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const TIMEOUT: Duration = Duration::from_secs(90);
