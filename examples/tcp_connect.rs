@@ -10,11 +10,8 @@ impl Collector for TcpConnect {
         let job = |e: &grafolean_collector::EntityConfig| {
             let address = e.details.get("address")?.as_str()?.to_string();
             let params = (e.entity_id, address.clone());
-            let spec = JobSpec::new(format!("entity.{}", e.entity_id), e.intervals()?, params);
-            Some(
-                spec.with_account(e.account_id)
-                    .with_label("target", address),
-            )
+            let spec = JobSpec::for_entity(e, e.entity_id.to_string(), e.intervals()?, params);
+            Some(spec.with_label("target", address))
         };
         configs.entities.iter().filter_map(job).collect()
     }
@@ -32,8 +29,10 @@ impl Collector for TcpConnect {
 
 #[tokio::main]
 pub async fn main() -> std::process::ExitCode {
-    let bot = Bot::new("tcp-connect", TcpConnect).with_protocol("tcp");
-    bot.with_default_listen(([127, 0, 0, 1], 9099).into())
+    Bot::new("tcp-connect", TcpConnect)
+        .with_about("TCP connect time to each entity's address")
+        .with_protocol("tcp")
+        .with_default_listen(([127, 0, 0, 1], 9099).into())
         .main()
         .await
 }

@@ -17,7 +17,7 @@ pub struct JobConfigs {
 /// One entity, with its credential and the sensors that apply to it.
 ///
 /// ```
-/// use grafolean_collector::config::{EntityConfig, SensorConfig};
+/// use grafolean_collector::{EntityConfig, SensorConfig};
 /// let e = EntityConfig {
 ///     account_id: 1,
 ///     entity_id: 2,

@@ -130,14 +130,6 @@ pub(crate) fn split_entity(path: &str) -> (Option<&str>, &str) {
 }
 
 /// The generic path → series rule (see the [module docs](self)).
-///
-/// ```
-/// use grafolean_collector::exposition::generic_mapping;
-/// let m = generic_mapping("entity.42.ping.p0.rtt");
-/// assert_eq!(m.name, "grafolean_value_ping_p0_rtt");
-/// assert_eq!(m.labels, vec![("entity".to_string(), "42".to_string())]);
-/// assert_eq!(generic_mapping("my-bot.temp").name, "grafolean_value_my_bot_temp");
-/// ```
 pub(crate) fn generic_mapping(path: &str) -> MappedPath {
     let (entity, rest) = split_entity(path);
     let mut name = String::with_capacity(16 + rest.len());
@@ -152,13 +144,6 @@ pub(crate) fn generic_mapping(path: &str) -> MappedPath {
 
 /// Turns any string into a valid metric name: characters outside
 /// `[a-zA-Z0-9_:]` become `_`, and a leading digit gets a `_` in front.
-///
-/// ```
-/// use grafolean_collector::exposition::sanitize_metric_name;
-/// assert_eq!(sanitize_metric_name("ping-rtt.ms"), "ping_rtt_ms");
-/// assert_eq!(sanitize_metric_name("9lives"), "_9lives");
-/// assert_eq!(sanitize_metric_name(""), "_");
-/// ```
 pub(crate) fn sanitize_metric_name(name: &str) -> String {
     sanitize(name, true)
 }
@@ -166,12 +151,6 @@ pub(crate) fn sanitize_metric_name(name: &str) -> String {
 /// Turns any string into a valid label name: characters outside
 /// `[a-zA-Z0-9_]` become `_`, a leading digit gets a `_` in front, and the
 /// reserved `__` prefix is cut to `_`.
-///
-/// ```
-/// use grafolean_collector::exposition::sanitize_label_name;
-/// assert_eq!(sanitize_label_name("if:name"), "if_name");
-/// assert_eq!(sanitize_label_name("__name__"), "_name__");
-/// ```
 pub(crate) fn sanitize_label_name(name: &str) -> String {
     let mut out = sanitize(name, false);
     while out.starts_with("__") {
@@ -196,15 +175,11 @@ fn sanitize(name: &str, colon: bool) -> String {
 }
 
 /// Appends `value` to `out` escaped for a quoted label value: `\`, `"` and
-/// newlines are backslash-escaped.
-///
-/// ```
-/// use grafolean_collector::exposition::escape_label_value;
-/// let mut out = String::new();
-/// escape_label_value(&mut out, "a\"b\\c\nd");
-/// assert_eq!(out, r#"a\"b\\c\nd"#);
-/// ```
+/// newlines are backslash-escaped, and a value longer than
+/// [`MAX_LABEL_VALUE`] bytes is cut (marked with `…`). The one escaping
+/// function of every label value the SDK exports.
 pub(crate) fn escape_label_value(out: &mut String, value: &str) {
+    let (value, cut) = cap_label_value(value);
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -213,6 +188,29 @@ pub(crate) fn escape_label_value(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
+    if cut {
+        out.push_str(LABEL_VALUE_CUT);
+    }
+}
+
+/// The most bytes of a label value that are exported (before escaping): a
+/// 5 MB entity name must not make every scrape 26 MB.
+pub(crate) const MAX_LABEL_VALUE: usize = 256;
+
+/// What marks a label value that was cut at [`MAX_LABEL_VALUE`].
+const LABEL_VALUE_CUT: &str = "…";
+
+/// `value`, cut to at most [`MAX_LABEL_VALUE`] bytes on a character
+/// boundary, and whether it was cut.
+fn cap_label_value(value: &str) -> (&str, bool) {
+    if value.len() <= MAX_LABEL_VALUE {
+        return (value, false);
+    }
+    let mut end = MAX_LABEL_VALUE;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&value[..end], true)
 }
 
 /// Appends a sample value in the OpenMetrics number syntax.
@@ -264,6 +262,10 @@ struct Inner {
     families: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Sample>>,
     /// The series each job wrote in its last update.
     jobs: HashMap<JobId, Vec<SeriesKey>>,
+    /// The jobs currently scheduled, once [`ValueStore::retain_jobs`] was
+    /// called: an update from any other job (a run that ended after its job
+    /// was removed) is ignored, so a removed job's series never come back.
+    live: Option<HashSet<JobId>>,
     series: usize,
 }
 
@@ -325,11 +327,6 @@ impl ValueStore {
     }
 
     /// Maps one path with the bot's rule or the generic one.
-    ///
-    /// ```
-    /// # use grafolean_collector::exposition::ValueStore;
-    /// assert_eq!(ValueStore::new().map_path("a.b").name, "grafolean_value_a_b");
-    /// ```
     pub fn map_path(&self, path: &str) -> MappedPath {
         self.mapper
             .as_ref()
@@ -352,6 +349,9 @@ impl ValueStore {
             fresh.push((key, v.value * mapped.scale));
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.live.as_ref().is_some_and(|live| !live.contains(job)) {
+            return;
+        }
         let old = inner.jobs.remove(job).unwrap_or_default();
         let mut keys = Vec::with_capacity(fresh.len());
         for ((name, lbl), value) in fresh {
@@ -382,9 +382,12 @@ impl ValueStore {
         inner.remove_job(job);
     }
 
-    /// Removes the series of every job that is not in `live`.
+    /// Makes `live` the jobs whose values are kept: removes the series of every
+    /// other job, and ignores their updates from now on. The runtime calls
+    /// this before it hands the new job set to the scheduler, so that a new
+    /// job's first run is kept and a removed job's last run is not.
     pub fn retain_jobs<'a>(&self, live: impl IntoIterator<Item = &'a JobId>) {
-        let live: HashSet<&JobId> = live.into_iter().collect();
+        let live: HashSet<JobId> = live.into_iter().cloned().collect();
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let dead: Vec<JobId> = inner
             .jobs
@@ -395,6 +398,7 @@ impl ValueStore {
         for job in &dead {
             inner.remove_job(job);
         }
+        inner.live = Some(live);
     }
 
     /// The number of series.

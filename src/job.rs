@@ -186,6 +186,10 @@ pub enum Align {
 
 /// One job: an id, when it fires, and the parameters its runs receive.
 ///
+/// A job made from an entity should be made with [`JobSpec::for_entity`], which
+/// also sets the Grafolean account its values go to; a job without an account
+/// is refused while the bot sends to Grafolean (with a warning naming it).
+///
 /// ```
 /// use grafolean_collector::{Intervals, JobSpec};
 /// let spec = JobSpec::new("ping.localhost", Intervals::one(5).unwrap(), "127.0.0.1".to_string())
@@ -204,8 +208,9 @@ pub struct JobSpec<P> {
     /// (Prometheus, `--once`).
     pub account: Option<u64>,
     /// Labels that describe the job on `/metrics` and the status page, such as
-    /// `target="127.0.0.1"`.
-    pub labels: Vec<(String, String)>,
+    /// `target="127.0.0.1"`. Shared, so that every run's report carries them
+    /// for the cost of a reference count.
+    pub labels: Arc<[(String, String)]>,
     /// What the run needs. A change of params reschedules the job.
     pub params: P,
 }
@@ -218,9 +223,36 @@ impl<P> JobSpec<P> {
             intervals,
             align: Align::default(),
             account: None,
-            labels: Vec::new(),
+            labels: Arc::new([]),
             params,
         }
+    }
+
+    /// A spec for one entity's job: its values go to the entity's account, and
+    /// it has the label `entity="<id>"`. `id` must be stable across refreshes
+    /// and unique among the bot's jobs, such as `format!("{}", entity.entity_id)`
+    /// (or `"<id>-interfaces"` for a second job of the same entity).
+    ///
+    /// ```
+    /// use grafolean_collector::{EntityConfig, JobSpec};
+    /// let entity: EntityConfig = serde_json::from_value(serde_json::json!({
+    ///     "account_id": 1, "entity_id": 42, "name": "router", "entity_type": "device",
+    ///     "details": {"ipv4": "127.0.0.1"}, "credential_id": null, "credential_details": {},
+    ///     "sensors": [{"sensor_id": 3, "interval": 60, "details": {}}]
+    /// })).unwrap();
+    /// let spec = JobSpec::for_entity(&entity, "42", entity.intervals().unwrap(), ());
+    /// assert_eq!(spec.account, Some(1));
+    /// assert_eq!(&spec.labels[..], [("entity".to_string(), "42".to_string())]);
+    /// ```
+    pub fn for_entity(
+        entity: &crate::EntityConfig,
+        id: impl Into<JobId>,
+        intervals: Intervals,
+        params: P,
+    ) -> Self {
+        Self::new(id, intervals, params)
+            .with_account(entity.account_id)
+            .with_label("entity", entity.entity_id.to_string())
     }
 
     /// Sets the alignment.
@@ -240,7 +272,9 @@ impl<P> JobSpec<P> {
     /// Adds a label.
     #[must_use]
     pub fn with_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.push((name.into(), value.into()));
+        let mut labels = self.labels.to_vec();
+        labels.push((name.into(), value.into()));
+        self.labels = labels.into();
         self
     }
 }

@@ -106,6 +106,9 @@ pub struct Metrics {
     pub(crate) refresh_errors: Counter,
     /// Entities skipped during a refresh because they could not be fetched or parsed.
     pub(crate) entity_errors: Counter,
+    /// Jobs refused at a sync because they have no account while values go
+    /// to Grafolean (counted at every sync that refuses them).
+    pub(crate) jobs_refused: Counter,
     /// 1 when the last request to the backend got an HTTP answer that was not a 5xx.
     pub(crate) backend_up: Gauge,
     /// Values accepted by the backend.
@@ -166,6 +169,12 @@ impl Metrics {
             "Entities skipped during a refresh because they could not be fetched or parsed",
             entity_errors.clone(),
         );
+        let jobs_refused = Counter::default();
+        registry.register(
+            "jobs_refused",
+            "Jobs refused at a sync: they have no Grafolean account while values go to Grafolean",
+            jobs_refused.clone(),
+        );
         let backend_up = Gauge::default();
         registry.register(
             "backend_up",
@@ -225,6 +234,7 @@ impl Metrics {
             refresh_duration,
             refresh_errors,
             entity_errors,
+            jobs_refused,
             backend_up,
             values_sent,
             values_retried,

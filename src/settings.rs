@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(feature = "runtime")]
+use clap::CommandFactory;
 use clap::{Parser, ValueEnum};
 
 use crate::token::{BotToken, TokenError};
@@ -46,7 +48,6 @@ pub(crate) enum OnceFormat {
 /// assert!(s.once);
 /// ```
 #[derive(Clone, Debug, Parser)]
-#[command(version, about, long_about = None)]
 pub struct Settings {
     /// The Grafolean backend's API URL, such as http://grafolean/api.
     /// Without it, the bot runs standalone from --config (or its built-in default).
@@ -151,11 +152,40 @@ pub(crate) enum Source {
 }
 
 impl Settings {
-    /// Parses the command line, after reading `.env` from the working directory.
+    /// Parses the command line, after reading `.env` from the working
+    /// directory. `--help` names the binary and nothing else; a bot's `main`
+    /// that parses before it builds its [`Bot`](crate::Bot) uses
+    /// [`Settings::parse_for`] to show its own name, version and description.
+    #[cfg(feature = "runtime")]
     pub fn from_env_and_args() -> Self {
+        Self::parse_for_command(Self::command())
+    }
+
+    /// Parses the command line, after reading `.env` from the working
+    /// directory, for the bot `name`: `--help` and `--version` show its name,
+    /// its version (by default none) and what it does (`about`).
+    ///
+    /// A bot with flags of its own puts `Settings` inside its own clap struct
+    /// instead, with `#[command(flatten)]` (see the README).
+    #[cfg(feature = "runtime")]
+    pub fn parse_for(name: &str, version: Option<&str>, about: Option<&str>) -> Self {
+        let mut command = Self::command().name(name.to_string());
+        if let Some(version) = version {
+            command = command.version(version.to_string());
+        }
+        if let Some(about) = about {
+            command = command.about(about.to_string());
+        }
+        Self::parse_for_command(command)
+    }
+
+    #[cfg(feature = "runtime")]
+    fn parse_for_command(command: clap::Command) -> Self {
+        use clap::FromArgMatches;
         // A missing .env file is normal.
         let _ = dotenvy::dotenv();
-        Self::parse()
+        let matches = command.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
     /// The same settings with the bot token `token`, as if `BOT_TOKEN` held

@@ -93,20 +93,6 @@ pub fn load(path: &Path) -> Result<JobConfigs, StandaloneError> {
 }
 
 /// Parses and validates a standalone config; `origin` names it in errors.
-///
-/// ```
-/// use grafolean_collector::standalone::parse;
-/// let configs = parse(r#"
-/// [[entity]]
-/// name = "localhost"
-/// details = { ipv4 = "127.0.0.1" }
-/// sensors = [{ interval = 5 }]
-/// "#, "example.toml").unwrap();
-/// assert_eq!(configs.entities[0].sensors[0].interval, Some(5));
-///
-/// let err = parse("[[entity]]\nname = \"x\"\nsensors = [{ interval = 0 }]\n", "bad.toml").unwrap_err();
-/// assert!(err.to_string().starts_with("bad.toml: line 3:"), "{err}");
-/// ```
 pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
     let invalid = |offset: usize, message: String| StandaloneError::Invalid {
         path: origin.to_string(),

@@ -258,3 +258,153 @@ async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval
     );
     bot.stop().await.unwrap();
 }
+
+/// A job made without `JobSpec::for_entity` (or `.with_account`).
+struct NoAccount;
+
+impl Collector for NoAccount {
+    type Params = u64;
+
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+        configs
+            .entities
+            .iter()
+            .filter_map(|e| Some(JobSpec::new("lost", e.intervals()?, e.entity_id)))
+            .collect()
+    }
+
+    async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
+        Ok(vec![Value::new(format!("entity.{id}.lost"), 1.0)])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_an_account_is_refused_with_a_warning_and_a_counter() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    let bot = RunningBot::start(
+        Bot::new("lost", NoAccount).with_protocol("ping"),
+        settings(&fake, &[]),
+    );
+    let base = bot.url().to_string();
+    assert!(
+        eventually(10, async || metrics(&base)
+            .await
+            .lines()
+            .any(|l| l.starts_with("grafolean_bot_jobs_refused_total ") && !l.ends_with(" 0")))
+        .await,
+        "the refused job was not counted:\n{}",
+        metrics(&base).await
+    );
+    let text = metrics(&base).await;
+    assert!(
+        text.contains("grafolean_bot_jobs_scheduled 0"),
+        "the job was scheduled:\n{text}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        fake.values(ACCOUNT_ID).is_empty(),
+        "a job without an account sent values"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backend_without_a_protocol_stops_the_bot_with_a_usage_error() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let err = Bot::new("echo", Echo)
+        .run(settings(&fake, &[]), std::future::pending())
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("Bot::with_protocol"), "{message}");
+    assert!(message.contains("BACKEND_URL"), "{message}");
+    assert!(err.is_usage(), "exit status 2 is for usage errors");
+    assert!(
+        fake.requests().is_empty(),
+        "nothing may start before the check"
+    );
+}
+
+/// Holds each run of entity 1 until the test releases it.
+struct Held {
+    started: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Collector for Held {
+    type Params = u64;
+
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+        configs
+            .entities
+            .iter()
+            .filter_map(|e| Some(JobSpec::for_entity(e, e.entity_id.to_string(), e.intervals()?, e.entity_id)))
+            .collect()
+    }
+
+    async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
+        if *id == 1 {
+            self.started.notify_one();
+            self.release.notified().await;
+        }
+        Ok(vec![Value::new(format!("entity.{id}.held"), 1.0)])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_after_its_job_was_removed_leaves_no_series() {
+    let dir = std::env::temp_dir().join(format!("gc-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jobs.toml");
+    let config = |id: u64| {
+        format!("[[entity]]\nid = {id}\nname = \"e{id}\"\ndetails = {{}}\nsensors = [{{ interval = 1 }}]\n")
+    };
+    std::fs::write(&file, config(1)).unwrap();
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let collector = Held {
+        started: started.clone(),
+        release: release.clone(),
+    };
+    let settings = Settings::try_parse_from([
+        "held",
+        "--config",
+        file.to_str().unwrap(),
+        "--jobs-refresh-interval",
+        "1",
+    ])
+    .unwrap();
+    let options = grafolean_collector::scheduler::SchedulerOptions::default()
+        .with_run_timeout(Duration::from_secs(30));
+    let bot = RunningBot::start(
+        Bot::new("held", collector).with_scheduler_options(options),
+        settings,
+    );
+    let base = bot.url().to_string();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("entity 1's run never started");
+
+    // Entity 1 goes away while its run is still going; entity 2 comes.
+    std::fs::write(&file, config(2)).unwrap();
+    assert!(
+        eventually(10, async || metrics(&base)
+            .await
+            .contains(r#"grafolean_value_held{entity="2"}"#))
+        .await,
+        "the refresh that removed entity 1 never happened"
+    );
+    // Now the removed job's run ends and reports its values.
+    release.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = metrics(&base).await;
+    assert!(
+        !text.contains(r#"entity="1""#),
+        "a removed job's series came back:\n{text}"
+    );
+    bot.stop().await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -10,24 +10,7 @@
 //! The runtime owns an [`AdminState`] and feeds it: readiness through its
 //! setters, values through [`AdminState::values`], and job rows through the
 //! status provider it installs. [`router`] turns the state into an
-//! [`axum::Router`], which [`serve`] runs on its own listener, or which an
-//! application mounts into its own axum server:
-//!
-//! ```no_run
-//! use grafolean_collector::admin::{self, AdminState};
-//! use grafolean_collector::Metrics;
-//!
-//! # async fn example() -> std::io::Result<()> {
-//! let state = AdminState::builder(Metrics::new("ping")).build();
-//! // The application's own routes, with the admin routes next to them.
-//! let app = axum::Router::new()
-//!     .route("/hello", axum::routing::get(|| async { "hello" }))
-//!     .merge(admin::router(state.clone()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
-//! # Ok(())
-//! # }
-//! ```
+//! [`axum::Router`], which [`serve`] runs on its own listener.
 
 mod process;
 mod status_page;
@@ -105,24 +88,6 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open
 /// requests finish.
-///
-/// ```
-/// use grafolean_collector::admin::{self, AdminState};
-/// use grafolean_collector::Metrics;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let state = AdminState::builder(Metrics::new("example")).build();
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-/// let server = tokio::spawn(admin::serve(listener, admin::router(state), async {
-///     let _ = stopped.await;
-/// }));
-/// stop.send(()).unwrap();
-/// server.await??;
-/// # Ok(())
-/// # }
-/// ```
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -145,20 +110,6 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// What the admin server shows. Cheap to clone; clones share everything.
-///
-/// ```
-/// use grafolean_collector::admin::AdminState;
-/// use grafolean_collector::Metrics;
-///
-/// let state = AdminState::builder(Metrics::new("ping")).with_backend(true).build();
-/// assert!(!state.is_ready());
-/// state.set_config_loaded();
-/// assert_eq!(state.readiness(), Err("the Grafolean backend is not reachable"));
-/// state.set_backend_reachable(true);
-/// assert!(state.is_ready());
-/// state.set_shutting_down();
-/// assert_eq!(state.readiness(), Err("shutting down"));
-/// ```
 #[derive(Clone)]
 pub struct AdminState {
     shared: Arc<Shared>,
@@ -349,20 +300,6 @@ impl AdminState {
     /// The `/metrics` body: runs the scrape hooks, then encodes the SDK
     /// registry, the process metrics and the collected values, ending with a
     /// single `# EOF`.
-    ///
-    /// ```
-    /// use grafolean_collector::admin::AdminState;
-    /// use grafolean_collector::Metrics;
-    /// use grafolean_collector::{JobId, Value};
-    ///
-    /// let state = AdminState::builder(Metrics::new("ping")).build();
-    /// state.values().update(&JobId::new("j"), &[], &[Value::new("a.b", 2.0)]);
-    /// let text = state.render_metrics();
-    /// assert!(text.contains("grafolean_bot_build_info{"));
-    /// assert!(text.contains("\ngrafolean_value_a_b 2.0\n"));
-    /// assert!(text.ends_with("\n# EOF\n"));
-    /// assert_eq!(text.matches("# EOF").count(), 1);
-    /// ```
     pub fn render_metrics(&self) -> String {
         let s = &self.shared;
         s.metrics.run_scrape_hooks();

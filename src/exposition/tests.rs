@@ -232,3 +232,41 @@ fn numbers_format_like_debug() {
         assert_eq!(out.parse::<f64>().unwrap().to_bits(), v.to_bits());
     }
 }
+
+#[test]
+fn label_values_are_escaped_exactly_once() {
+    // The value gauges and the SDK registry (prometheus-client writes label
+    // values verbatim, so the SDK escapes them) go through one function.
+    let metrics = crate::Metrics::new("a\"b\\c");
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"bot="a\"b\\c""#),
+        "build_info's bot label is not escaped exactly once:\n{text}"
+    );
+    assert!(!text.contains(r#"a\\\"b"#), "escaped twice:\n{text}");
+
+    let store = ValueStore::new();
+    store.update(&JobId::new("j"), &labels(&[("t", "\\\"")]), &[Value::new("x", 1.0)]);
+    assert!(rendered(&store).contains(r#"t="\\\"""#), "{}", rendered(&store));
+}
+
+#[test]
+fn long_label_values_are_capped_on_a_character_boundary() {
+    let store = ValueStore::new();
+    let long = "é".repeat(1_000_000); // 2 MB
+    store.update(&JobId::new("j"), &labels(&[("name", &long)]), &[Value::new("x", 1.0)]);
+    let text = rendered(&store);
+    assert!(text.len() < 400, "{} bytes", text.len());
+    assert!(text.contains("é…\""), "the cut is marked: {text}");
+}
+
+#[test]
+fn a_removed_jobs_late_update_is_ignored() {
+    let store = ValueStore::new();
+    let (a, b) = (JobId::new("a"), JobId::new("b"));
+    store.retain_jobs([&a]);
+    store.update(&b, &[], &[Value::new("late", 1.0)]);
+    assert!(store.is_empty(), "{}", rendered(&store));
+    store.update(&a, &[], &[Value::new("live", 1.0)]);
+    assert_eq!(store.len(), 1);
+}

@@ -16,43 +16,42 @@
 //! sender; a second one exits at once.
 
 mod once;
+#[cfg(feature = "runtime")]
+mod process;
+mod refresh;
+mod sinks;
 mod source;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+#[cfg(feature = "runtime")]
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use crate::Collector;
 use crate::admin::{self, AdminState, JobRow};
 use crate::api::Client;
 use crate::exposition::{MappedPath, ValueStore};
 use crate::fetch::FetchOptions;
 use crate::metrics::Metrics;
-use crate::scheduler::{RunOutcome, RunReport, Scheduler, SchedulerOptions};
+use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::sender::Sender;
-use crate::settings::{LogFormat, Settings, Source};
-use crate::{Collector, JobId};
+use crate::settings::{Settings, Source};
 
+use refresh::Refresher;
+use sinks::Sinks;
 pub(crate) use source::ConfigSource;
 
 /// How long a graceful shutdown waits for running jobs, then for the sender.
-pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How many times the start-up waits for the backend's `/status/info` before
 /// giving up (with exponential backoff from 1 s up to 30 s: about 10 minutes).
-pub const DEFAULT_READY_ATTEMPTS: u32 = 25;
-
-/// The first retry after a failed refresh, before any config has loaded; it
-/// doubles up to the refresh interval.
-pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_READY_ATTEMPTS: u32 = 25;
 
 type Hook = Box<dyn FnOnce() + Send>;
-
-/// Each job's labels, for the value gauges.
-type JobLabels = HashMap<JobId, Vec<(String, String)>>;
 
 /// A bot, ready to run: a collector plus everything around it.
 ///
@@ -80,8 +79,10 @@ type JobLabels = HashMap<JobId, Vec<(String, String)>>;
 pub struct Bot<C: Collector> {
     name: String,
     collector: Arc<C>,
+    about: Option<String>,
+    version: Option<String>,
     protocol: Option<String>,
-    default_listen: SocketAddr,
+    default_listen: Option<SocketAddr>,
     default_config: Option<String>,
     listener: Option<std::net::TcpListener>,
     scheduler_options: SchedulerOptions,
@@ -113,8 +114,10 @@ impl<C: Collector> Bot<C> {
             metrics: Metrics::new(&name),
             name,
             collector: Arc::new(collector),
+            about: None,
+            version: None,
             protocol: None,
-            default_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            default_listen: None,
             default_config: None,
             listener: None,
             scheduler_options: SchedulerOptions::default(),
@@ -128,17 +131,32 @@ impl<C: Collector> Bot<C> {
         }
     }
 
+    /// One line on what the bot does, shown by `--help` (by default, none).
+    pub fn with_about(mut self, about: impl Into<String>) -> Self {
+        self.about = Some(about.into());
+        self
+    }
+
+    /// The bot's version, shown by `--version` and in `build_info` (usually
+    /// `env!("CARGO_PKG_VERSION")` of the bot's crate; by default the SDK's).
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
     /// The Grafolean protocol whose entities this bot monitors, such as `ping`.
-    /// Without one, the bot gets no configs from Grafolean and its
-    /// [`Collector::jobs`] is called with empty configs.
+    /// A bot that is given a backend (`BACKEND_URL`) must have one: without it
+    /// the bot stops at start-up with a message that says so.
     pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
         self.protocol = Some(protocol.into());
         self
     }
 
-    /// The admin server's address when `--listen` is not given.
+    /// The admin server's address when `--listen` is not given: each bot
+    /// declares its own port (the ping bot's is 9742). Without one, the admin
+    /// server takes a free port on 127.0.0.1 and logs it.
     pub fn with_default_listen(mut self, addr: SocketAddr) -> Self {
-        self.default_listen = addr;
+        self.default_listen = Some(addr);
         self
     }
 
@@ -216,38 +234,53 @@ impl<C: Collector> Bot<C> {
         &self.metrics
     }
 
-    /// The whole `main` of a bot: reads `.env` and the command line, sets up
-    /// logging, and runs until SIGINT or SIGTERM (or once, with `--once`).
+    /// The whole `main` of a bot: reads `.env` and the command line (with the
+    /// bot's name, version and about in `--help`), sets up logging, and runs
+    /// until SIGINT or SIGTERM (or once, with `--once`). Needs the default
+    /// `runtime` feature.
+    #[cfg(feature = "runtime")]
     pub async fn main(self) -> ExitCode {
-        self.main_with(Settings::from_env_and_args()).await
+        let settings = Settings::parse_for(&self.name, self.version.as_deref(), self.about.as_deref());
+        self.main_with(settings).await
     }
 
     /// [`Bot::main`] with settings the caller already parsed (with
     /// [`Settings::from_env_and_args`]), for a `main` that needs them first.
+    ///
+    /// Exit statuses: 0 after a clean shutdown; 2 when a setting or the
+    /// standalone config is invalid (nothing started); 1 when the bot failed
+    /// while running.
+    #[cfg(feature = "runtime")]
     pub async fn main_with(self, settings: Settings) -> ExitCode {
-        if let Err(e) = init_logging(&settings) {
+        if let Err(e) = process::init_logging(&settings) {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
         if settings.once {
             return self.once(settings).await;
         }
-        match self.run(settings, shutdown_signal()).await {
+        match self.run(settings, process::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                error!("{e:#}");
-                ExitCode::FAILURE
+                tracing::error!("{e:#}");
+                if e.is_usage() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     }
 
     /// `--once`: fetches the configs, runs every job once now, prints the
     /// values, and returns a failure code if any job failed.
-    pub async fn once(self, settings: Settings) -> ExitCode {
+    pub async fn once(self, settings: Settings) -> std::process::ExitCode {
         once::run(self, settings).await
     }
 
-    /// Runs the bot until `shutdown` completes, then shuts down gracefully.
+    /// Runs the bot until `shutdown` completes, then shuts down gracefully:
+    /// stops scheduling, turns `/ready` to 503, drains the running jobs and
+    /// flushes the sender.
     pub async fn run(
         mut self,
         settings: Settings,
@@ -258,35 +291,7 @@ impl<C: Collector> Bot<C> {
         let (client, source) = self.config_source(source)?;
 
         // The admin server first, so that /live answers during start-up.
-        let listener = match self.listener.take() {
-            Some(l) => tokio::net::TcpListener::from_std(l).map_err(RunError::Listen)?,
-            None => {
-                let addr = settings.listen.unwrap_or(self.default_listen);
-                admin::bind(&addr.to_string())
-                    .await
-                    .map_err(RunError::Admin)?
-            }
-        };
-        let admin_addr = listener.local_addr().map_err(RunError::Listen)?;
-        let mut state = AdminState::builder(self.metrics.clone())
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .with_backend(client.is_some());
-        if export_values {
-            state = state.with_values(self.values.clone());
-        }
-        for hook in &self.scrape_hooks {
-            let hook = hook.clone();
-            state = state.with_scrape_hook(move || hook());
-        }
-        let state = state.build();
-        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin_task = tokio::spawn(admin::serve(
-            listener,
-            admin::router(state.clone()),
-            async move {
-                let _ = admin_stopped.await;
-            },
-        ));
+        let (state, admin_addr, stop_admin, admin_task) = self.start_admin(&settings, client.is_some(), export_values).await?;
         info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %source, "started");
 
         let sender = match &client {
@@ -303,32 +308,15 @@ impl<C: Collector> Bot<C> {
             }
             None => None,
         };
-
-        // Runs report here: metrics, value gauges, and the sender.
-        let labels: Arc<RwLock<JobLabels>> = Arc::default();
-        let report = {
-            let metrics = self.metrics.clone();
-            let values = export_values.then(|| self.values.clone());
-            let sender = sender.clone();
-            let labels = labels.clone();
-            move |report: RunReport| {
-                record_run(&metrics, &report);
-                if let RunOutcome::Ok(output) = report.outcome {
-                    if let Some(values) = &values {
-                        let labels = labels.read().unwrap_or_else(|e| e.into_inner());
-                        let job_labels = labels.get(&report.job).map_or(&[][..], Vec::as_slice);
-                        values.update(&report.job, job_labels, &output);
-                    }
-                    if let (Some(sender), Some(account)) = (&sender, report.account) {
-                        sender.submit(account, &report.job, report.tick.at, output);
-                    }
-                }
-            }
+        let sinks = Sinks {
+            metrics: self.metrics.clone(),
+            values: export_values.then(|| self.values.clone()),
+            sender: sender.clone(),
         };
         let scheduler = Scheduler::spawn(
             self.collector.clone(),
             self.scheduler_options.clone(),
-            report,
+            move |report| sinks.report(report),
         );
         {
             let scheduler = scheduler.clone();
@@ -354,79 +342,21 @@ impl<C: Collector> Bot<C> {
             hook();
         }
 
-        // The refresh loop, until shutdown.
-        let refresh_every = settings.refresh_interval();
-        let refresh_loop = async {
-            if let Some(client) = &client {
-                if let Err(e) = client
-                    .wait_until_ready(self.ready_attempts, Duration::from_secs(1))
-                    .await
-                {
-                    error!("{e}");
-                }
-            }
-            let mut next = tokio::time::Instant::now();
-            // Until the first config has loaded, a failed refresh is retried
-            // sooner, with backoff, rather than after a whole refresh interval.
-            let mut loaded_once = false;
-            let mut retry = FIRST_RETRY;
-            loop {
-                tokio::time::sleep_until(next).await;
-                next += refresh_every;
-                let started = Instant::now();
-                match source.load(&self.fetch_options).await {
-                    Ok(loaded) => {
-                        self.metrics.backend_up.set(i64::from(client.is_some()));
-                        self.metrics.entity_errors.inc_by(loaded.skipped as u64);
-                        let specs = self.collector.jobs(&loaded.configs);
-                        {
-                            let mut labels = labels.write().unwrap_or_else(|e| e.into_inner());
-                            labels.clear();
-                            labels.extend(specs.iter().map(|s| (s.id.clone(), s.labels.clone())));
-                        }
-                        let live: Vec<JobId> = specs.iter().map(|s| s.id.clone()).collect();
-                        let summary = scheduler.sync(specs).await;
-                        self.values.retain_jobs(live.iter());
-                        self.metrics
-                            .jobs_scheduled
-                            .set(scheduler.job_count() as i64);
-                        state.set_config_loaded();
-                        state.set_backend_reachable(true);
-                        loaded_once = true;
-                        info!(
-                            accounts = loaded.accounts,
-                            entities = loaded.configs.entities.len(),
-                            skipped = loaded.skipped,
-                            jobs = live.len(),
-                            added = summary.added,
-                            changed = summary.changed,
-                            removed = summary.removed,
-                            unchanged = summary.unchanged,
-                            requests = loaded.requests,
-                            duration_ms = started.elapsed().as_millis() as u64,
-                            "refreshed job configs"
-                        );
-                    }
-                    Err(e) => {
-                        self.metrics.refresh_errors.inc();
-                        if e.backend_unreachable() {
-                            self.metrics.backend_up.set(0);
-                            state.set_backend_reachable(false);
-                        }
-                        warn!(error = %e, jobs = scheduler.job_count(), "config refresh failed; keeping the previous jobs");
-                        if !loaded_once {
-                            next = tokio::time::Instant::now() + retry.min(refresh_every);
-                            retry = (retry * 2).min(refresh_every);
-                        }
-                    }
-                }
-                self.metrics
-                    .refresh_duration
-                    .observe(started.elapsed().as_secs_f64());
-            }
+        let refresher = Refresher {
+            collector: self.collector.clone(),
+            source,
+            fetch_options: self.fetch_options.clone(),
+            scheduler: scheduler.clone(),
+            values: self.values.clone(),
+            metrics: self.metrics.clone(),
+            state: state.clone(),
+            client,
+            ready_attempts: self.ready_attempts,
+            every: settings.refresh_interval(),
+            refused: Default::default(),
         };
         let failed = tokio::select! {
-            _ = refresh_loop => false,
+            _ = refresher.run() => false,
             _ = shutdown => false,
             _ = scheduler.failed() => true,
         };
@@ -455,18 +385,73 @@ impl<C: Collector> Bot<C> {
         Ok(())
     }
 
+    /// Binds and starts the admin server.
+    async fn start_admin(
+        &mut self,
+        settings: &Settings,
+        backend: bool,
+        export_values: bool,
+    ) -> Result<
+        (
+            AdminState,
+            SocketAddr,
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<Result<(), admin::AdminError>>,
+        ),
+        RunError,
+    > {
+        let listener = match self.listener.take() {
+            Some(l) => tokio::net::TcpListener::from_std(l).map_err(RunError::Listen)?,
+            None => {
+                let addr = match settings.listen.or(self.default_listen) {
+                    Some(addr) => addr,
+                    None => {
+                        warn!(bot = %self.name, "this bot declares no admin port (Bot::with_default_listen) and --listen was not given; using a free port");
+                        SocketAddr::from(([127, 0, 0, 1], 0))
+                    }
+                };
+                admin::bind(&addr.to_string())
+                    .await
+                    .map_err(RunError::Admin)?
+            }
+        };
+        let admin_addr = listener.local_addr().map_err(RunError::Listen)?;
+        let mut state = AdminState::builder(self.metrics.clone())
+            .with_version(self.version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION")))
+            .with_backend(backend);
+        if export_values {
+            state = state.with_values(self.values.clone());
+        }
+        for hook in &self.scrape_hooks {
+            let hook = hook.clone();
+            state = state.with_scrape_hook(move || hook());
+        }
+        let state = state.build();
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_task = tokio::spawn(admin::serve(
+            listener,
+            admin::router(state.clone()),
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ));
+        Ok((state, admin_addr, stop_admin, admin_task))
+    }
+
     fn config_source(&self, source: Source) -> Result<(Option<Client>, ConfigSource), RunError> {
         Ok(match source {
             Source::Grafolean { backend_url, token } => {
                 let client = Client::builder(backend_url, token)
                     .build()
                     .map_err(RunError::Api)?;
-                let source = match &self.protocol {
-                    Some(p) => ConfigSource::Grafolean {
-                        client: client.clone(),
-                        protocol: p.clone(),
-                    },
-                    None => ConfigSource::Empty,
+                let Some(protocol) = &self.protocol else {
+                    return Err(RunError::NoProtocol {
+                        bot: self.name.clone(),
+                    });
+                };
+                let source = ConfigSource::Grafolean {
+                    client: client.clone(),
+                    protocol: protocol.clone(),
                 };
                 (Some(client), source)
             }
@@ -513,71 +498,26 @@ pub enum RunError {
     /// restarts it.
     #[error("the scheduler failed and no job fires any more; exiting so that the bot is restarted")]
     Scheduler,
+    /// A backend was given to a bot that declares no Grafolean protocol, so
+    /// it would get no jobs from it.
+    #[error(
+        "BACKEND_URL is set, but the bot {bot:?} declares no Grafolean protocol, so it would get no jobs; \
+         its author must call Bot::with_protocol(\"<protocol>\") (or run it standalone, without BACKEND_URL)"
+    )]
+    NoProtocol {
+        /// The bot's name.
+        bot: String,
+    },
 }
 
-fn record_run(metrics: &Metrics, report: &RunReport) {
-    use crate::metrics::Outcome;
-    let outcome = match &report.outcome {
-        RunOutcome::Ok(_) => Outcome::ok,
-        RunOutcome::Error(_) => Outcome::error,
-        RunOutcome::Timeout => Outcome::timeout,
-        RunOutcome::Panicked(_) => Outcome::panic,
-        RunOutcome::Skipped => Outcome::skipped,
-    };
-    metrics.run(outcome);
-    if !matches!(report.outcome, RunOutcome::Skipped) {
-        metrics.run_duration.observe(report.duration.as_secs_f64());
-        metrics.lateness.observe(report.lateness.as_secs_f64());
-    }
-}
-
-/// Sets up logging from `--log-level` and `--log-format`.
-pub fn init_logging(settings: &Settings) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).map_err(|e| {
-        format!(
-            "invalid setting --log-level (RUST_LOG) {:?}: {e}",
-            settings.log_level
+impl RunError {
+    /// Whether the error is in what the bot was given (its settings, config
+    /// or build) rather than something that failed while it ran: such a bot
+    /// exits with status 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::Settings(_) | Self::Config(_) | Self::NoProtocol { .. }
         )
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match settings.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    result.map_err(|e| format!("could not set up logging: {e}"))
-}
-
-/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
-pub async fn shutdown_signal() {
-    wait_for_signal().await;
-    info!("signal received; press Ctrl-C again (or send SIGTERM) to exit at once");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        error!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

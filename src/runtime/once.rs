@@ -22,7 +22,7 @@ struct Outcome {
     job: String,
     account: Option<u64>,
     tick: Tick,
-    labels: Vec<(String, String)>,
+    labels: std::sync::Arc<[(String, String)]>,
     result: Result<Vec<Value>, String>,
 }
 
@@ -107,8 +107,15 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
                 }
             };
             for o in outcomes {
-                if let (Ok(values), Some(account)) = (o.result, o.account) {
-                    sender.submit(account, &crate::JobId::new(o.job), o.tick.at, values);
+                match (o.result, o.account) {
+                    (Ok(values), Some(account)) => {
+                        sender.submit(account, &crate::JobId::new(o.job), o.tick.at, values);
+                    }
+                    (Ok(_), None) => eprintln!(
+                        "job {}: not sent, it has no account (make it with JobSpec::for_entity)",
+                        o.job
+                    ),
+                    (Err(_), _) => {}
                 }
             }
             let report = sender.shutdown(bot.drain_deadline).await;

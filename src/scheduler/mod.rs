@@ -207,6 +207,8 @@ pub struct RunReport {
     pub job: JobId,
     /// The Grafolean account the job's values go to.
     pub account: Option<u64>,
+    /// The job's labels ([`JobSpec::labels`](crate::JobSpec::labels)).
+    pub labels: Arc<[(String, String)]>,
     /// The firing: its intended time and the intervals due at it.
     pub tick: Tick,
     /// How long after `tick.at` the run started (or was skipped).

@@ -396,7 +396,7 @@ impl<P> State<P> {
                 JobStatus {
                     id: e.spec.id.clone(),
                     intervals: e.spec.intervals.clone(),
-                    labels: e.spec.labels.clone(),
+                    labels: e.spec.labels.to_vec(),
                     next_firing: Some(millis_to_system(e.next_at)),
                     last_run: run.last_run.map(millis_to_system),
                     last_duration: run.last_duration,

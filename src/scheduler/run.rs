@@ -148,6 +148,7 @@ async fn run_task<P: Send + Sync + 'static>(
     shared.report(RunReport {
         job: spec.id.clone(),
         account: spec.account,
+        labels: spec.labels.clone(),
         lateness: lateness(&tick, started_wall),
         tick,
         duration,

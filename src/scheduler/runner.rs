@@ -254,6 +254,7 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
     Some(Fired::Skipped(RunReport {
         job: e.spec.id.clone(),
         account: e.spec.account,
+        labels: e.spec.labels.clone(),
         lateness: lateness(&tick, now),
         tick,
         duration: Duration::ZERO,

@@ -25,7 +25,7 @@ pub const STOP_WITHIN: Duration = Duration::from_secs(15);
 /// # }
 /// # #[tokio::main] async fn main() {
 /// use clap::Parser;
-/// use grafolean_collector::settings::Settings;
+/// use grafolean_collector::Settings;
 /// use grafolean_collector::testing::RunningBot;
 ///
 /// let settings = Settings::try_parse_from(["hello"]).unwrap();

@@ -30,6 +30,8 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     let summary = pinger.clone();
     Bot::new("grafolean-ping-bot", PingCollector::new(pinger))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_about(env!("CARGO_PKG_DESCRIPTION"))
         .with_protocol("ping")
         .with_default_listen(DEFAULT_LISTEN)
         .with_default_config(DEFAULT_CONFIG)

@@ -179,9 +179,7 @@ fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
     };
     let target = params.target();
     Some(
-        JobSpec::new(format!("entity.{}", entity.entity_id), intervals, params)
-            .with_account(entity.account_id)
-            .with_label("entity", entity.entity_id.to_string())
+        JobSpec::for_entity(entity, format!("entity.{}", entity.entity_id), intervals, params)
             .with_label("name", entity.name.clone())
             .with_label("target", target),
     )

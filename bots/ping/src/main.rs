@@ -13,7 +13,11 @@ use grafolean_ping_bot::{Pinger, PingerOptions};
 #[tokio::main]
 async fn main() -> ExitCode {
     // Parse first, so that --help works without the privileges ICMP needs.
-    let settings = Settings::from_env_and_args();
+    let settings = Settings::parse_for(
+        "grafolean-ping-bot",
+        Some(env!("CARGO_PKG_VERSION")),
+        Some(env!("CARGO_PKG_DESCRIPTION")),
+    );
     let pinger = match Pinger::new(PingerOptions::default()) {
         Ok(pinger) => pinger,
         Err(e) => {

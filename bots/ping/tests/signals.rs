@@ -97,6 +97,12 @@ fn sigterm_shuts_down_gracefully() {
     let log = log.join("\n");
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+    // stderr is a pipe here, as when it is redirected to a file or journald:
+    // no colour escapes.
+    assert!(
+        !log.contains('\x1b'),
+        "a redirected log holds escape codes:\n{log:?}"
+    );
 }
 
 #[test]
@@ -116,6 +122,10 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("ICMP ping bot for Grafolean") && !help.contains("SDK for writing"),
+        "--help must describe the bot, not the SDK:\n{help}"
+    );
     for flag in [
         "--backend-url",
         "--bot-token-file",
@@ -134,7 +144,7 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
         .arg(format!("127.0.0.1:{}", free_port()))
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BOT_TOKEN"), "{err}");
 }

@@ -1,0 +1,140 @@
+//! The refresh loop: every refresh interval, load the configs, ask the
+//! collector for its jobs, and reconcile the scheduler by job id.
+//!
+//! A failed refresh is logged and counted, and the previous job set stays
+//! scheduled. Until the first config has loaded, a failed refresh is retried
+//! sooner, with backoff, rather than after a whole refresh interval.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::source::ConfigSource;
+use crate::admin::AdminState;
+use crate::api::Client;
+use crate::exposition::ValueStore;
+use crate::fetch::FetchOptions;
+use crate::metrics::Metrics;
+use crate::scheduler::SchedulerHandle;
+use crate::{Collector, JobId, JobSpec};
+
+/// The first retry after a failed refresh, before any config has loaded; it
+/// doubles up to the refresh interval.
+pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// What the refresh loop works with.
+pub(crate) struct Refresher<C: Collector> {
+    pub(crate) collector: Arc<C>,
+    pub(crate) source: ConfigSource,
+    pub(crate) fetch_options: FetchOptions,
+    pub(crate) scheduler: SchedulerHandle<C::Params>,
+    /// Told the live job set before every sync.
+    pub(crate) values: ValueStore,
+    pub(crate) metrics: Metrics,
+    pub(crate) state: AdminState,
+    /// The API client, when the configs and values go through Grafolean.
+    pub(crate) client: Option<Client>,
+    pub(crate) ready_attempts: u32,
+    pub(crate) every: Duration,
+    /// Jobs refused at the last sync (no account while sending), so that each
+    /// is warned about once, when it is first refused.
+    pub(crate) refused: HashSet<JobId>,
+}
+
+impl<C: Collector> Refresher<C> {
+    /// Refreshes every interval, forever (the caller stops it at shutdown).
+    pub(crate) async fn run(mut self) {
+        if let Some(client) = &self.client {
+            if let Err(e) = client
+                .wait_until_ready(self.ready_attempts, Duration::from_secs(1))
+                .await
+            {
+                error!("{e}");
+            }
+        }
+        let mut next = tokio::time::Instant::now();
+        let mut loaded_once = false;
+        let mut retry = FIRST_RETRY;
+        loop {
+            tokio::time::sleep_until(next).await;
+            next += self.every;
+            let started = Instant::now();
+            if self.refresh_once().await {
+                loaded_once = true;
+            } else if !loaded_once {
+                next = tokio::time::Instant::now() + retry.min(self.every);
+                retry = (retry * 2).min(self.every);
+            }
+            self.metrics
+                .refresh_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// One refresh. Returns whether the configs loaded.
+    async fn refresh_once(&mut self) -> bool {
+        let started = Instant::now();
+        let loaded = match self.source.load(&self.fetch_options).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.metrics.refresh_errors.inc();
+                if e.backend_unreachable() {
+                    self.metrics.backend_up.set(0);
+                    self.state.set_backend_reachable(false);
+                }
+                warn!(error = %e, jobs = self.scheduler.job_count(), "config refresh failed; keeping the previous jobs");
+                return false;
+            }
+        };
+        self.metrics
+            .backend_up
+            .set(i64::from(self.client.is_some()));
+        self.metrics.entity_errors.inc_by(loaded.skipped as u64);
+        let specs = self.refuse_unsendable(self.collector.jobs(&loaded.configs));
+        let live: Vec<JobId> = specs.iter().map(|s| s.id.clone()).collect();
+        // Before the sync: a new job's first run is kept, a removed job's last
+        // run is not.
+        self.values.retain_jobs(live.iter());
+        let summary = self.scheduler.sync(specs).await;
+        self.metrics
+            .jobs_scheduled
+            .set(self.scheduler.job_count() as i64);
+        self.state.set_config_loaded();
+        self.state.set_backend_reachable(true);
+        info!(
+            accounts = loaded.accounts,
+            entities = loaded.configs.entities.len(),
+            skipped = loaded.skipped,
+            jobs = live.len(),
+            added = summary.added,
+            changed = summary.changed,
+            removed = summary.removed,
+            unchanged = summary.unchanged,
+            refused = self.refused.len(),
+            requests = loaded.requests,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "refreshed job configs"
+        );
+        true
+    }
+
+    /// While values go to Grafolean, a job without an account would run and
+    /// lose every value: it is refused, with one warning when it first is,
+    /// and counted at every sync.
+    fn refuse_unsendable(&mut self, specs: Vec<JobSpec<C::Params>>) -> Vec<JobSpec<C::Params>> {
+        if self.client.is_none() {
+            return specs;
+        }
+        let (kept, refused): (Vec<_>, Vec<_>) =
+            specs.into_iter().partition(|s| s.account.is_some());
+        let refused: HashSet<JobId> = refused.into_iter().map(|s| s.id).collect();
+        for id in refused.difference(&self.refused) {
+            warn!(job = %id, "job refused: it has no Grafolean account, so its values could not be sent; make it with JobSpec::for_entity (or .with_account)");
+        }
+        self.metrics.jobs_refused.inc_by(refused.len() as u64);
+        self.refused = refused;
+        kept
+    }
+}
