@@ -12,7 +12,7 @@
 //! A bot may install a [`PathMapper`] that names its own series
 //! ([`ValueStore::with_mapper`]). For paths the mapper declines (it returns
 //! `None`), and for bots without one, the generic rule applies
-//! ([`generic_mapping`]):
+//! (`generic_mapping`):
 //!
 //! 1. A leading `entity.<id>.` pair is removed and becomes the label
 //!    `entity="<id>"`.
@@ -114,7 +114,7 @@ impl MappedPath {
     }
 }
 
-/// A bot's own path → series rule. `None` means "use [`generic_mapping`]".
+/// A bot's own path → series rule. `None` means "use `generic_mapping`".
 pub(crate) type PathMapper = Arc<dyn Fn(&str) -> Option<MappedPath> + Send + Sync>;
 
 /// Splits a leading `entity.<id>.` pair off a path; see [`MappedPath::split_entity`].
@@ -316,7 +316,7 @@ impl ValueStore {
     }
 
     /// Sets the bot's own mapping rule; paths it returns `None` for use
-    /// [`generic_mapping`].
+    /// `generic_mapping`.
     #[must_use]
     pub fn with_mapper(
         mut self,

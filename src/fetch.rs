@@ -111,17 +111,6 @@ pub struct FetchReport {
 
 /// Which protocol settings of an entity apply to this bot, if any: the Python
 /// library's filter rules.
-///
-/// ```
-/// use grafolean_collector::api::Entity;
-/// use grafolean_collector::fetch::applicable_protocol;
-/// let entity: Entity = serde_json::from_value(serde_json::json!({
-///     "id": 1, "name": "r", "entity_type": "device", "details": {},
-///     "protocols": {"ping": {"credential": 7, "sensors": [{"sensor": 8, "interval": null}], "bot": null}}
-/// })).unwrap();
-/// assert!(applicable_protocol(&entity, "ping", 42).is_some());
-/// assert!(applicable_protocol(&entity, "snmp", 42).is_none());
-/// ```
 pub(crate) fn applicable_protocol<'a>(
     entity: &'a Entity,
     protocol: &str,
@@ -138,13 +127,6 @@ pub(crate) fn applicable_protocol<'a>(
 
 /// A sensor's effective interval: the entity's override, else the sensor's
 /// default, else none. An interval of 0 counts as none.
-///
-/// ```
-/// use grafolean_collector::fetch::effective_interval;
-/// assert_eq!(effective_interval(Some(30), Some(10)), Some(30));
-/// assert_eq!(effective_interval(None, Some(10)), Some(10));
-/// assert_eq!(effective_interval(None, None), None);
-/// ```
 pub(crate) fn effective_interval(
     entity_override: Option<u32>,
     default: Option<u32>,

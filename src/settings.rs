@@ -158,7 +158,7 @@ impl Settings {
     /// [`Settings::parse_for`] to show its own name, version and description.
     #[cfg(feature = "runtime")]
     pub fn from_env_and_args() -> Self {
-        Self::parse_for_command(Self::command())
+        Self::parse_for_command(Self::command().about(None::<&str>).long_about(None::<&str>))
     }
 
     /// Parses the command line, after reading `.env` from the working
@@ -169,7 +169,11 @@ impl Settings {
     /// instead, with `#[command(flatten)]` (see the README).
     #[cfg(feature = "runtime")]
     pub fn parse_for(name: &str, version: Option<&str>, about: Option<&str>) -> Self {
-        let mut command = Self::command().name(name.to_string());
+        // Not the struct's rustdoc, which clap would show as the description.
+        let mut command = Self::command()
+            .name(name.to_string())
+            .about(None::<&str>)
+            .long_about(None::<&str>);
         if let Some(version) = version {
             command = command.version(version.to_string());
         }

@@ -290,10 +290,9 @@ async fn a_job_without_an_account_is_refused_with_a_warning_and_a_counter() {
     );
     let base = bot.url().to_string();
     assert!(
-        eventually(10, async || metrics(&base)
-            .await
-            .lines()
-            .any(|l| l.starts_with("grafolean_bot_jobs_refused_total ") && !l.ends_with(" 0")))
+        eventually(10, async || metrics(&base).await.lines().any(|l| l
+            .starts_with("grafolean_bot_jobs_refused_total ")
+            && !l.ends_with(" 0")))
         .await,
         "the refused job was not counted:\n{}",
         metrics(&base).await
@@ -341,7 +340,14 @@ impl Collector for Held {
         configs
             .entities
             .iter()
-            .filter_map(|e| Some(JobSpec::for_entity(e, e.entity_id.to_string(), e.intervals()?, e.entity_id)))
+            .filter_map(|e| {
+                Some(JobSpec::for_entity(
+                    e,
+                    e.entity_id.to_string(),
+                    e.intervals()?,
+                    e.entity_id,
+                ))
+            })
             .collect()
     }
 
@@ -360,7 +366,9 @@ async fn a_run_that_ends_after_its_job_was_removed_leaves_no_series() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("jobs.toml");
     let config = |id: u64| {
-        format!("[[entity]]\nid = {id}\nname = \"e{id}\"\ndetails = {{}}\nsensors = [{{ interval = 1 }}]\n")
+        format!(
+            "[[entity]]\nid = {id}\nname = \"e{id}\"\ndetails = {{}}\nsensors = [{{ interval = 1 }}]\n"
+        )
     };
     std::fs::write(&file, config(1)).unwrap();
     let started = std::sync::Arc::new(tokio::sync::Notify::new());

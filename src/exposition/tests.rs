@@ -246,15 +246,27 @@ fn label_values_are_escaped_exactly_once() {
     assert!(!text.contains(r#"a\\\"b"#), "escaped twice:\n{text}");
 
     let store = ValueStore::new();
-    store.update(&JobId::new("j"), &labels(&[("t", "\\\"")]), &[Value::new("x", 1.0)]);
-    assert!(rendered(&store).contains(r#"t="\\\"""#), "{}", rendered(&store));
+    store.update(
+        &JobId::new("j"),
+        &labels(&[("t", "\\\"")]),
+        &[Value::new("x", 1.0)],
+    );
+    assert!(
+        rendered(&store).contains(r#"t="\\\"""#),
+        "{}",
+        rendered(&store)
+    );
 }
 
 #[test]
 fn long_label_values_are_capped_on_a_character_boundary() {
     let store = ValueStore::new();
     let long = "é".repeat(1_000_000); // 2 MB
-    store.update(&JobId::new("j"), &labels(&[("name", &long)]), &[Value::new("x", 1.0)]);
+    store.update(
+        &JobId::new("j"),
+        &labels(&[("name", &long)]),
+        &[Value::new("x", 1.0)],
+    );
     let text = rendered(&store);
     assert!(text.len() < 400, "{} bytes", text.len());
     assert!(text.contains("é…\""), "the cut is marked: {text}");

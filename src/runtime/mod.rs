@@ -160,7 +160,7 @@ impl<C: Collector> Bot<C> {
         self
     }
 
-    /// A built-in standalone config (TOML, see [`crate::standalone`]), used
+    /// A built-in standalone config (TOML, in the format of `--config`; see the README), used
     /// when neither a backend nor `--config` is given.
     pub fn with_default_config(mut self, toml: impl Into<String>) -> Self {
         self.default_config = Some(toml.into());
@@ -240,7 +240,8 @@ impl<C: Collector> Bot<C> {
     /// `runtime` feature.
     #[cfg(feature = "runtime")]
     pub async fn main(self) -> ExitCode {
-        let settings = Settings::parse_for(&self.name, self.version.as_deref(), self.about.as_deref());
+        let settings =
+            Settings::parse_for(&self.name, self.version.as_deref(), self.about.as_deref());
         self.main_with(settings).await
     }
 
@@ -291,7 +292,9 @@ impl<C: Collector> Bot<C> {
         let (client, source) = self.config_source(source)?;
 
         // The admin server first, so that /live answers during start-up.
-        let (state, admin_addr, stop_admin, admin_task) = self.start_admin(&settings, client.is_some(), export_values).await?;
+        let (state, admin_addr, stop_admin, admin_task) = self
+            .start_admin(&settings, client.is_some(), export_values)
+            .await?;
         info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %source, "started");
 
         let sender = match &client {

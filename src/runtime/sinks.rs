@@ -55,9 +55,7 @@ impl Sinks {
             self.metrics
                 .run_duration
                 .observe(report.duration.as_secs_f64());
-            self.metrics
-                .lateness
-                .observe(report.lateness.as_secs_f64());
+            self.metrics.lateness.observe(report.lateness.as_secs_f64());
         }
     }
 }

@@ -109,7 +109,7 @@ pub(crate) const DEFAULT_MAX_CONCURRENT_RUNS: usize = 1000;
 #[non_exhaustive]
 pub struct SchedulerOptions {
     /// The most runs going at once, across all jobs. Default
-    /// [`DEFAULT_MAX_CONCURRENT_RUNS`]; at least 1 is used.
+    /// `DEFAULT_MAX_CONCURRENT_RUNS`; at least 1 is used.
     pub max_concurrent_runs: usize,
     /// What to do with a firing while the job's previous run is still going.
     pub overlap: OverlapPolicy,
@@ -122,7 +122,7 @@ pub struct SchedulerOptions {
     pub(crate) clock: Clock,
     /// How finely the timer loop wakes: it sleeps until the next firing
     /// rounded up to a multiple of this (wall clock), and fires everything
-    /// due by then. Default [`DEFAULT_TIMER_RESOLUTION`] (1 ms, tokio's own
+    /// due by then. Default `DEFAULT_TIMER_RESOLUTION` (1 ms, tokio's own
     /// resolution). A coarser one trades lateness for fewer wakeups; spread
     /// jobs with long intervals already share wakes (see [`Align::Spread`]).
     pub timer_resolution: Duration,
@@ -379,7 +379,7 @@ impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
     /// and added back in a later sync is a new job: it may fire while the old
     /// job's run is still going.
     ///
-    /// It diffs [`SYNC_BATCH`] specs per hold of the scheduler's lock and
+    /// It diffs `SYNC_BATCH` specs per hold of the scheduler's lock and
     /// yields between batches, so that a sync of 100,000 jobs (about 80 ms
     /// on the benchmark machine) never holds up due firings for more than a
     /// few ms; jobs not reached yet fire with their old specs meanwhile.

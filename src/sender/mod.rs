@@ -14,10 +14,10 @@
 //!   one is dropped alone (logged with its job and path, counted as
 //!   `values_dropped{reason="invalid_path"|"invalid_value"}`).
 //! * **Batching.** Values of one account that arrive within the batch window
-//!   (default [`DEFAULT_BATCH_WINDOW`]) or up to [`DEFAULT_MAX_BATCH`] values go
+//!   (default `DEFAULT_BATCH_WINDOW`) or up to `DEFAULT_MAX_BATCH` values go
 //!   in one POST. A path that appears twice in a batch keeps its latest value
 //!   (the backend answers 500 otherwise); the earlier one is counted as
-//!   dropped with reason `duplicate`. At most [`DEFAULT_MAX_IN_FLIGHT`]
+//!   dropped with reason `duplicate`. At most `DEFAULT_MAX_IN_FLIGHT`
 //!   POSTs are in flight; when more batches than twice that wait for a
 //!   connection (a burst), the oldest wait in the backlog and go by PUT with
 //!   their measurement times.
@@ -36,7 +36,7 @@
 //!   values are isolated; they are dropped (`rejected`) and logged.
 //!   A 403 on POST drops the batch (`forbidden`), since the bot lacks the
 //!   permission, and logs an error at most once a minute.
-//! * **Bounded buffer.** The backlog holds at most [`DEFAULT_BUFFER_LIMIT`]
+//! * **Bounded buffer.** The backlog holds at most `DEFAULT_BUFFER_LIMIT`
 //!   values; when it is full, the oldest are dropped (`buffer_full`), except
 //!   those being replayed at that moment.
 //! * **Spool.** With [`SenderBuilder::with_spool_dir`], the backlog is also
@@ -137,7 +137,7 @@ pub struct SenderBuilder {
 }
 
 impl SenderBuilder {
-    /// Sets the batch window (default [`DEFAULT_BATCH_WINDOW`]). Zero sends
+    /// Sets the batch window (default `DEFAULT_BATCH_WINDOW`). Zero sends
     /// each submission on its own.
     pub fn with_batch_window(mut self, window: Duration) -> Self {
         self.config.window = window;
@@ -145,14 +145,14 @@ impl SenderBuilder {
     }
 
     /// Sets the maximum number of values in one request (default
-    /// [`DEFAULT_MAX_BATCH`]; at least 1).
+    /// `DEFAULT_MAX_BATCH`; at least 1).
     pub fn with_max_batch(mut self, n: usize) -> Self {
         self.config.max_batch = n.max(1);
         self
     }
 
     /// Sets how many values the backlog holds at most (default
-    /// [`DEFAULT_BUFFER_LIMIT`]); beyond it the oldest are dropped.
+    /// `DEFAULT_BUFFER_LIMIT`); beyond it the oldest are dropped.
     pub fn with_buffer_limit(mut self, n: usize) -> Self {
         self.config.buffer_limit = n.max(1);
         self
@@ -166,7 +166,7 @@ impl SenderBuilder {
     }
 
     /// Sets the retry delays: the first is about `min`, each next one doubles,
-    /// up to `max` (defaults [`DEFAULT_BACKOFF_MIN`], [`DEFAULT_BACKOFF_MAX`]).
+    /// up to `max` (defaults `DEFAULT_BACKOFF_MIN`, `DEFAULT_BACKOFF_MAX`).
     /// Each delay is randomly shortened by up to half (jitter).
     pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.backoff_min = min;
@@ -175,7 +175,7 @@ impl SenderBuilder {
     }
 
     /// Sets how many live POSTs may be in flight at once (default
-    /// [`DEFAULT_MAX_IN_FLIGHT`]; at least 1). The replay uses up to half as
+    /// `DEFAULT_MAX_IN_FLIGHT`; at least 1). The replay uses up to half as
     /// many PUTs besides.
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
         self.config.max_in_flight = n.max(1);

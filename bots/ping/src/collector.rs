@@ -179,9 +179,14 @@ fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
     };
     let target = params.target();
     Some(
-        JobSpec::for_entity(entity, format!("entity.{}", entity.entity_id), intervals, params)
-            .with_label("name", entity.name.clone())
-            .with_label("target", target),
+        JobSpec::for_entity(
+            entity,
+            format!("entity.{}", entity.entity_id),
+            intervals,
+            params,
+        )
+        .with_label("name", entity.name.clone())
+        .with_label("target", target),
     )
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env sh
+# Installs what the tests need on a fresh Debian machine, as root: Debian's
+# prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
+# a real browser), iproute2, util-linux and procps (network namespaces, sysctl
+# for the ICMP tests). Installs nothing that is already there. The README's
+# test command runs it first; .ci/run runs that same command.
+set -eu
+need=""
+command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
+[ -x /usr/bin/chromium ] || need="$need chromium"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+command -v sysctl >/dev/null 2>&1 || need="$need procps"
+if [ -n "$need" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "tests/setup.sh: the tests need:$need; run as root (or install them with apt-get)" >&2
+    exit 1
+  fi
+  echo "tests/setup.sh: installing$need" >&2
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
