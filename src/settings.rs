@@ -39,13 +39,15 @@ pub(crate) enum OnceFormat {
     Prometheus,
 }
 
-/// Every setting of a bot.
+/// Every setting of a bot: the flags and environment variables that the README
+/// lists. A bot's `main` gets them from [`Bot::main`](crate::Bot::main), from
+/// [`Settings::parse_for`], or flattened into its own clap struct.
 ///
 /// ```
 /// use clap::Parser;
 /// use grafolean_collector::Settings;
 /// let s = Settings::try_parse_from(["bot", "--once", "--config", "jobs.toml"]).unwrap();
-/// assert!(s.once);
+/// assert!(format!("{s:?}").contains("once: true"));
 /// ```
 #[derive(Clone, Debug, Parser)]
 pub struct Settings {

@@ -62,7 +62,10 @@ async fn the_example_bot_runs_standalone_and_exports_its_values() {
     );
     assert_eq!(get(&format!("{base}/ready")).await.0, 200);
     let (_, page) = get(&format!("{base}/")).await;
-    assert!(page.contains("entity.7"), "{page}");
+    assert!(
+        page.contains("<code>7</code>"),
+        "the job row is missing:\n{page}"
+    );
 
     bot.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();

@@ -10,16 +10,8 @@ use tokio::time::Instant;
 
 use super::timing::{Millis, millis_to_system, system_to_millis};
 
-/// How the scheduler reads the wall-clock time.
-///
-/// ```
-/// use grafolean_collector::scheduler::Clock;
-/// use std::time::{Duration, SystemTime};
-///
-/// let system = Clock::system();
-/// let for_tests = Clock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-/// # let _ = (system, for_tests);
-/// ```
+/// How the scheduler reads the wall-clock time: the system clock, or (in
+/// tests) a wall clock that follows tokio's paused clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock(Kind);
 

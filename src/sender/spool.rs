@@ -282,7 +282,7 @@ fn new_segment(dir: &Path, id: u64) -> io::Result<File> {
 /// Fills in the length and checksum of the record that starts at `start`.
 fn frame(buf: &mut [u8], start: usize) {
     let len = (buf.len() - start - 8) as u32;
-    let crc = crc32(&buf[start + 8..]);
+    let crc = crc32fast::hash(&buf[start + 8..]);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -303,7 +303,7 @@ fn read_records(bytes: &[u8], mut f: impl FnMut(&[u8]) -> Option<()>) -> (usize,
         let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
             return (pos, false);
         };
-        if crc32(payload) != crc || f(payload).is_none() {
+        if crc32fast::hash(payload) != crc || f(payload).is_none() {
             return (pos, false);
         }
         pos += 8 + len;
@@ -331,34 +331,6 @@ fn decode_ack(p: &[u8]) -> Option<Vec<(u64, u64)>> {
     (0..n)
         .map(|k| Some((u(5 + 16 * k)?, u(13 + 16 * k)?)))
         .collect()
-}
-
-/// CRC-32 (IEEE 802.3), bitwise with a table built at compile time.
-fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    let mut crc = !0u32;
-    for &b in data {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
 }
 
 #[cfg(test)]

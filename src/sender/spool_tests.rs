@@ -33,7 +33,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn crc32_matches_the_standard_check_value() {
-    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
 }
 
 #[test]
@@ -131,6 +131,38 @@ fn values_name_the_segment_they_were_written_to_across_a_roll() {
             .map(|s| (s.seq, s.segment))
             .collect::<Vec<_>>(),
         [(2, b)]
+    );
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_segment_written_by_the_hand_written_crc_reads_back() {
+    // Written by version 0.1's spool, whose CRC-32 was hand-written: three
+    // values in account 7, the second acked. The CRC is now crc32fast's.
+    let dir = temp_dir();
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        segment_path(&dir, 0),
+        include_bytes!("testdata/segment-0.1.seg"),
+    )
+    .unwrap();
+    let (_spool, stored, next) = Spool::open(&dir).unwrap();
+    assert_eq!(next, 3);
+    let got: Vec<(u64, u64, String, f64)> = stored
+        .into_iter()
+        .map(|s| (s.seq, s.account, s.value.p, s.value.t))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                0,
+                7,
+                "entity.1.ping.p0.ok".to_string(),
+                1_763_779_646.123_456
+            ),
+            (2, 7, "entity.2.ping.success".to_string(), 1_763_779_647.0),
+        ]
     );
     fs::remove_dir_all(dir).unwrap();
 }
