@@ -38,8 +38,14 @@
 //! (`grafolean_bot_*`, `process_*`); such names fall back to the generic rule.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
+};
+use prometheus_client::metrics::MetricType;
 
 use crate::{JobId, Value};
 
@@ -174,25 +180,6 @@ fn sanitize(name: &str, colon: bool) -> String {
     out
 }
 
-/// Appends `value` to `out` escaped for a quoted label value: `\`, `"` and
-/// newlines are backslash-escaped, and a value longer than
-/// [`MAX_LABEL_VALUE`] bytes is cut (marked with `…`). The one escaping
-/// function of every label value the SDK exports.
-pub(crate) fn escape_label_value(out: &mut String, value: &str) {
-    let (value, cut) = cap_label_value(value);
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    if cut {
-        out.push_str(LABEL_VALUE_CUT);
-    }
-}
-
 /// The most bytes of a label value that are exported (before escaping): a
 /// 5 MB entity name must not make every scrape 26 MB.
 pub(crate) const MAX_LABEL_VALUE: usize = 256;
@@ -213,40 +200,12 @@ fn cap_label_value(value: &str) -> (&str, bool) {
     (&value[..end], true)
 }
 
-/// Appends a sample value in the OpenMetrics number syntax.
-fn write_number(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() == 0.0 && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
-        // Whole numbers (counts, 0/1 flags) are common: format them by hand,
-        // exactly as `{:?}` would ("3.0"), but several times faster.
-        let mut n = v.abs() as u64;
-        let mut digits = [0u8; 16];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        if v < 0.0 {
-            out.push('-');
-        }
-        out.extend(digits[i..].iter().map(|&d| d as char));
-        out.push_str(".0");
-    } else {
-        // `{:?}` is the shortest representation that round-trips, with an
-        // exponent for very large or small numbers (both parse in Prometheus).
-        let _ = write!(out, "{v:?}");
-    }
-}
+/// A series' labels: sanitised names and capped values, sorted by name. Not
+/// escaped: prometheus-client's encoder escapes label values, once.
+type Labels = Arc<[(Arc<str>, Arc<str>)]>;
 
-/// One series' key: the metric name and the rendered label set.
-type SeriesKey = (Arc<str>, Arc<str>);
+/// One series' key: the metric name and its labels.
+type SeriesKey = (Arc<str>, Labels);
 
 /// The current value of a series, and the job that last wrote it.
 #[derive(Debug)]
@@ -257,9 +216,9 @@ struct Sample {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Metric name → rendered label set (`{a="b"}` or empty) → sample. Sorted,
-    /// so each family is written once, in a stable order.
-    families: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Sample>>,
+    /// Metric name → label set → sample. Sorted, so each family is written
+    /// once, in a stable order.
+    families: BTreeMap<Arc<str>, BTreeMap<Labels, Sample>>,
     /// The series each job wrote in its last update.
     jobs: HashMap<JobId, Vec<SeriesKey>>,
     /// The jobs currently scheduled, once [`ValueStore::retain_jobs`] was
@@ -341,12 +300,17 @@ impl ValueStore {
         // Map and render outside the lock.
         let mut fresh: Vec<(SeriesKey, f64)> = Vec::with_capacity(values.len());
         for v in values {
+            let value = v.value;
+            if !value.is_finite() {
+                // Not a valid Grafolean value either; the sender drops it too.
+                continue;
+            }
             let mapped = self.map_path(&v.path);
             let key = (
                 Arc::from(sanitize_metric_name(&mapped.name)),
-                Arc::from(render_labels(&mapped.labels, labels)),
+                label_set(&mapped.labels, labels),
             );
-            fresh.push((key, v.value * mapped.scale));
+            fresh.push((key, value * mapped.scale));
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.live.as_ref().is_some_and(|live| !live.contains(job)) {
@@ -411,52 +375,61 @@ impl ValueStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    /// Appends every series to `out` in the OpenMetrics text format, one
-    /// `# TYPE … gauge` line per metric name, without the final `# EOF`.
-    pub fn render(&self, out: &mut String) {
+/// The value gauges, encoded by prometheus-client with the rest of
+/// `/metrics`: one `gauge` family per metric name.
+impl Collector for ValueStore {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         for (name, series) in &inner.families {
-            out.push_str("# TYPE ");
-            out.push_str(name);
-            out.push_str(" gauge\n");
+            let mut family =
+                encoder.encode_descriptor(name, "A collected value", None, MetricType::Gauge)?;
             for (labels, sample) in series {
-                out.push_str(name);
-                out.push_str(labels);
-                out.push(' ');
-                write_number(out, sample.value);
-                out.push('\n');
+                family
+                    .encode_family(&LabelPairs(labels))?
+                    .encode_gauge(&sample.value)?;
             }
         }
+        Ok(())
     }
 }
 
-/// Renders `{a="1",b="2"}` from the path's labels, then the job's labels whose
-/// names are not taken yet, sorted by name. No labels render as "".
-fn render_labels(path_labels: &[(String, String)], job_labels: &[(String, String)]) -> String {
-    let mut all: Vec<(String, &str)> = Vec::with_capacity(path_labels.len() + job_labels.len());
+/// A stored label set, as prometheus-client encodes one.
+struct LabelPairs<'a>(&'a [(Arc<str>, Arc<str>)]);
+
+impl EncodeLabelSet for LabelPairs<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
+        for (name, value) in self.0 {
+            (&**name, &**value).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+/// The label set of a series: the path's labels, then the job's labels whose
+/// names are not taken yet, names sanitised, values capped, sorted by name.
+fn label_set(path_labels: &[(String, String)], job_labels: &[(String, String)]) -> Labels {
+    let mut all: Vec<(Arc<str>, Arc<str>)> =
+        Vec::with_capacity(path_labels.len() + job_labels.len());
     for (name, value) in path_labels.iter().chain(job_labels) {
         let name = sanitize_label_name(name);
-        if !all.iter().any(|(n, _)| *n == name) {
-            all.push((name, value));
+        if !all.iter().any(|(n, _)| **n == *name) {
+            all.push((name.into(), capped_label_value(value).into()));
         }
-    }
-    if all.is_empty() {
-        return String::new();
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = String::from("{");
-    for (i, (name, value)) in all.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(&mut out, value);
-        out.push('"');
+    all.into()
+}
+
+/// `value`, cut to at most [`MAX_LABEL_VALUE`] bytes on a character
+/// boundary and marked, if it is longer. The one place where every label
+/// value the SDK exports is bounded; prometheus-client escapes them.
+pub(crate) fn capped_label_value(value: &str) -> std::borrow::Cow<'_, str> {
+    match cap_label_value(value) {
+        (value, false) => value.into(),
+        (value, true) => format!("{value}{LABEL_VALUE_CUT}").into(),
     }
-    out.push('}');
-    out
 }
 
 #[cfg(test)]

@@ -126,7 +126,13 @@ pub struct Metrics {
 impl Metrics {
     /// Creates the SDK metrics in a new registry, with a build-info series for `bot`.
     pub fn new(bot: &str) -> Self {
-        let mut registry = Registry::with_prefix(PREFIX);
+        // The bot's own metrics go into the root registry under their own
+        // names; the SDK's into a sub-registry under `grafolean_bot_`; the
+        // process metrics and (through the admin server) the value gauges are
+        // collectors of the root. One encoder writes all of them.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::admin::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let jobs_scheduled = Gauge::default();
         registry.register(
             "jobs_scheduled",
@@ -212,10 +218,8 @@ impl Metrics {
             values_dropped.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        // prometheus-client 0.23 writes label values verbatim, so a value
-        // with `"`, `\` or a newline is escaped here (see `escape_label_value`).
-        let mut bot_label = String::with_capacity(bot.len());
-        crate::exposition::escape_label_value(&mut bot_label, bot);
+        // prometheus-client (since 0.26) escapes label values itself.
+        let bot_label = crate::exposition::capped_label_value(bot).into_owned();
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -224,7 +228,7 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Build information", build_info);
         Self {
-            registry: Arc::new(Mutex::new(registry)),
+            registry: Arc::new(Mutex::new(root)),
             bot: bot.into(),
             hooks: Arc::default(),
             jobs_scheduled,
@@ -257,9 +261,18 @@ impl Metrics {
     }
 
     /// Gives mutable access to the registry, so that a bot can register its own
-    /// metrics next to the SDK's.
+    /// metrics next to the SDK's, under their own names (the SDK's are in a
+    /// sub-registry prefixed `grafolean_bot_`).
     pub fn registry_mut(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a collector (the value gauges) in the root registry.
+    pub(crate) fn register_collector(
+        &self,
+        collector: impl prometheus_client::collector::Collector,
+    ) {
+        self.registry_mut().register_collector(Box::new(collector));
     }
 
     /// Encodes the registry in the OpenMetrics text format.

@@ -15,6 +15,8 @@
 mod process;
 mod status_page;
 
+pub(crate) use process::ProcessCollector;
+
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -193,9 +195,12 @@ impl AdminStateBuilder {
         self
     }
 
-    /// Builds the state: live, not ready until the config has loaded.
+    /// Builds the state: live, not ready until the config has loaded. The
+    /// value gauges join the metrics registry, so that one encoder writes
+    /// all of `/metrics`.
     #[must_use]
     pub fn build(self) -> AdminState {
+        self.metrics.register_collector(self.values.clone());
         AdminState {
             shared: Arc::new(Shared {
                 metrics: self.metrics,
@@ -305,12 +310,6 @@ impl AdminState {
         s.metrics.run_scrape_hooks();
         let mut out = String::with_capacity(s.last_size.load(Ordering::Relaxed) + 4096);
         s.metrics.encode_into(&mut out);
-        if out.ends_with("# EOF\n") {
-            out.truncate(out.len() - "# EOF\n".len());
-        }
-        process::encode(&mut out);
-        s.values.render(&mut out);
-        out.push_str("# EOF\n");
         s.last_size.store(out.len(), Ordering::Relaxed);
         out
     }

@@ -1,16 +1,15 @@
-//! The standard `process_*` metrics, read from `/proc/self` at scrape time.
+//! The standard `process_*` metrics, read at scrape time by a
+//! prometheus-client [`Collector`], from `/proc` through the `procfs` crate.
 //!
 //! The names and meanings follow the Prometheus client libraries (Go's
 //! `procfs`, Python's `prometheus_client`), so existing dashboards work. On a
 //! system without `/proc` nothing is written.
 
-use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::fmt;
 
-/// Clock ticks per second of the times in `/proc/<pid>/stat`. The kernel
-/// reports them in `USER_HZ`, which is 100 on every Linux architecture that
-/// matters (Go's `procfs` assumes the same).
-const USER_HZ: f64 = 100.0;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 /// The process figures exposed on `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,44 +25,38 @@ pub(crate) struct ProcessStats {
 impl ProcessStats {
     /// Reads the current figures, or `None` where `/proc/self/stat` is missing.
     pub(crate) fn read() -> Option<Self> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // The command name (field 2) may contain spaces; fields after it are
-        // counted from the last ')'.
-        let after = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // `after` starts at field 3 (state): field N is fields[N - 3].
-        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-        let cpu_seconds = (field(14)? + field(15)?) / USER_HZ;
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map(|v| v * 1024.0)
-        };
+        let me = procfs::process::Process::myself().ok()?;
+        let stat = me.stat().ok()?;
+        // Clock ticks and page size as the kernel reports them, not assumed.
+        let ticks = procfs::ticks_per_second() as f64;
+        let page = procfs::page_size() as f64;
+        let max_fds = me
+            .limits()
+            .ok()
+            .and_then(|l| match l.max_open_files.soft_limit {
+                procfs::process::LimitValue::Value(v) => Some(v as f64),
+                procfs::process::LimitValue::Unlimited => None,
+            });
+        let boot = procfs::boot_time_secs().ok().map(|s| s as f64);
         Some(Self {
-            cpu_seconds,
-            resident_bytes: kib("VmRSS:"),
-            virtual_bytes: kib("VmSize:"),
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .ok()
-                .map(|d| d.count() as f64),
-            max_fds: max_fds(),
-            start_time_seconds: field(22).and_then(|ticks| Some(boot_time()? + ticks / USER_HZ)),
+            cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
+            resident_bytes: Some(stat.rss as f64 * page),
+            virtual_bytes: Some(stat.vsize as f64),
+            open_fds: me.fd_count().ok().map(|n| n as f64),
+            max_fds,
+            start_time_seconds: boot.map(|b| b + stat.starttime as f64 / ticks),
         })
     }
 
-    /// Appends the figures in the OpenMetrics text format.
-    pub(crate) fn encode(&self, out: &mut String) {
-        family(
-            out,
-            "process_cpu_seconds",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            "_total",
-            Some(self.cpu_seconds),
-        );
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        encoder
+            .encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, f64>(&self.cpu_seconds, None)?;
         let gauges = [
             (
                 "process_resident_memory_bytes",
@@ -92,51 +85,51 @@ impl ProcessStats {
             ),
         ];
         for (name, help, value) in gauges {
-            family(out, name, "gauge", help, "", value);
+            if let Some(value) = value {
+                encoder
+                    .encode_descriptor(name, help, None, MetricType::Gauge)?
+                    .encode_gauge(&value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registered in the SDK's registry: reads `/proc` at every scrape.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        match ProcessStats::read() {
+            Some(stats) => stats.encode(&mut encoder),
+            None => Ok(()),
         }
     }
-}
-
-/// Appends `/proc/self` metrics to `out`; nothing where there is no `/proc`.
-pub(crate) fn encode(out: &mut String) {
-    if let Some(stats) = ProcessStats::read() {
-        stats.encode(out);
-    }
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str, suffix: &str, v: Option<f64>) {
-    let Some(v) = v else { return };
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{suffix} {v:?}\n"
-    );
-}
-
-/// The soft limit on open files, from `/proc/self/limits`.
-fn max_fds() -> Option<f64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line
-        .trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()?;
-    soft.parse().ok()
-}
-
-/// The system's boot time in seconds since the epoch, from `/proc/stat`.
-fn boot_time() -> Option<f64> {
-    static BOOT: OnceLock<Option<f64>> = OnceLock::new();
-    *BOOT.get_or_init(|| {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        stat.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse().ok())
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::registry::Registry;
+
+    /// A registry with `collector`, encoded.
+    fn encoded(collector: impl Collector) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[derive(Debug)]
+    struct Fixed(ProcessStats);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+            self.0.encode(&mut encoder)
+        }
+    }
 
     #[test]
     fn encodes_standard_names() {
@@ -148,10 +141,8 @@ mod tests {
             max_fds: Some(1024.0),
             start_time_seconds: Some(1_700_000_000.0),
         };
-        let mut out = String::new();
-        stats.encode(&mut out);
         assert_eq!(
-            out,
+            encoded(Fixed(stats)),
             "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n\
              # TYPE process_cpu_seconds counter\n\
              process_cpu_seconds_total 1.5\n\
@@ -166,7 +157,8 @@ mod tests {
              process_max_fds 1024.0\n\
              # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n\
              # TYPE process_start_time_seconds gauge\n\
-             process_start_time_seconds 1700000000.0\n"
+             process_start_time_seconds 1700000000.0\n\
+             # EOF\n"
         );
     }
 
@@ -186,5 +178,6 @@ mod tests {
             start <= now + 1.0 && start > now - 86_400.0 * 365.0,
             "{start}"
         );
+        assert!(encoded(ProcessCollector).contains("process_cpu_seconds_total "));
     }
 }

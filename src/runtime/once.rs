@@ -131,9 +131,11 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
 }
 
 fn render(store: &ValueStore) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(store.clone()));
     let mut out = String::new();
-    store.render(&mut out);
-    out.push_str("# EOF\n");
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
 }
 
