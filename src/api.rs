@@ -377,7 +377,8 @@ impl Client {
         max_attempts: u32,
         first_delay: Duration,
     ) -> Result<StatusInfo, ApiError> {
-        let mut delay = first_delay;
+        let mut backoff =
+            crate::sender::retry::Backoff::new(first_delay * 2, Duration::from_secs(30));
         let mut last = String::new();
         for attempt in 1..=max_attempts.max(1) {
             match self.status_info().await {
@@ -392,8 +393,7 @@ impl Client {
             }
             info!(attempt, max_attempts, backend = %self.backend, status = %last, "backend not ready yet");
             if attempt < max_attempts {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
         Err(ApiError::NotReady {

@@ -150,15 +150,15 @@ fn when(out: &mut String, at: Option<SystemTime>, now: SystemTime) {
     out.push_str("</time>");
 }
 
-/// A coarse duration: "0 s", "45 s", "3 min 5 s", "2 h 10 min", "3 d 4 h".
+/// A coarse duration, by humantime: "45s", "3m 5s", "2h 10m", "3days 4h".
 pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
-    }
+    let coarse = match s {
+        0..3600 => s,
+        3600..86400 => s - s % 60,
+        _ => s - s % 3600,
+    };
+    humantime::format_duration(Duration::from_secs(coarse)).to_string()
 }
 
 /// A run duration: "850 µs", "12 ms", "1.25 s", or coarse beyond a minute.
@@ -174,29 +174,10 @@ fn human_precise(d: Duration) -> String {
     }
 }
 
-/// RFC 3339 UTC time with second precision, such as `2024-03-01T12:00:05Z`.
+/// RFC 3339 UTC time with second precision, such as `2024-03-01T12:00:05Z`
+/// (humantime; a time before 1970, which no job has, shows as 1970).
 pub(crate) fn utc(at: SystemTime) -> String {
-    let secs = match at.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(at.max(UNIX_EPOCH)).to_string()
 }
 
 /// Appends `text` with `& < > " '` escaped.
@@ -243,17 +224,18 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut out = String::new();
         when(&mut out, Some(now - Duration::from_secs(75)), now);
-        assert!(out.ends_with(">1 min 15 s ago</time>"), "{out}");
+        assert!(out.ends_with(">1m 15s ago</time>"), "{out}");
         out.clear();
         when(&mut out, Some(now + Duration::from_secs(4)), now);
-        assert!(out.ends_with(">in 4 s</time>"), "{out}");
+        assert!(out.ends_with(">in 4s</time>"), "{out}");
         out.clear();
         when(&mut out, Some(now + Duration::from_millis(300)), now);
         assert!(out.ends_with(">now</time>"), "{out}");
         out.clear();
         when(&mut out, None, now);
         assert_eq!(out, "—");
-        assert_eq!(human(Duration::from_secs(90_000)), "1 d 1 h");
+        assert_eq!(human(Duration::from_secs(90_000)), "1day 1h");
+        assert_eq!(human(Duration::from_secs(7_265)), "2h 1m");
         assert_eq!(human_precise(Duration::from_micros(850)), "850 µs");
         assert_eq!(human_precise(Duration::from_millis(1250)), "1.25 s");
     }
@@ -283,13 +265,13 @@ mod tests {
             page.contains("<code>ping.&lt;script&gt;</code> <span class=\"run\">running</span>")
         );
         assert!(page.contains("<span class=\"lbl\">target=a&quot;&amp;b</span>"));
-        assert!(page.contains(">3 s ago</time>"));
-        assert!(page.contains(">in 7 s</time>"));
+        assert!(page.contains(">3s ago</time>"));
+        assert!(page.contains(">in 7s</time>"));
         assert!(page.contains("<td>12 ms</td>"));
         assert!(page.contains("timeout &lt;after 5 s&gt;"));
         assert!(page.contains("<h1>ping&lt;bot&gt;</h1>"));
         assert!(page.contains("not ready: config not loaded yet"));
-        assert!(page.contains("<dt>uptime</dt><dd>1 h 2 min</dd>"));
+        assert!(page.contains("<dt>uptime</dt><dd>1h 2m</dd>"));
         assert_eq!(page.matches("<tr class=\"job").count(), 2);
         assert_eq!(page.matches("<tr class=\"job error\"").count(), 1);
         assert!(

@@ -20,8 +20,8 @@ use crate::metrics::Metrics;
 use crate::scheduler::SchedulerHandle;
 use crate::{Collector, JobId, JobSpec};
 
-/// The first retry after a failed refresh, before any config has loaded; it
-/// doubles up to the refresh interval.
+/// The first retry after a failed refresh, before any config has loaded (with
+/// jitter, between this and twice this); it doubles up to the refresh interval.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// What the refresh loop works with.
@@ -56,7 +56,7 @@ impl<C: Collector> Refresher<C> {
         }
         let mut next = tokio::time::Instant::now();
         let mut loaded_once = false;
-        let mut retry = FIRST_RETRY;
+        let mut retry = crate::sender::retry::Backoff::new(FIRST_RETRY * 2, self.every);
         loop {
             tokio::time::sleep_until(next).await;
             next += self.every;
@@ -64,8 +64,7 @@ impl<C: Collector> Refresher<C> {
             if self.refresh_once().await {
                 loaded_once = true;
             } else if !loaded_once {
-                next = tokio::time::Instant::now() + retry.min(self.every);
-                retry = (retry * 2).min(self.every);
+                next = tokio::time::Instant::now() + retry.next_delay();
             }
             self.metrics
                 .refresh_duration

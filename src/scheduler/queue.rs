@@ -129,34 +129,9 @@ impl<P: Send + Sync + 'static> Garbage<P> {
     }
 }
 
-/// A fast hasher for job ids (FNV-1a with a final mix). Ids come from the
-/// bot's own config, so hash flooding is not a concern.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^ (h >> 33)
-    }
-}
-
-type IdMap = HashMap<JobId, u32, std::hash::BuildHasherDefault<IdHasher>>;
+/// Job ids to slots, with foldhash (already hashbrown's hasher): ids come from
+/// the bot's own config, and foldhash is fast on short strings.
+type IdMap = HashMap<JobId, u32, foldhash::fast::RandomState>;
 
 /// A job's firing popped from the queue, to be run or skipped.
 pub(crate) struct Due {

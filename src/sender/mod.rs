@@ -56,7 +56,7 @@
 mod backlog;
 mod batch;
 mod deliver;
-mod retry;
+pub(crate) mod retry;
 mod spool;
 mod worker;
 

@@ -1,30 +1,40 @@
-//! Exponential backoff with jitter, for retrying a backend that is down.
+//! Exponential backoff with jitter, for retrying a backend that is down: the
+//! one backoff of the SDK (the sender's retries, the start-up wait for the
+//! backend, the first refreshes), on `backon`'s exponential backoff.
 //!
 //! The delay of attempt *n* is `min · 2ⁿ⁻¹`, capped at `max`, and then
-//! scaled by a random factor in `[0.5, 1.0]` so that many bots restarted
-//! together do not hammer the backend in lockstep. The randomness comes from a
-//! small xorshift generator seeded from the clock and the process id: no extra
-//! dependency, and good enough for spreading retries.
+//! scaled by a random factor in `[0.5, 1.0)`, so that many bots restarted
+//! together do not hammer the backend in lockstep. (backon adds a jitter in
+//! `[0, delay)`; so it is given half of `min` and `max`.)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 /// The backoff state of one retry loop.
 #[derive(Debug)]
 pub(crate) struct Backoff {
-    min: Duration,
+    builder: ExponentialBuilder,
+    delays: ExponentialBackoff,
     max: Duration,
     attempt: u32,
-    rng: u64,
 }
 
 impl Backoff {
     /// A backoff from `min` up to `max` (`max` is raised to `min` if lower).
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
+        let builder = ExponentialBuilder::new()
+            .with_jitter()
+            .with_factor(2.0)
+            .with_min_delay(min / 2)
+            .with_max_delay(max / 2)
+            .without_max_times();
         Self {
-            min,
-            max: max.max(min),
+            delays: builder.build(),
+            builder,
+            max,
             attempt: 0,
-            rng: seed(),
         }
     }
 
@@ -32,15 +42,7 @@ impl Backoff {
     /// next one.
     pub(crate) fn next_delay(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        let exp = self.attempt.saturating_sub(1).min(32);
-        let full = self
-            .min
-            .checked_mul(1u32 << exp.min(31))
-            .unwrap_or(self.max)
-            .min(self.max);
-        // A factor in [0.5, 1.0], in 1/1024 steps.
-        let jitter = 512 + (self.next_random() % 513) as u32;
-        full * jitter / 1024
+        self.delays.next().unwrap_or(self.max).min(self.max)
     }
 
     /// How many failed attempts were counted since the last [`reset`](Self::reset).
@@ -51,26 +53,8 @@ impl Backoff {
     /// Forgets the failures: the next delay starts again from `min`.
     pub(crate) fn reset(&mut self) {
         self.attempt = 0;
+        self.delays = self.builder.build();
     }
-
-    fn next_random(&mut self) -> u64 {
-        // xorshift64* (Vigna).
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-fn seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-    if seed == 0 { 1 } else { seed }
 }
 
 #[cfg(test)]
