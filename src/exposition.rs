@@ -200,9 +200,11 @@ fn cap_label_value(value: &str) -> (&str, bool) {
     (&value[..end], true)
 }
 
-/// A series' labels: sanitised names and capped values, sorted by name. Not
-/// escaped: prometheus-client's encoder escapes label values, once.
-type Labels = Arc<[(Arc<str>, Arc<str>)]>;
+/// A series' labels: sanitised names and capped values, sorted by name, in
+/// one string `name\0value\0name\0value` (one allocation per series, read
+/// in order at every scrape). Not escaped: prometheus-client's encoder
+/// escapes label values, once.
+type Labels = Arc<str>;
 
 /// One series' key: the metric name and its labels.
 type SeriesKey = (Arc<str>, Labels);
@@ -395,31 +397,63 @@ impl Collector for ValueStore {
     }
 }
 
+/// The index of the first NUL in `s`, or its length.
+fn nul(s: &str) -> usize {
+    s.bytes().position(|b| b == 0).unwrap_or(s.len())
+}
+
 /// A stored label set, as prometheus-client encodes one.
-struct LabelPairs<'a>(&'a [(Arc<str>, Arc<str>)]);
+struct LabelPairs<'a>(&'a str);
 
 impl EncodeLabelSet for LabelPairs<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> fmt::Result {
-        for (name, value) in self.0 {
-            (&**name, &**value).encode(encoder.encode_label())?;
+        if self.0.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // A plain scan: the strings are short, and `split` (memchr) costs
+        // more than the rest of the encode here.
+        let mut rest = self.0;
+        loop {
+            let name_end = nul(rest);
+            let name = &rest[..name_end];
+            let after = &rest[(name_end + 1).min(rest.len())..];
+            let value_end = nul(after);
+            (name, &after[..value_end]).encode(encoder.encode_label())?;
+            if value_end >= after.len() {
+                return Ok(());
+            }
+            rest = &after[value_end + 1..];
+        }
     }
 }
 
 /// The label set of a series: the path's labels, then the job's labels whose
 /// names are not taken yet, names sanitised, values capped, sorted by name.
 fn label_set(path_labels: &[(String, String)], job_labels: &[(String, String)]) -> Labels {
-    let mut all: Vec<(Arc<str>, Arc<str>)> =
+    let mut all: Vec<(String, std::borrow::Cow<'_, str>)> =
         Vec::with_capacity(path_labels.len() + job_labels.len());
     for (name, value) in path_labels.iter().chain(job_labels) {
         let name = sanitize_label_name(name);
-        if !all.iter().any(|(n, _)| **n == *name) {
-            all.push((name.into(), capped_label_value(value).into()));
+        if !all.iter().any(|(n, _)| *n == name) {
+            all.push((name, capped_label_value(value)));
         }
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
-    all.into()
+    let mut out = String::new();
+    for (i, (name, value)) in all.iter().enumerate() {
+        if i > 0 {
+            out.push('\0');
+        }
+        out.push_str(name);
+        out.push('\0');
+        // NUL separates the pairs; it has no place in a label value.
+        out.extend(
+            value
+                .chars()
+                .map(|c| if c == '\0' { '\u{fffd}' } else { c }),
+        );
+    }
+    out.into()
 }
 
 /// `value`, cut to at most [`MAX_LABEL_VALUE`] bytes on a character

@@ -13,6 +13,7 @@
 //! [`axum::Router`], which [`serve`] runs on its own listener.
 
 mod process;
+pub(crate) mod server;
 mod status_page;
 
 pub(crate) use process::ProcessCollector;
@@ -89,16 +90,15 @@ pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open
-/// requests finish.
+/// requests finish (for a few seconds). Slow, idle and excess clients are cut
+/// off (see [`server`]), so `/live` answers whatever other clients do.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(AdminError::Serve)
+    server::serve(listener, router, shutdown, server::connection_cap()).await;
+    Ok(())
 }
 
 /// The routes `/`, `/metrics`, `/live` and `/ready`, with their state.

@@ -257,6 +257,7 @@ impl<C: Collector> Bot<C> {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
+        crate::admin::server::raise_open_files_limit();
         if settings.once {
             return self.once(settings).await;
         }
