@@ -374,7 +374,13 @@ fn list(state: &State, account: u64, kind: Kind) -> Vec<Json> {
             .entities
             .values()
             .filter(|e| e.account_id == account)
-            .map(state::entity_json)
+            .map(|e| {
+                let mut json = state::entity_json(e);
+                if state.list_without_protocols {
+                    json.as_object_mut().map(|o| o.remove("protocols"));
+                }
+                json
+            })
             .collect(),
         Kind::Credentials => state
             .credentials
