@@ -187,11 +187,14 @@ async fn outage_test(outage: Outage) {
     let outage_ticks = (0..ticks).filter(|&k| during(k)).count() as u64;
     assert!(outage_ticks >= 25, "{outage_ticks}");
     let put = assert_exactly_once(&stored, base, 0..ticks, during) as u64;
-    assert!(put >= outage_ticks * PATHS);
     let total = ticks * PATHS;
+    // The bot may PUT: every value went by PUT with its tick's time, live or
+    // replayed, and a retry only ever overwrote what it had stored.
+    assert_eq!(put, total);
+    assert!(metrics.values_replayed.get() >= outage_ticks * PATHS);
     assert_eq!(metrics.values_sent.get(), total);
-    assert_eq!(metrics.values_replayed.get(), put);
     assert!(metrics.values_retried.get() > 0);
+    assert!(fake.overwrites() <= metrics.values_retried.get());
     assert_eq!(metrics.values_buffered.get(), 0);
     assert_eq!(metrics.backend_up.get(), 1);
     eprintln!(
@@ -243,6 +246,11 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
 
     let stored = fake.values(ACCOUNT_ID);
     assert!(stored.iter().all(|v| v.method == ValueMethod::Post));
+    assert!(
+        metrics
+            .encode()
+            .contains("grafolean_bot_send_mode_accounts{mode=\"post\"} 1")
+    );
     let map = by_value(&stored);
     assert!(map.values().all(|v| v.len() == 1), "a value arrived twice");
     let mut missing = 0;
@@ -266,6 +274,102 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
     assert_eq!(dropped(&metrics, "put_forbidden"), missing);
     assert_eq!(metrics.values_sent.get() + missing, ticks * PATHS);
     assert_eq!(stored.len() as u64, metrics.values_sent.get());
+}
+
+/// One tick whose request is stored by the backend and then cut before the
+/// answer; the sender retries it.
+async fn cut_after_storing(put_allowed: bool) -> (FakeGrafolean, Metrics, SystemTime) {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let method = if put_allowed {
+        "PUT"
+    } else {
+        let values = format!("accounts/{ACCOUNT_ID}/values");
+        assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
+        fake.grant(BOT_ID, Some(&values), Some(&["POST"]));
+        "POST"
+    };
+    let cut = fake.inject(
+        Fault::drop_after_handling()
+            .method(method)
+            .path_contains("/values")
+            .times(1),
+    );
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), at(base, 1), tick_values(1));
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert!(!fake.remove_fault(cut), "the cut happened");
+    assert_eq!(
+        metrics.values_retried.get(),
+        PATHS,
+        "the cut batch was retried"
+    );
+    (fake, metrics, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_then_cut_is_stored_exactly_once_with_put() {
+    let (fake, metrics, base) = cut_after_storing(true).await;
+    let stored = fake.values(ACCOUNT_ID);
+    // One point per path, at the tick's time: the retry overwrote them.
+    assert_exactly_once(&stored, base, 1..2, |_| true);
+    assert_eq!(fake.overwrites(), PATHS);
+    assert!(fake.overwrites() <= metrics.values_retried.get());
+    assert!(
+        metrics
+            .encode()
+            .contains("grafolean_bot_send_mode_accounts{mode=\"put\"} 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_then_cut_is_stored_twice_with_post_only() {
+    // PUT forbidden: values go by POST and the backend stamps them on
+    // arrival, so the retry of a stored batch stores every value again, at
+    // another time. This is the at-least-once delivery of the POST mode.
+    let (fake, _metrics, _) = cut_after_storing(false).await;
+    let stored = fake.values(ACCOUNT_ID);
+    assert_eq!(fake.overwrites(), 0);
+    let map = by_value(&stored);
+    assert_eq!(map.len() as u64, PATHS);
+    for (key, points) in &map {
+        assert_eq!(points.len(), 2, "{key:?} was stored {} times", points.len());
+        assert!(points.iter().all(|v| v.method == ValueMethod::Post));
+        assert_ne!(points[0].t, points[1].t, "{key:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_after_storing_in_a_stream_never_duplicate_a_point_with_put() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let ticks = 20;
+    let producer = tokio::spawn(produce(sender.clone(), base, ticks));
+    sleep(Duration::from_millis(300)).await;
+    // Three batches are stored and then cut, one after another.
+    let cut = fake.inject(
+        Fault::drop_after_handling()
+            .path_contains("/values")
+            .times(3),
+    );
+    producer.await.unwrap();
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert!(!fake.remove_fault(cut), "all three cuts happened");
+    let stored = fake.values(ACCOUNT_ID);
+    assert_exactly_once(&stored, base, 0..ticks, |_| true);
+    assert_eq!(
+        stored.len() as u64,
+        ticks * PATHS,
+        "one point per path and tick"
+    );
+    assert!(fake.overwrites() > 0);
+    assert!(fake.overwrites() <= metrics.values_retried.get());
+    assert_eq!(metrics.values_sent.get(), ticks * PATHS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +397,7 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     let metrics = Metrics::new("test");
     let sender = sender(&fake.url(), &metrics, None);
     // The whole batch, then its first half, then the first quarter are rejected.
-    fake.inject(Fault::status(400).method("POST").times(3));
+    fake.inject(Fault::status(400).method("PUT").times(3));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert!(!report.timed_out, "{report:?}");
@@ -310,7 +414,7 @@ async fn values_rejected_alone_are_dropped_not_retried() {
     let metrics = Metrics::new("test");
     let sender = sender(&fake.url(), &metrics, None);
     // 4 values: [0..4] → [0..2] → [0] and [1] are rejected; [2..4] is stored.
-    fake.inject(Fault::status(400).method("POST").times(4));
+    fake.inject(Fault::status(400).method("PUT").times(4));
     let values = tick_values(1).into_iter().take(4).collect();
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;

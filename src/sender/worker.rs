@@ -3,7 +3,8 @@
 //!
 //! The loop never waits for the network itself: each request runs in its own
 //! task, and the loop reacts to results, timers and submissions. Its state
-//! is *up* (live batches are POSTed, the backlog is replayed beside them) or
+//! is *up* (live batches are sent by PUT, or POST where PUT is forbidden, and
+//! the backlog is replayed beside them) or
 //! *down* (everything goes to the backlog, and one probe, a PUT of the oldest
 //! buffered values, is tried at each backoff deadline).
 
@@ -141,6 +142,8 @@ pub(crate) struct Worker {
     last_auth_error: Option<Instant>,
     last_post_forbidden: Option<Instant>,
     last_full: Option<Instant>,
+    /// Whether each account's values last went by PUT (true) or POST.
+    modes: HashMap<u64, bool>,
     shutdown: Option<Shutdown>,
 }
 
@@ -187,6 +190,7 @@ impl Worker {
             last_auth_error: None,
             last_post_forbidden: None,
             last_full: None,
+            modes: HashMap::new(),
             shutdown: None,
         })
     }
@@ -274,18 +278,9 @@ impl Worker {
         }
     }
 
-    /// A batch closed: dedup it, and queue it for a POST (or, while the
+    /// A batch closed: queue it for a live PUT or POST (or, while the
     /// backend is down, put it in the backlog).
-    fn close_batch(&mut self, account: u64, mut items: Vec<Item>) {
-        let dups = dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len();
-        if dups > 0 {
-            warn!(
-                account,
-                count = dups,
-                "a batch had the same path more than once; kept the latest value"
-            );
-            self.metrics.dropped("duplicate", dups as u64);
-        }
+    fn close_batch(&mut self, account: u64, items: Vec<Item>) {
         if self.health.down {
             self.buffer_items(account, items);
             return;
@@ -338,7 +333,7 @@ impl Worker {
         self.metrics.values_buffered.set(self.backlog.len() as i64);
     }
 
-    /// Starts what can be started: live POSTs and replay PUTs while up.
+    /// Starts what can be started: live requests and replay PUTs while up.
     fn pump(&mut self) {
         if self.health.down {
             return;
@@ -367,19 +362,54 @@ impl Worker {
         }
     }
 
-    fn spawn_live(&mut self, account: u64, items: Vec<Item>) {
+    /// Sends a live batch: by PUT with each value's tick time when the
+    /// account may PUT, else by POST.
+    fn spawn_live(&mut self, account: u64, mut items: Vec<Item>) {
+        let put = !self.put_forbidden.contains(account, Instant::now());
+        // The backend refuses a path twice in one POST, and a (path, t)
+        // twice in one PUT: the latest value is kept.
+        let dups = if put {
+            dedup_latest(&mut items, |i| (i.path.as_str(), i.at as u64)).len()
+        } else {
+            dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len()
+        };
+        if dups > 0 {
+            warn!(
+                account,
+                count = dups,
+                "a batch had the same path more than once; kept the latest value"
+            );
+            self.metrics.dropped("duplicate", dups as u64);
+        }
+        if items.is_empty() {
+            return;
+        }
         let mut ats = Vec::with_capacity(items.len());
         let mut jobs = Vec::with_capacity(items.len());
-        let mut body = Vec::with_capacity(items.len());
-        for item in items {
-            ats.push(item.at);
-            jobs.push(item.job);
-            body.push(PostValue {
-                p: item.path,
-                v: item.value,
-            });
-        }
-        let body = Body::Post(Arc::new(body));
+        let body = if put {
+            let mut body = Vec::with_capacity(items.len());
+            for item in items {
+                body.push(PutValue {
+                    p: item.path,
+                    t: micros_to_t(item.at),
+                    v: item.value,
+                });
+                ats.push(item.at);
+                jobs.push(item.job);
+            }
+            Body::Put(Arc::new(body))
+        } else {
+            let mut body = Vec::with_capacity(items.len());
+            for item in items {
+                body.push(PostValue {
+                    p: item.path,
+                    v: item.value,
+                });
+                ats.push(item.at);
+                jobs.push(item.job);
+            }
+            Body::Post(Arc::new(body))
+        };
         self.live_in_flight += 1;
         self.spawn(InFlight {
             account,
@@ -447,6 +477,35 @@ impl Worker {
             .tasks
             .spawn(async move { deliver(&client, account, &body).await });
         self.in_flight.insert(handle.id(), flight);
+    }
+
+    /// Records how `account`'s values go (`put`: by PUT, else by POST), and
+    /// says so in one log line and in the `send_mode` metric when it changes.
+    pub(super) fn note_mode(&mut self, account: u64, put: bool) {
+        let before = self.modes.insert(account, put);
+        if before == Some(put) {
+            return;
+        }
+        if put {
+            info!(
+                account,
+                mode = "PUT",
+                "values go by PUT, each stamped with its tick's time: a retried request overwrites \
+                 what it already stored, so every value is stored exactly once"
+            );
+        } else {
+            warn!(
+                account,
+                mode = "POST",
+                "the bot may not PUT values (403 on PUT accounts/{account}/values): live values go by POST, \
+                 stamped by the backend on arrival and delivered at least once (a retry after a lost answer \
+                 can store a value twice), and of the buffered values only the newest of each path is sent \
+                 and the rest dropped. Grant the bot PUT on accounts/{account}/values to fix it; \
+                 PUT is tried again every 10 minutes"
+            );
+        }
+        let post = self.modes.values().filter(|&&p| !p).count();
+        self.metrics.set_send_mode(self.modes.len() - post, post);
     }
 
     fn sync_spool(&mut self) {

@@ -4,8 +4,9 @@
 //! Delivered and rejected values are done (acked in the spool). Values that
 //! failed with a network error, a timeout, a 5xx or a 401 are retried: a live
 //! batch goes to the backlog with its measurement times, a replayed chunk goes
-//! back to the backlog's front. A 403 on PUT switches the account to
-//! newest-only; a 403 on POST drops the values.
+//! back to the backlog's front. A 403 on PUT switches the account to POST:
+//! a live batch goes again by POST, buffered values newest-only; a 403 on
+//! POST drops the values.
 
 use std::collections::HashSet;
 
@@ -16,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::api::{ApiError, PutValue};
 
 use super::super::backlog::Record;
-use super::super::batch::micros_to_t;
+use super::super::batch::{Item, micros_to_t};
 use super::super::deliver::{Body, Delivery};
 use super::{InFlight, Kind, LOG_EVERY, Worker};
 
@@ -43,6 +44,9 @@ impl Worker {
         self.metrics.backend_up.set(i64::from(answered));
         let delivered = delivery.delivered_count() as u64;
         self.metrics.values_sent.inc_by(delivered);
+        if delivered > 0 && matches!(flight.body, Body::Put(_)) {
+            self.note_mode(flight.account, true);
+        }
         if matches!(flight.kind, Kind::Replay { .. }) {
             self.metrics.values_replayed.inc_by(delivered);
         }
@@ -93,17 +97,26 @@ impl Worker {
         resource: &str,
         failed: &[usize],
     ) -> bool {
-        if matches!(flight.body, Body::Put(_)) {
-            if self.put_forbidden.insert(flight.account, Instant::now()) {
-                warn!(account = flight.account, permission = %format!("PUT on {resource}"),
-                    "the bot may not PUT values, so buffered values cannot keep their measurement times; \
-                     only the newest value of each path will be sent (by POST) and the rest dropped. \
-                     Grant the bot PUT on accounts/{}/values to keep them (it is tried again every 10 minutes)",
-                    flight.account);
+        if let Body::Put(body) = &flight.body {
+            self.put_forbidden.insert(flight.account, Instant::now());
+            self.note_mode(flight.account, false);
+            if let Kind::Live { ats, jobs } = &flight.kind {
+                // Live values go again, first in line, by POST.
+                let items = failed
+                    .iter()
+                    .map(|&i| Item {
+                        path: body[i].p.clone(),
+                        value: body[i].v,
+                        at: ats[i],
+                        job: jobs[i].clone(),
+                    })
+                    .collect();
+                self.ready.push_front((flight.account, items));
+            } else {
+                // Buffered values go back to the backlog, sent newest-only.
+                let records = self.records(flight, failed);
+                self.backlog.put_back(flight.account, records);
             }
-            // The values go back to the backlog and are sent newest-only.
-            let records = self.records(flight, failed);
-            self.backlog.put_back(flight.account, records);
         } else {
             let now = Instant::now();
             if self
@@ -136,17 +149,17 @@ impl Worker {
         match &flight.kind {
             Kind::Live { ats, .. } => {
                 if retry {
-                    let Body::Post(body) = &flight.body else {
-                        return;
+                    let values = match &flight.body {
+                        Body::Post(body) => failed
+                            .iter()
+                            .map(|&i| PutValue {
+                                p: body[i].p.clone(),
+                                t: micros_to_t(ats[i]),
+                                v: body[i].v,
+                            })
+                            .collect(),
+                        Body::Put(body) => failed.iter().map(|&i| body[i].clone()).collect(),
                     };
-                    let values = failed
-                        .iter()
-                        .map(|&i| PutValue {
-                            p: body[i].p.clone(),
-                            t: micros_to_t(ats[i]),
-                            v: body[i].v,
-                        })
-                        .collect();
                     self.buffer_values(account, values);
                 }
             }
