@@ -64,6 +64,7 @@ mod batch;
 mod deliver;
 mod retry;
 mod spool;
+mod state;
 mod worker;
 
 use std::path::PathBuf;

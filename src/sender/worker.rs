@@ -27,8 +27,8 @@ use super::ShutdownReport;
 use super::backlog::{Backlog, Record};
 use super::batch::{Batches, Item, dedup_latest, micros_to_t};
 use super::deliver::{Body, Delivery, deliver};
-use super::retry::Backoff;
 use super::spool::Spool;
+use super::state::{Link, Mode};
 
 mod results;
 mod shutdown;
@@ -106,14 +106,6 @@ struct InFlight {
     probe: bool,
 }
 
-/// The backend's health as the sender sees it.
-#[derive(Debug)]
-struct Health {
-    down: bool,
-    retry_at: Instant,
-    probing: bool,
-}
-
 #[derive(Debug)]
 struct Shutdown {
     deadline: Instant,
@@ -136,14 +128,11 @@ pub(crate) struct Worker {
     in_flight: HashMap<Id, InFlight>,
     live_in_flight: usize,
     replay_in_flight: usize,
-    health: Health,
-    backoff: Backoff,
-    put_forbidden: PutForbidden,
+    /// The backend's health, the backoff, and each account's send mode.
+    link: Link,
     last_auth_error: Option<Instant>,
     last_post_forbidden: Option<Instant>,
     last_full: Option<Instant>,
-    /// Whether each account's values last went by PUT (true) or POST.
-    modes: HashMap<u64, bool>,
     shutdown: Option<Shutdown>,
 }
 
@@ -172,7 +161,7 @@ impl Worker {
             rx_open: true,
             client,
             metrics,
-            backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
+            link: Link::new(cfg.backoff_min, cfg.backoff_max),
             cfg,
             batches: Batches::default(),
             ready: VecDeque::new(),
@@ -181,16 +170,9 @@ impl Worker {
             in_flight: HashMap::new(),
             live_in_flight: 0,
             replay_in_flight: 0,
-            health: Health {
-                down: false,
-                retry_at: Instant::now(),
-                probing: false,
-            },
-            put_forbidden: PutForbidden::default(),
             last_auth_error: None,
             last_post_forbidden: None,
             last_full: None,
-            modes: HashMap::new(),
             shutdown: None,
         })
     }
@@ -207,8 +189,7 @@ impl Worker {
                 break false;
             }
             let next_close = self.batches.next_close();
-            let retry_at =
-                (self.health.down && !self.health.probing).then_some(self.health.retry_at);
+            let retry_at = self.link.retry_at();
             let deadline = self.shutdown.as_ref().map(|s| s.deadline);
             tokio::select! {
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
@@ -230,7 +211,6 @@ impl Worker {
                     }
                 }
                 _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
-                    self.health.retry_at = Instant::now();
                     self.start_probe();
                 }
                 _ = sync.tick(), if self.backlog.is_durable() => self.sync_spool(),
@@ -257,7 +237,7 @@ impl Worker {
                         job: job.clone(),
                     })
                     .collect();
-                if self.health.down {
+                if self.link.is_down() {
                     self.buffer_items(account, items);
                     return;
                 }
@@ -281,7 +261,7 @@ impl Worker {
     /// A batch closed: queue it for a live PUT or POST (or, while the
     /// backend is down, put it in the backlog).
     fn close_batch(&mut self, account: u64, items: Vec<Item>) {
-        if self.health.down {
+        if self.link.is_down() {
             self.buffer_items(account, items);
             return;
         }
@@ -290,12 +270,12 @@ impl Worker {
         // the backlog instead, to be sent by PUT with its measurement time
         // (unless the account may not PUT: then it waits here for a POST).
         while self.ready.len() > 2 * self.cfg.max_in_flight {
-            let forbidden = &self.put_forbidden;
+            let link = &self.link;
             let now = Instant::now();
             let Some(i) = self
                 .ready
                 .iter()
-                .position(|(a, _)| !forbidden.contains(*a, now))
+                .position(|(a, _)| link.mode(*a, now) == Mode::Put)
             else {
                 break;
             };
@@ -335,7 +315,7 @@ impl Worker {
 
     /// Starts what can be started: live requests and replay PUTs while up.
     fn pump(&mut self) {
-        if self.health.down {
+        if self.link.is_down() {
             return;
         }
         while self.live_in_flight < self.cfg.max_in_flight {
@@ -355,17 +335,19 @@ impl Worker {
     /// At a backoff deadline: try the oldest buffered values; with nothing
     /// to try, assume the backend is back.
     fn start_probe(&mut self) {
-        if self.backlog.queued() == 0 || !self.spawn_replay(true) {
-            self.mark_up();
-        } else {
-            self.health.probing = true;
+        let has_backlog = self.backlog.queued() > 0;
+        let change = self.link.start_probe(has_backlog);
+        self.on_change(change);
+        if has_backlog && !self.spawn_replay(true) {
+            let change = self.link.probe_not_sent();
+            self.on_change(change);
         }
     }
 
     /// Sends a live batch: by PUT with each value's tick time when the
     /// account may PUT, else by POST.
     fn spawn_live(&mut self, account: u64, mut items: Vec<Item>) {
-        let put = !self.put_forbidden.contains(account, Instant::now());
+        let put = self.link.mode(account, Instant::now()) == Mode::Put;
         // The backend refuses a path twice in one POST, and a (path, t)
         // twice in one PUT: the latest value is kept.
         let dups = if put {
@@ -422,15 +404,15 @@ impl Worker {
     /// Takes a chunk from the backlog and replays it. Returns false when the
     /// chunk turned out to be empty (every value in it was a duplicate).
     fn spawn_replay(&mut self, probe: bool) -> bool {
-        let forbidden = &self.put_forbidden;
+        let link = &self.link;
         let now = Instant::now();
         let Some((account, mut records)) = self
             .backlog
-            .take(self.cfg.max_batch, |a| forbidden.contains(a, now))
+            .take(self.cfg.max_batch, |a| link.mode(a, now) == Mode::Post)
         else {
             return false;
         };
-        let (body, kind) = if self.put_forbidden.contains(account, now) {
+        let (body, kind) = if self.link.mode(account, now) == Mode::Post {
             // Oldest first, so that the value kept for each path is the newest.
             records.sort_by(|a, b| a.value.t.total_cmp(&b.value.t).then(a.seq.cmp(&b.seq)));
             let mut kept = records;
@@ -479,22 +461,17 @@ impl Worker {
         self.in_flight.insert(handle.id(), flight);
     }
 
-    /// Records how `account`'s values go (`put`: by PUT, else by POST), and
-    /// says so in one log line and in the `send_mode` metric when it changes.
-    pub(super) fn note_mode(&mut self, account: u64, put: bool) {
-        let before = self.modes.insert(account, put);
-        if before == Some(put) {
-            return;
-        }
-        if put {
-            info!(
+    /// Says in one log line, and in the `send_mode` metric, how
+    /// `account`'s values go now that it changed.
+    pub(super) fn log_mode(&self, account: u64, mode: Mode) {
+        match mode {
+            Mode::Put => info!(
                 account,
                 mode = "PUT",
                 "values go by PUT, each stamped with its tick's time: a retried request overwrites \
                  what it already stored, so every value is stored exactly once"
-            );
-        } else {
-            warn!(
+            ),
+            Mode::Post => warn!(
                 account,
                 mode = "POST",
                 "the bot may not PUT values (403 on PUT accounts/{account}/values): live values go by POST, \
@@ -502,10 +479,10 @@ impl Worker {
                  can store a value twice), and of the buffered values only the newest of each path is sent \
                  and the rest dropped. Grant the bot PUT on accounts/{account}/values to fix it; \
                  PUT is tried again every 10 minutes"
-            );
+            ),
         }
-        let post = self.modes.values().filter(|&&p| !p).count();
-        self.metrics.set_send_mode(self.modes.len() - post, post);
+        let (put, post) = self.link.mode_counts();
+        self.metrics.set_send_mode(put, post);
     }
 
     fn sync_spool(&mut self) {
@@ -516,56 +493,5 @@ impl Worker {
                 }
             });
         }
-    }
-}
-
-/// How long a 403 on PUT holds before PUT is tried again, so that a
-/// permission granted later takes effect without a restart.
-const PUT_RECHECK: std::time::Duration = Duration::from_secs(600);
-
-/// The accounts that may not PUT, and since when.
-#[derive(Debug, Default)]
-struct PutForbidden(HashMap<u64, Instant>);
-
-impl PutForbidden {
-    /// Whether `account` may not PUT at `now` (a 403 less than
-    /// [`PUT_RECHECK`] ago).
-    fn contains(&self, account: u64, now: Instant) -> bool {
-        self.0
-            .get(&account)
-            .is_some_and(|since| now.saturating_duration_since(*since) < PUT_RECHECK)
-    }
-
-    /// Records a 403 on PUT; true when it is news (first time, or after a
-    /// re-check), so that it is logged once per re-check.
-    fn insert(&mut self, account: u64, now: Instant) -> bool {
-        let news = !self.contains(account, now);
-        self.0.insert(account, now);
-        news
-    }
-}
-
-#[cfg(test)]
-mod put_forbidden_tests {
-    use super::*;
-
-    #[test]
-    fn a_forbidden_put_is_tried_again_after_the_recheck_period() {
-        let mut f = PutForbidden::default();
-        let t0 = Instant::now();
-        assert!(!f.contains(7, t0));
-        assert!(f.insert(7, t0), "the first 403 is news");
-        assert!(
-            !f.insert(7, t0 + Duration::from_secs(1)),
-            "the second is not"
-        );
-        assert!(f.contains(7, t0 + PUT_RECHECK - Duration::from_secs(2)));
-        assert!(!f.contains(8, t0));
-        let later = t0 + PUT_RECHECK + Duration::from_secs(2);
-        assert!(!f.contains(7, later), "PUT is allowed to be tried again");
-        assert!(
-            f.insert(7, later),
-            "a 403 after the re-check is logged again"
-        );
     }
 }
