@@ -7,6 +7,13 @@
 //! original measurement time. Outages last 3 s instead of 10 s (the logic is
 //! the same; the backoff is capped at 500 ms so recovery is noticed quickly).
 //!
+//! Every test but the crash test runs on tokio's paused clock, on one thread:
+//! the sender's timers (batch window, backoff, request timeouts), the fake's
+//! faults and delays, and the producer's ticks all follow it, so that a 3 s
+//! outage takes milliseconds and no result depends on the machine's load.
+//! Time only moves when every task waits; requests over loopback still go
+//! through the kernel. Every wait has a deadline ([`wait_until`]).
+//!
 //! The crash test runs the sender in a child process (this test binary,
 //! re-executed with `SENDER_SPOOL_CHILD` set), kills it with SIGKILL in the
 //! middle of an outage, and restarts a sender on the same spool directory.
@@ -83,6 +90,15 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
         sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
     submitted
+}
+
+/// Waits (on tokio's clock, at most `within`) until `ready` holds.
+async fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn dropped(metrics: &Metrics, reason: &str) -> u64 {
@@ -203,27 +219,27 @@ async fn outage_test(outage: Outage) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn status_500_outage_replays_everything_once_with_original_times() {
     outage_test(Outage::Status(500)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn refused_connections_replay_everything_once_with_original_times() {
     outage_test(Outage::Refused).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn answers_slower_than_the_timeout_replay_everything_once() {
     outage_test(Outage::Slow).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn revoked_token_401_then_recovery_replays_everything_once() {
     outage_test(Outage::Status(401)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn put_forbidden_sends_only_the_newest_value_per_path() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let values = format!("accounts/{ACCOUNT_ID}/values");
@@ -309,7 +325,7 @@ async fn cut_after_storing(put_allowed: bool) -> (FakeGrafolean, Metrics, System
     (fake, metrics, base)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_batch_stored_then_cut_is_stored_exactly_once_with_put() {
     let (fake, metrics, base) = cut_after_storing(true).await;
     let stored = fake.values(ACCOUNT_ID);
@@ -324,7 +340,7 @@ async fn a_batch_stored_then_cut_is_stored_exactly_once_with_put() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_batch_stored_then_cut_is_stored_twice_with_post_only() {
     // PUT forbidden: values go by POST and the backend stamps them on
     // arrival, so the retry of a stored batch stores every value again, at
@@ -341,7 +357,7 @@ async fn a_batch_stored_then_cut_is_stored_twice_with_post_only() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn cuts_after_storing_in_a_stream_never_duplicate_a_point_with_put() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -372,7 +388,7 @@ async fn cuts_after_storing_in_a_stream_never_duplicate_a_point_with_put() {
     assert_eq!(metrics.values_sent.get(), ticks * PATHS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_invalid_value_is_dropped_alone() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -391,7 +407,7 @@ async fn an_invalid_value_is_dropped_alone() {
     assert_eq!(dropped(&metrics, "invalid_value"), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -408,7 +424,7 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     assert_eq!(dropped(&metrics, "rejected"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn values_rejected_alone_are_dropped_not_retried() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -458,6 +474,7 @@ fn spool_child() {
     });
 }
 
+// Wall time: a child process runs on the real clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -528,7 +545,7 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_full_buffer_drops_the_oldest_values() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -543,16 +560,20 @@ async fn a_full_buffer_drops_the_oldest_values() {
     let base = base_time();
     // The first tick's POST fails: the sender is down (and retries in 1-2 s).
     sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
-    while metrics.values_buffered.get() < PATHS as i64 {
-        sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "the first tick in the backlog",
+        || metrics.values_buffered.get() >= PATHS as i64,
+    )
+    .await;
     // Meanwhile 9 more ticks go straight to the backlog, which holds 100.
     for k in 1..10 {
         sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
-    while dropped(&metrics, "buffer_full") < 100 {
-        sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(Duration::from_secs(5), "100 values dropped", || {
+        dropped(&metrics, "buffer_full") >= 100
+    })
+    .await;
     fake.remove_fault(fault);
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.dropped, 0, "{report:?}");
@@ -562,7 +583,7 @@ async fn a_full_buffer_drops_the_oldest_values() {
     assert_exactly_once(&stored, base, 5..10, |_| true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     let fake = FakeGrafolean::with_fixture_data().await;
     fake.inject(Fault::status(500).path_contains("/values"));
@@ -579,7 +600,7 @@ async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     assert_eq!(dropped(&metrics, "shutdown"), 2 * PATHS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_with_spool_keeps_what_is_left_for_the_next_start() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let dir = std::env::temp_dir().join(format!("sender-spool-shutdown-{}", std::process::id()));
