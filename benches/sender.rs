@@ -2,10 +2,10 @@
 //!
 //! * **throughput**: values/s delivered when 500,000 values are submitted at
 //!   once, in runs of 1,000 (batches that find no free connection wait in the
-//!   backlog and go by PUT, so this is POST and PUT together);
+//!   backlog and are replayed; live and replayed values both go by PUT);
 //! * **sustained**: 100,000 and 150,000 values/s submitted at a steady pace
 //!   for 5 s: how soon after the last submission everything was delivered,
-//!   and whether the live path (POST) kept up;
+//!   and whether the live path kept up (nothing had to be replayed);
 //! * **replay**: the time to replay a backlog of 1,000,000 values with PUT
 //!   once the backend is back, from memory and from the spool.
 //!
