@@ -292,6 +292,64 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
     assert_eq!(stored.len() as u64, metrics.values_sent.get());
 }
 
+#[tokio::test(start_paused = true)]
+async fn put_is_tried_again_every_10_minutes_and_a_later_grant_takes_effect() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let values = format!("accounts/{ACCOUNT_ID}/values");
+    assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
+    let post_only = fake.grant(BOT_ID, Some(&values), Some(&["POST"]));
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let job = JobId::new("test");
+    let put_requests = || fake.requests().iter().filter(|r| r.method == "PUT").count();
+    // Tick 0: the PUT gets 403, and the values go again by POST.
+    sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
+    wait_until(Duration::from_secs(5), "tick 0", || {
+        fake.values(ACCOUNT_ID).len() == PATHS as usize
+    })
+    .await;
+    assert_eq!(put_requests(), 1);
+    let mode = |m: &str| format!("grafolean_bot_send_mode_accounts{{mode=\"{m}\"}} 1");
+    assert!(metrics.encode().contains(&mode("post")));
+    // Within the 10 minutes, no PUT is tried, even after PUT is granted.
+    fake.revoke(post_only);
+    fake.grant(BOT_ID, Some(&values), Some(&["POST", "PUT"]));
+    sleep(Duration::from_secs(300)).await;
+    sender.submit(ACCOUNT_ID, &job, at(base, 1), tick_values(1));
+    wait_until(Duration::from_secs(5), "tick 1", || {
+        fake.values(ACCOUNT_ID).len() == 2 * PATHS as usize
+    })
+    .await;
+    assert_eq!(put_requests(), 1);
+    // After 10 minutes PUT is tried again, succeeds, and stays.
+    sleep(Duration::from_secs(301)).await;
+    for k in 2..4 {
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
+        sleep(TICK).await;
+    }
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    let stored = fake.values(ACCOUNT_ID);
+    let map = by_value(&stored);
+    for k in 0..4 {
+        for p in 0..PATHS {
+            let got = &map[&(format!("test.p{p}"), k)];
+            assert_eq!(got.len(), 1);
+            let want = if k < 2 {
+                ValueMethod::Post
+            } else {
+                ValueMethod::Put
+            };
+            assert_eq!(got[0].method, want, "tick {k}");
+        }
+    }
+    let by_put: Vec<StoredValue> = stored.iter().filter(|v| v.v >= 2.0).cloned().collect();
+    assert_exactly_once(&by_put, base, 2..4, |_| true);
+    assert!(metrics.encode().contains(&mode("put")));
+    assert_eq!(metrics.values_sent.get(), 4 * PATHS);
+}
+
 /// One tick whose request is stored by the backend and then cut before the
 /// answer; the sender retries it.
 async fn cut_after_storing(put_allowed: bool) -> (FakeGrafolean, Metrics, SystemTime) {
