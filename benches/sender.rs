@@ -78,7 +78,8 @@ async fn throughput(total: usize) -> (f64, u64) {
 
 /// Submits `rate` values/s (1,000 every 1000/rate s) for `secs`, and
 /// returns how long after the last submission everything was delivered, and
-/// how many values went by PUT (because no connection was free in time).
+/// how many values were replayed from the backlog (because no connection
+/// was free in time).
 async fn sustained(rate: u64, secs: u64) -> (f64, u64) {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("bench");
@@ -136,7 +137,7 @@ fn main() {
             puts.push(put);
         }
         println!(
-            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which sent by PUT: {puts:?}",
+            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which replayed from the backlog: {puts:?}",
             median(rates.clone()),
             rates.iter().map(|r| r.round()).collect::<Vec<_>>()
         );
@@ -148,7 +149,7 @@ fn main() {
                 puts.push(put);
             }
             println!(
-                "sustained {rate} values/s for 5 s: delivered median {:.3} s after the last submission (runs {:?}); values sent by PUT instead of POST per run: {puts:?}",
+                "sustained {rate} values/s for 5 s: delivered median {:.3} s after the last submission (runs {:?}); values replayed from the backlog per run: {puts:?}",
                 median(lags.clone()),
                 lags.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             );
