@@ -2,10 +2,10 @@
 //!
 //! * **throughput**: values/s delivered when 500,000 values are submitted at
 //!   once, in runs of 1,000 (batches that find no free connection wait in the
-//!   backlog and go by PUT, so this is POST and PUT together);
+//!   backlog and are replayed; live and replayed values both go by PUT);
 //! * **sustained**: 100,000 and 150,000 values/s submitted at a steady pace
 //!   for 5 s: how soon after the last submission everything was delivered,
-//!   and whether the live path (POST) kept up;
+//!   and whether the live path kept up (nothing had to be replayed);
 //! * **replay**: the time to replay a backlog of 1,000,000 values with PUT
 //!   once the backend is back, from memory and from the spool.
 //!
@@ -86,7 +86,8 @@ async fn throughput(total: usize) -> (f64, u64) {
 
 /// Submits `rate` values/s (1,000 every 1000/rate s) for `secs`, and
 /// returns how long after the last submission everything was delivered, and
-/// how many values went by PUT (because no connection was free in time).
+/// how many values were replayed from the backlog (because no connection
+/// was free in time).
 async fn sustained(rate: u64, secs: u64) -> (f64, u64) {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("bench");
@@ -159,7 +160,7 @@ fn main() {
             puts.push(put);
         }
         println!(
-            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which sent by PUT: {puts:?}",
+            "throughput (burst of 500k values): median {:.0} values/s, runs {:?}; of which replayed from the backlog: {puts:?}",
             median(rates.clone()),
             rates.iter().map(|r| r.round()).collect::<Vec<_>>()
         );
@@ -171,7 +172,7 @@ fn main() {
                 puts.push(put);
             }
             println!(
-                "sustained {rate} values/s for 5 s: delivered median {:.3} s after the last submission (runs {:?}); values sent by PUT instead of POST per run: {puts:?}",
+                "sustained {rate} values/s for 5 s: delivered median {:.3} s after the last submission (runs {:?}); values replayed from the backlog per run: {puts:?}",
                 median(lags.clone()),
                 lags.iter().map(|s| (s * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             );

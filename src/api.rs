@@ -19,6 +19,24 @@ pub use crate::token::{BotToken, TokenError};
 /// The default timeout of one request.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default limit on the body of a config answer (profile, account and
+/// entity lists, an entity, a credential, a sensor): 64 MiB.
+///
+/// The largest of them is an account's entity list, which the backend sends
+/// whole (it has no paging), with every entity's details and protocols. An
+/// entity with a typical `details` and one or two protocols takes 300–600
+/// bytes of JSON, so 64 MiB holds over 100,000 entities in one account,
+/// beyond any Grafolean installation seen, while a backend (or a file server
+/// or proxy at a misconfigured `BACKEND_URL`) that answers with an endless
+/// body costs at most this much memory, once. Raise it with
+/// [`ClientBuilder::with_max_response_bytes`] for a larger account.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// The limit on the body of an error answer and of the answer to a value
+/// write: the backend's own are under 200 bytes; what is read of a longer
+/// one is only logged (cut to 300 characters).
+pub const MAX_SMALL_BODY_BYTES: usize = 4 << 10;
+
 /// An error from the Grafolean API. Each variant says what to do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -107,6 +125,21 @@ pub enum ApiError {
         /// The parse error.
         reason: String,
     },
+    /// The answer's body was longer than the limit. The rest was not read
+    /// and the connection was dropped.
+    #[error(
+        "the answer to {method} {resource} was larger than the limit of {limit} bytes; \
+         the connection was dropped. Check that BACKEND_URL is the Grafolean API \
+         (or raise the limit if the answer is real)"
+    )]
+    TooLarge {
+        /// The HTTP method.
+        method: String,
+        /// The resource.
+        resource: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The backend URL is not a valid http(s) URL.
     #[error(
         "BACKEND_URL {0:?} is not a valid http:// or https:// URL (for example http://grafolean/api)"
@@ -125,11 +158,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Whether trying again later may succeed (network errors, timeouts, 5xx).
+    /// Whether trying again later may succeed (network errors, timeouts, 5xx,
+    /// and an answer over the size limit: a broken backend or proxy may
+    /// recover).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Server { .. } | Self::Timeout { .. } | Self::Network { .. }
+            Self::Server { .. }
+                | Self::Timeout { .. }
+                | Self::Network { .. }
+                | Self::TooLarge { .. }
         )
     }
 
@@ -282,6 +320,7 @@ pub struct ClientBuilder {
     token: BotToken,
     timeout: Duration,
     max_idle_per_host: usize,
+    max_response_bytes: usize,
 }
 
 impl ClientBuilder {
@@ -294,6 +333,14 @@ impl ClientBuilder {
     /// Sets how many idle connections are kept open for reuse.
     pub fn with_max_idle_connections(mut self, n: usize) -> Self {
         self.max_idle_per_host = n;
+        self
+    }
+
+    /// Sets the largest config answer that is read (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`], at least 1 KiB). A longer one fails
+    /// with [`ApiError::TooLarge`].
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes.max(1024);
         self
     }
 
@@ -319,6 +366,7 @@ impl ClientBuilder {
             base,
             token: self.token,
             timeout: self.timeout,
+            max_response_bytes: self.max_response_bytes,
         })
     }
 }
@@ -334,6 +382,7 @@ pub struct Client {
     base: reqwest::Url,
     token: BotToken,
     timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl fmt::Debug for Client {
@@ -342,6 +391,7 @@ impl fmt::Debug for Client {
             .field("backend", &self.backend)
             .field("token", &self.token)
             .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -355,6 +405,7 @@ impl Client {
             token,
             timeout: DEFAULT_TIMEOUT,
             max_idle_per_host: 64,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -477,11 +528,13 @@ impl Client {
     async fn get<T: DeserializeOwned>(&self, resource: &str, auth: bool) -> Result<T, ApiError> {
         trace!(resource, "GET");
         let request = self.http.get(self.url(resource, auth));
-        let response = self.execute("GET", resource, request).await?;
-        let bytes = response
-            .bytes()
+        let mut response = self.execute("GET", resource, request).await?;
+        let body = read_limited(&mut response, self.max_response_bytes)
             .await
             .map_err(|e| self.transport_error("GET", resource, e))?;
+        let Some(bytes) = body else {
+            return Err(self.too_large("GET", resource, self.max_response_bytes));
+        };
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
             resource: trim_resource(resource),
             reason: e.to_string(),
@@ -501,7 +554,21 @@ impl Client {
             .http
             .request(method, self.url(&resource, true))
             .json(values);
-        self.execute(&name, &resource, request).await.map(drop)
+        let mut response = self.execute(&name, &resource, request).await?;
+        // The backend answers 204 with no body; a long answer is not its.
+        match read_limited(&mut response, MAX_SMALL_BODY_BYTES).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(self.too_large(&name, &resource, MAX_SMALL_BODY_BYTES)),
+            Err(e) => Err(self.transport_error(&name, &resource, e)),
+        }
+    }
+
+    fn too_large(&self, method: &str, resource: &str, limit: usize) -> ApiError {
+        ApiError::TooLarge {
+            method: method.into(),
+            resource: trim_resource(resource),
+            limit,
+        }
     }
 
     async fn execute(
@@ -518,7 +585,10 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
-        let body = response.text().await.unwrap_or_default();
+        // An error body is only logged: read its start, drop the rest.
+        let mut response = response;
+        let body = read_prefix(&mut response, MAX_SMALL_BODY_BYTES).await;
+        let body = String::from_utf8_lossy(&body);
         let body = self.token.redact(truncate(&body, 300));
         let resource = trim_resource(resource);
         let method = method.to_string();
@@ -574,6 +644,47 @@ impl Client {
             reason: self.token.redact(&reason),
         }
     }
+}
+
+/// Reads a whole body of at most `limit` bytes; `None` when it is longer
+/// (then the rest is left unread, and the connection is dropped with the
+/// response). The chunks hyper hands over are kept as they are until the end,
+/// with no buffer that doubles as it grows, so a body over the limit never
+/// costs more memory than the limit.
+async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = response.chunk().await? {
+        len += chunk.len();
+        if len > limit {
+            return Ok(None);
+        }
+        chunks.push(chunk);
+    }
+    let mut body = Vec::with_capacity(len);
+    for chunk in chunks {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// Reads up to `limit` bytes of a body, for a log line; errors end it early.
+async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
 }
 
 fn trim_resource(resource: &str) -> String {

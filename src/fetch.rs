@@ -5,6 +5,9 @@
 //! can see, that have the protocol, are assigned to this bot (or to none), have
 //! a credential and at least one sensor. Unlike the Python library it:
 //!
+//! - filters on the `protocols` that the entity list already carries, and
+//!   does not GET each entity again (an entity listed without a `protocols`
+//!   key, as older backends list them, is still fetched on its own);
 //! - runs requests concurrently, with a bounded number in flight over pooled
 //!   connections ([`FetchOptions::max_in_flight`]);
 //! - fetches each credential and each sensor at most once per refresh, however
@@ -199,13 +202,18 @@ impl Refresh<'_> {
         .clone()
     }
 
-    /// Fetches one candidate entity's details, credential and sensors.
-    async fn entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, String> {
+    /// Fetches one candidate entity that the list gave without its
+    /// protocols, then its credential and sensors.
+    async fn fetch_entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, String> {
         let entity = self
             .request(self.client.entity(account, id))
             .await
             .map_err(|e| e.to_string())?;
-        // Filter again: the entity may have changed since the list was read.
+        self.entity(account, entity).await
+    }
+
+    /// Fetches the credential and sensors of an entity, if it applies.
+    async fn entity(&self, account: u64, entity: Entity) -> Result<Option<EntityConfig>, String> {
         let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
             return Ok(None);
         };
@@ -247,9 +255,9 @@ impl Refresh<'_> {
 /// Fetches the configs of every entity this bot should monitor for `protocol`.
 ///
 /// See the [module documentation](self) for the rules. Makes
-/// `2 + A + E + C + S` requests: the profile, the account list, one entity
-/// list per account, one request per candidate entity, and one per unique
-/// credential and sensor.
+/// `2 + A + C + S` requests: the profile, the account list, one entity list
+/// per account, and one per unique credential and sensor of the entities that
+/// apply (plus one per device that the list gives without `protocols`).
 pub async fn fetch_job_configs(
     client: &Client,
     protocol: &str,
@@ -299,10 +307,17 @@ pub async fn fetch_job_configs(
         entities_listed += list.len();
         for item in list {
             let id = item.get("id").and_then(serde_json::Value::as_u64);
+            let listed_protocols = item.get("protocols").is_some();
             match serde_json::from_value::<Entity>(item) {
+                Ok(entity) if !listed_protocols => {
+                    // An older backend's list: the entity itself says.
+                    if entity.entity_type == "device" {
+                        candidates.push((account, entity.id, None));
+                    }
+                }
                 Ok(entity) => {
                     if applicable_protocol(&entity, protocol, profile.user_id).is_some() {
-                        candidates.push((account, entity.id));
+                        candidates.push((account, entity.id, Some(entity)));
                     }
                 }
                 Err(e) => {
@@ -317,11 +332,17 @@ pub async fn fetch_job_configs(
         }
     }
 
-    // The candidates' details, credentials and sensors, in list order.
+    // The candidates' credentials and sensors, in list order.
     let results: Vec<_> = stream::iter(candidates)
-        .map(|(account, id)| {
+        .map(|(account, id, listed)| {
             let refresh = &refresh;
-            async move { (account, id, refresh.entity(account, id).await) }
+            async move {
+                let config = match listed {
+                    Some(entity) => refresh.entity(account, entity).await,
+                    None => refresh.fetch_entity(account, id).await,
+                };
+                (account, id, config)
+            }
         })
         .buffered(options.max_in_flight.max(1) * 2)
         .collect()

@@ -71,6 +71,12 @@ pub(crate) struct ReasonLabels {
     pub(crate) reason: DropReason,
 }
 
+/// Labels of the send-mode gauge: `mode` is `put` or `post`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
 /// Labels of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -121,6 +127,8 @@ pub struct Metrics {
     pub(crate) values_replayed: Counter,
     /// Values dropped, by reason.
     pub(crate) values_dropped: Family<ReasonLabels, Counter>,
+    /// Accounts by how their values go: `put` or `post` (see the sender).
+    send_mode: Family<ModeLabels, Gauge>,
 }
 
 impl Metrics {
@@ -211,6 +219,13 @@ impl Metrics {
             "Values delivered late with their original timestamps",
             values_replayed.clone(),
         );
+        let send_mode = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "send_mode_accounts",
+            "Accounts the sender writes to, by mode: put (values keep their tick's time, \
+             stored exactly once) or post (PUT forbidden: stamped on arrival, at least once)",
+            send_mode.clone(),
+        );
         let values_dropped = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "values_dropped",
@@ -245,6 +260,16 @@ impl Metrics {
             values_buffered,
             values_replayed,
             values_dropped,
+            send_mode,
+        }
+    }
+
+    /// Sets how many accounts the sender writes to by PUT and by POST.
+    pub(crate) fn set_send_mode(&self, put: usize, post: usize) {
+        for (mode, n) in [("put", put), ("post", post)] {
+            self.send_mode
+                .get_or_create(&ModeLabels { mode })
+                .set(n as i64);
         }
     }
 

@@ -18,6 +18,10 @@ use crate::token::{BotToken, TokenError};
 
 /// The default seconds between config refreshes, as in the Python bots.
 pub(crate) const DEFAULT_REFRESH_SECONDS: u64 = 120;
+/// The default of `--max-response-mib`: the API client's default limit on a
+/// config answer (64 MiB), in MiB.
+pub(crate) const DEFAULT_MAX_RESPONSE_MIB: u32 =
+    (crate::api::DEFAULT_MAX_RESPONSE_BYTES >> 20) as u32;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -69,6 +73,13 @@ pub struct Settings {
     /// Seconds between job config refreshes.
     #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = DEFAULT_REFRESH_SECONDS, help_heading = "Grafolean")]
     pub(crate) jobs_refresh_interval: u64,
+
+    /// The largest config answer read from the backend, in MiB: an account's
+    /// whole entity list must fit. A longer answer fails the refresh (the
+    /// previous jobs stay), so a broken backend cannot take the host's memory.
+    #[arg(long, env = "MAX_RESPONSE_MIB", default_value_t = DEFAULT_MAX_RESPONSE_MIB,
+        value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Grafolean")]
+    pub max_response_mib: u32,
 
     /// A directory where unsent values are kept across restarts while the
     /// backend is down (by default they are kept in memory only).
@@ -211,7 +222,12 @@ impl Settings {
         self
     }
 
-    /// The refresh interval.
+    /// The limit on a config answer's body, in bytes (`--max-response-mib`).
+    pub(crate) fn max_response_bytes(&self) -> usize {
+        (self.max_response_mib as usize) << 20
+    }
+
+    /// The interval between config refreshes.
     pub(crate) fn refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jobs_refresh_interval)
     }

@@ -133,6 +133,91 @@ async fn malformed_json_is_its_own_error() {
     );
 }
 
+/// A server on loopback that answers every request with `status` and a
+/// body that never ends; returns its address and how many bytes it wrote.
+async fn endless_server(
+    status: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!("HTTP/1.1 {status}\r\nconnection: close\r\n\r\n");
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                while s.write_all(&chunk).await.is_ok() {
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, written)
+}
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_in_part() {
+    let (addr, written) = endless_server("500 Internal Server Error").await;
+    let c = Client::builder(
+        format!("http://{addr}/api"),
+        BotToken::new(BOT_TOKEN).unwrap(),
+    )
+    .with_timeout(Duration::from_secs(5))
+    .build()
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), c.profile())
+        .await
+        .expect("the client does not read the whole body")
+        .unwrap_err();
+    let ApiError::Server { status, body, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*status, 500);
+    assert_eq!(body.len(), 300, "the body is cut for the log line");
+    // The client read only the start and dropped the connection: the server's
+    // writes stop once the socket buffers are full.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stalled = written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(stalled < 64 << 20, "the server wrote {stalled} bytes");
+}
+
+#[tokio::test]
+async fn a_config_answer_over_the_limit_is_a_typed_error() {
+    let (addr, _) = endless_server("200 OK").await;
+    let c = Client::builder(
+        format!("http://{addr}/api"),
+        BotToken::new(BOT_TOKEN).unwrap(),
+    )
+    .with_max_response_bytes(1 << 20)
+    .build()
+    .unwrap();
+    let err = c.entities(42).await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::TooLarge { method, resource, limit: 1_048_576 }
+            if method == "GET" && resource == "accounts/42/entities"),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    let text = err.to_string();
+    assert!(
+        text.contains("GET accounts/42/entities") && text.contains("1048576 bytes"),
+        "{text}"
+    );
+    assert!(!text.contains(BOT_TOKEN), "{text}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn start_up_waits_for_the_backend_then_gives_up() {
     let fake = FakeGrafolean::with_fixture_data().await;

@@ -39,8 +39,9 @@ async fn fixture_data_set_gives_the_python_result() {
     assert_eq!(report.requests, fake.request_count());
 }
 
-#[tokio::test]
-async fn shared_credential_and_sensors_are_fetched_once() {
+/// 1,000 devices sharing one credential and 5 sensors, and a client of
+/// their bot.
+async fn thousand_shared_devices() -> (FakeGrafolean, Client, usize) {
     let fake = FakeGrafolean::start().await;
     let account = 1_000_001;
     fake.put_account(grafolean_collector::testing::FakeAccount::new("load").with_id(account));
@@ -53,29 +54,67 @@ async fn shared_credential_and_sensors_are_fetched_once() {
     let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
         .build()
         .unwrap();
-    fake.clear_requests();
-    let report = fetch_job_configs(&client, "ping", &FetchOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(report.configs.entities.len(), ids.len());
-    // profile + accounts + 1 entity list + 1000 entities + 1 credential + 5 sensors.
-    let expected = 1 + 1 + 1 + 1000 + 1 + 5;
-    assert_eq!(fake.request_count(), expected);
-    assert_eq!(report.requests, expected);
+    (fake, client, ids.len())
+}
+
+fn assert_thousand_shared(report: &FetchReport, n: usize) {
+    assert_eq!(report.configs.entities.len(), n);
     for e in &report.configs.entities {
         assert_eq!(e.sensors.len(), 5);
         assert!(e.sensors.iter().all(|s| s.interval == Some(60)));
+        assert!(e.credential_id.is_some());
     }
     // The list order is kept.
-    let got = entity_ids(&report);
+    let got = entity_ids(report);
     let mut sorted = got.clone();
     sorted.sort();
     assert_eq!(got, sorted);
 }
 
 #[tokio::test]
+async fn a_refresh_from_the_list_makes_nine_requests_for_a_thousand_shared_entities() {
+    let (fake, client, n) = thousand_shared_devices().await;
+    for _ in 0..2 {
+        fake.clear_requests();
+        let report = fetch_job_configs(&client, "ping", &FetchOptions::default())
+            .await
+            .unwrap();
+        assert_thousand_shared(&report, n);
+        // profile + accounts + 1 entity list + 1 credential + 5 sensors:
+        // no entity is fetched on its own, since the list carries protocols.
+        let expected = 1 + 1 + 1 + 1 + 5;
+        assert_eq!(fake.request_count(), expected, "{:#?}", fake.requests());
+        assert_eq!(report.requests, expected);
+        assert!(
+            !fake
+                .requests()
+                .iter()
+                .any(|r| r.path.contains("/entities/") && !r.path.ends_with("/entities/")),
+            "an entity was fetched on its own"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_list_without_protocols_brings_back_the_per_entity_gets() {
+    let (fake, client, n) = thousand_shared_devices().await;
+    fake.set_list_protocols(false);
+    fake.clear_requests();
+    let report = fetch_job_configs(&client, "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_thousand_shared(&report, n);
+    // profile + accounts + 1 entity list + 1000 entities + 1 credential + 5 sensors.
+    let expected = 1 + 1 + 1 + 1000 + 1 + 5;
+    assert_eq!(fake.request_count(), expected);
+    assert_eq!(report.requests, expected);
+}
+
+#[tokio::test]
 async fn an_entity_deleted_mid_refresh_is_skipped_alone() {
     let fake = FakeGrafolean::with_fixture_data().await;
+    // A list without protocols (an older backend): each device is fetched.
+    fake.set_list_protocols(false);
     let ids = fake.add_devices(
         &DeviceBatch::new(ACCOUNT_ID, "ping", 20)
             .with_bot(BOT_ID)
@@ -185,6 +224,9 @@ async fn a_rejected_token_is_a_clear_error_at_start_up() {
 #[tokio::test]
 async fn a_malformed_entity_is_skipped_alone() {
     let fake = FakeGrafolean::with_fixture_data().await;
+    // A list without protocols, so that each device is fetched on its own;
+    // one of them gets protocols back in the list below.
+    fake.set_list_protocols(false);
     let ids = fake.add_devices(
         &DeviceBatch::new(ACCOUNT_ID, "ping", 10)
             .with_bot(BOT_ID)
@@ -222,7 +264,7 @@ async fn a_malformed_entity_is_skipped_alone() {
     assert_eq!(
         got.len(),
         9,
-        "11 candidates less the two malformed: {got:?}"
+        "11 devices that apply, less the two malformed: {got:?}"
     );
     assert!(!got.contains(&ids[3]) && !got.contains(&ids[6]));
     let mut skipped: Vec<u64> = report.skipped.iter().filter_map(|s| s.entity).collect();

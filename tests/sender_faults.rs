@@ -7,6 +7,13 @@
 //! original measurement time. Outages last 3 s instead of 10 s (the logic is
 //! the same; the backoff is capped at 500 ms so recovery is noticed quickly).
 //!
+//! Every test but the crash test runs on tokio's paused clock, on one thread:
+//! the sender's timers (batch window, backoff, request timeouts), the fake's
+//! faults and delays, and the producer's ticks all follow it, so that a 3 s
+//! outage takes milliseconds and no result depends on the machine's load.
+//! Time only moves when every task waits; requests over loopback still go
+//! through the kernel. Every wait has a deadline ([`wait_until`]).
+//!
 //! The crash test runs the sender in a child process (this test binary,
 //! re-executed with `SENDER_SPOOL_CHILD` set), kills it with SIGKILL in the
 //! middle of an outage, and restarts a sender on the same spool directory.
@@ -84,6 +91,15 @@ async fn produce(sender: Sender, base: SystemTime, ticks: u64) -> Vec<Instant> {
         sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
     submitted
+}
+
+/// Waits (on tokio's clock, at most `within`) until `ready` holds.
+async fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn dropped(metrics: &Metrics, reason: &str) -> u64 {
@@ -194,11 +210,14 @@ async fn outage_test(outage: Outage) {
     let outage_ticks = (0..ticks).filter(|&k| during(k)).count() as u64;
     assert!(outage_ticks >= 25, "{outage_ticks}");
     let put = assert_exactly_once(&stored, base, 0..ticks, during) as u64;
-    assert!(put >= outage_ticks * PATHS);
     let total = ticks * PATHS;
+    // The bot may PUT: every value went by PUT with its tick's time, live or
+    // replayed, and a retry only ever overwrote what it had stored.
+    assert_eq!(put, total);
+    assert!(count(&metrics, "values_replayed") >= outage_ticks * PATHS);
     assert_eq!(count(&metrics, "values_sent"), total);
-    assert_eq!(count(&metrics, "values_replayed"), put);
     assert!(count(&metrics, "values_retried") > 0);
+    assert!(fake.overwrites() <= count(&metrics, "values_retried"));
     assert_eq!(gauge(&metrics, "values_buffered"), 0);
     assert_eq!(gauge(&metrics, "backend_up"), 1);
     eprintln!(
@@ -207,27 +226,27 @@ async fn outage_test(outage: Outage) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn status_500_outage_replays_everything_once_with_original_times() {
     outage_test(Outage::Status(500)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn refused_connections_replay_everything_once_with_original_times() {
     outage_test(Outage::Refused).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn answers_slower_than_the_timeout_replay_everything_once() {
     outage_test(Outage::Slow).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn revoked_token_401_then_recovery_replays_everything_once() {
     outage_test(Outage::Status(401)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn put_forbidden_sends_only_the_newest_value_per_path() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let values = format!("accounts/{ACCOUNT_ID}/values");
@@ -250,6 +269,11 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
 
     let stored = fake.values(ACCOUNT_ID);
     assert!(stored.iter().all(|v| v.method == ValueMethod::Post));
+    assert!(
+        metrics
+            .encode()
+            .contains("grafolean_bot_send_mode_accounts{mode=\"post\"} 1")
+    );
     let map = by_value(&stored);
     assert!(map.values().all(|v| v.len() == 1), "a value arrived twice");
     let mut missing = 0;
@@ -275,7 +299,161 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
     assert_eq!(stored.len() as u64, count(&metrics, "values_sent"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
+async fn put_is_tried_again_every_10_minutes_and_a_later_grant_takes_effect() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let values = format!("accounts/{ACCOUNT_ID}/values");
+    assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
+    let post_only = fake.grant(BOT_ID, Some(&values), Some(&["POST"]));
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let job = JobId::new("test");
+    let put_requests = || fake.requests().iter().filter(|r| r.method == "PUT").count();
+    // Tick 0: the PUT gets 403, and the values go again by POST.
+    sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
+    wait_until(Duration::from_secs(5), "tick 0", || {
+        fake.values(ACCOUNT_ID).len() == PATHS as usize
+    })
+    .await;
+    assert_eq!(put_requests(), 1);
+    let mode = |m: &str| format!("grafolean_bot_send_mode_accounts{{mode=\"{m}\"}} 1");
+    assert!(metrics.encode().contains(&mode("post")));
+    // Within the 10 minutes, no PUT is tried, even after PUT is granted.
+    fake.revoke(post_only);
+    fake.grant(BOT_ID, Some(&values), Some(&["POST", "PUT"]));
+    sleep(Duration::from_secs(300)).await;
+    sender.submit(ACCOUNT_ID, &job, at(base, 1), tick_values(1));
+    wait_until(Duration::from_secs(5), "tick 1", || {
+        fake.values(ACCOUNT_ID).len() == 2 * PATHS as usize
+    })
+    .await;
+    assert_eq!(put_requests(), 1);
+    // After 10 minutes PUT is tried again, succeeds, and stays.
+    sleep(Duration::from_secs(301)).await;
+    for k in 2..4 {
+        sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
+        sleep(TICK).await;
+    }
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    let stored = fake.values(ACCOUNT_ID);
+    let map = by_value(&stored);
+    for k in 0..4 {
+        for p in 0..PATHS {
+            let got = &map[&(format!("test.p{p}"), k)];
+            assert_eq!(got.len(), 1);
+            let want = if k < 2 {
+                ValueMethod::Post
+            } else {
+                ValueMethod::Put
+            };
+            assert_eq!(got[0].method, want, "tick {k}");
+        }
+    }
+    let by_put: Vec<StoredValue> = stored.iter().filter(|v| v.v >= 2.0).cloned().collect();
+    assert_exactly_once(&by_put, base, 2..4, |_| true);
+    assert!(metrics.encode().contains(&mode("put")));
+    assert_eq!(count(&metrics, "values_sent"), 4 * PATHS);
+}
+
+/// One tick whose request is stored by the backend and then cut before the
+/// answer; the sender retries it.
+async fn cut_after_storing(put_allowed: bool) -> (FakeGrafolean, Metrics, SystemTime) {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let method = if put_allowed {
+        "PUT"
+    } else {
+        let values = format!("accounts/{ACCOUNT_ID}/values");
+        assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
+        fake.grant(BOT_ID, Some(&values), Some(&["POST"]));
+        "POST"
+    };
+    let cut = fake.inject(
+        Fault::drop_after_handling()
+            .method(method)
+            .path_contains("/values")
+            .times(1),
+    );
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    sender.submit(ACCOUNT_ID, &JobId::new("test"), at(base, 1), tick_values(1));
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert!(!fake.remove_fault(cut), "the cut happened");
+    assert_eq!(
+        count(&metrics, "values_retried"),
+        PATHS,
+        "the cut batch was retried"
+    );
+    (fake, metrics, base)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_stored_then_cut_is_stored_exactly_once_with_put() {
+    let (fake, metrics, base) = cut_after_storing(true).await;
+    let stored = fake.values(ACCOUNT_ID);
+    // One point per path, at the tick's time: the retry overwrote them.
+    assert_exactly_once(&stored, base, 1..2, |_| true);
+    assert_eq!(fake.overwrites(), PATHS);
+    assert!(fake.overwrites() <= count(&metrics, "values_retried"));
+    assert!(
+        metrics
+            .encode()
+            .contains("grafolean_bot_send_mode_accounts{mode=\"put\"} 1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_stored_then_cut_is_stored_twice_with_post_only() {
+    // PUT forbidden: values go by POST and the backend stamps them on
+    // arrival, so the retry of a stored batch stores every value again, at
+    // another time. This is the at-least-once delivery of the POST mode.
+    let (fake, _metrics, _) = cut_after_storing(false).await;
+    let stored = fake.values(ACCOUNT_ID);
+    assert_eq!(fake.overwrites(), 0);
+    let map = by_value(&stored);
+    assert_eq!(map.len() as u64, PATHS);
+    for (key, points) in &map {
+        assert_eq!(points.len(), 2, "{key:?} was stored {} times", points.len());
+        assert!(points.iter().all(|v| v.method == ValueMethod::Post));
+        assert_ne!(points[0].t, points[1].t, "{key:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cuts_after_storing_in_a_stream_never_duplicate_a_point_with_put() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = sender(&fake.url(), &metrics, None);
+    let base = base_time();
+    let ticks = 20;
+    let producer = tokio::spawn(produce(sender.clone(), base, ticks));
+    sleep(Duration::from_millis(300)).await;
+    // Three batches are stored and then cut, one after another.
+    let cut = fake.inject(
+        Fault::drop_after_handling()
+            .path_contains("/values")
+            .times(3),
+    );
+    producer.await.unwrap();
+    let report = sender.shutdown(Duration::from_secs(10)).await;
+    assert!(!report.timed_out, "{report:?}");
+    assert!(!fake.remove_fault(cut), "all three cuts happened");
+    let stored = fake.values(ACCOUNT_ID);
+    assert_exactly_once(&stored, base, 0..ticks, |_| true);
+    assert_eq!(
+        stored.len() as u64,
+        ticks * PATHS,
+        "one point per path and tick"
+    );
+    assert!(fake.overwrites() > 0);
+    assert!(fake.overwrites() <= count(&metrics, "values_retried"));
+    assert_eq!(count(&metrics, "values_sent"), ticks * PATHS);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_invalid_value_is_dropped_alone() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -294,13 +472,13 @@ async fn an_invalid_value_is_dropped_alone() {
     assert_eq!(dropped(&metrics, "invalid_value"), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
     let sender = sender(&fake.url(), &metrics, None);
     // The whole batch, then its first half, then the first quarter are rejected.
-    fake.inject(Fault::status(400).method("POST").times(3));
+    fake.inject(Fault::status(400).method("PUT").times(3));
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), tick_values(1));
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert!(!report.timed_out, "{report:?}");
@@ -311,13 +489,13 @@ async fn a_rejected_batch_is_bisected_and_the_rest_delivered() {
     assert_eq!(dropped(&metrics, "rejected"), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn values_rejected_alone_are_dropped_not_retried() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
     let sender = sender(&fake.url(), &metrics, None);
     // 4 values: [0..4] → [0..2] → [0] and [1] are rejected; [2..4] is stored.
-    fake.inject(Fault::status(400).method("POST").times(4));
+    fake.inject(Fault::status(400).method("PUT").times(4));
     let values = tick_values(1).into_iter().take(4).collect();
     sender.submit(ACCOUNT_ID, &JobId::new("test"), base_time(), values);
     let report = sender.shutdown(Duration::from_secs(10)).await;
@@ -361,6 +539,7 @@ fn spool_child() {
     });
 }
 
+// Wall time: a child process runs on the real clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -431,7 +610,7 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_full_buffer_drops_the_oldest_values() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
@@ -446,16 +625,20 @@ async fn a_full_buffer_drops_the_oldest_values() {
     let base = base_time();
     // The first tick's POST fails: the sender is down (and retries in 1-2 s).
     sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
-    while gauge(&metrics, "values_buffered") < PATHS as i64 {
-        sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "the first tick in the backlog",
+        || gauge(&metrics, "values_buffered") >= PATHS as i64,
+    )
+    .await;
     // Meanwhile 9 more ticks go straight to the backlog, which holds 100.
     for k in 1..10 {
         sender.submit(ACCOUNT_ID, &job, at(base, k), tick_values(k));
     }
-    while dropped(&metrics, "buffer_full") < 100 {
-        sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(Duration::from_secs(5), "100 values dropped", || {
+        dropped(&metrics, "buffer_full") >= 100
+    })
+    .await;
     fake.remove_fault(fault);
     let report = sender.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.dropped, 0, "{report:?}");
@@ -465,7 +648,7 @@ async fn a_full_buffer_drops_the_oldest_values() {
     assert_exactly_once(&stored, base, 5..10, |_| true);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     let fake = FakeGrafolean::with_fixture_data().await;
     fake.inject(Fault::status(500).path_contains("/values"));
@@ -482,7 +665,7 @@ async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     assert_eq!(dropped(&metrics, "shutdown"), 2 * PATHS);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_with_spool_keeps_what_is_left_for_the_next_start() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let dir = std::env::temp_dir().join(format!("sender-spool-shutdown-{}", std::process::id()));

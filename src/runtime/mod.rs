@@ -290,7 +290,7 @@ impl<C: Collector> Bot<C> {
     ) -> Result<(), RunError> {
         let source = settings.validate().map_err(RunError::Settings)?;
         let export_values = !settings.no_export_values;
-        let (client, source) = self.config_source(source)?;
+        let (client, source) = self.config_source(source, settings.max_response_bytes())?;
 
         // The admin server first, so that /live answers during start-up.
         let (state, admin_addr, stop_admin, admin_task) = self
@@ -442,10 +442,15 @@ impl<C: Collector> Bot<C> {
         Ok((state, admin_addr, stop_admin, admin_task))
     }
 
-    fn config_source(&self, source: Source) -> Result<(Option<Client>, ConfigSource), RunError> {
+    fn config_source(
+        &self,
+        source: Source,
+        max_response_bytes: usize,
+    ) -> Result<(Option<Client>, ConfigSource), RunError> {
         Ok(match source {
             Source::Grafolean { backend_url, token } => {
                 let client = Client::builder(backend_url, token)
+                    .with_max_response_bytes(max_response_bytes)
                     .build()
                     .map_err(RunError::Api)?;
                 let Some(protocol) = &self.protocol else {

@@ -34,7 +34,7 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let (client, config_source) = match bot.config_source(source) {
+    let (client, config_source) = match bot.config_source(source, settings.max_response_bytes()) {
         Ok(pair) => pair,
         Err(e) => {
             eprintln!("{e}");

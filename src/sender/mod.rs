@@ -3,7 +3,7 @@
 //! away.
 //!
 //! ```text
-//! submit() ─validate─▶ batch per account ─POST─▶ backend          (live values)
+//! submit() ─validate─▶ batch per account ─PUT with t (or POST)─▶ backend     (live values)
 //!     (window / size)        │ network error, timeout, 5xx, 401
 //!                            ▼
 //!                 backlog (bounded; optional spool on disk) ─PUT with t─▶ backend
@@ -13,25 +13,31 @@
 //! * **Validation.** Each value is checked with [`Value::validate`]; an invalid
 //!   one is dropped alone (logged with its job and path, counted as
 //!   `values_dropped{reason="invalid_path"|"invalid_value"}`).
+//! * **PUT by default.** Live values go by PUT with `t` = the tick's intended
+//!   time. The backend stores a `(path, t)` once (a second PUT overwrites
+//!   it), so every retry is idempotent and a value is stored exactly once.
 //! * **Batching.** Values of one account that arrive within the batch window
 //!   (default `DEFAULT_BATCH_WINDOW`) or up to `DEFAULT_MAX_BATCH` values go
-//!   in one POST. A path that appears twice in a batch keeps its latest value
-//!   (the backend answers 500 otherwise); the earlier one is counted as
-//!   dropped with reason `duplicate`. At most `DEFAULT_MAX_IN_FLIGHT`
-//!   POSTs are in flight; when more batches than twice that wait for a
-//!   connection (a burst), the oldest wait in the backlog and go by PUT with
-//!   their measurement times.
+//!   in one request. A `(path, t)` that appears twice in a batch (a path
+//!   twice, by POST) keeps its latest value (the backend answers 500
+//!   otherwise); the earlier one is counted as dropped with reason
+//!   `duplicate`. At most `DEFAULT_MAX_IN_FLIGHT` live requests are in
+//!   flight; when more batches than twice that wait for a connection (a
+//!   burst), the oldest wait in the backlog and are replayed.
 //! * **Retries.** A network error, a timeout, a 5xx or a 401 marks the backend
 //!   as down: the values of the failed request, and every value produced
 //!   meanwhile, go to the backlog with their measurement times. The sender
 //!   retries with exponential backoff and jitter by replaying the oldest
 //!   values with PUT (`t` = the tick's intended time). Once the backend
-//!   answers, live values flow by POST again while the backlog is replayed.
+//!   answers, live values flow again while the backlog is replayed.
 //! * **PUT forbidden.** A 403 on PUT means the bot may only POST. The sender
-//!   then POSTs only the newest buffered value of each path of that account,
-//!   and counts the rest as dropped (`put_forbidden`), with one warning.
-//!   PUT is tried again every 10 minutes, so a permission granted later
-//!   takes effect without a restart.
+//!   then sends that account's live values by POST (stamped by the backend on
+//!   arrival, so a retry after a lost answer stores a value twice: at least
+//!   once), POSTs only the newest buffered value of each path, and counts the
+//!   rest as dropped (`put_forbidden`). The mode of each account is logged
+//!   once when it changes and exported as `send_mode_accounts{mode}`. PUT is
+//!   tried again every 10 minutes, so a permission granted later takes
+//!   effect without a restart.
 //! * **Rejections.** A 400 on a validated batch is bisected until the rejected
 //!   values are isolated; they are dropped (`rejected`) and logged.
 //!   A 403 on POST drops the batch (`forbidden`), since the bot lacks the
@@ -58,6 +64,7 @@ mod batch;
 mod deliver;
 pub(crate) mod retry;
 mod spool;
+mod state;
 mod worker;
 
 use std::path::PathBuf;
@@ -174,7 +181,7 @@ impl SenderBuilder {
         self
     }
 
-    /// Sets how many live POSTs may be in flight at once (default
+    /// Sets how many live requests may be in flight at once (default
     /// `DEFAULT_MAX_IN_FLIGHT`; at least 1). The replay uses up to half as
     /// many PUTs besides.
     pub fn with_max_in_flight(mut self, n: usize) -> Self {

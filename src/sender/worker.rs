@@ -3,7 +3,8 @@
 //!
 //! The loop never waits for the network itself: each request runs in its own
 //! task, and the loop reacts to results, timers and submissions. Its state
-//! is *up* (live batches are POSTed, the backlog is replayed beside them) or
+//! is *up* (live batches are sent by PUT, or POST where PUT is forbidden, and
+//! the backlog is replayed beside them) or
 //! *down* (everything goes to the backlog, and one probe, a PUT of the oldest
 //! buffered values, is tried at each backoff deadline).
 
@@ -26,8 +27,8 @@ use super::ShutdownReport;
 use super::backlog::{Backlog, Record};
 use super::batch::{Batches, Item, dedup_latest, micros_to_t};
 use super::deliver::{Body, Delivery, deliver};
-use super::retry::Backoff;
 use super::spool::Spool;
+use super::state::{Link, Mode};
 
 mod results;
 mod shutdown;
@@ -105,14 +106,6 @@ struct InFlight {
     probe: bool,
 }
 
-/// The backend's health as the sender sees it.
-#[derive(Debug)]
-struct Health {
-    down: bool,
-    retry_at: Instant,
-    probing: bool,
-}
-
 #[derive(Debug)]
 struct Shutdown {
     deadline: Instant,
@@ -135,9 +128,8 @@ pub(crate) struct Worker {
     in_flight: HashMap<Id, InFlight>,
     live_in_flight: usize,
     replay_in_flight: usize,
-    health: Health,
-    backoff: Backoff,
-    put_forbidden: PutForbidden,
+    /// The backend's health, the backoff, and each account's send mode.
+    link: Link,
     last_auth_error: Option<Instant>,
     last_post_forbidden: Option<Instant>,
     last_full: Option<Instant>,
@@ -169,7 +161,7 @@ impl Worker {
             rx_open: true,
             client,
             metrics,
-            backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
+            link: Link::new(cfg.backoff_min, cfg.backoff_max),
             cfg,
             batches: Batches::default(),
             ready: VecDeque::new(),
@@ -178,12 +170,6 @@ impl Worker {
             in_flight: HashMap::new(),
             live_in_flight: 0,
             replay_in_flight: 0,
-            health: Health {
-                down: false,
-                retry_at: Instant::now(),
-                probing: false,
-            },
-            put_forbidden: PutForbidden::default(),
             last_auth_error: None,
             last_post_forbidden: None,
             last_full: None,
@@ -203,8 +189,7 @@ impl Worker {
                 break false;
             }
             let next_close = self.batches.next_close();
-            let retry_at =
-                (self.health.down && !self.health.probing).then_some(self.health.retry_at);
+            let retry_at = self.link.retry_at();
             let deadline = self.shutdown.as_ref().map(|s| s.deadline);
             tokio::select! {
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
@@ -226,7 +211,6 @@ impl Worker {
                     }
                 }
                 _ = sleep_until(retry_at.unwrap_or(far)), if retry_at.is_some() => {
-                    self.health.retry_at = Instant::now();
                     self.start_probe();
                 }
                 _ = sync.tick(), if self.backlog.is_durable() => self.sync_spool(),
@@ -253,7 +237,7 @@ impl Worker {
                         job: job.clone(),
                     })
                     .collect();
-                if self.health.down {
+                if self.link.is_down() {
                     self.buffer_items(account, items);
                     return;
                 }
@@ -274,20 +258,10 @@ impl Worker {
         }
     }
 
-    /// A batch closed: dedup it, and queue it for a POST (or, while the
+    /// A batch closed: queue it for a live PUT or POST (or, while the
     /// backend is down, put it in the backlog).
-    fn close_batch(&mut self, account: u64, mut items: Vec<Item>) {
-        let dups = dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len();
-        if dups > 0 {
-            warn!(
-                account,
-                count = dups,
-                "a batch had the same path more than once; kept the latest value"
-            );
-            self.metrics
-                .dropped(crate::metrics::DropReason::duplicate, dups as u64);
-        }
-        if self.health.down {
+    fn close_batch(&mut self, account: u64, items: Vec<Item>) {
+        if self.link.is_down() {
             self.buffer_items(account, items);
             return;
         }
@@ -296,12 +270,12 @@ impl Worker {
         // the backlog instead, to be sent by PUT with its measurement time
         // (unless the account may not PUT: then it waits here for a POST).
         while self.ready.len() > 2 * self.cfg.max_in_flight {
-            let forbidden = &self.put_forbidden;
+            let link = &self.link;
             let now = Instant::now();
             let Some(i) = self
                 .ready
                 .iter()
-                .position(|(a, _)| !forbidden.contains(*a, now))
+                .position(|(a, _)| link.mode(*a, now) == Mode::Put)
             else {
                 break;
             };
@@ -340,9 +314,9 @@ impl Worker {
         self.metrics.values_buffered.set(self.backlog.len() as i64);
     }
 
-    /// Starts what can be started: live POSTs and replay PUTs while up.
+    /// Starts what can be started: live requests and replay PUTs while up.
     fn pump(&mut self) {
-        if self.health.down {
+        if self.link.is_down() {
             return;
         }
         while self.live_in_flight < self.cfg.max_in_flight {
@@ -362,26 +336,64 @@ impl Worker {
     /// At a backoff deadline: try the oldest buffered values; with nothing
     /// to try, assume the backend is back.
     fn start_probe(&mut self) {
-        if self.backlog.queued() == 0 || !self.spawn_replay(true) {
-            self.mark_up();
-        } else {
-            self.health.probing = true;
+        let has_backlog = self.backlog.queued() > 0;
+        let change = self.link.start_probe(has_backlog);
+        self.on_change(change);
+        if has_backlog && !self.spawn_replay(true) {
+            let change = self.link.probe_not_sent();
+            self.on_change(change);
         }
     }
 
-    fn spawn_live(&mut self, account: u64, items: Vec<Item>) {
+    /// Sends a live batch: by PUT with each value's tick time when the
+    /// account may PUT, else by POST.
+    fn spawn_live(&mut self, account: u64, mut items: Vec<Item>) {
+        let put = self.link.mode(account, Instant::now()) == Mode::Put;
+        // The backend refuses a path twice in one POST, and a (path, t)
+        // twice in one PUT: the latest value is kept.
+        let dups = if put {
+            dedup_latest(&mut items, |i| (i.path.as_str(), i.at as u64)).len()
+        } else {
+            dedup_latest(&mut items, |i| (i.path.as_str(), 0)).len()
+        };
+        if dups > 0 {
+            warn!(
+                account,
+                count = dups,
+                "a batch had the same path more than once; kept the latest value"
+            );
+            self.metrics
+                .dropped(crate::metrics::DropReason::duplicate, dups as u64);
+        }
+        if items.is_empty() {
+            return;
+        }
         let mut ats = Vec::with_capacity(items.len());
         let mut jobs = Vec::with_capacity(items.len());
-        let mut body = Vec::with_capacity(items.len());
-        for item in items {
-            ats.push(item.at);
-            jobs.push(item.job);
-            body.push(PostValue {
-                p: item.path,
-                v: item.value,
-            });
-        }
-        let body = Body::Post(Arc::new(body));
+        let body = if put {
+            let mut body = Vec::with_capacity(items.len());
+            for item in items {
+                body.push(PutValue {
+                    p: item.path,
+                    t: micros_to_t(item.at),
+                    v: item.value,
+                });
+                ats.push(item.at);
+                jobs.push(item.job);
+            }
+            Body::Put(Arc::new(body))
+        } else {
+            let mut body = Vec::with_capacity(items.len());
+            for item in items {
+                body.push(PostValue {
+                    p: item.path,
+                    v: item.value,
+                });
+                ats.push(item.at);
+                jobs.push(item.job);
+            }
+            Body::Post(Arc::new(body))
+        };
         self.live_in_flight += 1;
         self.spawn(InFlight {
             account,
@@ -394,15 +406,15 @@ impl Worker {
     /// Takes a chunk from the backlog and replays it. Returns false when the
     /// chunk turned out to be empty (every value in it was a duplicate).
     fn spawn_replay(&mut self, probe: bool) -> bool {
-        let forbidden = &self.put_forbidden;
+        let link = &self.link;
         let now = Instant::now();
         let Some((account, mut records)) = self
             .backlog
-            .take(self.cfg.max_batch, |a| forbidden.contains(a, now))
+            .take(self.cfg.max_batch, |a| link.mode(a, now) == Mode::Post)
         else {
             return false;
         };
-        let (body, kind) = if self.put_forbidden.contains(account, now) {
+        let (body, kind) = if self.link.mode(account, now) == Mode::Post {
             // Oldest first, so that the value kept for each path is the newest.
             records.sort_by(|a, b| a.value.t.total_cmp(&b.value.t).then(a.seq.cmp(&b.seq)));
             let mut kept = records;
@@ -452,6 +464,30 @@ impl Worker {
         self.in_flight.insert(handle.id(), flight);
     }
 
+    /// Says in one log line, and in the `send_mode` metric, how
+    /// `account`'s values go now that it changed.
+    pub(super) fn log_mode(&self, account: u64, mode: Mode) {
+        match mode {
+            Mode::Put => info!(
+                account,
+                mode = "PUT",
+                "values go by PUT, each stamped with its tick's time: a retried request overwrites \
+                 what it already stored, so every value is stored exactly once"
+            ),
+            Mode::Post => warn!(
+                account,
+                mode = "POST",
+                "the bot may not PUT values (403 on PUT accounts/{account}/values): live values go by POST, \
+                 stamped by the backend on arrival and delivered at least once (a retry after a lost answer \
+                 can store a value twice), and of the buffered values only the newest of each path is sent \
+                 and the rest dropped. Grant the bot PUT on accounts/{account}/values to fix it; \
+                 PUT is tried again every 10 minutes"
+            ),
+        }
+        let (put, post) = self.link.mode_counts();
+        self.metrics.set_send_mode(put, post);
+    }
+
     fn sync_spool(&mut self) {
         if let Some(file) = self.backlog.take_dirty() {
             tokio::task::spawn_blocking(move || {
@@ -460,56 +496,5 @@ impl Worker {
                 }
             });
         }
-    }
-}
-
-/// How long a 403 on PUT holds before PUT is tried again, so that a
-/// permission granted later takes effect without a restart.
-const PUT_RECHECK: std::time::Duration = Duration::from_secs(600);
-
-/// The accounts that may not PUT, and since when.
-#[derive(Debug, Default)]
-struct PutForbidden(HashMap<u64, Instant>);
-
-impl PutForbidden {
-    /// Whether `account` may not PUT at `now` (a 403 less than
-    /// [`PUT_RECHECK`] ago).
-    fn contains(&self, account: u64, now: Instant) -> bool {
-        self.0
-            .get(&account)
-            .is_some_and(|since| now.saturating_duration_since(*since) < PUT_RECHECK)
-    }
-
-    /// Records a 403 on PUT; true when it is news (first time, or after a
-    /// re-check), so that it is logged once per re-check.
-    fn insert(&mut self, account: u64, now: Instant) -> bool {
-        let news = !self.contains(account, now);
-        self.0.insert(account, now);
-        news
-    }
-}
-
-#[cfg(test)]
-mod put_forbidden_tests {
-    use super::*;
-
-    #[test]
-    fn a_forbidden_put_is_tried_again_after_the_recheck_period() {
-        let mut f = PutForbidden::default();
-        let t0 = Instant::now();
-        assert!(!f.contains(7, t0));
-        assert!(f.insert(7, t0), "the first 403 is news");
-        assert!(
-            !f.insert(7, t0 + Duration::from_secs(1)),
-            "the second is not"
-        );
-        assert!(f.contains(7, t0 + PUT_RECHECK - Duration::from_secs(2)));
-        assert!(!f.contains(8, t0));
-        let later = t0 + PUT_RECHECK + Duration::from_secs(2);
-        assert!(!f.contains(7, later), "PUT is allowed to be tried again");
-        assert!(
-            f.insert(7, later),
-            "a 403 after the re-check is logged again"
-        );
     }
 }

@@ -47,6 +47,10 @@ pub enum FaultKind {
     /// Answer 200 with this body as `application/json`, without handling the
     /// request: for malformed answers.
     Body(String),
+    /// Answer 200 as `application/json` with a body that never ends (no
+    /// Content-Length; a JSON list whose items keep coming), without handling
+    /// the request: a broken backend, or a file server at a wrong URL.
+    EndlessBody,
 }
 
 /// A fault to inject with [`FakeGrafolean::inject`](super::FakeGrafolean::inject).
@@ -105,6 +109,12 @@ impl Fault {
     /// request, for example broken JSON.
     pub fn body(body: impl Into<String>) -> Self {
         Self::new(FaultKind::Body(body.into()))
+    }
+
+    /// Answer 200 with a JSON body that never ends, instead of handling the
+    /// request.
+    pub fn endless_body() -> Self {
+        Self::new(FaultKind::EndlessBody)
     }
 
     /// Only requests with this method (`"POST"`, …).

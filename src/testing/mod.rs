@@ -442,6 +442,13 @@ impl FakeGrafolean {
         self.with_state(|s| s.user_exists = exists);
     }
 
+    /// Makes the entity list leave out each entity's `protocols` (as older
+    /// backends did), so that a client must GET each entity (initially the
+    /// list carries them, as the backend at the fixtures' commit does).
+    pub fn set_list_protocols(&self, with_protocols: bool) {
+        self.with_state(|s| s.list_without_protocols = !with_protocols);
+    }
+
     // ----- recordings -----
 
     /// Every request received since the start (or the last [`clear_requests`](Self::clear_requests)).
@@ -475,7 +482,16 @@ impl FakeGrafolean {
         self.with_state(|s| s.values.clone())
     }
 
-    /// Forgets the stored values.
+    /// How many writes replaced a stored value: a PUT (or POST) of a path
+    /// at a `t` that was already stored overwrites it, as the backend's
+    /// `INSERT … ON CONFLICT (path, ts) DO UPDATE` does. An idempotent retry
+    /// shows here; a duplicate (the same value at another `t`) shows in
+    /// [`values`](Self::values) instead.
+    pub fn overwrites(&self) -> u64 {
+        self.with_state(|s| s.overwrites)
+    }
+
+    /// Forgets the stored values (and the overwrite count).
     pub fn clear_values(&self) {
         self.with_state(State::clear_values);
     }

@@ -8,6 +8,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
 
@@ -98,10 +99,29 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Reque
             body,
         )
             .into_response(),
+        Some(FaultKind::EndlessBody) => endless_body(),
         Some(FaultKind::Delay(_) | FaultKind::Latency(_)) | None => answer(&shared),
     };
     shared.set_status(seq, response.status().as_u16());
     response
+}
+
+/// `{"list":[` and then `{"id":1,…},` forever, in 64 KiB chunks. Each chunk
+/// is one shared buffer, so the server's memory stays flat however much the
+/// client reads.
+fn endless_body() -> Response {
+    let item = br#"{"id":1,"name":"endless","entity_type":"device","details":{}},"#;
+    let chunk = axum::body::Bytes::from(item.repeat(65_536 / item.len()));
+    let head = futures::stream::once(async {
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"{\"list\":["))
+    });
+    let rest = futures::stream::repeat_with(move || Ok(chunk.clone()));
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(head.chain(rest)),
+    )
+        .into_response()
 }
 
 fn fault_response(code: u16) -> Response {
@@ -354,7 +374,13 @@ fn list(state: &State, account: u64, kind: Kind) -> Vec<Json> {
             .entities
             .values()
             .filter(|e| e.account_id == account)
-            .map(state::entity_json)
+            .map(|e| {
+                let mut json = state::entity_json(e);
+                if state.list_without_protocols {
+                    json.as_object_mut().map(|o| o.remove("protocols"));
+                }
+                json
+            })
             .collect(),
         Kind::Credentials => state
             .credentials

@@ -23,6 +23,10 @@ pub(crate) struct State {
     pub value_index: HashMap<(u64, String, u64), usize>,
     pub requests: Vec<RecordedRequest>,
     pub db_migration_needed: bool,
+    /// The entity list leaves out `protocols`, as an older backend's did.
+    pub list_without_protocols: bool,
+    /// How many stored values a later write replaced (same account, path, `t`).
+    pub overwrites: u64,
     pub user_exists: bool,
 }
 
@@ -95,7 +99,10 @@ impl State {
     pub fn store(&mut self, v: StoredValue) {
         let key = (v.account_id, v.path.clone(), v.t.to_bits());
         match self.value_index.get(&key) {
-            Some(&i) => self.values[i] = v,
+            Some(&i) => {
+                self.values[i] = v;
+                self.overwrites += 1;
+            }
             None => {
                 self.value_index.insert(key, self.values.len());
                 self.values.push(v);
@@ -106,6 +113,7 @@ impl State {
     pub fn clear_values(&mut self) {
         self.values.clear();
         self.value_index.clear();
+        self.overwrites = 0;
     }
 
     pub fn remove_account(&mut self, id: u64) -> bool {

@@ -1,5 +1,5 @@
 //! The whole ping bot against the fake Grafolean backend: config from the API,
-//! real ICMP, values POSTed back. It runs inside a private network namespace
+//! real ICMP, values PUT back with their tick's time. It runs inside a private network namespace
 //! (see `common/netns.rs`) so that one target can be truly silent.
 
 mod common;
@@ -15,6 +15,11 @@ use grafolean_collector::testing::{
     ValueMethod,
 };
 use grafolean_ping_bot::{Pinger, PingerOptions};
+
+/// The entity id in `entity.<id>.…`.
+fn entity_of(path: &str) -> u64 {
+    path.split('.').nth(1).unwrap().parse().unwrap()
+}
 
 fn ping_entity(id: u64, details: serde_json::Value) -> FakeEntity {
     let mut e = FakeEntity::device(ACCOUNT_ID, format!("target {id}"), "127.0.0.1")
@@ -65,14 +70,28 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
     let pinger = Pinger::new(PingerOptions::default()).unwrap();
     let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
 
-    // Wait until every entity has posted its success value once.
+    // Wait until every entity has sent its success value once.
     let mut by_entity: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         by_entity.clear();
-        for v in fake.values(ACCOUNT_ID) {
-            assert_eq!(v.method, ValueMethod::Post, "{v:?}");
-            let id: u64 = v.path.split('.').nth(1).unwrap().parse().unwrap();
+        let stored = fake.values(ACCOUNT_ID);
+        // Every point came by PUT with its run's tick time: each run's paths
+        // share one `t`, which its success value carries too.
+        let runs: BTreeSet<(u64, u64)> = stored
+            .iter()
+            .filter(|v| v.path.ends_with(".ping.success"))
+            .map(|v| (entity_of(&v.path), v.t.to_bits()))
+            .collect();
+        for v in &stored {
+            assert_eq!(v.method, ValueMethod::Put, "{v:?}");
+            assert!(
+                runs.contains(&(entity_of(&v.path), v.t.to_bits())),
+                "{v:?} has no success value at its t"
+            );
+        }
+        for v in stored {
+            let id = entity_of(&v.path);
             by_entity.entry(id).or_default().insert(v.path.clone(), v.v);
         }
         let done = by_entity

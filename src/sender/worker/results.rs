@@ -4,8 +4,9 @@
 //! Delivered and rejected values are done (acked in the spool). Values that
 //! failed with a network error, a timeout, a 5xx or a 401 are retried: a live
 //! batch goes to the backlog with its measurement times, a replayed chunk goes
-//! back to the backlog's front. A 403 on PUT switches the account to
-//! newest-only; a 403 on POST drops the values.
+//! back to the backlog's front. A 403 on PUT switches the account to POST:
+//! a live batch goes again by POST, buffered values newest-only; a 403 on
+//! POST drops the values.
 
 use std::collections::HashSet;
 
@@ -16,8 +17,9 @@ use tracing::{debug, error, info, warn};
 use crate::api::{ApiError, PutValue};
 
 use super::super::backlog::Record;
-use super::super::batch::micros_to_t;
+use super::super::batch::{Item, micros_to_t};
 use super::super::deliver::{Body, Delivery};
+use super::super::state::{Change, Failure, Mode, classify};
 use super::{InFlight, Kind, LOG_EVERY, Worker};
 
 impl Worker {
@@ -43,6 +45,12 @@ impl Worker {
         self.metrics.backend_up.set(i64::from(answered));
         let delivered = delivery.delivered_count() as u64;
         self.metrics.values_sent.inc_by(delivered);
+        if delivered > 0
+            && matches!(flight.body, Body::Put(_))
+            && self.link.on_put_delivered(flight.account)
+        {
+            self.log_mode(flight.account, Mode::Put);
+        }
         if matches!(flight.kind, Kind::Replay { .. }) {
             self.metrics.values_replayed.inc_by(delivered);
         }
@@ -61,12 +69,19 @@ impl Worker {
         let failed: Vec<usize> = delivery.failed.iter().flat_map(Clone::clone).collect();
         let error = delivery.error.take();
         // Failed values are retried, except after a 403.
-        let retry = match &error {
-            Some(ApiError::Forbidden { method, resource }) => {
-                self.on_forbidden(&flight, method, resource, &failed)
-            }
-            _ => !failed.is_empty(),
-        };
+        let put = matches!(flight.body, Body::Put(_));
+        let retry = !failed.is_empty()
+            && match classify(error.as_ref(), put) {
+                Failure::Retry => true,
+                Failure::PutForbidden => {
+                    self.on_put_forbidden(&flight, &failed);
+                    false
+                }
+                Failure::PostForbidden => {
+                    self.on_post_forbidden(&flight, error.as_ref(), &failed);
+                    false
+                }
+            };
         self.settle(flight.account, &flight, &failed, retry);
         if retry {
             self.metrics.values_retried.inc_by(failed.len() as u64);
@@ -79,50 +94,57 @@ impl Worker {
                 }
             }
             self.mark_down(flight.probe, error.as_ref());
-        } else if answered && (flight.probe || self.health.down) {
-            self.mark_up();
+        } else if answered {
+            let change = self.link.on_answer();
+            self.on_change(change);
         }
         self.metrics.values_buffered.set(self.backlog.len() as i64);
     }
 
-    /// A 403: PUT forbidden switches the account to newest-only; POST
-    /// forbidden drops the values. Returns whether to retry (never).
-    fn on_forbidden(
-        &mut self,
-        flight: &InFlight,
-        method: &str,
-        resource: &str,
-        failed: &[usize],
-    ) -> bool {
-        if matches!(flight.body, Body::Put(_)) {
-            if self.put_forbidden.insert(flight.account, Instant::now()) {
-                warn!(account = flight.account, permission = %format!("PUT on {resource}"),
-                    "the bot may not PUT values, so buffered values cannot keep their measurement times; \
-                     only the newest value of each path will be sent (by POST) and the rest dropped. \
-                     Grant the bot PUT on accounts/{}/values to keep them (it is tried again every 10 minutes)",
-                    flight.account);
+    /// A 403 on PUT: the account goes by POST; a live batch goes again, first
+    /// in line, and buffered values go back to the backlog (sent newest-only).
+    fn on_put_forbidden(&mut self, flight: &InFlight, failed: &[usize]) {
+        if self.link.on_put_forbidden(flight.account, Instant::now()) {
+            self.log_mode(flight.account, Mode::Post);
+        }
+        match (&flight.kind, &flight.body) {
+            (Kind::Live { ats, jobs }, Body::Put(body)) => {
+                let items = failed
+                    .iter()
+                    .map(|&i| Item {
+                        path: body[i].p.clone(),
+                        value: body[i].v,
+                        at: ats[i],
+                        job: jobs[i].clone(),
+                    })
+                    .collect();
+                self.ready.push_front((flight.account, items));
             }
-            // The values go back to the backlog and are sent newest-only.
-            let records = self.records(flight, failed);
-            self.backlog.put_back(flight.account, records);
-        } else {
-            let now = Instant::now();
-            if self
-                .last_post_forbidden
-                .is_none_or(|t| now - t >= LOG_EVERY)
-            {
-                self.last_post_forbidden = Some(now);
-                error!(account = flight.account, permission = %format!("{method} on {resource}"),
-                    "the bot has no permission to send values to this account; dropping them");
-            }
-            self.metrics
-                .dropped(crate::metrics::DropReason::forbidden, failed.len() as u64);
-            if let Kind::Newest { .. } | Kind::Replay { .. } = &flight.kind {
+            _ => {
                 let records = self.records(flight, failed);
-                self.backlog.done(&records);
+                self.backlog.put_back(flight.account, records);
             }
         }
-        false
+    }
+
+    /// A 403 on POST: the bot may not write to the account; the values are
+    /// dropped, with an error logged at most once a minute.
+    fn on_post_forbidden(&mut self, flight: &InFlight, error: Option<&ApiError>, failed: &[usize]) {
+        let now = Instant::now();
+        if self
+            .last_post_forbidden
+            .is_none_or(|t| now - t >= LOG_EVERY)
+        {
+            self.last_post_forbidden = Some(now);
+            error!(account = flight.account, error = %error.map(ToString::to_string).unwrap_or_default(),
+                "the bot has no permission to send values to this account; dropping them");
+        }
+        self.metrics
+            .dropped(crate::metrics::DropReason::forbidden, failed.len() as u64);
+        if let Kind::Newest { .. } | Kind::Replay { .. } = &flight.kind {
+            let records = self.records(flight, failed);
+            self.backlog.done(&records);
+        }
     }
 
     /// Updates the backlog for a finished request: acks what is done, and
@@ -138,17 +160,17 @@ impl Worker {
         match &flight.kind {
             Kind::Live { ats, .. } => {
                 if retry {
-                    let Body::Post(body) = &flight.body else {
-                        return;
+                    let values = match &flight.body {
+                        Body::Post(body) => failed
+                            .iter()
+                            .map(|&i| PutValue {
+                                p: body[i].p.clone(),
+                                t: micros_to_t(ats[i]),
+                                v: body[i].v,
+                            })
+                            .collect(),
+                        Body::Put(body) => failed.iter().map(|&i| body[i].clone()).collect(),
                     };
-                    let values = failed
-                        .iter()
-                        .map(|&i| PutValue {
-                            p: body[i].p.clone(),
-                            t: micros_to_t(ats[i]),
-                            v: body[i].v,
-                        })
-                        .collect();
                     self.buffer_values(account, values);
                 }
             }
@@ -208,31 +230,30 @@ impl Worker {
         let reason = error
             .map(ToString::to_string)
             .unwrap_or_else(|| "the request task failed".into());
-        if !self.health.down {
-            self.health.down = true;
+        let change = self.link.on_failure(Instant::now(), probe);
+        if change == Change::WentDown {
             warn!(error = %reason, "could not deliver values; buffering them and retrying with backoff");
-            // Batches waiting for a connection wait in the backlog instead.
-            while let Some((account, items)) = self.ready.pop_front() {
-                self.buffer_items(account, items);
-            }
-        } else if !probe {
-            return;
         }
-        self.health.probing = false;
-        let delay = self.backoff.next_delay();
-        self.health.retry_at = Instant::now() + delay;
-        debug!(attempt = self.backoff.attempt(), ?delay, error = %reason, "retrying later");
+        if change != Change::None {
+            debug!(attempt = self.link.attempt(), retry_at = ?self.link.retry_at(), error = %reason, "retrying later");
+        }
+        self.on_change(change);
     }
 
-    pub(super) fn mark_up(&mut self) {
-        if self.health.down {
-            info!(
+    /// Does what a change of health asks.
+    pub(super) fn on_change(&mut self, change: Change) {
+        match change {
+            Change::WentDown => {
+                // Batches waiting for a connection wait in the backlog instead.
+                while let Some((account, items)) = self.ready.pop_front() {
+                    self.buffer_items(account, items);
+                }
+            }
+            Change::CameBack => info!(
                 buffered = self.backlog.len(),
                 "the backend is back; replaying buffered values"
-            );
+            ),
+            Change::StillDown | Change::None => {}
         }
-        self.health.down = false;
-        self.health.probing = false;
-        self.backoff.reset();
     }
 }

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::super::ShutdownReport;
+use super::super::state::leftover;
 use super::{InFlight, Msg, Shutdown, Worker};
 
 impl Worker {
@@ -37,10 +38,9 @@ impl Worker {
         let Some(s) = &self.shutdown else {
             return false;
         };
-        if !(self.batches.is_empty() && self.ready.is_empty() && self.tasks.is_empty()) {
-            return false;
-        }
-        self.backlog.queued() == 0 || (self.health.down && self.health.retry_at >= s.deadline)
+        let idle = self.batches.is_empty() && self.ready.is_empty() && self.tasks.is_empty();
+        self.link
+            .shutdown_complete(idle, self.backlog.queued(), s.deadline)
     }
 
     /// Ends the task: whatever was not delivered goes to the spool, or is
@@ -87,9 +87,10 @@ impl Worker {
             timed_out: timed_out || self.backlog.len() > 0,
             ..ShutdownReport::default()
         };
+        let left = leftover(self.backlog.is_durable(), self.backlog.len() as u64);
         if self.backlog.is_durable() {
             self.backlog.sync();
-            report.spooled = self.backlog.len() as u64;
+            report.spooled = left.spooled;
             if report.spooled > 0 {
                 info!(
                     count = report.spooled,
@@ -97,7 +98,9 @@ impl Worker {
                 );
             }
         } else {
-            report.dropped = self.backlog.drain_all() as u64;
+            let drained = self.backlog.drain_all() as u64;
+            debug_assert_eq!(drained, left.dropped, "nothing is in flight any more");
+            report.dropped = drained;
             if report.dropped > 0 {
                 warn!(
                     count = report.dropped,
