@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use grafolean_collector::scheduler::{RunOutcome, Scheduler, SchedulerHandle, SchedulerOptions};
+use grafolean_collector::scheduler::{RunOutcome, Scheduler, SchedulerOptions};
 use grafolean_collector::{
     Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value,
 };
@@ -70,7 +70,7 @@ struct Counters {
 struct Bench {
     recorder: Arc<Recorder>,
     counters: Arc<Counters>,
-    handle: SchedulerHandle<u32>,
+    handle: Scheduler<u32>,
 }
 
 /// `--pending`: every run yields once after recording, so that it is not

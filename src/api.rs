@@ -30,12 +30,12 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// or proxy at a misconfigured `BACKEND_URL`) that answers with an endless
 /// body costs at most this much memory, once. Raise it with
 /// [`ClientBuilder::with_max_response_bytes`] for a larger account.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// The limit on the body of an error answer and of the answer to a value
 /// write: the backend's own are under 200 bytes; what is read of a longer
 /// one is only logged (cut to 300 characters).
-pub const MAX_SMALL_BODY_BYTES: usize = 4 << 10;
+pub(crate) const MAX_SMALL_BODY_BYTES: usize = 4 << 10;
 
 /// An error from the Grafolean API. Each variant says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -337,7 +337,7 @@ impl ClientBuilder {
     }
 
     /// Sets the largest config answer that is read (default
-    /// [`DEFAULT_MAX_RESPONSE_BYTES`], at least 1 KiB). A longer one fails
+    /// `DEFAULT_MAX_RESPONSE_BYTES`, at least 1 KiB). A longer one fails
     /// with [`ApiError::TooLarge`].
     pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes.max(1024);

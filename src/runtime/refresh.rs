@@ -17,7 +17,7 @@ use crate::api::Client;
 use crate::exposition::ValueStore;
 use crate::fetch::FetchOptions;
 use crate::metrics::Metrics;
-use crate::scheduler::SchedulerHandle;
+use crate::scheduler::Scheduler;
 use crate::{Collector, JobId, JobSpec};
 
 /// The first retry after a failed refresh, before any config has loaded (with
@@ -29,7 +29,7 @@ pub(crate) struct Refresher<C: Collector> {
     pub(crate) collector: Arc<C>,
     pub(crate) source: ConfigSource,
     pub(crate) fetch_options: FetchOptions,
-    pub(crate) scheduler: SchedulerHandle<C::Params>,
+    pub(crate) scheduler: Scheduler<C::Params>,
     /// Told the live job set before every sync.
     pub(crate) values: ValueStore,
     pub(crate) metrics: Metrics,

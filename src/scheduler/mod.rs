@@ -26,7 +26,7 @@
 //! - **Run**: a run that errs, panics or times out is logged with the job id
 //!   and reported; it never affects other jobs or the scheduler.
 //!
-//! [`SchedulerHandle::sync`] reconciles the job set by id: unchanged jobs keep
+//! [`Scheduler::sync`] reconciles the job set by id: unchanged jobs keep
 //! their next firing, changed ones are rescheduled, removed ones never fire
 //! again (a run in flight finishes or meets its timeout).
 //!
@@ -129,7 +129,7 @@ pub struct SchedulerOptions {
 }
 
 /// How many specs a sync diffs per hold of the scheduler's lock (see
-/// [`SchedulerHandle::sync`]): a few ms of work.
+/// [`Scheduler::sync`]): a few ms of work.
 pub(crate) const SYNC_BATCH: usize = 4096;
 
 /// The default [`SchedulerOptions::timer_resolution`]: 1 ms.
@@ -278,7 +278,7 @@ pub(crate) struct JobStatus {
     pub running: bool,
 }
 
-/// What a [`SchedulerHandle::sync`] changed, in jobs.
+/// What a [`Scheduler::sync`] changed, in jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SyncSummary {
@@ -294,15 +294,10 @@ pub struct SyncSummary {
     pub duplicates: usize,
 }
 
-/// The entry point: [`Scheduler::spawn`] starts a scheduler for a collector.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Scheduler;
-
-impl Scheduler {
+impl<P: Clone + PartialEq + Send + Sync + 'static> Scheduler<P> {
     /// Spawns the timer loop for `collector` on the current tokio runtime and
     /// returns its handle. It starts with no jobs; give it some with
-    /// [`SchedulerHandle::sync`].
+    /// [`Scheduler::sync`].
     ///
     /// `report` is called once for every firing (run or skipped), on the run's
     /// task; keep it quick (forward to a channel, bump a metric). A panic in it
@@ -311,11 +306,11 @@ impl Scheduler {
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn spawn<C: Collector>(
+    pub fn spawn<C: Collector<Params = P>>(
         collector: Arc<C>,
         options: SchedulerOptions,
         report: impl Fn(RunReport) + Send + Sync + 'static,
-    ) -> SchedulerHandle<C::Params> {
+    ) -> Self {
         let run: RunFn<C::Params> = Box::new(move |tick, spec| {
             let collector = collector.clone();
             Box::pin(async move { collector.run(tick, &spec.params).await })
@@ -339,21 +334,21 @@ impl Scheduler {
         });
         let timer = tokio::spawn(runner::guarded_timer_loop(shared.clone()));
         *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);
-        SchedulerHandle {
+        Self {
             shared,
             _stop_on_drop: Arc::new(stop.drop_guard()),
         }
     }
 }
 
-/// Controls a running scheduler. Cheap to clone; when the last clone is
-/// dropped the scheduler stops firing (runs in flight finish).
-pub struct SchedulerHandle<P> {
+/// A running scheduler ([`Scheduler::spawn`]). Cheap to clone; when the last
+/// clone is dropped the scheduler stops firing (runs in flight finish).
+pub struct Scheduler<P> {
     shared: Arc<Shared<P>>,
     _stop_on_drop: Arc<DropGuard>,
 }
 
-impl<P> Clone for SchedulerHandle<P> {
+impl<P> Clone for Scheduler<P> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -362,15 +357,15 @@ impl<P> Clone for SchedulerHandle<P> {
     }
 }
 
-impl<P> std::fmt::Debug for SchedulerHandle<P> {
+impl<P> std::fmt::Debug for Scheduler<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchedulerHandle")
+        f.debug_struct("Scheduler")
             .field("jobs", &self.job_count())
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
+impl<P: Clone + PartialEq + Send + Sync + 'static> Scheduler<P> {
     /// Replaces the job set with `specs`, reconciling by id (see the module
     /// docs). The first spec of a duplicated id wins; the others are dropped
     /// with a warning. A changed job loses a firing queued by
@@ -418,7 +413,7 @@ impl<P: Clone + PartialEq + Send + Sync + 'static> SchedulerHandle<P> {
     }
 }
 
-impl<P> SchedulerHandle<P> {
+impl<P> Scheduler<P> {
     /// Every job's schedule and last run, in no particular order.
     pub(crate) fn status(&self) -> Vec<JobStatus> {
         self.shared.lock().status()

@@ -90,7 +90,7 @@ impl<P> Shared<P> {
 const BATCH: usize = 128;
 
 /// The timer loop, guarded: if it ever panics, the scheduler is marked failed
-/// (see [`SchedulerHandle::failed`](super::SchedulerHandle::failed)) instead
+/// (see [`Scheduler::failed`](super::Scheduler::failed)) instead
 /// of silently firing nothing.
 pub(crate) async fn guarded_timer_loop<P: Send + Sync + 'static>(shared: Arc<Shared<P>>) {
     let failed = shared.failed.clone();

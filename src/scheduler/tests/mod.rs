@@ -83,7 +83,7 @@ impl Collector for Recorder {
 struct Harness {
     recorder: Arc<Recorder>,
     reports: Arc<Mutex<Vec<RunReport>>>,
-    handle: SchedulerHandle<Work>,
+    handle: Scheduler<Work>,
 }
 
 impl Harness {
