@@ -49,6 +49,7 @@ pub(crate) fn connection_cap() -> usize {
 /// Raises the soft open-files limit to the hard limit, so that a bot with
 /// many targets and admin clients does not run out of files at the usual
 /// service default of 1,024. Logs what it did.
+#[cfg(feature = "runtime")]
 pub(crate) fn raise_open_files_limit() {
     let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
         return;
