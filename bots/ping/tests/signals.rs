@@ -26,8 +26,21 @@ fn signal(child: &Child, name: &str) {
 
 /// Starts the bot standalone and waits until its admin server answers `/ready`.
 fn start() -> (Child, String) {
+    start_with(&[])
+}
+
+/// [`start`], run through `prefix` (such as `prlimit --nofile=…`).
+fn start_with(prefix: &[&str]) -> (Child, String) {
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let mut command = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("BACKEND_URL")
         .env_remove("BOT_TOKEN")
@@ -147,4 +160,52 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BOT_TOKEN"), "{err}");
+}
+
+/// `GET /live` on a new connection, with a deadline.
+fn live(base: &str) -> bool {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
+    // The bot may open 128 files (soft 64, raised to the hard 128 at start);
+    // 300 clients connect and say nothing.
+    let (mut child, base) = start_with(&["prlimit", "--nofile=64:128"]);
+    let addr = base.trim_start_matches("http://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() >= 200, "only {} connected", idle.len());
+    for i in 0..10 {
+        assert!(live(&base), "/live did not answer (try {i}) with {} idle clients", idle.len());
+    }
+    // An idle client is closed after the header-read timeout (10 s).
+    let mut last = std::net::TcpStream::connect(&addr).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    let n = std::io::Read::read(&mut last, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection got data instead of being closed");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    signal(&child, "-TERM");
+    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    let log: String = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(log.contains("raised the soft open-files limit"), "{log}");
 }
