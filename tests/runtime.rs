@@ -416,3 +416,34 @@ async fn a_run_that_ends_after_its_job_was_removed_leaves_no_series() {
     bot.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_dropped_at_the_drain_deadline_make_the_stop_an_error() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    // The backend takes every value write and never answers in time.
+    fake.inject(Fault::delay(Duration::from_secs(3600)).path_contains("/values"));
+    let bot = RunningBot::start(
+        Bot::new("echo", Echo)
+            .with_protocol("ping")
+            .with_drain_deadline(Duration::from_millis(500)),
+        settings(&fake, &[]),
+    );
+    let base = bot.url().to_string();
+    assert!(
+        eventually(10, async || metrics(&base)
+            .await
+            .contains(r#"grafolean_bot_runs_total{outcome="ok"} 2"#))
+        .await,
+        "the job did not run twice"
+    );
+    let err = bot.stop().await.unwrap_err();
+    assert!(
+        matches!(err, grafolean_collector::RunError::ValuesDropped { dropped } if dropped > 0),
+        "{err:?}"
+    );
+    assert!(!err.is_usage());
+    assert!(err.to_string().contains("--spool-dir"), "{err}");
+}

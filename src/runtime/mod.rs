@@ -94,6 +94,8 @@ pub struct Bot<C: Collector> {
     on_shutdown: Vec<Hook>,
     ready_attempts: u32,
     drain_deadline: Duration,
+    /// Notified to refresh now (SIGHUP).
+    reload: Arc<tokio::sync::Notify>,
 }
 
 impl<C: Collector> std::fmt::Debug for Bot<C> {
@@ -128,6 +130,7 @@ impl<C: Collector> Bot<C> {
             on_shutdown: Vec::new(),
             ready_attempts: DEFAULT_READY_ATTEMPTS,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            reload: Arc::default(),
         }
     }
 
@@ -250,7 +253,8 @@ impl<C: Collector> Bot<C> {
     ///
     /// Exit statuses: 0 after a clean shutdown; 2 when a setting or the
     /// standalone config is invalid (nothing started); 1 when the bot failed
-    /// while running.
+    /// while running, or stopped but dropped values it could not deliver;
+    /// 130 or 143 on a second SIGINT or SIGTERM (128 + the signal's number).
     #[cfg(feature = "runtime")]
     pub async fn main_with(self, settings: Settings) -> ExitCode {
         if let Err(e) = process::init_logging(&settings) {
@@ -261,7 +265,8 @@ impl<C: Collector> Bot<C> {
         if settings.once {
             return self.once(settings).await;
         }
-        match self.run(settings, process::shutdown_signal()).await {
+        let signals = process::signals(self.reload.clone(), self.metrics.clone());
+        match self.run(settings, signals).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -357,6 +362,7 @@ impl<C: Collector> Bot<C> {
             client,
             ready_attempts: self.ready_attempts,
             every: settings.refresh_interval(),
+            reload: self.reload.clone(),
             refused: Default::default(),
         };
         let failed = tokio::select! {
@@ -369,9 +375,11 @@ impl<C: Collector> Bot<C> {
         info!("shutting down: draining running jobs and flushing values");
         state.set_shutting_down();
         scheduler.shutdown(self.drain_deadline).await;
+        let mut dropped = 0;
         if let Some(sender) = sender {
             let report = sender.shutdown(self.drain_deadline).await;
             info!(?report, "sender flushed");
+            dropped = report.dropped;
         }
         for hook in self.on_shutdown.drain(..) {
             hook();
@@ -385,6 +393,9 @@ impl<C: Collector> Bot<C> {
         info!("stopped");
         if failed {
             return Err(RunError::Scheduler);
+        }
+        if dropped > 0 {
+            return Err(RunError::ValuesDropped { dropped });
         }
         Ok(())
     }
@@ -507,6 +518,16 @@ pub enum RunError {
     /// restarts it.
     #[error("the scheduler failed and no job fires any more; exiting so that the bot is restarted")]
     Scheduler,
+    /// The bot stopped, but values that could not be delivered before the
+    /// drain deadline were dropped (there was no spool to keep them).
+    #[error(
+        "stopped, but {dropped} values could not be delivered before the drain deadline and were dropped; \
+         give --spool-dir to keep unsent values across restarts"
+    )]
+    ValuesDropped {
+        /// How many values were dropped.
+        dropped: u64,
+    },
     /// A backend was given to a bot that declares no Grafolean protocol, so
     /// it would get no jobs from it.
     #[error(

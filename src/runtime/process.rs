@@ -2,9 +2,14 @@
 //! `runtime` feature, so that a library user who drives the scheduler and the
 //! sender alone does not get a global subscriber or a `process::exit`.
 
+use std::future::Future;
 use std::io::IsTerminal;
+use std::sync::Arc;
 
-use tracing::{error, info};
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::metrics::Metrics;
 
 use crate::settings::{LogFormat, Settings};
 
@@ -32,35 +37,98 @@ pub(crate) fn init_logging(settings: &Settings) -> Result<(), String> {
     result.map_err(|e| format!("could not set up logging: {e}"))
 }
 
-/// Completes on the first SIGINT or SIGTERM; a second one exits the process at once.
-pub(crate) async fn shutdown_signal() {
-    wait_for_signal().await;
-    info!("signal received; press Ctrl-C again (or send SIGTERM) to exit at once");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        error!("second signal: exiting now");
-        std::process::exit(130);
-    });
+/// The signals a daemon is expected to handle:
+///
+/// - **SIGHUP** reloads: a refresh now (the standalone TOML is re-read), logged.
+/// - The first **SIGINT** or **SIGTERM** completes the returned future: the
+///   bot shuts down gracefully.
+/// - A second one exits at once with 128 + the signal's number (130, 143),
+///   saying how many values were still unsent.
+pub(crate) fn signals(reload: Arc<Notify>, metrics: Metrics) -> impl Future<Output = ()> + Send {
+    spawn_reload(reload);
+    async move {
+        let first = wait_for_stop().await;
+        info!(
+            signal = first.name(),
+            "signal received; shutting down (send SIGINT or SIGTERM again to exit at once)"
+        );
+        tokio::spawn(async move {
+            let second = wait_for_stop().await;
+            let unsent = metrics.values_buffered.get().max(0);
+            error!(
+                signal = second.name(),
+                unsent_values = unsent,
+                status = 128 + second.number(),
+                "second signal: exiting now; {unsent} values were not sent"
+            );
+            std::process::exit(128 + second.number());
+        });
+    }
 }
 
-async fn wait_for_signal() {
+/// A signal that stops the bot.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Interrupt,
+    Terminate,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+
+    /// The signal's number (the same on every Linux architecture).
+    fn number(self) -> i32 {
+        match self {
+            Self::Interrupt => 2,
+            Self::Terminate => 15,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn spawn_reload(reload: Arc<Notify>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP received: refreshing the job configs now");
+                    reload.notify_one();
+                }
+            });
+        }
+        Err(e) => warn!(error = %e, "cannot handle SIGHUP; it will not reload"),
+    }
+}
+
+#[cfg(not(unix))]
+fn spawn_reload(_reload: Arc<Notify>) {}
+
+async fn wait_for_stop() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => Stop::Interrupt,
+                    _ = term.recv() => Stop::Terminate,
                 }
             }
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
+                Stop::Interrupt
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Stop::Interrupt
     }
 }

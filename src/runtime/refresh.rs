@@ -38,6 +38,8 @@ pub(crate) struct Refresher<C: Collector> {
     pub(crate) client: Option<Client>,
     pub(crate) ready_attempts: u32,
     pub(crate) every: Duration,
+    /// Notified to refresh now, out of turn (SIGHUP).
+    pub(crate) reload: Arc<tokio::sync::Notify>,
     /// Jobs refused at the last sync (no account while sending), so that each
     /// is warned about once, when it is first refused.
     pub(crate) refused: HashSet<JobId>,
@@ -58,8 +60,10 @@ impl<C: Collector> Refresher<C> {
         let mut loaded_once = false;
         let mut retry = crate::sender::retry::Backoff::new(FIRST_RETRY * 2, self.every);
         loop {
-            tokio::time::sleep_until(next).await;
-            next += self.every;
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => next += self.every,
+                () = self.reload.notified() => next = tokio::time::Instant::now() + self.every,
+            }
             let started = Instant::now();
             if self.refresh_once().await {
                 loaded_once = true;

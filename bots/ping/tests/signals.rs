@@ -29,8 +29,17 @@ fn start() -> (Child, String) {
     start_with(&[])
 }
 
+/// [`start`] with extra arguments for the bot.
+fn start_with_args(args: &[&str]) -> (Child, String) {
+    start_full(&[], args)
+}
+
 /// [`start`], run through `prefix` (such as `prlimit --nofile=…`).
 fn start_with(prefix: &[&str]) -> (Child, String) {
+    start_full(prefix, &[])
+}
+
+fn start_full(prefix: &[&str], args: &[&str]) -> (Child, String) {
     let port = free_port();
     let mut command = match prefix.split_first() {
         Some((program, args)) => {
@@ -42,6 +51,7 @@ fn start_with(prefix: &[&str]) -> (Child, String) {
     };
     let mut child = command
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         .env_remove("BACKEND_URL")
         .env_remove("BOT_TOKEN")
         .env_remove("BOT_TOKEN_FROM_FILE")
@@ -80,6 +90,21 @@ mod http {
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
+    }
+
+    pub fn get_body(url: &str) -> std::io::Result<String> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+        let mut s = std::net::TcpStream::connect(host)?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -170,7 +195,12 @@ fn live(base: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
+    if write!(
+        s,
+        "GET /live HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
         return false;
     }
     let mut out = String::new();
@@ -189,16 +219,25 @@ fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
         .collect();
     assert!(idle.len() >= 200, "only {} connected", idle.len());
     for i in 0..10 {
-        assert!(live(&base), "/live did not answer (try {i}) with {} idle clients", idle.len());
+        assert!(
+            live(&base),
+            "/live did not answer (try {i}) with {} idle clients",
+            idle.len()
+        );
     }
     // An idle client is closed after the header-read timeout (10 s).
     let mut last = std::net::TcpStream::connect(&addr).unwrap();
-    last.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 1];
     let n = std::io::Read::read(&mut last, &mut buf).unwrap_or(0);
     assert_eq!(n, 0, "the idle connection got data instead of being closed");
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
     signal(&child, "-TERM");
     let status = wait(&mut child, Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
@@ -208,4 +247,45 @@ fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(log.contains("raised the soft open-files limit"), "{log}");
+}
+
+#[test]
+fn sighup_rereads_the_standalone_config() {
+    let dir = std::env::temp_dir().join(format!("ping-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("targets.toml");
+    let entity = |id: u32| {
+        format!(
+            "[[entity]]\nid = {id}\nname = \"t{id}\"\ndetails = {{ ipv4 = \"127.0.0.1\" }}\ncredential = {{ n_packets = 1 }}\nsensors = [{{ interval = 2 }}]\n"
+        )
+    };
+    std::fs::write(&file, entity(1)).unwrap();
+    let (mut child, base) = start_with_args(&["--config", file.to_str().unwrap()]);
+    let metrics = |base: &str| http::get_body(&format!("{base}/metrics")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&base).contains("entity=\"1\"") {
+        assert!(Instant::now() < deadline, "entity 1 never reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The refresh interval is 120 s: only SIGHUP can make the bot see entity 2 now.
+    std::fs::write(&file, entity(1) + &entity(2)).unwrap();
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&base).contains("entity=\"2\"") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the config"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "-TERM");
+    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "SIGHUP must not stop the bot: {status:?}");
+    let log: String = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(log.contains("SIGHUP received"), "{log}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
