@@ -23,7 +23,13 @@ use std::fmt;
 /// The most replicas a [`Shard`] can name ([`Shard::MAX_COUNT`]).
 pub(crate) const MAX_SHARDS: u32 = 1024;
 
-/// This replica's share: index `i` (from 0) of `n` replicas.
+/// This replica's share: index `i` (from 0) of `n` replicas (`--shard i/n`).
+///
+/// Replica `i` owns the entities for which its [`weight`](Shard::weight) is
+/// the highest of the `n`: rendezvous (highest random weight) hashing on the
+/// entity id. Growing from `n` to `n + 1` replicas moves about `1/(n + 1)` of
+/// the entities, all onto the new replica; shrinking moves only the removed
+/// replica's. The README's "Sharding" section says how to roll replicas.
 ///
 /// ```
 /// use grafolean_collector::Shard;
@@ -101,9 +107,13 @@ impl Shard {
         owner(entity_id, self.count) == self.index
     }
 
-    /// The frozen weight of `replica` for `entity_id` (see the
-    /// [module documentation](self)); the owner is the replica with the
-    /// highest weight, the lowest index on a tie.
+    /// The frozen weight of `replica` for `entity_id`; the owner of an entity
+    /// is the replica with the highest weight, the lowest index on a tie.
+    ///
+    /// FNV-1a (64 bit) over the 20 bytes `SEED ‖ entity id ‖ replica`
+    /// (little-endian `u64`, `u64`, `u32`; [`Shard::SEED`]), then the `fmix64`
+    /// finalizer of MurmurHash3. It never changes: a change would reshuffle
+    /// every deployment on upgrade.
     ///
     /// ```
     /// use grafolean_collector::Shard;
