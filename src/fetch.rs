@@ -15,6 +15,11 @@
 //! - skips an entity that fails (deleted mid-refresh, malformed JSON, a missing
 //!   credential) with a warning, and keeps the rest.
 //!
+//! With a [`Shard`] ([`FetchOptions::with_shard`]), the candidates that pass
+//! Grafolean's own filter are then filtered by the shard, before anything is
+//! fetched per entity, so that each of `n` replicas costs the backend about
+//! `1/n` of the per-entity requests.
+//!
 //! Only a failure of the profile, of the account list, or a transient failure
 //! of an entity list fails the whole refresh; the caller then keeps its
 //! previous job set.
@@ -29,6 +34,7 @@ use tracing::warn;
 
 use crate::api::{ApiError, Client, Credential, Entity, EntityProtocol, Sensor};
 use crate::config::{EntityConfig, JobConfigs, SensorConfig};
+use crate::shard::Shard;
 
 /// The default number of requests in flight during a refresh.
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 32;
@@ -39,12 +45,15 @@ pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 pub struct FetchOptions {
     /// The most requests in flight at once.
     pub max_in_flight: usize,
+    /// This replica's share of the entities (all of them when `None`).
+    pub shard: Option<Shard>,
 }
 
 impl Default for FetchOptions {
     fn default() -> Self {
         Self {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shard: None,
         }
     }
 }
@@ -59,6 +68,19 @@ impl FetchOptions {
     #[must_use]
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
         self.max_in_flight = max;
+        self
+    }
+
+    /// Fetches only the entities that `shard` owns (see [`Shard`]).
+    ///
+    /// ```
+    /// use grafolean_collector::{Shard, fetch::FetchOptions};
+    /// let options = FetchOptions::default().with_shard(Shard::new(1, 4).unwrap());
+    /// assert_eq!(options.shard.unwrap().to_string(), "1/4");
+    /// ```
+    #[must_use]
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
         self
     }
 }
@@ -106,6 +128,12 @@ pub struct FetchReport {
     pub accounts: usize,
     /// How many entities the accounts listed, of all types.
     pub entities_listed: usize,
+    /// How many listed entities passed Grafolean's filter for this bot, before
+    /// the shard filter: the same on every replica that agrees on the data.
+    pub entities_seen: usize,
+    /// How many of those this replica's shard owns (all of them without a
+    /// shard); they were then fetched, and those that failed are in `skipped`.
+    pub entities_owned: usize,
     /// Entities (or whole accounts) left out because of errors.
     pub skipped: Vec<Skipped>,
     /// How many HTTP requests the refresh made.
@@ -332,6 +360,13 @@ pub async fn fetch_job_configs(
         }
     }
 
+    // The shard filter: after Grafolean's own, before any per-entity request.
+    let entities_seen = candidates.len();
+    if let Some(shard) = &options.shard {
+        candidates.retain(|(_, id, _)| shard.owns(*id));
+    }
+    let entities_owned = candidates.len();
+
     // The candidates' credentials and sensors, in list order.
     let results: Vec<_> = stream::iter(candidates)
         .map(|(account, id, listed)| {
@@ -367,6 +402,8 @@ pub async fn fetch_job_configs(
         configs: JobConfigs { entities },
         accounts: accounts.len(),
         entities_listed,
+        entities_seen,
+        entities_owned,
         skipped,
         requests: refresh.requests.load(Ordering::Relaxed),
     })

@@ -27,6 +27,7 @@ mod runtime;
 pub mod scheduler;
 pub mod sender;
 mod settings;
+mod shard;
 pub(crate) mod standalone;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,4 +41,5 @@ pub use job::{Align, IntervalError, Intervals, JobId, JobSpec, Tick};
 pub use metrics::Metrics;
 pub use runtime::{Bot, RunError};
 pub use settings::{Settings, SettingsError};
+pub use shard::{Shard, ShardError};
 pub use value::{Value, ValueError};

@@ -129,6 +129,14 @@ pub struct Metrics {
     pub(crate) values_dropped: Family<ReasonLabels, Counter>,
     /// Accounts by how their values go: `put` or `post` (see the sender).
     send_mode: Family<ModeLabels, Gauge>,
+    /// This replica's shard index (0 without sharding).
+    pub(crate) shard_index: Gauge,
+    /// The number of replicas sharing the bot's entities (1 without sharding).
+    pub(crate) shard_count: Gauge,
+    /// Entities for this bot at the last refresh, before the shard filter.
+    pub(crate) entities_seen: Gauge,
+    /// Entities this replica owned at the last refresh.
+    pub(crate) entities_owned: Gauge,
 }
 
 impl Metrics {
@@ -232,6 +240,33 @@ impl Metrics {
             "Values dropped, by reason",
             values_dropped.clone(),
         );
+        // Sharding: `sum(entities_owned) != max(entities_seen)` over the
+        // replicas of one bot means they disagree on the count (see the README).
+        let shard_index = Gauge::default();
+        registry.register(
+            "shard_index",
+            "This replica's shard index, from 0 (0 without sharding)",
+            shard_index.clone(),
+        );
+        let shard_count = Gauge::default();
+        shard_count.set(1);
+        registry.register(
+            "shard_count",
+            "The number of replicas sharing this bot's entities (1 without sharding)",
+            shard_count.clone(),
+        );
+        let entities_seen = Gauge::default();
+        registry.register(
+            "entities_seen",
+            "Entities for this bot at the last refresh, before the shard filter",
+            entities_seen.clone(),
+        );
+        let entities_owned = Gauge::default();
+        registry.register(
+            "entities_owned",
+            "Entities this replica's shard owned at the last refresh",
+            entities_owned.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         // prometheus-client (since 0.26) escapes label values itself.
         let bot_label = crate::exposition::capped_label_value(bot).into_owned();
@@ -260,6 +295,10 @@ impl Metrics {
             values_buffered,
             values_replayed,
             values_dropped,
+            shard_index,
+            shard_count,
+            entities_seen,
+            entities_owned,
             send_mode,
         }
     }

@@ -86,6 +86,16 @@ pub struct Settings {
     #[arg(long, help_heading = "Grafolean")]
     pub(crate) spool_dir: Option<PathBuf>,
 
+    /// This replica's share of the entities, when one bot token runs on
+    /// several replicas: i/n (replica i, from 0, of n), or an ordinal such as
+    /// 3, bot-3 or bot@3 (a name ending in the index) together with --shard-count.
+    #[arg(long, env = "SHARD", value_name = "i/n", help_heading = "Sharding")]
+    pub(crate) shard: Option<String>,
+
+    /// The number of replicas, when --shard gives only this replica's ordinal.
+    #[arg(long, env = "SHARD_COUNT", value_name = "N", help_heading = "Sharding")]
+    pub(crate) shard_count: Option<String>,
+
     /// A TOML file with the entities to monitor, for running without Grafolean.
     #[arg(long, value_name = "FILE", help_heading = "Standalone")]
     pub(crate) config: Option<PathBuf>,
@@ -232,8 +242,15 @@ impl Settings {
         Duration::from_secs(self.jobs_refresh_interval)
     }
 
+    /// This replica's shard (`--shard`, `--shard-count`), if any.
+    pub(crate) fn shard(&self) -> Result<Option<crate::Shard>, SettingsError> {
+        crate::shard::parse(self.shard.as_deref(), self.shard_count.as_deref())
+            .map_err(|(setting, reason)| SettingsError { setting, reason })
+    }
+
     /// Checks the settings and decides where configs come from.
     pub(crate) fn validate(&self) -> Result<Source, SettingsError> {
+        self.shard()?;
         if self.jobs_refresh_interval == 0 {
             return Err(SettingsError {
                 setting: "--jobs-refresh-interval (JOBS_REFRESH_INTERVAL)",

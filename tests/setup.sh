@@ -2,7 +2,9 @@
 # Installs what the tests need on a fresh Debian machine, as root: Debian's
 # prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
 # a real browser), iproute2, util-linux and procps (network namespaces, sysctl
-# for the ICMP tests). Installs nothing that is already there. The README's
+# for the ICMP tests), python3-venv and systemd (examples/deploy/check.sh: a
+# virtual environment for its PyPI validators, systemd-analyze). Installs
+# nothing that is already there. The README's
 # test command runs it first; .ci/run runs that same command.
 set -eu
 need=""
@@ -11,6 +13,8 @@ command -v prometheus >/dev/null 2>&1 || need="$need prometheus"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v sysctl >/dev/null 2>&1 || need="$need procps"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/setup.sh: the tests need:$need; run as root (or install them with apt-get)" >&2

@@ -38,7 +38,7 @@ use crate::fetch::FetchOptions;
 use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::sender::Sender;
-use crate::settings::{Settings, Source};
+use crate::settings::{Settings, SettingsError, Source};
 
 use refresh::Refresher;
 use sinks::Sinks;
@@ -294,6 +294,13 @@ impl<C: Collector> Bot<C> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RunError> {
         let source = settings.validate().map_err(RunError::Settings)?;
+        let fetch_options = self
+            .sharded_fetch_options(&settings)
+            .map_err(RunError::Settings)?;
+        if let Some(shard) = fetch_options.shard {
+            self.metrics.shard_index.set(i64::from(shard.index()));
+            self.metrics.shard_count.set(i64::from(shard.count()));
+        }
         let export_values = !settings.no_export_values;
         let (client, source) = self.config_source(source, settings.max_response_bytes())?;
 
@@ -301,7 +308,12 @@ impl<C: Collector> Bot<C> {
         let (state, admin_addr, stop_admin, admin_task) = self
             .start_admin(&settings, client.is_some(), export_values)
             .await?;
-        info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %source, "started");
+        info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %source, shard = %fetch_options.shard.map_or_else(|| "none".to_string(), |s| s.to_string()), "started");
+        if fetch_options.shard.is_some() && matches!(source, ConfigSource::Empty) {
+            warn!(
+                "--shard is set, but this bot makes its own job list with no entities: every replica runs every job"
+            );
+        }
 
         let sender = match &client {
             Some(client) => {
@@ -354,7 +366,7 @@ impl<C: Collector> Bot<C> {
         let refresher = Refresher {
             collector: self.collector.clone(),
             source,
-            fetch_options: self.fetch_options.clone(),
+            fetch_options,
             scheduler: scheduler.clone(),
             values: self.values.clone(),
             metrics: self.metrics.clone(),
@@ -451,6 +463,16 @@ impl<C: Collector> Bot<C> {
             },
         ));
         Ok((state, admin_addr, stop_admin, admin_task))
+    }
+
+    /// The fetch options, with the shard of `--shard` (which takes the place
+    /// of one set with [`Bot::with_fetch_options`]).
+    fn sharded_fetch_options(&self, settings: &Settings) -> Result<FetchOptions, SettingsError> {
+        let mut options = self.fetch_options.clone();
+        if let Some(shard) = settings.shard()? {
+            options.shard = Some(shard);
+        }
+        Ok(options)
     }
 
     fn config_source(

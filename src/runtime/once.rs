@@ -41,7 +41,9 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let loaded = match config_source.load(&bot.fetch_options).await {
+    // Validated above, with the other settings.
+    let fetch_options = bot.sharded_fetch_options(&settings).unwrap_or_default();
+    let loaded = match config_source.load(&fetch_options).await {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("could not load the job configs: {e}");
@@ -49,8 +51,15 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
         }
     };
     let specs = bot.collector.jobs(&loaded.configs);
+    let shard = match fetch_options.shard {
+        Some(shard) => format!(
+            " (shard {shard}: {} of {} entities)",
+            loaded.owned, loaded.seen
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "{} entities, {} jobs from {config_source}; running each once",
+        "{} entities, {} jobs from {config_source}{shard}; running each once",
         loaded.configs.entities.len(),
         specs.len()
     );

@@ -95,6 +95,8 @@ impl<C: Collector> Refresher<C> {
             .backend_up
             .set(i64::from(self.client.is_some()));
         self.metrics.entity_errors.inc_by(loaded.skipped as u64);
+        self.metrics.entities_seen.set(loaded.seen as i64);
+        self.metrics.entities_owned.set(loaded.owned as i64);
         let specs = self.refuse_unsendable(self.collector.jobs(&loaded.configs));
         let live: Vec<JobId> = specs.iter().map(|s| s.id.clone()).collect();
         // Before the sync: a new job's first run is kept, a removed job's last
@@ -109,6 +111,8 @@ impl<C: Collector> Refresher<C> {
         info!(
             accounts = loaded.accounts,
             entities = loaded.configs.entities.len(),
+            seen = loaded.seen,
+            owned = loaded.owned,
             skipped = loaded.skipped,
             jobs = live.len(),
             added = summary.added,

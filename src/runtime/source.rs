@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::api::Client;
 use crate::config::JobConfigs;
 use crate::fetch::{FetchError, FetchOptions, fetch_job_configs};
+use crate::shard;
 use crate::standalone::{self, StandaloneError};
 
 /// A source of job configs.
@@ -37,6 +38,10 @@ pub struct Loaded {
     pub skipped: usize,
     /// HTTP requests made.
     pub requests: usize,
+    /// Entities for this bot before the shard filter.
+    pub seen: usize,
+    /// Entities this replica's shard owns (all of `seen` without a shard).
+    pub owned: usize,
 }
 
 /// Why a refresh failed. The previous job set stays scheduled.
@@ -62,7 +67,7 @@ impl RefreshError {
 }
 
 impl ConfigSource {
-    /// Loads the configs once.
+    /// Loads the configs once; only the entities that `options.shard` owns.
     pub async fn load(&self, options: &FetchOptions) -> Result<Loaded, RefreshError> {
         Ok(match self {
             Self::Grafolean { client, protocol } => {
@@ -72,18 +77,26 @@ impl ConfigSource {
                     accounts: report.accounts,
                     skipped: report.skipped.len(),
                     requests: report.requests,
+                    seen: report.entities_seen,
+                    owned: report.entities_owned,
                 }
             }
-            Self::File(path) => Loaded {
-                configs: standalone::load(path)?,
-                ..Loaded::default()
-            },
-            Self::Fixed(configs) => Loaded {
-                configs: configs.clone(),
-                ..Loaded::default()
-            },
+            Self::File(path) => Self::sharded(standalone::load(path)?, options),
+            Self::Fixed(configs) => Self::sharded(configs.clone(), options),
             Self::Empty => Loaded::default(),
         })
+    }
+
+    /// A standalone config, filtered by the shard as the backend's are.
+    fn sharded(mut configs: JobConfigs, options: &FetchOptions) -> Loaded {
+        let seen = configs.entities.len();
+        shard::retain_owned(options.shard.as_ref(), &mut configs);
+        Loaded {
+            owned: configs.entities.len(),
+            seen,
+            configs,
+            ..Loaded::default()
+        }
     }
 }
 
