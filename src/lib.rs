@@ -41,5 +41,5 @@ pub use job::{Align, IntervalError, Intervals, JobId, JobSpec, Tick};
 pub use metrics::Metrics;
 pub use runtime::{Bot, RunError};
 pub use settings::{Settings, SettingsError};
-pub use shard::{Shard, ShardError};
+pub use shard::Shard;
 pub use value::{Value, ValueError};

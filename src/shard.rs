@@ -48,8 +48,7 @@ pub struct Shard {
 
 /// Why a shard is invalid.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShardError {
+pub(crate) enum ShardError {
     /// The count is 0.
     #[error("the number of replicas must be at least 1")]
     ZeroCount,
@@ -78,8 +77,18 @@ impl Shard {
     /// per replica, so a refresh of `E` entities costs `E · n` hashes.
     pub const MAX_COUNT: u32 = MAX_SHARDS;
 
-    /// Replica `index` (from 0) of `count` replicas.
-    pub fn new(index: u32, count: u32) -> Result<Self, ShardError> {
+    /// Replica `index` (from 0) of `count` replicas; an error names what is
+    /// wrong (a count of 0 or above [`Shard::MAX_COUNT`], an index not below
+    /// the count) as the `--shard` setting would.
+    pub fn new(index: u32, count: u32) -> Result<Self, crate::SettingsError> {
+        Self::checked(index, count).map_err(|e| crate::SettingsError {
+            setting: "--shard (SHARD)",
+            reason: e.to_string(),
+        })
+    }
+
+    /// [`Shard::new`], with the reason as a [`ShardError`].
+    pub(crate) fn checked(index: u32, count: u32) -> Result<Self, ShardError> {
         if count == 0 {
             return Err(ShardError::ZeroCount);
         }
@@ -241,7 +250,7 @@ pub(crate) fn parse(
             }
         },
     };
-    Shard::new(index, n).map(Some).map_err(|e| {
+    Shard::checked(index, n).map(Some).map_err(|e| {
         let setting = match e {
             ShardError::IndexOutOfRange { .. } => SHARD,
             _ if shard.is_some_and(|s| s.contains('/')) => SHARD,
