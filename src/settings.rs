@@ -287,10 +287,7 @@ impl Settings {
                     reason: format!("{url:?} must start with http:// or https://"),
                 });
             }
-            let token = self.token().map_err(|e| SettingsError {
-                setting: "BOT_TOKEN / --bot-token-file (BOT_TOKEN_FROM_FILE)",
-                reason: e.to_string(),
-            })?;
+            let token = self.token()?;
             return Ok(Source::Grafolean {
                 backend_url: url.to_string(),
                 token,
@@ -312,12 +309,27 @@ impl Settings {
         }
     }
 
-    fn token(&self) -> Result<BotToken, TokenError> {
-        match (&self.bot_token_file, &self.bot_token) {
-            (Some(file), _) => BotToken::from_file(file),
-            (None, Some(token)) => BotToken::new(&token.0),
-            (None, None) => Err(TokenError::Empty),
-        }
+    /// The token, checked where it enters: it must look like the UUIDs
+    /// Grafolean issues, and an error names where it came from, never the
+    /// value.
+    fn token(&self) -> Result<BotToken, SettingsError> {
+        let (setting, token) = match (&self.bot_token_file, &self.bot_token) {
+            (Some(file), _) => (
+                "--bot-token-file (BOT_TOKEN_FROM_FILE)",
+                BotToken::from_file(file),
+            ),
+            (None, Some(token)) => ("BOT_TOKEN", BotToken::new(&token.0)),
+            (None, None) => (
+                "BOT_TOKEN / --bot-token-file (BOT_TOKEN_FROM_FILE)",
+                Err(TokenError::Empty),
+            ),
+        };
+        token
+            .and_then(|t| t.check_uuid_shape().map(|()| t))
+            .map_err(|e| SettingsError {
+                setting,
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -355,20 +367,46 @@ mod tests {
     #[test]
     fn token_comes_from_env_or_file() {
         let dir = std::env::temp_dir().join(format!("gc-token-{}", std::process::id()));
-        std::fs::write(&dir, "abc-def\n").unwrap();
+        const UUID: &str = "3F6C1A52-8d4e-4b7a-9e21-5c0d7f8a9b13";
+        std::fs::write(&dir, format!("{UUID}\n")).unwrap();
         let mut s = settings(&["--backend-url", "http://127.0.0.1:1/api"]);
         s.bot_token_file = Some(dir.clone());
         match s.validate().unwrap() {
-            Source::Grafolean { token, .. } => assert_eq!(token.expose(), "abc-def"),
+            Source::Grafolean { token, .. } => assert_eq!(token.expose(), UUID),
             other => panic!("{other:?}"),
         }
         s.bot_token_file = None;
-        s.bot_token = Some(RawToken("from-env".into()));
+        s.bot_token = Some(RawToken(UUID.into()));
         assert!(
-            !format!("{s:?}").contains("from-env"),
+            !format!("{s:?}").contains(UUID),
             "Debug must not show the token"
         );
         assert!(matches!(s.validate().unwrap(), Source::Grafolean { .. }));
+        std::fs::remove_file(dir).unwrap();
+        assert!(matches!(settings(&[]).validate().unwrap(), Source::Default));
+    }
+
+    #[test]
+    fn a_token_that_is_not_uuid_shaped_is_refused_naming_its_source_not_its_value() {
+        let dir = std::env::temp_dir().join(format!("gc-token-bad-{}", std::process::id()));
+        let mut s = settings(&["--backend-url", "http://127.0.0.1:1/api"]);
+        for bad in [
+            "from-env",
+            "3f6c1a52-8d4e-4b7a-9e21-5c0d7f8a9b1",
+            "3f6c1a52x8d4e-4b7a-9e21-5c0d7f8a9b13",
+        ] {
+            s.bot_token = Some(RawToken(bad.into()));
+            let err = s.validate().unwrap_err();
+            assert_eq!(err.setting, "BOT_TOKEN", "{err}");
+            assert!(err.reason.contains("UUID"), "{err}");
+            assert!(!err.to_string().contains(bad), "the value is echoed: {err}");
+        }
+        // A 10 MB file is refused, unread, naming the file.
+        std::fs::write(&dir, "a".repeat(10 << 20)).unwrap();
+        s.bot_token_file = Some(dir.clone());
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.setting, "--bot-token-file (BOT_TOKEN_FROM_FILE)");
+        assert!(err.reason.contains("larger than"), "{err}");
         std::fs::remove_file(dir).unwrap();
         assert!(matches!(settings(&[]).validate().unwrap(), Source::Default));
     }

@@ -7,6 +7,9 @@
 use std::fmt;
 use std::path::Path;
 
+/// The largest token file read: a token is 36 bytes.
+const MAX_TOKEN_FILE: usize = 4096;
+
 /// A bot token. Its `Debug` and `Display` output is `<redacted>`.
 ///
 /// ```
@@ -30,6 +33,20 @@ pub enum TokenError {
         "the bot token contains whitespace or control characters inside it; it should be a UUID"
     )]
     Invalid,
+    /// The token does not look like the tokens Grafolean issues.
+    #[error(
+        "the bot token does not look like a Grafolean bot token (a UUID such as \
+         xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx); copy it again from the bot's page in Grafolean"
+    )]
+    NotUuid,
+    /// The token file is far larger than a token.
+    #[error(
+        "the bot token file {path} is larger than {MAX_TOKEN_FILE} bytes; it holds something other than a token"
+    )]
+    FileTooLarge {
+        /// The file's path.
+        path: String,
+    },
     /// The token file could not be read.
     #[error("could not read the bot token file {path}: {source}")]
     File {
@@ -57,13 +74,42 @@ impl BotToken {
         Ok(Self(token.to_string()))
     }
 
-    /// Reads a token from a file, as `BOT_TOKEN_FROM_FILE` does.
+    /// Reads a token from a file, as `BOT_TOKEN_FROM_FILE` does; a file of
+    /// more than a few KiB is refused without being read whole.
     pub fn from_file(path: &Path) -> Result<Self, TokenError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::File {
+        use std::io::Read as _;
+        let file_error = |source| TokenError::File {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(file_error)?
+            .take(MAX_TOKEN_FILE as u64 + 1)
+            .read_to_string(&mut text)
+            .map_err(file_error)?;
+        if text.len() > MAX_TOKEN_FILE {
+            return Err(TokenError::FileTooLarge {
+                path: path.display().to_string(),
+            });
+        }
         Self::new(&text)
+    }
+
+    /// Checks that the token looks like the UUIDs Grafolean issues
+    /// (`8-4-4-4-12` hexadecimal digits), case-insensitively.
+    pub(crate) fn check_uuid_shape(&self) -> Result<(), TokenError> {
+        let groups: Vec<&str> = self.0.split('-').collect();
+        let shaped = groups.len() == 5
+            && groups
+                .iter()
+                .zip([8, 4, 4, 4, 12])
+                .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+        if shaped {
+            Ok(())
+        } else {
+            Err(TokenError::NotUuid)
+        }
     }
 
     /// The token itself. Use it only to build a request.

@@ -71,6 +71,9 @@ pub(crate) struct Spool {
     dirty: bool,
     buf: Vec<u8>,
     segment_bytes: u64,
+    /// The room on the (simulated) disk for the active segment, in tests.
+    #[cfg(test)]
+    disk_bytes: u64,
 }
 
 impl Spool {
@@ -141,6 +144,8 @@ impl Spool {
             dirty: false,
             buf: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
+            #[cfg(test)]
+            disk_bytes: u64::MAX,
         };
         spool.collect_garbage();
         Ok((spool, values, next_seq))
@@ -190,6 +195,13 @@ impl Spool {
                 *n = n.saturating_sub(1);
             }
         }
+        let written = self.write_acks(&ranges);
+        self.collect_garbage();
+        self.empty_if_all_done();
+        written
+    }
+
+    fn write_acks(&mut self, ranges: &[(u64, u64)]) -> io::Result<()> {
         self.roll_if_full()?;
         self.buf.clear();
         for chunk in ranges.chunks(1 << 16) {
@@ -204,9 +216,7 @@ impl Spool {
             }
             frame(&mut self.buf, start);
         }
-        self.write_buf()?;
-        self.collect_garbage();
-        Ok(())
+        self.write_buf()
     }
 
     /// A handle to fsync the active segment with, if anything was written
@@ -225,10 +235,44 @@ impl Spool {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
-        self.active.write_all(&self.buf)?;
+        if let Err(e) = self.write_all_or_full() {
+            // A write cut short (a full disk) leaves a torn record, and
+            // reading stops there: cut it off, so that later records count.
+            let _ = self.active.set_len(self.active_len);
+            return Err(e);
+        }
         self.active_len += self.buf.len() as u64;
         self.dirty = true;
         Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn write_all_or_full(&mut self) -> io::Result<()> {
+        self.active.write_all(&self.buf)
+    }
+
+    /// In tests, a disk of `disk_bytes` (for the active segment) fills up:
+    /// the write stops where the disk is full, as a real one does.
+    #[cfg(test)]
+    fn write_all_or_full(&mut self) -> io::Result<()> {
+        let room = self.disk_bytes.saturating_sub(self.active_len) as usize;
+        if self.buf.len() <= room {
+            return self.active.write_all(&self.buf);
+        }
+        self.active.write_all(&self.buf[..room])?;
+        Err(io::Error::from_raw_os_error(28)) // ENOSPC
+    }
+
+    /// Empties the active segment once nothing in the whole spool is pending
+    /// (it is the only segment, and all its values are done): a restart then
+    /// replays nothing, even if the acks could not be written (a full disk),
+    /// and the space is freed.
+    fn empty_if_all_done(&mut self) {
+        let only_active = self.unacked.len() == 1 && self.unacked.get(&self.active_id) == Some(&0);
+        if only_active && self.active_len > 0 && self.active.set_len(0).is_ok() {
+            self.active_len = 0;
+            self.dirty = true;
+        }
     }
 
     fn roll_if_full(&mut self) -> io::Result<()> {
