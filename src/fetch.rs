@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::stream::{self, StreamExt};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
-use tracing::warn;
+use tracing::debug;
 
 use crate::api::{ApiError, Client, Credential, Entity, EntityProtocol, Sensor};
 use crate::config::{EntityConfig, JobConfigs, SensorConfig};
@@ -118,7 +118,9 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// The result of a successful refresh.
+/// The result of a successful refresh. Each skipped entity is logged at
+/// debug level here; the runtime warns when a problem appears and says when
+/// it is gone, not at every refresh.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct FetchReport {
@@ -323,7 +325,7 @@ pub async fn fetch_job_configs(
                 return Err(FetchError::Entities { account, source: e });
             }
             Err(e) => {
-                warn!(account, error = %e, "skipping an account whose entities cannot be listed");
+                debug!(account, error = %e, "skipping an account whose entities cannot be listed");
                 skipped.push(Skipped {
                     account,
                     entity: None,
@@ -349,7 +351,7 @@ pub async fn fetch_job_configs(
                     }
                 }
                 Err(e) => {
-                    warn!(account, entity = ?id, error = %e, "skipping a malformed entity");
+                    debug!(account, entity = ?id, error = %e, "skipping a malformed entity");
                     skipped.push(Skipped {
                         account,
                         entity: id,
@@ -388,7 +390,7 @@ pub async fn fetch_job_configs(
             Ok(Some(config)) => entities.push(config),
             Ok(None) => {}
             Err(reason) => {
-                warn!(account, entity = id, %reason, "skipping an entity that could not be fetched");
+                debug!(account, entity = id, %reason, "skipping an entity that could not be fetched");
                 skipped.push(Skipped {
                     account,
                     entity: Some(id),

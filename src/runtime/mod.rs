@@ -376,6 +376,7 @@ impl<C: Collector> Bot<C> {
             every: settings.refresh_interval(),
             reload: self.reload.clone(),
             refused: Default::default(),
+            problems: Default::default(),
         };
         let failed = tokio::select! {
             _ = refresher.run() => false,

@@ -5,7 +5,7 @@
 //! scheduled. Until the first config has loaded, a failed refresh is retried
 //! sooner, with backoff, rather than after a whole refresh interval.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub(crate) struct Refresher<C: Collector> {
     /// Jobs refused at the last sync (no account while sending), so that each
     /// is warned about once, when it is first refused.
     pub(crate) refused: HashSet<JobId>,
+    /// Entities skipped at the last refresh, and why.
+    pub(crate) problems: HashMap<(u64, Option<u64>), String>,
 }
 
 impl<C: Collector> Refresher<C> {
@@ -94,7 +96,10 @@ impl<C: Collector> Refresher<C> {
         self.metrics
             .backend_up
             .set(i64::from(self.client.is_some()));
-        self.metrics.entity_errors.inc_by(loaded.skipped as u64);
+        self.metrics
+            .entity_errors
+            .inc_by(loaded.skipped.len() as u64);
+        self.report_problems(&loaded.skipped);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);
         let specs = self.refuse_unsendable(self.collector.jobs(&loaded.configs));
@@ -113,7 +118,7 @@ impl<C: Collector> Refresher<C> {
             entities = loaded.configs.entities.len(),
             seen = loaded.seen,
             owned = loaded.owned,
-            skipped = loaded.skipped,
+            skipped = loaded.skipped.len(),
             jobs = live.len(),
             added = summary.added,
             changed = summary.changed,
@@ -125,6 +130,32 @@ impl<C: Collector> Refresher<C> {
             "refreshed job configs"
         );
         true
+    }
+
+    /// Warns about an entity's problem when it appears or changes, and says
+    /// when it is gone; a problem that stays is not repeated at every refresh
+    /// (it stays counted in `grafolean_bot_entity_errors_total`).
+    fn report_problems(&mut self, skipped: &[((u64, Option<u64>), String)]) {
+        let now: HashMap<(u64, Option<u64>), &str> =
+            skipped.iter().map(|(k, r)| (*k, r.as_str())).collect();
+        for (&(account, entity), reason) in &now {
+            if self.problems.get(&(account, entity)).map(String::as_str) != Some(*reason) {
+                match entity {
+                    Some(entity) => {
+                        warn!(account, entity, %reason, "skipping an entity (said once; it stays skipped until fixed)")
+                    }
+                    None => {
+                        warn!(account, %reason, "skipping an account whose entities cannot be listed (said once)")
+                    }
+                }
+            }
+        }
+        for (&(account, entity), _) in self.problems.iter() {
+            if !now.contains_key(&(account, entity)) {
+                info!(account, entity, "a skipped entity is fine again (or gone)");
+            }
+        }
+        self.problems = now.into_iter().map(|(k, r)| (k, r.to_string())).collect();
     }
 
     /// While values go to Grafolean, a job without an account would run and

@@ -34,8 +34,9 @@ pub struct Loaded {
     pub configs: JobConfigs,
     /// Accounts read.
     pub accounts: usize,
-    /// Entities left out because of errors.
-    pub skipped: usize,
+    /// Entities (or accounts' entity lists) left out because of errors:
+    /// `(account, entity)` and why.
+    pub skipped: Vec<((u64, Option<u64>), String)>,
     /// HTTP requests made.
     pub requests: usize,
     /// Entities for this bot before the shard filter.
@@ -75,7 +76,11 @@ impl ConfigSource {
                 Loaded {
                     configs: report.configs,
                     accounts: report.accounts,
-                    skipped: report.skipped.len(),
+                    skipped: report
+                        .skipped
+                        .into_iter()
+                        .map(|s| ((s.account, s.entity), s.reason))
+                        .collect(),
                     requests: report.requests,
                     seen: report.entities_seen,
                     owned: report.entities_owned,

@@ -36,6 +36,9 @@ pub(crate) struct RunState<P> {
     pub last_run: Option<Millis>,
     pub last_duration: Option<Duration>,
     pub last_error: Option<String>,
+    /// Failed runs in a row, so that a failure is logged when it starts, when
+    /// it ends, and sparsely in between, not at every firing.
+    pub failures: u64,
 }
 
 /// A firing queued behind a run in flight, with the spec it runs with.
@@ -55,6 +58,7 @@ impl<P> Default for RunState<P> {
             last_run: None,
             last_duration: None,
             last_error: None,
+            failures: 0,
         }
     }
 }

@@ -123,25 +123,11 @@ async fn run_task<P: Send + Sync + 'static>(
     let run = AssertUnwindSafe((shared.run)(tick.clone(), spec.clone())).catch_unwind();
     let outcome = match within(started + timeout, run).await {
         Some(Ok(Ok(values))) => RunOutcome::Ok(values),
-        Some(Ok(Err(e))) => {
-            tracing::warn!(job = %spec.id, labels = ?spec.labels, error = %e, "job run failed");
-            RunOutcome::Error(e.to_string())
-        }
-        Some(Err(panic)) => {
-            let message = panic_message(&*panic);
-            tracing::error!(job = %spec.id, labels = ?spec.labels, panic = %message, "job run panicked");
-            RunOutcome::Panicked(message)
-        }
-        None => {
-            tracing::warn!(
-                job = %spec.id,
-                labels = ?spec.labels,
-                timeout_ms = timeout.as_millis() as u64,
-                "job run timed out"
-            );
-            RunOutcome::Timeout
-        }
+        Some(Ok(Err(e))) => RunOutcome::Error(e.to_string()),
+        Some(Err(panic)) => RunOutcome::Panicked(panic_message(&*panic)),
+        None => RunOutcome::Timeout,
     };
+    log_outcome(&job.run, &spec, &outcome, timeout);
     drop(permit);
     let duration = started.elapsed();
     let last_error = outcome.error();
@@ -156,6 +142,50 @@ async fn run_task<P: Send + Sync + 'static>(
         outcome,
     });
     job.finish(Some((started_wall, duration, last_error)));
+}
+
+/// Logs a run's failure when the job starts failing, every time the count of
+/// failures in a row reaches a power of two (1, 2, 4, … 1,024, 2,048: a
+/// handful of lines a day for a job that keeps failing), and when it
+/// recovers; the other failures at debug level. Every failure is counted in
+/// the runs metric and shown on the status page all the same.
+fn log_outcome<P>(
+    run: &Mutex<RunState<P>>,
+    spec: &JobSpec<P>,
+    outcome: &RunOutcome,
+    timeout: Duration,
+) {
+    let failures = {
+        let mut state = lock_run(run);
+        match outcome {
+            RunOutcome::Ok(_) | RunOutcome::Skipped => std::mem::take(&mut state.failures),
+            _ => {
+                state.failures += 1;
+                state.failures
+            }
+        }
+    };
+    let (job, labels) = (&spec.id, &spec.labels);
+    let error = match outcome {
+        RunOutcome::Ok(_) | RunOutcome::Skipped => {
+            if failures > 0 {
+                tracing::info!(job = %job, ?labels, failures, "job runs again after failing");
+            }
+            return;
+        }
+        RunOutcome::Error(e) => e.clone(),
+        RunOutcome::Panicked(message) => format!("panicked: {message}"),
+        RunOutcome::Timeout => format!("timed out after {} ms", timeout.as_millis()),
+    };
+    if failures.is_power_of_two() {
+        if failures == 1 {
+            tracing::warn!(job = %job, ?labels, %error, "job run failed");
+        } else {
+            tracing::warn!(job = %job, ?labels, %error, failures, "job run still failing ({failures} times in a row)");
+        }
+    } else {
+        tracing::debug!(job = %job, ?labels, %error, failures, "job run failed again");
+    }
 }
 
 /// `run` until `deadline`, or `None` if it is not done by then. The timer is

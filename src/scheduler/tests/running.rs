@@ -247,3 +247,42 @@ async fn dropping_every_handle_stops_firing() {
     sleep_ms(5_000).await;
     assert_eq!(recorder.runs.lock().unwrap().len(), 2);
 }
+
+/// Log lines in memory, for tests of what is logged.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_keeps_failing_is_logged_when_it_starts_and_sparsely_after() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = Harness::new(SchedulerOptions::default());
+    let sad = Work {
+        fails: true,
+        ..work("sad")
+    };
+    h.handle.sync(vec![aligned(&[1], base(), sad)]).await;
+    sleep_ms(9_500).await; // 10 failures in a row
+    assert_eq!(h.runs_of("sad").len(), 10);
+    let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sad")).collect();
+    assert_eq!(lines.len(), 4, "failures 1, 2, 4 and 8 only:\n{log}");
+    assert!(lines[0].contains("job run failed"), "{log}");
+    assert!(lines[3].contains("8 times in a row"), "{log}");
+}

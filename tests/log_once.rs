@@ -1,0 +1,106 @@
+//! A bot unattended for months logs a problem when it appears and when it
+//! goes away, not at every refresh: an entity that cannot be read is warned
+//! about once, however many refreshes find it broken.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use grafolean_collector::testing::{
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, DeviceBatch, FakeGrafolean, Fault, RunningBot,
+};
+use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn count(&self, needles: &[&str]) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Quiet;
+
+impl Collector for Quiet {
+    type Params = ();
+    fn jobs(&self, _: &JobConfigs) -> Vec<JobSpec<()>> {
+        Vec::new()
+    }
+    async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter("info")
+        .init();
+    let fake = FakeGrafolean::with_fixture_data().await;
+    // An older backend's list: each device is fetched, and one answers garbage.
+    fake.set_list_protocols(false);
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 3)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let broken = fake.inject(
+        Fault::body("{\"id\": ")
+            .method("GET")
+            .path_contains(format!("/entities/{}", ids[1])),
+    );
+    let settings = Settings::try_parse_from([
+        "quiet",
+        "--backend-url",
+        &fake.url(),
+        "--jobs-refresh-interval",
+        "1",
+    ])
+    .unwrap()
+    .with_bot_token(BOT_TOKEN);
+    let bot = RunningBot::start(Bot::new("quiet", Quiet).with_protocol("ping"), settings);
+    let entity = format!("entity={}", ids[1]);
+    let refreshes = || logs.count(&["refreshed job configs"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refreshes() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "too few refreshes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        logs.count(&["WARN", "skipping an entity", &entity]),
+        1,
+        "warned once over {} refreshes",
+        refreshes()
+    );
+    // Fixed: said once, and not warned again.
+    assert!(fake.remove_fault(broken));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while logs.count(&["fine again", &entity]) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the recovery was not said"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logs.count(&["WARN", "skipping an entity", &entity]), 1);
+    bot.stop().await.unwrap();
+}
