@@ -338,7 +338,15 @@ pub async fn fetch_job_configs(
         for item in list {
             let id = item.get("id").and_then(serde_json::Value::as_u64);
             let listed_protocols = item.get("protocols").is_some();
-            match serde_json::from_value::<Entity>(item) {
+            // For a message that names the entity as the backend sent it.
+            let raw_id = item
+                .get("id")
+                .map_or_else(|| "none".into(), ToString::to_string);
+            let name = item
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            match serde_path_to_error::deserialize::<_, Entity>(item) {
                 Ok(entity) if !listed_protocols => {
                     // An older backend's list: the entity itself says.
                     if entity.entity_type == "device" {
@@ -351,11 +359,18 @@ pub async fn fetch_job_configs(
                     }
                 }
                 Err(e) => {
-                    debug!(account, entity = ?id, error = %e, "skipping a malformed entity");
+                    let reason = format!(
+                        "malformed entity (id {raw_id}, name {}): field {}: {}",
+                        name.as_deref()
+                            .map_or_else(|| "unknown".into(), |n| format!("{n:?}")),
+                        e.path(),
+                        e.inner()
+                    );
+                    debug!(account, entity = %raw_id, %reason, "skipping a malformed entity");
                     skipped.push(Skipped {
                         account,
                         entity: id,
-                        reason: format!("malformed entity: {e}"),
+                        reason,
                     });
                 }
             }

@@ -291,3 +291,50 @@ fn entity_ids(report: &FetchReport) -> Vec<u64> {
         .map(|e| e.entity_id)
         .collect()
 }
+
+#[tokio::test]
+async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 3)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let list_url = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/?b={BOT_TOKEN}",
+        fake.url()
+    );
+    let mut list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+    for item in list["list"].as_array_mut().unwrap() {
+        if item["id"] == ids[0] {
+            item["id"] = serde_json::json!("111");
+        }
+        if item["id"] == ids[1] {
+            item["protocols"]["ping"]["sensors"][0]["interval"] = serde_json::json!("60");
+        }
+    }
+    fake.inject(
+        Fault::body(list.to_string())
+            .method("GET")
+            .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities"))
+            .times(1),
+    );
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("id \"111\"") && r.contains("field id")),
+        "{reasons:?}"
+    );
+    let interval = format!("id {}", ids[1]);
+    assert!(
+        reasons.iter().any(|r| r.contains(&interval)
+            && r.contains("name \"")
+            && r.contains("protocols.ping.sensors[0].interval")),
+        "{reasons:?}"
+    );
+}
