@@ -13,6 +13,9 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/machine.rs"]
+mod machine;
+
 use grafolean_collector::MappedPath;
 use grafolean_collector::Metrics;
 use grafolean_collector::testing::internals::{AdminState, ValueStore};
@@ -79,6 +82,7 @@ fn main() {
     let series = state.values().len();
     assert_eq!(series, JOBS * (PACKETS * 2 + 2));
 
+    let cpu = machine::jiffies();
     let mut times = Vec::with_capacity(RUNS);
     let mut bytes = 0;
     for _ in 0..RUNS {
@@ -88,6 +92,7 @@ fn main() {
         bytes = text.len();
         std::hint::black_box(text);
     }
+    let machine = machine::since(cpu);
     let min = *times.iter().min().unwrap();
     let med = median(times);
     println!("metrics_render: {series} value series, {bytes} bytes");
@@ -96,6 +101,7 @@ fn main() {
         med.as_secs_f64() * 1e3,
         min.as_secs_f64() * 1e3
     );
+    println!("  {machine}");
     println!(
         "  ValueStore::update (10 values per job): median {:.1} µs; filling {JOBS} jobs took {:.0} ms",
         median(update_times).as_secs_f64() * 1e6,

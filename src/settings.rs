@@ -411,3 +411,33 @@ mod tests {
         assert!(matches!(settings(&[]).validate().unwrap(), Source::Default));
     }
 }
+
+#[cfg(test)]
+mod bot_settings_tests {
+    use clap::{CommandFactory, Parser};
+
+    /// A bot with a flag of its own, as the README shows.
+    #[derive(Parser, Debug)]
+    #[command(name = "my-bot", version = "9.9.9", about = "What my bot does")]
+    struct Cli {
+        /// My bot's own flag.
+        #[arg(long, env = "MY_BOT_PORT", default_value_t = 161)]
+        port: u16,
+        #[command(flatten)]
+        sdk: super::Settings,
+    }
+
+    #[test]
+    fn a_bots_own_flags_sit_beside_the_sdks_and_help_describes_the_bot() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("What my bot does"), "{help}");
+        assert!(!help.contains("SDK for writing"), "{help}");
+        assert!(!help.contains("Every setting of a bot"), "{help}");
+        for flag in ["--port", "--backend-url", "--listen", "--shard"] {
+            assert!(help.contains(flag), "{flag} missing:\n{help}");
+        }
+        let cli = Cli::try_parse_from(["my-bot", "--port", "1161", "--once"]).unwrap();
+        assert_eq!(cli.port, 1161);
+        assert!(cli.sdk.once);
+    }
+}
