@@ -58,6 +58,7 @@
 
 mod batch;
 mod conn;
+mod entity_writes;
 mod fault;
 mod fixture;
 mod latency;
