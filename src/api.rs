@@ -514,17 +514,16 @@ impl Client {
             }
         }
         trace!(resource, "GET");
-        let response = self
-            .execute("GET", &resource, self.http.get(url))
-            .await?;
+        let response = self.execute("GET", &resource, self.http.get(url)).await?;
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_error("GET", &resource, e))?;
-        let list: List<Entity> = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
-            resource: trim_resource(&resource),
-            reason: e.to_string(),
-        })?;
+        let list: List<Entity> =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+                resource: trim_resource(&resource),
+                reason: e.to_string(),
+            })?;
         Ok(list
             .list
             .into_iter()
@@ -540,10 +539,7 @@ impl Client {
     pub async fn create_entity(&self, account: u64, entity: &EntityInput) -> Result<u64, ApiError> {
         let resource = format!("accounts/{account}/entities/");
         debug!(resource, name = %entity.name, "creating an entity");
-        let request = self
-            .http
-            .post(self.url(&resource, true))
-            .json(entity);
+        let request = self.http.post(self.url(&resource, true)).json(entity);
         let response = self.execute("POST", &resource, request).await?;
         let bytes = response
             .bytes()

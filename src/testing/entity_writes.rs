@@ -57,7 +57,9 @@ fn id_of(v: &Json) -> Option<u64> {
 fn parse(state: &State, req: &Req<'_>, account: u64) -> Result<Input, Box<Response>> {
     let fail = |m: &str| Box::new(invalid(req, m));
     let body: Json = serde_json::from_slice(req.body).map_err(|_| fail("invalid JSON"))?;
-    let obj = body.as_object().ok_or_else(|| fail("body is not of type 'object'"))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| fail("body is not of type 'object'"))?;
     let string = |k: &str| -> Result<String, Box<Response>> {
         match obj.get(k) {
             Some(Json::String(s)) => Ok(s.clone()),
@@ -134,10 +136,7 @@ fn parse(state: &State, req: &Req<'_>, account: u64) -> Result<Input, Box<Respon
                             s.get("sensor").unwrap_or(&Json::Null)
                         ))
                     })?;
-                let interval = s
-                    .get("interval")
-                    .and_then(Json::as_f64)
-                    .map(|f| f as u32);
+                let interval = s.get("interval").and_then(Json::as_f64).map(|f| f as u32);
                 sensors.push(SensorRef {
                     sensor: id,
                     interval,

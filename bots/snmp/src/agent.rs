@@ -28,7 +28,9 @@ pub const MAX_MESSAGE_SIZE: usize = 65_507;
 pub enum AgentError {
     /// The agent did not answer (also a wrong community or v3 key, which
     /// agents answer with silence).
-    #[error("no answer from {addr} after {retries} retries (wrong community or v3 key, or the agent is down)")]
+    #[error(
+        "no answer from {addr} after {retries} retries (wrong community or v3 key, or the agent is down)"
+    )]
     Timeout {
         /// The agent.
         addr: SocketAddr,
@@ -92,7 +94,9 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,13 +158,20 @@ impl Agents {
                 let usm = UsmConfig::new(user.clone().into_bytes());
                 let usm = match security {
                     V3Security::NoAuthNoPriv => Ok(usm),
-                    V3Security::AuthNoPriv { auth, auth_key } => usm.auth(auth_protocol(*auth), auth_key),
+                    V3Security::AuthNoPriv { auth, auth_key } => {
+                        usm.auth(auth_protocol(*auth), auth_key)
+                    }
                     V3Security::AuthPriv {
                         auth,
                         auth_key,
                         privacy,
                         priv_key,
-                    } => usm.auth_priv(auth_protocol(*auth), auth_key, priv_protocol(*privacy), priv_key),
+                    } => usm.auth_priv(
+                        auth_protocol(*auth),
+                        auth_key,
+                        priv_protocol(*privacy),
+                        priv_key,
+                    ),
                 };
                 usm.map_err(|e| AgentError::Other(format!("invalid SNMPv3 settings: {e}")))?
                     .into()
@@ -172,7 +183,11 @@ impl Agents {
             .request_timeout(settings.timeout)
             .retry(retry);
         if let SnmpAuth::V3 {
-            security: V3Security::AuthPriv { privacy: PrivProto::Des, .. },
+            security:
+                V3Security::AuthPriv {
+                    privacy: PrivProto::Des,
+                    ..
+                },
             ..
         } = &settings.auth
         {
@@ -280,7 +295,10 @@ impl Agent {
                 Ok(rows) => return Ok(rows),
                 Err(e)
                     if reps > 1
-                        && matches!(snmp_status(&e), Some(ErrorStatus::GenErr | ErrorStatus::TooBig)) =>
+                        && matches!(
+                            snmp_status(&e),
+                            Some(ErrorStatus::GenErr | ErrorStatus::TooBig)
+                        ) =>
                 {
                     tracing::debug!(agent = %self.addr(), %oid, reps, error = %e, "walk failed; retrying with half the repetitions");
                     reps /= 2;

@@ -56,7 +56,10 @@ pub fn map_path(path: &str) -> Option<MappedPath> {
     let mut name = String::from("snmp");
     for part in name_parts {
         name.push('_');
-        name.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+        name.extend(
+            part.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
     }
     let mut mapped = MappedPath::new(name);
     if let Some(i) = index {

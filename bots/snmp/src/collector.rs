@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use async_snmp::{Oid, Value as SnmpValue, VarBind};
 use grafolean_collector::api::Client as ApiClient;
-use grafolean_collector::{BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Tick, Value};
+use grafolean_collector::{
+    BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Tick, Value,
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -103,6 +105,7 @@ pub struct SnmpCollector {
     metrics: SnmpMetrics,
     api: Option<ApiClient>,
     forbidden: Forbidden,
+    interfaces_interval: u32,
 }
 
 impl Default for SnmpCollector {
@@ -125,6 +128,7 @@ impl SnmpCollector {
             metrics: SnmpMetrics::default(),
             api,
             forbidden: Forbidden::new(interfaces::FORBIDDEN_RECHECK),
+            interfaces_interval: INTERFACES_INTERVAL,
         }
     }
 
@@ -132,6 +136,14 @@ impl SnmpCollector {
     #[must_use]
     pub fn with_forbidden_recheck(mut self, after: Duration) -> Self {
         self.forbidden = Forbidden::new(after);
+        self
+    }
+
+    /// Sets the interfaces jobs' interval (default [`INTERFACES_INTERVAL`],
+    /// 300 s, as the Python bot; tests use less). 0 counts as 1.
+    #[must_use]
+    pub fn with_interfaces_interval(mut self, seconds: u32) -> Self {
+        self.interfaces_interval = seconds.max(1);
         self
     }
 
@@ -166,7 +178,10 @@ impl SnmpCollector {
         }
         let state = self.entity_state(params.entity_id);
         let cached = lock(&state).agent.clone();
-        let agent = self.agents.agent(cached, params.addr, &params.settings).await?;
+        let agent = self
+            .agents
+            .agent(cached, params.addr, &params.settings)
+            .await?;
         lock(&state).agent = Some(agent.clone());
 
         // What to fetch: every GET in one PDU, each walked column once.
@@ -219,7 +234,10 @@ impl SnmpCollector {
             for (oid, result) in walks.iter().zip(walked) {
                 match result {
                     Ok(rows) => {
-                        let learned = u32::try_from(rows.len()).unwrap_or(u32::MAX).saturating_add(1).min(max);
+                        let learned = u32::try_from(rows.len())
+                            .unwrap_or(u32::MAX)
+                            .saturating_add(1)
+                            .min(max);
                         st.repetitions.insert(oid.clone(), learned);
                         walk_rows.insert(oid, rows);
                     }
@@ -232,7 +250,10 @@ impl SnmpCollector {
         }
         let fetches = usize::from(!gets.is_empty()) + walks.len();
         if timeouts > 0 {
-            self.metrics.timeouts.get_or_create(&Self::label(params.entity_id)).inc();
+            self.metrics
+                .timeouts
+                .get_or_create(&Self::label(params.entity_id))
+                .inc();
         }
         if !errors.is_empty() && errors.len() == fetches {
             return Err(format!(
@@ -255,7 +276,15 @@ impl SnmpCollector {
         let mut failed_sensors = Vec::new();
         let prefix = format!("entity.{}.snmp.", params.entity_id);
         for s in &sensors {
-            match sensor_values(s, got.as_ref(), &walk_rows, &rates, &prefix, &mut out, &mut seen) {
+            match sensor_values(
+                s,
+                got.as_ref(),
+                &walk_rows,
+                &rates,
+                &prefix,
+                &mut out,
+                &mut seen,
+            ) {
                 Ok(skipped) => skipped_rows += skipped,
                 Err(why) => failed_sensors.push(format!("sensor {}: {why}", s.sensor_id)),
             }
@@ -277,10 +306,20 @@ impl SnmpCollector {
                 "SNMP firing incomplete"
             );
         } else {
-            tracing::debug!(entity_id = params.entity_id, values = out.len(), skipped_rows, "SNMP firing");
+            tracing::debug!(
+                entity_id = params.entity_id,
+                values = out.len(),
+                skipped_rows,
+                "SNMP firing"
+            );
         }
         // Counters of rows that went away: not read for two of the longest intervals.
-        let longest = params.sensors.iter().map(|s| s.interval).max().unwrap_or(60);
+        let longest = params
+            .sensors
+            .iter()
+            .map(|s| s.interval)
+            .max()
+            .unwrap_or(60);
         lock(&state)
             .counters
             .forget_older_than(now - 2.0 * f64::from(longest) - 60.0);
@@ -315,7 +354,9 @@ impl SnmpCollector {
         }
         let need_uptime = {
             let st = lock(state);
-            counters.iter().any(|(o, v, w)| st.counters.decreased(o, *v, *w))
+            counters
+                .iter()
+                .any(|(o, v, w)| st.counters.decreased(o, *v, *w))
         };
         let uptime = if need_uptime {
             let oid = Oid::from_slice(&SYS_UP_TIME);
@@ -365,9 +406,10 @@ fn value_text(v: &SnmpValue) -> String {
     match v {
         SnmpValue::OctetString(b) | SnmpValue::Opaque(b) => String::from_utf8_lossy(b).into_owned(),
         SnmpValue::Integer(i) => i.to_string(),
-        SnmpValue::Counter32(n) | SnmpValue::Gauge32(n) | SnmpValue::UInteger32(n) | SnmpValue::TimeTicks(n) => {
-            n.to_string()
-        }
+        SnmpValue::Counter32(n)
+        | SnmpValue::Gauge32(n)
+        | SnmpValue::UInteger32(n)
+        | SnmpValue::TimeTicks(n) => n.to_string(),
         SnmpValue::Counter64(n) => n.to_string(),
         SnmpValue::IpAddress(a) => std::net::Ipv4Addr::from(*a).to_string(),
         SnmpValue::ObjectIdentifier(o) => o.to_string(),
@@ -426,7 +468,7 @@ fn sensor_values(
     let n = s.oids.len();
     let uses = s.expression.uses();
     let in_path: Vec<bool> = (0..n)
-        .map(|i| s.path.iter().any(|p| *p == PathPart::Value(i)))
+        .map(|i| s.path.contains(&PathPart::Value(i)))
         .collect();
     // The fetched data per OID position.
     enum Col<'a> {
@@ -448,7 +490,9 @@ fn sensor_values(
                 cols.push(Col::One(oid, value));
             }
             Fetch::Walk => {
-                let rows = walks.get(oid).ok_or_else(|| format!("the walk of {oid} failed"))?;
+                let rows = walks
+                    .get(oid)
+                    .ok_or_else(|| format!("the walk of {oid} failed"))?;
                 cols.push(Col::Rows(oid, rows));
             }
         }
@@ -459,16 +503,21 @@ fn sensor_values(
         .iter()
         .enumerate()
         .map(|(i, c)| match c {
-            Col::Rows(base, rows) if Some(i) != first_walk => {
-                Some(rows.iter().map(|vb| (row_index(base, &vb.oid), vb)).collect())
-            }
+            Col::Rows(base, rows) if Some(i) != first_walk => Some(
+                rows.iter()
+                    .map(|vb| (row_index(base, &vb.oid), vb))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect();
     let rows: Vec<(String, Option<&VarBind>)> = match first_walk {
         None => vec![("0".to_string(), None)],
         Some(i) => match &cols[i] {
-            Col::Rows(base, rows) => rows.iter().map(|vb| (row_index(base, &vb.oid), Some(vb))).collect(),
+            Col::Rows(base, rows) => rows
+                .iter()
+                .map(|vb| (row_index(base, &vb.oid), Some(vb)))
+                .collect(),
             Col::One(..) => unreachable!("first_walk points at a walked column"),
         },
     };
@@ -486,7 +535,11 @@ fn sensor_values(
                 Col::Rows(..) => match indexed[i].as_ref().and_then(|m| m.get(index)) {
                     Some(vb) => (&vb.oid, &vb.value),
                     None => {
-                        tracing::debug!(sensor_id = s.sensor_id, index, "missing value for oid index; row skipped");
+                        tracing::debug!(
+                            sensor_id = s.sensor_id,
+                            index,
+                            "missing value for oid index; row skipped"
+                        );
                         skipped += 1;
                         continue 'rows;
                     }
@@ -511,7 +564,12 @@ fn sensor_values(
             }
         }
         let Some(v) = s.expression.eval(&numbers) else {
-            tracing::warn!(sensor_id = s.sensor_id, index, expression = s.expression.source(), "the expression's result is not a finite number; row skipped");
+            tracing::warn!(
+                sensor_id = s.sensor_id,
+                index,
+                expression = s.expression.source(),
+                "the expression's result is not a finite number; row skipped"
+            );
             skipped += 1;
             continue;
         };
@@ -519,7 +577,11 @@ fn sensor_values(
         path.push_str(prefix);
         path.push_str(&s.render_path(index, &texts));
         if !seen.insert(path.clone()) {
-            tracing::warn!(sensor_id = s.sensor_id, path, "duplicate path in one firing; row skipped");
+            tracing::warn!(
+                sensor_id = s.sensor_id,
+                path,
+                "duplicate path in one firing; row skipped"
+            );
             skipped += 1;
             continue;
         }
@@ -534,7 +596,10 @@ impl Collector for SnmpCollector {
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<SnmpJob>> {
         let mut specs = Vec::with_capacity(configs.entities.len() * 2);
         for entity in &configs.entities {
-            match jobs_for(entity, self.api.is_some()) {
+            match jobs_for(
+                entity,
+                self.api.is_some().then_some(self.interfaces_interval),
+            ) {
                 Ok(mut jobs) => specs.append(&mut jobs),
                 Err(error) => tracing::warn!(
                     entity_id = entity.entity_id,
@@ -597,7 +662,9 @@ impl SnmpMetrics {
 
     /// The timeouts counted for `entity_id`.
     pub fn timeouts(&self, entity_id: u64) -> u64 {
-        self.timeouts.get_or_create(&SnmpCollector::label(entity_id)).get()
+        self.timeouts
+            .get_or_create(&SnmpCollector::label(entity_id))
+            .get()
     }
 
     fn forget(&self, entity_id: u64) {
@@ -608,13 +675,20 @@ impl SnmpMetrics {
 }
 
 /// Builds one entity's jobs.
-fn jobs_for(entity: &EntityConfig, with_interfaces: bool) -> Result<Vec<JobSpec<SnmpJob>>, SettingsError> {
+fn jobs_for(
+    entity: &EntityConfig,
+    interfaces_every: Option<u32>,
+) -> Result<Vec<JobSpec<SnmpJob>>, SettingsError> {
     let addr = agent_address(&entity.details)?;
     let settings = SnmpSettings::from_credential(&entity.credential_details)?;
     let mut sensors = Vec::new();
     for s in &entity.sensors {
         let Some(interval) = s.interval.filter(|&i| i > 0) else {
-            tracing::warn!(entity_id = entity.entity_id, sensor_id = s.sensor_id, "sensor has no interval; skipped");
+            tracing::warn!(
+                entity_id = entity.entity_id,
+                sensor_id = s.sensor_id,
+                "sensor has no interval; skipped"
+            );
             continue;
         };
         match SensorSpec::parse(s.sensor_id, interval, &s.details) {
@@ -640,17 +714,21 @@ fn jobs_for(entity: &EntityConfig, with_interfaces: bool) -> Result<Vec<JobSpec<
             settings: settings.clone(),
             sensors,
         };
-        let spec = JobSpec::new(format!("entity.{}", entity.entity_id), intervals, SnmpJob::Poll(Arc::new(params)));
+        let spec = JobSpec::new(
+            format!("entity.{}", entity.entity_id),
+            intervals,
+            SnmpJob::Poll(Arc::new(params)),
+        );
         jobs.push(label(spec.with_account(entity.account_id)));
     }
-    if with_interfaces {
+    if let Some(every) = interfaces_every {
         let params = InterfacesParams {
             entity_id: entity.entity_id,
             account_id: entity.account_id,
             addr,
             settings,
         };
-        let intervals = Intervals::one(INTERFACES_INTERVAL).expect("300 is not 0");
+        let intervals = Intervals::one(every).expect("the interval is at least 1");
         let spec = JobSpec::new(
             format!("entity.{}-interfaces", entity.entity_id),
             intervals,

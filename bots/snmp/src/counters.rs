@@ -74,8 +74,19 @@ impl Counters {
 
     /// Records a reading of `oid` at `now` (UNIX seconds). `wide` is
     /// Counter64. `uptime` is the agent's sysUpTime in seconds, if known.
-    pub fn update(&mut self, oid: &Oid, value: u64, wide: bool, now: f64, uptime: Option<f64>) -> Outcome {
-        let new = Sample { value, at: now, wide };
+    pub fn update(
+        &mut self,
+        oid: &Oid,
+        value: u64,
+        wide: bool,
+        now: f64,
+        uptime: Option<f64>,
+    ) -> Outcome {
+        let new = Sample {
+            value,
+            at: now,
+            wide,
+        };
         let Some(old) = self.samples.insert(oid.clone(), new) else {
             return Outcome::First;
         };
@@ -134,7 +145,10 @@ mod tests {
         let mut c = Counters::default();
         let big = u64::MAX - 10;
         c.update(&oid(), big, true, 0.0, None);
-        assert_eq!(c.update(&oid(), u64::MAX, true, 5.0, None), Outcome::Rate(2.0));
+        assert_eq!(
+            c.update(&oid(), u64::MAX, true, 5.0, None),
+            Outcome::Rate(2.0)
+        );
         assert_eq!(c.update(&oid(), 3, true, 6.0, Some(1e9)), Outcome::Reset);
         assert!(!c.decreased(&oid(), 1, true));
     }

@@ -214,7 +214,11 @@ mod tests {
             ("round(2.6)", 3.0),
             ("sqrt(16)", 4.0),
         ] {
-            assert_eq!(SensorExpr::parse(expr, 1).unwrap().eval(&[2.0]), Some(want), "{expr}");
+            assert_eq!(
+                SensorExpr::parse(expr, 1).unwrap().eval(&[2.0]),
+                Some(want),
+                "{expr}"
+            );
         }
     }
 
@@ -227,8 +231,17 @@ mod tests {
 
     #[test]
     fn bad_expressions() {
-        assert!(matches!(SensorExpr::parse("$1 +", 1), Err(ExprError::Parse { .. })));
-        assert!(matches!(SensorExpr::parse("$0", 1), Err(ExprError::NoSuchOid { .. })));
-        assert!(matches!(SensorExpr::parse("y + 1", 1), Err(ExprError::UnknownName { .. })));
+        assert!(matches!(
+            SensorExpr::parse("$1 +", 1),
+            Err(ExprError::Parse { .. })
+        ));
+        assert!(matches!(
+            SensorExpr::parse("$0", 1),
+            Err(ExprError::NoSuchOid { .. })
+        ));
+        assert!(matches!(
+            SensorExpr::parse("y + 1", 1),
+            Err(ExprError::UnknownName { .. })
+        ));
     }
 }

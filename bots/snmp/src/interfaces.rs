@@ -70,7 +70,12 @@ impl Forbidden {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(account, Instant::now() + self.recheck);
-        if self.said.lock().unwrap_or_else(|e| e.into_inner()).insert(account) {
+        if self
+            .said
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account)
+        {
             tracing::warn!(
                 account_id = account,
                 %error,
@@ -83,9 +88,20 @@ impl Forbidden {
     }
 
     fn allowed(&self, account: u64) {
-        self.until.lock().unwrap_or_else(|e| e.into_inner()).remove(&account);
-        if self.said.lock().unwrap_or_else(|e| e.into_inner()).remove(&account) {
-            tracing::info!(account_id = account, "interface entity writes are allowed now");
+        self.until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&account);
+        if self
+            .said
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&account)
+        {
+            tracing::info!(
+                account_id = account,
+                "interface entity writes are allowed now"
+            );
         }
     }
 }

@@ -19,7 +19,9 @@ async fn main() -> ExitCode {
     // The interfaces job writes entities through its own API client; an
     // invalid setting is reported by the runtime below.
     let api = match settings.validate() {
-        Ok(Source::Grafolean { backend_url, token }) => Client::builder(backend_url, token).build().ok(),
+        Ok(Source::Grafolean { backend_url, token }) => {
+            Client::builder(backend_url, token).build().ok()
+        }
         _ => None,
     };
     grafolean_snmp_bot::bot(SnmpCollector::new(api))

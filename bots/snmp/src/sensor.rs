@@ -89,12 +89,22 @@ impl SensorSpec {
                 .map(|s| s.trim().trim_start_matches('.'))
                 .and_then(|s| Oid::parse(s).ok())
                 .filter(|o| o.len() >= 2)
-                .ok_or_else(|| invalid("sensor.oids[].oid", item, "a numeric OID such as 1.3.6.1.2.1.1.3.0"))?;
+                .ok_or_else(|| {
+                    invalid(
+                        "sensor.oids[].oid",
+                        item,
+                        "a numeric OID such as 1.3.6.1.2.1.1.3.0",
+                    )
+                })?;
             let fetch = match item.get("fetch_method").and_then(Json::as_str) {
                 Some("get") => Fetch::Get,
                 Some("walk") => Fetch::Walk,
                 _ => {
-                    return Err(invalid("sensor.oids[].fetch_method", item, "\"get\" or \"walk\""));
+                    return Err(invalid(
+                        "sensor.oids[].fetch_method",
+                        item,
+                        "\"get\" or \"walk\"",
+                    ));
                 }
             };
             oids.push((oid, fetch));
@@ -105,11 +115,12 @@ impl SensorSpec {
             .ok_or_else(|| SettingsError::Missing {
                 field: "sensor.expression".into(),
             })?;
-        let expression = SensorExpr::parse(expression, oids.len()).map_err(|e| SettingsError::Invalid {
-            field: "sensor.expression".into(),
-            value: format!("{expression:?}"),
-            expected: e.to_string(),
-        })?;
+        let expression =
+            SensorExpr::parse(expression, oids.len()).map_err(|e| SettingsError::Invalid {
+                field: "sensor.expression".into(),
+                value: format!("{expression:?}"),
+                expected: e.to_string(),
+            })?;
         let template = details
             .get("output_path")
             .and_then(Json::as_str)
@@ -145,7 +156,9 @@ impl SensorSpec {
             match part {
                 PathPart::Text(t) => out.push_str(t),
                 PathPart::Index => out.push_str(index),
-                PathPart::Value(i) => slugify_into(texts.get(*i).map_or("", String::as_str), &mut out),
+                PathPart::Value(i) => {
+                    slugify_into(texts.get(*i).map_or("", String::as_str), &mut out)
+                }
             }
         }
         out
@@ -250,12 +263,24 @@ mod tests {
                 PathPart::Value(0)
             ]
         );
-        assert_eq!(s.render_path("1", &["lo".into(), "7".into()]), "if.in-octets.1.lo");
+        assert_eq!(
+            s.render_path("1", &["lo".into(), "7".into()]),
+            "if.in-octets.1.lo"
+        );
     }
 
     #[test]
     fn invalid_templates() {
-        for t in ["", "a b", "x.{$index", "x.{$3}", "x.{$0}", "x.{name}", "x.{}", "x/y"] {
+        for t in [
+            "",
+            "a b",
+            "x.{$index",
+            "x.{$3}",
+            "x.{$0}",
+            "x.{name}",
+            "x.{}",
+            "x/y",
+        ] {
             let mut d = default_traffic_in();
             d["output_path"] = json!(t);
             assert!(SensorSpec::parse(1, 60, &d).is_err(), "{t}");
@@ -264,8 +289,12 @@ mod tests {
 
     #[test]
     fn invalid_oids() {
-        for oids in [json!([]), json!("1.3"), json!([{"oid": "1.3.x", "fetch_method": "get"}]),
-                     json!([{"oid": "1.3.6", "fetch_method": "bulk"}])] {
+        for oids in [
+            json!([]),
+            json!("1.3"),
+            json!([{"oid": "1.3.x", "fetch_method": "get"}]),
+            json!([{"oid": "1.3.6", "fetch_method": "bulk"}]),
+        ] {
             let mut d = default_traffic_in();
             d["oids"] = oids.clone();
             assert!(SensorSpec::parse(1, 60, &d).is_err(), "{oids}");

@@ -390,9 +390,7 @@ fn seconds(v: &Json, range: RangeInclusive<f64>) -> Option<Duration> {
         Json::Number(n) => n.as_f64()?,
         _ => return None,
     };
-    range
-        .contains(&secs)
-        .then(|| Duration::from_secs_f64(secs))
+    range.contains(&secs).then(|| Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -402,8 +400,10 @@ mod tests {
 
     #[test]
     fn backend_default_credential() {
-        let s = SnmpSettings::from_credential(&json!({"version": "snmpv2c", "snmpv12_community": "public"}))
-            .unwrap();
+        let s = SnmpSettings::from_credential(
+            &json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+        )
+        .unwrap();
         assert_eq!(
             s.auth,
             SnmpAuth::V2c {
@@ -447,16 +447,46 @@ mod tests {
         let cases = [
             (json!({}), "credential.version"),
             (json!({"version": "snmpv4"}), "credential.version"),
-            (json!({"version": "snmpv2c", "timeout": "0"}), "credential.timeout"),
-            (json!({"version": "snmpv2c", "timeout": 61}), "credential.timeout"),
-            (json!({"version": "snmpv2c", "timeout": "NaN"}), "credential.timeout"),
-            (json!({"version": "snmpv2c", "retries": 11}), "credential.retries"),
-            (json!({"version": "snmpv2c", "retries": "-1"}), "credential.retries"),
-            (json!({"version": "snmpv2c", "max_repetitions": 0}), "credential.max_repetitions"),
-            (json!({"version": "snmpv2c", "max_repetitions": "101"}), "credential.max_repetitions"),
-            (json!({"version": "snmpv2c", "budget": 0.5}), "credential.budget"),
-            (json!({"version": "snmpv2c", "snmpv12_community": 5}), "credential.snmpv12_community"),
-            (json!({"version": "snmpv3"}), "credential.snmpv3_securityName"),
+            (
+                json!({"version": "snmpv2c", "timeout": "0"}),
+                "credential.timeout",
+            ),
+            (
+                json!({"version": "snmpv2c", "timeout": 61}),
+                "credential.timeout",
+            ),
+            (
+                json!({"version": "snmpv2c", "timeout": "NaN"}),
+                "credential.timeout",
+            ),
+            (
+                json!({"version": "snmpv2c", "retries": 11}),
+                "credential.retries",
+            ),
+            (
+                json!({"version": "snmpv2c", "retries": "-1"}),
+                "credential.retries",
+            ),
+            (
+                json!({"version": "snmpv2c", "max_repetitions": 0}),
+                "credential.max_repetitions",
+            ),
+            (
+                json!({"version": "snmpv2c", "max_repetitions": "101"}),
+                "credential.max_repetitions",
+            ),
+            (
+                json!({"version": "snmpv2c", "budget": 0.5}),
+                "credential.budget",
+            ),
+            (
+                json!({"version": "snmpv2c", "snmpv12_community": 5}),
+                "credential.snmpv12_community",
+            ),
+            (
+                json!({"version": "snmpv3"}),
+                "credential.snmpv3_securityName",
+            ),
             (
                 json!({"version": "snmpv3", "snmpv3_securityName": "u", "snmpv3_securityLevel": "authNoPriv", "snmpv3_authKey": "short"}),
                 "credential.snmpv3_authKey",
@@ -472,7 +502,9 @@ mod tests {
         ];
         for (details, field) in cases {
             match SnmpSettings::from_credential(&details) {
-                Err(SettingsError::Invalid { field: f, .. } | SettingsError::Missing { field: f }) => {
+                Err(
+                    SettingsError::Invalid { field: f, .. } | SettingsError::Missing { field: f },
+                ) => {
                     assert_eq!(f, field, "{details}")
                 }
                 other => panic!("{details}: expected an error for {field}, got {other:?}"),
@@ -486,7 +518,13 @@ mod tests {
             agent_address(&json!({"ipv4": " 10.0.0.1:1161 "})).unwrap(),
             "10.0.0.1:1161".parse().unwrap()
         );
-        for bad in [json!({}), json!({"ipv4": "10.0.0.1:0"}), json!({"ipv4": "10.0.0.1:x"}), json!({"ipv4": "::1"}), json!({"ipv4": 5})] {
+        for bad in [
+            json!({}),
+            json!({"ipv4": "10.0.0.1:0"}),
+            json!({"ipv4": "10.0.0.1:x"}),
+            json!({"ipv4": "::1"}),
+            json!({"ipv4": 5}),
+        ] {
             assert!(agent_address(&bad).is_err(), "{bad}");
         }
     }
