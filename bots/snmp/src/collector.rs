@@ -256,15 +256,30 @@ impl SnmpCollector {
                 .inc();
         }
         if !errors.is_empty() && errors.len() == fetches {
+            let what = if timeouts == fetches {
+                format!(
+                    "no answer to any of {fetches} requests (timeout {:?}, {} retries, device budget {:?}; wrong community or v3 key, or the agent is down)",
+                    params.settings.timeout, params.settings.retries, params.settings.budget
+                )
+            } else {
+                let mut distinct: Vec<&String> = Vec::new();
+                for e in &errors {
+                    if !distinct.contains(&e) {
+                        distinct.push(e);
+                    }
+                }
+                distinct
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             return Err(format!(
-                "no answer from the agent at {} for entity {}: {}",
-                params.addr,
-                params.entity_id,
-                errors.join("; ")
+                "the agent at {} (entity {}) failed: {what}",
+                params.addr, params.entity_id
             )
             .into());
         }
-
         // Counters: one outcome per counter OID and firing.
         let rates = self
             .counter_rates(&agent, &state, got.as_ref(), &walk_rows, now, deadline)

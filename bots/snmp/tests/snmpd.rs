@@ -456,7 +456,7 @@ async fn budget_cuts_a_slow_device_short() {
         "{:?}",
         started.elapsed()
     );
-    assert!(err.contains("budget"), "{err}");
+    assert!(err.contains("device budget 1s"), "{err}");
 }
 
 #[tokio::test]
