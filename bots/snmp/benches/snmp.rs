@@ -2,7 +2,7 @@
 //! `tests/common/mod.rs`), with figures in BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench -p grafolean-snmp-bot --bench snmp -- [poll|walk|reps|all]
+//! cargo bench -p grafolean-snmp-bot --bench snmp -- [poll|walk|reps|v3|all]
 //! ```
 //!
 //! - `poll`: the bot's own CPU per device poll: Grafolean's three default
@@ -16,6 +16,9 @@
 //! - `reps`: snmpd's CPU (`/proc/<pid>/schedstat`) for the default sensors'
 //!   six walks, with a fixed max-repetitions of 25 and with the learned one
 //!   (last row count + 1).
+//! - `v3`: 10,000 polls of the default sensors for each of SHA/AES, MD5/DES
+//!   and SHA-256/AES-256 at default settings; counts failed and incomplete
+//!   polls.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -309,6 +312,48 @@ fn bench_reps(agent: &Snmpd) {
     });
 }
 
+/// 10,000 polls for each v3 combination at default settings, 16 at once:
+/// counts the polls that failed.
+fn bench_v3(agent: &Snmpd) {
+    const POLLS: usize = 10_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (user, auth, privacy) in [("grafolean", "SHA", "AES"), ("legacy", "MD5", "DES"), ("modern", "SHA-256", "AES-256")] {
+            let credential = json!({"version": "snmpv3", "snmpv3_securityName": user, "snmpv3_securityLevel": "authPriv",
+                                    "snmpv3_authProtocol": auth, "snmpv3_authKey": "authpass123",
+                                    "snmpv3_privProtocol": privacy, "snmpv3_privKey": "privpass123"});
+            let c = SnmpCollector::default();
+            let jobs = poll_jobs(&c, (1..=16).map(|id| entity(id, &agent.ipv4(), credential.clone(), default_sensors())).collect());
+            let (mut ok, mut failed, mut incomplete) = (0usize, 0usize, 0usize);
+            let t0 = Instant::now();
+            let mut first_error = None;
+            for round in 0..POLLS / jobs.len() {
+                let results = futures::future::join_all(jobs.iter().map(|j| c.run(tick(j), &j.params))).await;
+                for r in results {
+                    match r {
+                        // From the second round on, every poll gives 8 values.
+                        Ok(v) if round == 0 || v.len() == 8 => ok += 1,
+                        Ok(_) => incomplete += 1,
+                        Err(e) => {
+                            failed += 1;
+                            first_error.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+            }
+            println!(
+                "v3 {auth}/{privacy}: {} polls of the 3 default sensors in {:.1} s: {ok} complete, {incomplete} incomplete, {failed} failed{}",
+                ok + incomplete + failed,
+                t0.elapsed().as_secs_f64(),
+                first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
+            );
+        }
+    });
+}
+
 fn main() {
     let what = std::env::args()
         .skip(1)
@@ -327,6 +372,9 @@ fn main() {
     }
     if what == "reps" || what == "all" {
         bench_reps(&agent);
+    }
+    if what == "v3" || what == "all" {
+        bench_v3(&agent);
     }
     let (steal1, total1) = steal();
     println!(
