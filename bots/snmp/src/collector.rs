@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 use crate::agent::{Agent, AgentError, Agents};
 use crate::counters::{Counters, Outcome};
 use crate::interfaces::{self, Forbidden};
-use crate::sensor::{Fetch, PathPart, SensorSpec};
+use crate::sensor::{ExprCache, Fetch, PathPart, SensorSpec};
 use crate::settings::{SettingsError, SnmpSettings, agent_address};
 
 /// sysUpTime.0, read when a Counter32 went down.
@@ -610,10 +610,12 @@ impl Collector for SnmpCollector {
 
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<SnmpJob>> {
         let mut specs = Vec::with_capacity(configs.entities.len() * 2);
+        let mut exprs = ExprCache::default();
         for entity in &configs.entities {
             match jobs_for(
                 entity,
                 self.api.is_some().then_some(self.interfaces_interval),
+                &mut exprs,
             ) {
                 Ok(mut jobs) => specs.append(&mut jobs),
                 Err(error) => tracing::warn!(
@@ -693,6 +695,7 @@ impl SnmpMetrics {
 fn jobs_for(
     entity: &EntityConfig,
     interfaces_every: Option<u32>,
+    exprs: &mut ExprCache,
 ) -> Result<Vec<JobSpec<SnmpJob>>, SettingsError> {
     let addr = agent_address(&entity.details)?;
     let settings = SnmpSettings::from_credential(&entity.credential_details)?;
@@ -706,7 +709,7 @@ fn jobs_for(
             );
             continue;
         };
-        match SensorSpec::parse(s.sensor_id, interval, &s.details) {
+        match SensorSpec::parse_with(s.sensor_id, interval, &s.details, exprs) {
             Ok(spec) => sensors.push(spec),
             Err(error) => tracing::warn!(
                 entity_id = entity.entity_id,

@@ -13,6 +13,9 @@
 //! placeholders. A sensor whose details are invalid is skipped with a
 //! warning when the jobs are built; the entity's other sensors go on.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_snmp::Oid;
 use serde_json::Value as Json;
 
@@ -27,6 +30,10 @@ pub enum Fetch {
     /// A walk of the subtree under it; each row's index is what follows it.
     Walk,
 }
+
+/// Compiled expressions by (text, number of OIDs), for one refresh.
+#[derive(Debug, Default)]
+pub struct ExprCache(HashMap<(String, usize), Arc<SensorExpr>>);
 
 /// One piece of an output path template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +58,9 @@ pub struct SensorSpec {
     pub interval: u32,
     /// The OIDs and how each is fetched; `$N` is `oids[N-1]`.
     pub oids: Vec<(Oid, Fetch)>,
-    /// The compiled expression.
-    pub expression: SensorExpr,
+    /// The compiled expression, shared by every sensor with the same one
+    /// (see [`ExprCache`]).
+    pub expression: Arc<SensorExpr>,
     /// The output path template.
     pub path: Vec<PathPart>,
 }
@@ -70,6 +78,19 @@ impl SensorSpec {
     /// assert_eq!(s.render_path("4", &["eth 0".into(), "".into()]), "if.in-octets.4.eth-0");
     /// ```
     pub fn parse(sensor_id: u64, interval: u32, details: &Json) -> Result<Self, SettingsError> {
+        Self::parse_with(sensor_id, interval, details, &mut ExprCache::default())
+    }
+
+    /// [`SensorSpec::parse`], sharing compiled expressions through `cache`:
+    /// a compiled expression carries its operator table (kilobytes), and
+    /// 10,000 entities with Grafolean's default sensors have 3 distinct
+    /// expressions among 30,000.
+    pub fn parse_with(
+        sensor_id: u64,
+        interval: u32,
+        details: &Json,
+        cache: &mut ExprCache,
+    ) -> Result<Self, SettingsError> {
         let list = details
             .get("oids")
             .and_then(Json::as_array)
@@ -115,12 +136,21 @@ impl SensorSpec {
             .ok_or_else(|| SettingsError::Missing {
                 field: "sensor.expression".into(),
             })?;
-        let expression =
-            SensorExpr::parse(expression, oids.len()).map_err(|e| SettingsError::Invalid {
-                field: "sensor.expression".into(),
-                value: format!("{expression:?}"),
-                expected: e.to_string(),
-            })?;
+        let key = (expression.to_string(), oids.len());
+        let expression = match cache.0.get(&key) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(SensorExpr::parse(expression, oids.len()).map_err(|e| {
+                    SettingsError::Invalid {
+                        field: "sensor.expression".into(),
+                        value: format!("{expression:?}"),
+                        expected: e.to_string(),
+                    }
+                })?);
+                cache.0.insert(key, e.clone());
+                e
+            }
+        };
         let template = details
             .get("output_path")
             .and_then(Json::as_str)
