@@ -386,16 +386,27 @@ impl SnmpCollector {
             None
         };
         let mut st = lock(state);
-        counters
+        let mut resets = 0usize;
+        let mut wraps = 0usize;
+        let rates = counters
             .into_iter()
             .map(|(oid, v, wide)| {
                 let outcome = st.counters.update(oid, v, wide, now, uptime);
-                if outcome == Outcome::Reset {
-                    tracing::info!(%oid, "counter reset (agent restart or Counter64 decrease); skipping one point");
+                match outcome {
+                    Outcome::Reset => resets += 1,
+                    Outcome::Wrapped(_) => wraps += 1,
+                    _ => {}
                 }
                 (oid.clone(), outcome)
             })
-            .collect()
+            .collect();
+        if resets > 0 {
+            tracing::info!(agent = %agent.addr(), resets, "counters went down (agent restart or Counter64 decrease); their points are skipped this time");
+        }
+        if wraps > 0 {
+            tracing::debug!(agent = %agent.addr(), wraps, "Counter32 wraps corrected");
+        }
+        rates
     }
 }
 
