@@ -22,6 +22,12 @@ use crate::settings::{AuthProto, PrivProto, SnmpAuth, SnmpSettings, V3Security};
 /// The UDP message size the shared socket advertises and accepts.
 pub const MAX_MESSAGE_SIZE: usize = 65_507;
 
+/// The receive buffer asked for the shared socket (`SO_RCVBUF`), so that a
+/// burst of answers from many devices is not dropped. Linux caps it at
+/// `net.core.rmem_max` (208 KiB by default; raise that sysctl for large
+/// fleets).
+pub const RECV_BUFFER: usize = 4 << 20;
+
 /// An error from one request to an agent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +134,7 @@ impl Agents {
                 UdpTransport::builder()
                     .bind("0.0.0.0:0")
                     .max_message_size(MAX_MESSAGE_SIZE)
+                    .recv_buffer_size(RECV_BUFFER)
                     .build()
                     .await
                     .map_err(|e| AgentError::Other(format!("cannot open the SNMP socket: {e}")))
