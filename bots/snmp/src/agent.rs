@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_snmp::{
     Auth, AuthProtocol, Client, DesSaltState, ErrorStatus, Oid, PrivProtocol, Retry, UdpHandle,
-    UdpTransport, UsmConfig, Value as SnmpValue, VarBind,
+    UdpTransport, UsmConfig, Value as SnmpValue, VarBind, WalkOptions,
 };
 use tokio::sync::OnceCell;
 
@@ -21,6 +21,10 @@ use crate::settings::{AuthProto, PrivProto, SnmpAuth, SnmpSettings, V3Security};
 
 /// The UDP message size the shared socket advertises and accepts.
 pub const MAX_MESSAGE_SIZE: usize = 65_507;
+
+/// The most rows one walk may return; a longer walk fails (and only its
+/// sensors with it), so that a runaway table cannot exhaust memory.
+pub const MAX_WALK_ROWS: usize = 100_000;
 
 /// The receive buffer asked for the shared socket (`SO_RCVBUF`), so that a
 /// burst of answers from many devices is not dropped. Linux caps it at
@@ -188,7 +192,11 @@ impl Agents {
             .map_err(|e| AgentError::Other(format!("invalid retries: {e}")))?;
         let mut builder = Client::builder(addr, auth)
             .request_timeout(settings.timeout)
-            .retry(retry);
+            .retry(retry)
+            .walk_options(WalkOptions {
+                result_limit: Some(MAX_WALK_ROWS),
+                ..WalkOptions::default()
+            });
         if let SnmpAuth::V3 {
             security:
                 V3Security::AuthPriv {

@@ -49,6 +49,12 @@ pub enum PathPart {
 /// The most OIDs a sensor may have.
 pub const MAX_OIDS: usize = 64;
 
+/// The longest expression, in bytes.
+pub const MAX_EXPRESSION: usize = 1024;
+
+/// The longest output path template, in bytes.
+pub const MAX_OUTPUT_PATH: usize = 512;
+
 /// One sensor of an entity, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SensorSpec {
@@ -136,6 +142,13 @@ impl SensorSpec {
             .ok_or_else(|| SettingsError::Missing {
                 field: "sensor.expression".into(),
             })?;
+        if expression.len() > MAX_EXPRESSION {
+            return Err(SettingsError::Invalid {
+                field: "sensor.expression".into(),
+                value: format!("({} bytes)", expression.len()),
+                expected: format!("at most {MAX_EXPRESSION} bytes"),
+            });
+        }
         let key = (expression.to_string(), oids.len());
         let expression = match cache.0.get(&key) {
             Some(e) => e.clone(),
@@ -157,6 +170,13 @@ impl SensorSpec {
             .ok_or_else(|| SettingsError::Missing {
                 field: "sensor.output_path".into(),
             })?;
+        if template.len() > MAX_OUTPUT_PATH {
+            return Err(SettingsError::Invalid {
+                field: "sensor.output_path".into(),
+                value: format!("({} bytes)", template.len()),
+                expected: format!("at most {MAX_OUTPUT_PATH} bytes"),
+            });
+        }
         let path = parse_template(template, oids.len()).ok_or_else(|| {
             invalid(
                 "sensor.output_path",
@@ -329,6 +349,19 @@ mod tests {
             d["oids"] = oids.clone();
             assert!(SensorSpec::parse(1, 60, &d).is_err(), "{oids}");
         }
+    }
+
+    #[test]
+    fn lengths_are_bounded() {
+        let mut d = default_traffic_in();
+        d["expression"] = json!(format!("$2{}", " + 1".repeat(300)));
+        assert!(SensorSpec::parse(1, 60, &d).is_err());
+        let mut d = default_traffic_in();
+        d["output_path"] = json!("a".repeat(600));
+        assert!(SensorSpec::parse(1, 60, &d).is_err());
+        let mut d = default_traffic_in();
+        d["oids"] = json!(vec![json!({"oid": "1.3.6.1", "fetch_method": "get"}); 65]);
+        assert!(SensorSpec::parse(1, 60, &d).is_err());
     }
 
     #[test]
