@@ -179,7 +179,7 @@ impl ApiError {
 
 /// `GET /status/info`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-pub struct StatusInfo {
+pub(crate) struct StatusInfo {
     /// Whether the database schema needs a migration.
     pub db_migration_needed: bool,
     /// Whether an admin user exists.
@@ -295,6 +295,64 @@ pub struct PutValue {
     pub t: f64,
     /// The value.
     pub v: f64,
+}
+
+/// The body of an entity write (`POST /accounts/{a}/entities/`, `PUT
+/// /accounts/{a}/entities/{e}`), as the backend's `EntitySchemaInputs`.
+///
+/// The backend's PUT never changes `parent`, and it replaces the entity's
+/// protocols with `protocols` (none if it is absent).
+///
+/// ```
+/// use grafolean_collector::api::EntityInput;
+/// let e = EntityInput::new("eth0", "interface", serde_json::json!({"snmp_index": "2"})).with_parent(7);
+/// assert_eq!(serde_json::to_value(&e).unwrap()["parent"], 7);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EntityInput {
+    /// The name.
+    pub name: String,
+    /// `device`, `interface`, …
+    pub entity_type: String,
+    /// The parent entity (only on create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    /// Free-form details (must be an object).
+    pub details: serde_json::Value,
+    /// Protocol settings, as in [`Entity::protocols`]; `None` leaves the
+    /// field out, which gives the entity no protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<std::collections::BTreeMap<String, EntityProtocol>>,
+}
+
+impl EntityInput {
+    /// An entity with no parent and no protocols.
+    pub fn new(
+        name: impl Into<String>,
+        entity_type: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            entity_type: entity_type.into(),
+            parent: None,
+            details,
+            protocols: None,
+        }
+    }
+
+    /// Sets the parent (used by create only; the backend ignores it on update).
+    #[must_use]
+    pub fn with_parent(mut self, parent: u64) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    id: u64,
 }
 
 #[derive(Deserialize)]
@@ -415,7 +473,7 @@ impl Client {
     }
 
     /// `GET /status/info` (no authentication).
-    pub async fn status_info(&self) -> Result<StatusInfo, ApiError> {
+    pub(crate) async fn status_info(&self) -> Result<StatusInfo, ApiError> {
         self.get("status/info", false).await
     }
 
@@ -427,13 +485,13 @@ impl Client {
         &self,
         max_attempts: u32,
         first_delay: Duration,
-    ) -> Result<StatusInfo, ApiError> {
+    ) -> Result<(), ApiError> {
         let mut backoff =
             crate::sender::retry::Backoff::new(first_delay * 2, Duration::from_secs(30));
         let mut last = String::new();
         for attempt in 1..=max_attempts.max(1) {
             match self.status_info().await {
-                Ok(info) if !info.db_migration_needed && info.user_exists => return Ok(info),
+                Ok(info) if !info.db_migration_needed && info.user_exists => return Ok(()),
                 Ok(info) => {
                     last = format!(
                         "db_migration_needed={}, user_exists={}",
@@ -484,6 +542,90 @@ impl Client {
     pub async fn entity(&self, account: u64, entity: u64) -> Result<Entity, ApiError> {
         self.get(&format!("accounts/{account}/entities/{entity}"), true)
             .await
+    }
+
+    /// `GET /accounts/{a}/entities/?parent=…&entity_type=…`: the entities
+    /// with that parent and of that type (`None` = any). The real backend
+    /// ignores both parameters and lists every entity, so the list is also
+    /// filtered here, as the Python bots do.
+    pub async fn entities_filtered(
+        &self,
+        account: u64,
+        parent: Option<u64>,
+        entity_type: Option<&str>,
+    ) -> Result<Vec<Entity>, ApiError> {
+        let resource = format!("accounts/{account}/entities/");
+        let mut url = self.url(&resource, true);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(parent) = parent {
+                query.append_pair("parent", &parent.to_string());
+            }
+            if let Some(entity_type) = entity_type {
+                query.append_pair("entity_type", entity_type);
+            }
+        }
+        trace!(resource, "GET");
+        let response = self.execute("GET", &resource, self.http.get(url)).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error("GET", &resource, e))?;
+        let list: List<Entity> =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+                resource: trim_resource(&resource),
+                reason: e.to_string(),
+            })?;
+        Ok(list
+            .list
+            .into_iter()
+            .filter(|e| parent.is_none() || e.parent == parent)
+            .filter(|e| entity_type.is_none_or(|t| e.entity_type == t))
+            .collect())
+    }
+
+    /// `POST /accounts/{a}/entities/` (201 `{"id": …}`): creates an entity
+    /// and returns its id. Needs the POST permission on
+    /// `accounts/{a}/entities`, which Grafolean's UI does not grant to bots
+    /// by default: expect [`ApiError::Forbidden`].
+    pub async fn create_entity(&self, account: u64, entity: &EntityInput) -> Result<u64, ApiError> {
+        let resource = format!("accounts/{account}/entities/");
+        debug!(resource, name = %entity.name, "creating an entity");
+        let request = self.http.post(self.url(&resource, true)).json(entity);
+        let response = self.execute("POST", &resource, request).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error("POST", &resource, e))?;
+        let created: Created = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            resource: trim_resource(&resource),
+            reason: e.to_string(),
+        })?;
+        Ok(created.id)
+    }
+
+    /// `PUT /accounts/{a}/entities/{e}` (204): replaces the entity's name,
+    /// type, details and protocols (not its parent). A missing entity is
+    /// [`ApiError::NotFound`].
+    pub async fn update_entity(
+        &self,
+        account: u64,
+        entity: u64,
+        input: &EntityInput,
+    ) -> Result<(), ApiError> {
+        let resource = format!("accounts/{account}/entities/{entity}");
+        debug!(resource, name = %input.name, "updating an entity");
+        let request = self.http.put(self.url(&resource, true)).json(input);
+        self.execute("PUT", &resource, request).await.map(drop)
+    }
+
+    /// `DELETE /accounts/{a}/entities/{e}` (204). A missing entity is
+    /// [`ApiError::NotFound`].
+    pub async fn delete_entity(&self, account: u64, entity: u64) -> Result<(), ApiError> {
+        let resource = format!("accounts/{account}/entities/{entity}");
+        debug!(resource, "deleting an entity");
+        let request = self.http.delete(self.url(&resource, true));
+        self.execute("DELETE", &resource, request).await.map(drop)
     }
 
     /// `GET /accounts/{a}/credentials/{c}`.

@@ -40,6 +40,15 @@ pub trait Collector: Send + Sync + 'static {
     ///
     /// An entity whose config cannot be used should be skipped here, with a
     /// warning; it must not take the other jobs down with it.
+    ///
+    /// Per-job state: a collector that keeps state between runs (clients,
+    /// counters, learned settings) keys it by job and prunes it here. `jobs`
+    /// is called with the whole config on every successful refresh, and
+    /// the specs it returns are exactly the jobs that stay scheduled, so any
+    /// other job's state can go (a failed refresh does not call it, and the
+    /// previous jobs stay). A run of a removed job may still be in flight;
+    /// state it recreates is dropped at the next refresh. The SNMP bot does
+    /// this for its clients, counters and learned repetitions.
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<Self::Params>>;
 
     /// Runs one job once. The values are stamped with `tick.at` and sent by the

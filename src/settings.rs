@@ -237,6 +237,25 @@ impl Settings {
         (self.max_response_mib as usize) << 20
     }
 
+    /// The API client for the backend these settings name, built as the
+    /// runtime builds its own (`None` when the bot runs standalone): for a bot
+    /// that writes to Grafolean beyond values, as the SNMP bot's interfaces job
+    /// writes entities. An invalid setting is an error here, as it is for the
+    /// runtime.
+    pub fn api_client(&self) -> Result<Option<crate::api::Client>, SettingsError> {
+        let Source::Grafolean { backend_url, token } = self.validate()? else {
+            return Ok(None);
+        };
+        crate::api::Client::builder(backend_url, token)
+            .with_max_response_bytes(self.max_response_bytes())
+            .build()
+            .map(Some)
+            .map_err(|e| SettingsError {
+                setting: "--backend-url (BACKEND_URL)",
+                reason: e.to_string(),
+            })
+    }
+
     /// The interval between config refreshes.
     pub(crate) fn refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jobs_refresh_interval)

@@ -2,7 +2,7 @@
 # Installs what the tests need on a fresh Debian machine, as root: Debian's
 # prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
 # a real browser), iproute2, util-linux and procps (network namespaces, sysctl
-# for the ICMP tests), python3-venv and systemd (examples/deploy/check.sh: a
+# for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), python3-venv and systemd (examples/deploy/check.sh: a
 # virtual environment for its PyPI validators, systemd-analyze). Installs
 # nothing that is already there. The README's
 # test command runs it first; .ci/run runs that same command.
@@ -15,6 +15,9 @@ command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v sysctl >/dev/null 2>&1 || need="$need procps"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+# The SNMP bot's tests run a real agent (snmpd) and use snmpget to see it is up.
+[ -x /usr/sbin/snmpd ] || need="$need snmpd"
+command -v snmpget >/dev/null 2>&1 || need="$need snmp"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/setup.sh: the tests need:$need; run as root (or install them with apt-get)" >&2

@@ -58,6 +58,7 @@
 
 mod batch;
 mod conn;
+mod entity_writes;
 mod fault;
 mod fixture;
 mod latency;
@@ -373,6 +374,18 @@ impl FakeGrafolean {
     /// An entity by id.
     pub fn entity(&self, id: u64) -> Option<Entity> {
         self.with_state(|s| s.entities.get(&id).cloned())
+    }
+
+    /// The entities of an account, by id (including those that bots created
+    /// through the API).
+    pub fn entities_of(&self, account_id: u64) -> Vec<Entity> {
+        self.with_state(|s| {
+            s.entities
+                .values()
+                .filter(|e| e.account_id == account_id)
+                .cloned()
+                .collect()
+        })
     }
 
     /// Changes an entity in place (for example its protocols); returns whether it exists.

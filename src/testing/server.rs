@@ -135,13 +135,13 @@ fn fault_response(code: u16) -> Response {
 }
 
 /// One request, parsed.
-struct Req<'a> {
+pub(crate) struct Req<'a> {
     method: &'a Method,
     path: &'a str,
     raw_query: Option<&'a str>,
     query: &'a [(String, String)],
-    headers: &'a HeaderMap,
-    body: &'a [u8],
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
     arrived: tokio::time::Instant,
 }
 
@@ -221,6 +221,11 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
     let method = req.method;
     let method_ok = match route {
         Route::Values(_) => method == Method::POST || method == Method::PUT,
+        // Entity writes: see `entity_writes`.
+        Route::List(_, Kind::Entities) => method == Method::GET || method == Method::POST,
+        Route::One(_, Kind::Entities, _) => {
+            method == Method::GET || method == Method::PUT || method == Method::DELETE
+        }
         _ => method == Method::GET,
     };
     if !method_ok {
@@ -277,6 +282,21 @@ fn route(state: &mut State, req: &Req<'_>) -> Response {
                 None => detail(StatusCode::NOT_FOUND, "No such account"),
             },
         },
+        Route::List(a, Kind::Entities) if method == Method::POST => {
+            match ids(&[("account_id", a)]) {
+                Err(r) => *r,
+                Ok(ids) => super::entity_writes::create(state, req, ids[0]),
+            }
+        }
+        Route::One(a, Kind::Entities, id) if method != Method::GET => {
+            match ids(&[("account_id", a), ("entity_id", id)]) {
+                Err(r) => *r,
+                Ok(ids) if method == Method::PUT => {
+                    super::entity_writes::update(state, req, ids[0], ids[1])
+                }
+                Ok(ids) => super::entity_writes::delete(state, ids[0], ids[1]),
+            }
+        }
         Route::List(a, kind) => match ids(&[("account_id", a)]) {
             Err(r) => *r,
             Ok(ids) => Json200(json!({ "list": list(state, ids[0], kind) })).into_response(),
@@ -509,11 +529,11 @@ impl IntoResponse for Json200 {
     }
 }
 
-fn json_response(status: StatusCode, body: Json) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Json) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn detail(status: StatusCode, message: &str) -> Response {
+pub(crate) fn detail(status: StatusCode, message: &str) -> Response {
     json_response(status, json!({ "detail": message }))
 }
 
@@ -522,7 +542,7 @@ fn not_found() -> Response {
 }
 
 /// A plain-text body without a Content-Type header, as the backend sends its 400/401/403s.
-fn text_response(status: StatusCode, text: &str) -> Response {
+pub(crate) fn text_response(status: StatusCode, text: &str) -> Response {
     Response::builder()
         .status(status)
         .body(Body::from(text.to_owned()))

@@ -1,0 +1,242 @@
+//! A real snmpd on a loopback port, for the tests and benchmarks.
+//!
+//! [`Snmpd::start`] writes a config into a fresh directory, starts
+//! `/usr/sbin/snmpd -f` on a free UDP port of 127.0.0.1 (as `nobody` when
+//! run as root), waits until it answers, and kills it (by its pid) on drop.
+//! Without snmpd installed it returns `None` after saying so loudly; CI
+//! installs it (`apt-get install snmpd snmp`).
+//!
+//! The agent serves, besides its own MIB:
+//! - v3 users `grafolean` (SHA/AES), `legacy` (MD5/DES), `modern`
+//!   (SHA-256/AES-256), all with `authpass123`/`privpass123`;
+//! - a `pass` subtree under [`PASS_OID`] whose rows the test writes with
+//!   [`Snmpd::set_pass`] (`oid type value` lines);
+//! - optionally the 10,000-row table `nsExtendOutLine."big"`.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The subtree served by the test's pass script.
+pub const PASS_OID: &str = "1.3.6.1.4.1.99999";
+/// nsExtendOutLine."big" (10,000 rows with `extend big`).
+pub const BIG_TABLE: &str = "1.3.6.1.4.1.8072.1.3.2.4.1.2.3.98.105.103";
+const SNMPD: &str = "/usr/sbin/snmpd";
+
+/// A running snmpd.
+#[derive(Debug)]
+pub struct Snmpd {
+    /// Its address.
+    pub addr: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+    big: bool,
+}
+
+fn is_root() -> bool {
+    // The effective uid, from /proc, without libc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A UDP port of 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Snmpd {
+    /// Starts an agent; `big` adds the 10,000-row table. `None` (after a
+    /// loud message) if snmpd is not installed.
+    pub fn start(big: bool) -> Option<Self> {
+        if !std::path::Path::new(SNMPD).exists() {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: {SNMPD} is not installed; run `apt-get install snmpd snmp` (CI does) !!!!!!!!\n"
+            );
+            return None;
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "snmpbot-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("persist")).unwrap();
+        let mut snmpd = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_udp_port())),
+            dir,
+            child: None,
+            big,
+        };
+        snmpd.write_files();
+        snmpd.set_pass(&[]);
+        snmpd.spawn();
+        Some(snmpd)
+    }
+
+    fn write_files(&self) {
+        let d = self.dir.display();
+        let mut conf = format!(
+            "agentAddress udp:{addr}\n\
+             rocommunity public 127.0.0.1\n\
+             createUser grafolean SHA \"authpass123\" AES \"privpass123\"\n\
+             rouser -s usm grafolean priv\n\
+             createUser legacy MD5 \"authpass123\" DES \"privpass123\"\n\
+             rouser -s usm legacy priv\n\
+             createUser modern SHA-256 \"authpass123\" AES-256 \"privpass123\"\n\
+             rouser -s usm modern priv\n\
+             sysName snmpcheck\n\
+             pass .{PASS_OID} /bin/sh {d}/pass.sh\n\
+             dontLogTCPWrappersConnects yes\n",
+            addr = self.addr
+        );
+        if self.big {
+            conf.push_str("extend big /usr/bin/seq 1 10000\n");
+        }
+        std::fs::write(self.dir.join("snmpd.conf"), conf).unwrap();
+        std::fs::write(self.dir.join("snmp.conf"), "mibs :\n").unwrap();
+        // GET (-g) finds the OID; GETNEXT (-n) the first one after it, by arcs.
+        let script = format!(
+            r#"#!/bin/sh
+exec awk -v mode="$1" -v req="$2" '
+function cmp(a, b,   x, y, n, m, i) {{
+  n = split(a, x, "."); m = split(b, y, ".")
+  for (i = 2; i <= n && i <= m; i++) {{ if (x[i] + 0 < y[i] + 0) return -1; if (x[i] + 0 > y[i] + 0) return 1 }}
+  return n - m
+}}
+{{
+  hit = (mode == "-g" && $1 == req) || (mode == "-n" && cmp($1, req) > 0)
+  if (hit) {{ v = $0; sub(/^[^ ]+ [^ ]+ /, "", v); print $1; print $2; print v; exit }}
+}}' {d}/pass.data
+"#
+        );
+        std::fs::write(self.dir.join("pass.sh"), script).unwrap();
+        if is_root() {
+            // nobody must be able to read the files and write the persistent dir.
+            let _ = Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(&self.dir)
+                .status();
+        }
+    }
+
+    /// Replaces the pass script's rows: `(oid under PASS_OID, type, value)`,
+    /// such as `("1.1", "counter", "5")`. Rows are sorted by OID here.
+    pub fn set_pass(&self, rows: &[(&str, &str, &str)]) {
+        let mut rows: Vec<(Vec<u32>, String)> = rows
+            .iter()
+            .map(|(o, t, v)| {
+                let full = format!(".{PASS_OID}.{o}");
+                let arcs = full[1..].split('.').map(|a| a.parse().unwrap()).collect();
+                (arcs, format!("{full} {t} {v}\n"))
+            })
+            .collect();
+        rows.sort();
+        let tmp = self.dir.join("pass.data.tmp");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        for (_, line) in rows {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+        drop(f);
+        std::fs::rename(tmp, self.dir.join("pass.data")).unwrap();
+        if is_root() {
+            let _ = Command::new("chmod")
+                .arg("a+r")
+                .arg(self.dir.join("pass.data"))
+                .status();
+        }
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", SNMPD]);
+            c
+        } else {
+            Command::new(SNMPD)
+        };
+        cmd.args(["-f", "-I", "-smux", "-C", "-c"])
+            .arg(self.dir.join("snmpd.conf"))
+            .arg("-Lf")
+            .arg(self.dir.join("snmpd.log"))
+            .env("SNMPCONFPATH", &self.dir)
+            .env("SNMP_PERSISTENT_DIR", self.dir.join("persist"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = Some(cmd.spawn().expect("snmpd starts"));
+        self.wait_ready();
+    }
+
+    /// Waits until the agent answers a v2c GET of sysName.0.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ok = Command::new("snmpget")
+                .args(["-v2c", "-c", "public", "-t", "0.2", "-r", "0"])
+                .arg(self.addr.to_string())
+                .arg("1.3.6.1.2.1.1.5.0")
+                .env("SNMPCONFPATH", &self.dir)
+                .env("SNMP_PERSISTENT_DIR", self.dir.join("client"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.dir.join("snmpd.log")).unwrap_or_default();
+        panic!(
+            "snmpd on {} did not answer within 10 s; its log:\n{log}",
+            self.addr
+        );
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Kills the agent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts the agent again on the same port (its sysUpTime
+    /// starts over).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// `details.ipv4` for this agent.
+    pub fn ipv4(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
