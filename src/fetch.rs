@@ -114,6 +114,11 @@ pub struct Skipped {
     pub account: u64,
     /// The entity, when known.
     pub entity: Option<u64>,
+    /// What kind of problem: `entity_list` (an account's entity list could
+    /// not be read), `malformed` (an entity that does not parse) or
+    /// `unreadable` (an entity, its credential or a sensor could not be
+    /// fetched, or is malformed on its own).
+    pub cause: &'static str,
     /// What failed.
     pub reason: String,
 }
@@ -329,6 +334,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: None,
+                    cause: "entity_list",
                     reason: e.to_string(),
                 });
                 continue;
@@ -370,6 +376,7 @@ pub async fn fetch_job_configs(
                     skipped.push(Skipped {
                         account,
                         entity: id,
+                        cause: "malformed",
                         reason,
                     });
                 }
@@ -409,6 +416,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: Some(id),
+                    cause: "unreadable",
                     reason,
                 });
             }

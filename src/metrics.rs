@@ -77,6 +77,36 @@ struct ModeLabels {
     mode: &'static str,
 }
 
+/// Why an entity was skipped in a refresh: the `cause` label of the entity
+/// errors counter.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum SkipCause {
+    /// An account's entity list could not be read.
+    entity_list,
+    /// An entity that does not parse.
+    malformed,
+    /// An entity, its credential or a sensor could not be fetched.
+    unreadable,
+}
+
+impl SkipCause {
+    /// The cause named by [`Skipped::cause`](crate::fetch::Skipped::cause).
+    pub(crate) fn of(cause: &str) -> Self {
+        match cause {
+            "entity_list" => Self::entity_list,
+            "malformed" => Self::malformed,
+            _ => Self::unreadable,
+        }
+    }
+}
+
+/// Labels of the entity errors counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CauseLabels {
+    pub(crate) cause: SkipCause,
+}
+
 /// Labels of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -111,7 +141,7 @@ pub struct Metrics {
     /// Failed config refreshes (the previous job set stayed scheduled).
     pub(crate) refresh_errors: Counter,
     /// Entities skipped during a refresh because they could not be fetched or parsed.
-    pub(crate) entity_errors: Counter,
+    pub(crate) entity_errors: Family<CauseLabels, Counter>,
     /// Jobs refused at a sync because they have no account while values go
     /// to Grafolean (counted at every sync that refuses them).
     pub(crate) jobs_refused: Counter,
@@ -185,7 +215,7 @@ impl Metrics {
             "Failed config refreshes; the previous job set stayed scheduled",
             refresh_errors.clone(),
         );
-        let entity_errors = Counter::default();
+        let entity_errors = Family::<CauseLabels, Counter>::default();
         registry.register(
             "entity_errors",
             "Entities skipped during a refresh because they could not be fetched or parsed",

@@ -91,6 +91,19 @@ async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
         "warned once over {} refreshes",
         refreshes()
     );
+    // Kept counted, by cause, for an alert to see.
+    let metrics = reqwest::get(format!("{}/metrics", bot.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("grafolean_bot_entity_errors_total{cause=\"unreadable\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 4.0, "{metrics}");
     // Fixed: said once, and not warned again.
     assert!(fake.remove_fault(broken));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

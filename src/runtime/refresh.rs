@@ -96,9 +96,13 @@ impl<C: Collector> Refresher<C> {
         self.metrics
             .backend_up
             .set(i64::from(self.client.is_some()));
-        self.metrics
-            .entity_errors
-            .inc_by(loaded.skipped.len() as u64);
+        for skipped in &loaded.skipped {
+            let cause = crate::metrics::SkipCause::of(skipped.cause);
+            self.metrics
+                .entity_errors
+                .get_or_create(&crate::metrics::CauseLabels { cause })
+                .inc();
+        }
         self.report_problems(&loaded.skipped);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);
@@ -135,9 +139,11 @@ impl<C: Collector> Refresher<C> {
     /// Warns about an entity's problem when it appears or changes, and says
     /// when it is gone; a problem that stays is not repeated at every refresh
     /// (it stays counted in `grafolean_bot_entity_errors_total`).
-    fn report_problems(&mut self, skipped: &[((u64, Option<u64>), String)]) {
-        let now: HashMap<(u64, Option<u64>), &str> =
-            skipped.iter().map(|(k, r)| (*k, r.as_str())).collect();
+    fn report_problems(&mut self, skipped: &[crate::fetch::Skipped]) {
+        let now: HashMap<(u64, Option<u64>), &str> = skipped
+            .iter()
+            .map(|s| ((s.account, s.entity), s.reason.as_str()))
+            .collect();
         for (&(account, entity), reason) in &now {
             if self.problems.get(&(account, entity)).map(String::as_str) != Some(*reason) {
                 match entity {

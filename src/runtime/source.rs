@@ -36,7 +36,7 @@ pub struct Loaded {
     pub accounts: usize,
     /// Entities (or accounts' entity lists) left out because of errors:
     /// `(account, entity)` and why.
-    pub skipped: Vec<((u64, Option<u64>), String)>,
+    pub skipped: Vec<crate::fetch::Skipped>,
     /// HTTP requests made.
     pub requests: usize,
     /// Entities for this bot before the shard filter.
@@ -76,11 +76,7 @@ impl ConfigSource {
                 Loaded {
                     configs: report.configs,
                     accounts: report.accounts,
-                    skipped: report
-                        .skipped
-                        .into_iter()
-                        .map(|s| ((s.account, s.entity), s.reason))
-                        .collect(),
+                    skipped: report.skipped,
                     requests: report.requests,
                     seen: report.entities_seen,
                     owned: report.entities_owned,

@@ -731,9 +731,10 @@ fn jobs_for(
         }
     }
     let mut jobs = Vec::with_capacity(2);
+    // for_entity: both jobs belong to the entity's account (the SDK refuses a
+    // job without one while it sends to Grafolean) and have `entity="<id>"`.
     let label = |spec: JobSpec<SnmpJob>| {
-        spec.with_label("entity", entity.entity_id.to_string())
-            .with_label("name", entity.name.clone())
+        spec.with_label("name", entity.name.clone())
             .with_label("target", addr.to_string())
     };
     if let Ok(intervals) = Intervals::new(sensors.iter().map(|s| s.interval)) {
@@ -743,12 +744,13 @@ fn jobs_for(
             settings: settings.clone(),
             sensors,
         };
-        let spec = JobSpec::new(
+        let spec = JobSpec::for_entity(
+            entity,
             format!("entity.{}", entity.entity_id),
             intervals,
             SnmpJob::Poll(Arc::new(params)),
         );
-        jobs.push(label(spec.with_account(entity.account_id)));
+        jobs.push(label(spec));
     }
     if let Some(every) = interfaces_every {
         let params = InterfacesParams {
@@ -758,7 +760,8 @@ fn jobs_for(
             settings,
         };
         let intervals = Intervals::one(every).expect("the interval is at least 1");
-        let spec = JobSpec::new(
+        let spec = JobSpec::for_entity(
+            entity,
             format!("entity.{}-interfaces", entity.entity_id),
             intervals,
             SnmpJob::Interfaces(Arc::new(params)),
