@@ -177,6 +177,18 @@ fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
         );
         return None;
     };
+    let worst = params.settings.worst_case();
+    let smallest = Duration::from_secs(u64::from(intervals.smallest()));
+    if worst > smallest {
+        tracing::warn!(
+            entity_id = entity.entity_id,
+            entity = %entity.name,
+            worst_case_s = worst.as_secs_f64(),
+            interval_s = smallest.as_secs(),
+            "a run to a silent target can outlast this entity's shortest interval, and is then \
+             cut off with no values: lower n_packets, timeout or sleep_packets"
+        );
+    }
     let target = params.target();
     Some(
         JobSpec::new(format!("entity.{}", entity.entity_id), intervals, params)

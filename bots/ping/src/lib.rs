@@ -24,7 +24,7 @@
 //!   `details.ipv4` paths are unchanged.
 //! - The addresses must be IP addresses; the Python bot also resolved host
 //!   names.
-//! - An unusable setting (unparsable, negative, `n_packets` 0, a `timeout`
+//! - An unusable setting (unparsable, outside its documented range, a `timeout`
 //!   under 0.1 s, or retries less than 0.1 s apart, which Python's multiping
 //!   refused on every run) skips that entity with a warning when the jobs are
 //!   built. A negative `retry`, which multiping silently treated as 0, is

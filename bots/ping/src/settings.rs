@@ -15,6 +15,15 @@ use serde_json::Value as Json;
 /// Python bot's multiping accepts.
 const MIN_WINDOW: Duration = Duration::from_millis(100);
 
+/// The accepted range of `n_packets`.
+pub const N_PACKETS: std::ops::RangeInclusive<u32> = 1..=100;
+/// The accepted range of `retry`.
+pub const RETRY: std::ops::RangeInclusive<u32> = 0..=100;
+/// The longest `timeout`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest `sleep_packets`.
+pub const MAX_SLEEP_PACKETS: Duration = Duration::from_secs(60);
+
 /// How an entity is pinged, from its credential's `details`.
 ///
 /// ```
@@ -27,15 +36,17 @@ const MIN_WINDOW: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PingSettings {
-    /// Packets per run (`n_packets`, default 3, at least 1).
+    /// Packets per run (`n_packets`, default 3, 1 to 100).
     pub n_packets: u32,
     /// How long to wait for each packet's reply, retries included (`timeout`,
-    /// seconds, default 2.0, at least 0.1).
+    /// seconds, default 2.0, 0.1 to 60).
     pub timeout: Duration,
     /// Extra requests sent within `timeout` while a packet is unanswered
-    /// (`retry`, default 0; `timeout / (retry + 1)` must be at least 0.1 s).
+    /// (`retry`, default 0, 0 to 100; `timeout / (retry + 1)` must be at
+    /// least 0.1 s).
     pub retry: u32,
-    /// The pause between packets (`sleep_packets`, seconds, default 1.0).
+    /// The pause between packets (`sleep_packets`, seconds, default 1.0, 0 to
+    /// 60).
     pub sleep_packets: Duration,
 }
 
@@ -82,21 +93,27 @@ impl PingSettings {
         let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
         let n_packets = match get("n_packets") {
             None => defaults.n_packets,
-            Some(v) => whole(v)
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| invalid("credential.n_packets", v, "a whole number >= 1"))?,
+            Some(v) => whole(v).filter(|n| N_PACKETS.contains(n)).ok_or_else(|| {
+                invalid("credential.n_packets", v, "a whole number from 1 to 100")
+            })?,
         };
         let retry = match get("retry") {
             None => defaults.retry,
-            Some(v) => {
-                whole(v).ok_or_else(|| invalid("credential.retry", v, "a whole number >= 0"))?
-            }
+            Some(v) => whole(v)
+                .filter(|n| RETRY.contains(n))
+                .ok_or_else(|| invalid("credential.retry", v, "a whole number from 0 to 100"))?,
         };
         let timeout = match get("timeout") {
             None => defaults.timeout,
             Some(v) => seconds(v)
-                .filter(|d| *d >= MIN_WINDOW)
-                .ok_or_else(|| invalid("credential.timeout", v, "a number of seconds >= 0.1"))?,
+                .filter(|d| (MIN_WINDOW..=MAX_TIMEOUT).contains(d))
+                .ok_or_else(|| {
+                    invalid(
+                        "credential.timeout",
+                        v,
+                        "a number of seconds from 0.1 to 60",
+                    )
+                })?,
         };
         // As Python's multiping, which refuses retries less than 0.1 s apart.
         if timeout / retry.saturating_add(1) < MIN_WINDOW {
@@ -108,9 +125,15 @@ impl PingSettings {
         }
         let sleep_packets = match get("sleep_packets") {
             None => defaults.sleep_packets,
-            Some(v) => seconds(v).ok_or_else(|| {
-                invalid("credential.sleep_packets", v, "a number of seconds >= 0")
-            })?,
+            Some(v) => seconds(v)
+                .filter(|d| *d <= MAX_SLEEP_PACKETS)
+                .ok_or_else(|| {
+                    invalid(
+                        "credential.sleep_packets",
+                        v,
+                        "a number of seconds from 0 to 60",
+                    )
+                })?,
         };
         Ok(Self {
             n_packets,
@@ -118,6 +141,14 @@ impl PingSettings {
             retry,
             sleep_packets,
         })
+    }
+}
+
+impl PingSettings {
+    /// The longest a run can take: every packet unanswered,
+    /// `n_packets × timeout + (n_packets − 1) × sleep_packets`.
+    pub fn worst_case(&self) -> Duration {
+        self.timeout * self.n_packets + self.sleep_packets * self.n_packets.saturating_sub(1)
     }
 }
 
@@ -235,6 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn the_ends_of_each_range_are_accepted() {
+        let s = PingSettings::from_credential(
+            &json!({"n_packets": 100, "retry": 100, "timeout": 60, "sleep_packets": 60}),
+        )
+        .unwrap();
+        assert_eq!((s.n_packets, s.retry), (100, 100));
+        assert_eq!(
+            (s.timeout, s.sleep_packets),
+            (MAX_TIMEOUT, MAX_SLEEP_PACKETS)
+        );
+        let s =
+            PingSettings::from_credential(&json!({"n_packets": 1, "sleep_packets": 0})).unwrap();
+        assert_eq!((s.n_packets, s.sleep_packets), (1, Duration::ZERO));
+        assert_eq!(s.worst_case(), Duration::from_secs(2));
+        assert_eq!(PingSettings::default().worst_case(), Duration::from_secs(8));
+    }
+
+    #[test]
     fn missing_and_null_fields_take_python_defaults() {
         let expected = PingSettings {
             n_packets: 3,
@@ -270,6 +319,11 @@ mod tests {
             (json!({"timeout": "1e400"}), "credential.timeout"),
             (json!({"timeout": true}), "credential.timeout"),
             (json!({"sleep_packets": "-0.5"}), "credential.sleep_packets"),
+            (json!({"n_packets": 1e9}), "credential.n_packets"),
+            (json!({"n_packets": "101"}), "credential.n_packets"),
+            (json!({"retry": 101}), "credential.retry"),
+            (json!({"timeout": 60.001}), "credential.timeout"),
+            (json!({"sleep_packets": "61"}), "credential.sleep_packets"),
             (json!("n_packets=2"), "credential"),
         ];
         for (details, field) in cases {
@@ -281,7 +335,7 @@ mod tests {
         let err = PingSettings::from_credential(&json!({"timeout": "soon"})).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "credential.timeout is \"soon\", but it must be a number of seconds >= 0.1; fix it in Grafolean"
+            "credential.timeout is \"soon\", but it must be a number of seconds from 0.1 to 60; fix it in Grafolean"
         );
     }
 

@@ -345,7 +345,9 @@ impl Pinger {
         sleep_between: Duration,
         retry: u32,
     ) -> Vec<Result<Option<Duration>, PingError>> {
-        let mut results = Vec::with_capacity(n_packets as usize);
+        // Not sized by `n_packets` alone: the caller's value is not trusted
+        // to be small (the collector bounds it, but this is a public API).
+        let mut results = Vec::with_capacity(n_packets.min(128) as usize);
         for i in 0..n_packets {
             if i > 0 {
                 tokio::time::sleep(sleep_between).await;
