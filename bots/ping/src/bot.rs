@@ -29,14 +29,18 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// ```
 pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     let summary = pinger.clone();
-    Bot::new("grafolean-ping-bot", PingCollector::new(pinger))
+    let collector = PingCollector::new(pinger);
+    let metrics = collector.metrics().clone();
+    let bot = Bot::new("grafolean-ping-bot", collector)
         .with_protocol("ping")
         .with_default_listen(DEFAULT_LISTEN)
         .with_default_config(DEFAULT_CONFIG)
         .with_path_mapper(map_path)
         .on_start(move || {
             tokio::spawn(log_summaries(summary));
-        })
+        });
+    metrics.register(&mut bot.metrics().registry_mut());
+    bot
 }
 
 /// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered.

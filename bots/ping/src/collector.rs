@@ -18,24 +18,33 @@
 //! and the IPv6 results, pinged at the same time, under
 //! `entity.<id>.ping.ipv6.…` (`…ping.ipv6.p<i>.ok`, `…ping.ipv6.p<i>.rtt`,
 //! `…ping.ipv6.success`), so dashboards built for the Python bot keep working.
+//!
+//! Either field may hold a host name instead of an address, as the Python
+//! bot allows: `details.ipv4` is pinged at the name's A record and
+//! `details.ipv6` at its AAAA record, through the [`Resolver`]'s cache. The
+//! paths depend on which fields are set, not on what resolved. While a name
+//! is unresolved its address gets no values, and the run is counted on
+//! `/metrics` (see [`crate::metrics`]). A literal address is never looked up.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use grafolean_collector::{BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Tick, Value};
 
-use crate::icmp::{PingError, Pinger};
-use crate::settings::{self, PingSettings, SettingsError};
+use crate::icmp::{Family, PingError, Pinger};
+use crate::metrics::PingMetrics;
+use crate::resolve::Resolver;
+use crate::settings::{self, Host, PingSettings, SettingsError};
 
 /// What one entity's job needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PingParams {
     /// The entity's id; the paths start with `entity.<id>.ping`.
     pub entity_id: u64,
-    /// `details.ipv4`.
-    pub ipv4: Option<std::net::Ipv4Addr>,
-    /// `details.ipv6`.
-    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// `details.ipv4`: an IPv4 address or a host name.
+    pub ipv4: Option<Host>,
+    /// `details.ipv6`: an IPv6 address or a host name.
+    pub ipv6: Option<Host>,
     /// The credential's settings.
     pub settings: PingSettings,
     /// The interval of every sensor, in seconds. A run does nothing unless
@@ -78,22 +87,64 @@ impl PingParams {
 
     /// The addresses, comma-separated, for labels and logs.
     pub fn target(&self) -> String {
-        let v4 = self.ipv4.map(|a| a.to_string());
-        let v6 = self.ipv6.map(|a| a.to_string());
+        let v4 = self.ipv4.as_ref().map(|a| a.to_string());
+        let v6 = self.ipv6.as_ref().map(|a| a.to_string());
         v4.into_iter().chain(v6).collect::<Vec<_>>().join(",")
     }
 }
 
-/// The ping bot's collector. It shares one [`Pinger`] between all jobs.
+/// The ping bot's collector. It shares one [`Pinger`] and one [`Resolver`]
+/// between all jobs.
 #[derive(Clone, Debug)]
 pub struct PingCollector {
     pinger: Pinger,
+    resolver: Resolver,
+    metrics: PingMetrics,
 }
 
 impl PingCollector {
-    /// A collector that pings through `pinger`.
+    /// A collector that pings through `pinger`, with the default [`Resolver`].
     pub fn new(pinger: Pinger) -> Self {
-        Self { pinger }
+        Self {
+            pinger,
+            resolver: Resolver::default(),
+            metrics: PingMetrics::default(),
+        }
+    }
+
+    /// Uses `resolver` for host names.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// The collector's own metrics; [`crate::bot()`] registers them.
+    pub fn metrics(&self) -> &PingMetrics {
+        &self.metrics
+    }
+
+    /// The address to ping for one `details` field: `None` when the field is
+    /// not set, `Some(None)` when its host name is unresolved.
+    async fn address(
+        &self,
+        entity_id: u64,
+        host: Option<&Host>,
+        family: Family,
+    ) -> Option<Option<IpAddr>> {
+        match host? {
+            Host::Ip(ip) => Some(Some(*ip)),
+            Host::Name(name) => {
+                let addr = self.resolver.resolve(name, family).await.addr();
+                let field = match family {
+                    Family::V4 => "ipv4",
+                    Family::V6 => "ipv6",
+                };
+                self.metrics
+                    .unresolved(entity_id, field, name, addr.is_none());
+                Some(addr)
+            }
+        }
     }
 }
 
@@ -116,8 +167,12 @@ impl Collector for PingCollector {
         }
         let prefix = format!("entity.{}.ping", params.entity_id);
         let s = params.settings;
-        let probe = |addr: Option<IpAddr>| async move {
-            match addr {
+        let (v4, v6) = tokio::join!(
+            self.address(params.entity_id, params.ipv4.as_ref(), Family::V4),
+            self.address(params.entity_id, params.ipv6.as_ref(), Family::V6)
+        );
+        let probe = |addr: Option<Option<IpAddr>>| async move {
+            match addr.flatten() {
                 Some(addr) => Some(
                     self.pinger
                         .probe(addr, s.n_packets, s.timeout, s.sleep_packets, s.retry)
@@ -126,15 +181,12 @@ impl Collector for PingCollector {
                 None => None,
             }
         };
-        let (v4, v6) = tokio::join!(
-            probe(params.ipv4.map(IpAddr::V4)),
-            probe(params.ipv6.map(IpAddr::V6))
-        );
+        let (v4, v6) = tokio::join!(probe(v4), probe(v6));
         let mut values = Vec::new();
         let mut unavailable = None;
         // IPv6 gets the plain paths when it is the only address, and its own
         // `….ping.ipv6.…` paths beside an IPv4 address.
-        let v6_prefix = match params.ipv4 {
+        let v6_prefix = match &params.ipv4 {
             Some(_) => format!("{prefix}.ipv6"),
             None => prefix.clone(),
         };

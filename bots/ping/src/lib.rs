@@ -22,8 +22,9 @@
 //! - `details.ipv6` is pinged as well: on the plain paths when it is the
 //!   entity's only address, else under `entity.<id>.ping.ipv6.…`; the
 //!   `details.ipv4` paths are unchanged.
-//! - The addresses must be IP addresses; the Python bot also resolved host
-//!   names.
+//! - Host names are resolved as in the Python bot, but cached and looked up
+//!   again every minute, and a name that stops resolving costs only its own
+//!   entity (see [`resolve`]).
 //! - An unusable setting (unparsable, outside its documented range, a `timeout`
 //!   under 0.1 s, or retries less than 0.1 s apart, which Python's multiping
 //!   refused on every run) skips that entity with a warning when the jobs are
@@ -41,6 +42,8 @@
 pub mod bot;
 pub mod collector;
 pub mod icmp;
+pub mod metrics;
+pub mod resolve;
 pub mod settings;
 
 pub use bot::bot;

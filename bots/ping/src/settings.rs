@@ -6,7 +6,8 @@
 //! local TOML file naturally has numbers. Both are accepted. A missing or
 //! `null` field takes its default.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::Value as Json;
@@ -152,36 +153,72 @@ impl PingSettings {
     }
 }
 
-/// Reads an entity's `details.ipv4` and `details.ipv6`. A missing, `null` or
-/// empty field is absent; at least one must be present.
+/// An entity's address as configured in `details.ipv4` or `details.ipv6`: a
+/// literal address, pinged as it is, or a host name, looked up by the
+/// [`Resolver`](crate::resolve::Resolver) (its A record for `ipv4`, its AAAA
+/// record for `ipv6`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A literal address, of the field's family.
+    Ip(IpAddr),
+    /// A host name, in lower case.
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Reads an entity's `details.ipv4` and `details.ipv6`: each an address of
+/// its family or a host name. A missing, `null` or empty field is absent; at
+/// least one must be present.
 ///
 /// ```
-/// use grafolean_ping_bot::settings::addresses;
+/// use grafolean_ping_bot::settings::{addresses, Host};
 /// let (v4, v6) = addresses(&serde_json::json!({"ipv4": "127.0.0.1"})).unwrap();
-/// assert_eq!(v4, Some("127.0.0.1".parse().unwrap()));
+/// assert_eq!(v4, Some(Host::Ip("127.0.0.1".parse().unwrap())));
 /// assert_eq!(v6, None);
-/// assert!(addresses(&serde_json::json!({"ipv4": "localhost"})).is_err());
+/// let (v4, _) = addresses(&serde_json::json!({"ipv4": "Router.example.NET"})).unwrap();
+/// assert_eq!(v4, Some(Host::Name("router.example.net".into())));
+/// assert!(addresses(&serde_json::json!({"ipv4": "::1"})).is_err());
 /// ```
-pub fn addresses(details: &Json) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), SettingsError> {
+pub fn addresses(details: &Json) -> Result<(Option<Host>, Option<Host>), SettingsError> {
     let field = |name: &str| {
         details
             .get(name)
             .filter(|v| !v.is_null() && v.as_str() != Some(""))
     };
-    let ipv4 = field("ipv4")
-        .map(|v| {
-            v.as_str()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| invalid("details.ipv4", v, "an IPv4 address such as 192.0.2.1"))
-        })
-        .transpose()?;
-    let ipv6 = field("ipv6")
-        .map(|v| {
-            v.as_str()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| invalid("details.ipv6", v, "an IPv6 address such as 2001:db8::1"))
-        })
-        .transpose()?;
+    let host = |name: &'static str, v6: bool, expected: &'static str| {
+        field(name.trim_start_matches("details."))
+            .map(|v| {
+                let s = v.as_str().map(str::trim).unwrap_or_default();
+                match s.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv6() == v6 => Some(Host::Ip(ip)),
+                    Ok(_) => None,
+                    Err(_) if crate::resolve::is_host_name(s) => {
+                        Some(Host::Name(s.trim_end_matches('.').to_ascii_lowercase()))
+                    }
+                    Err(_) => None,
+                }
+                .ok_or_else(|| invalid(name, v, expected))
+            })
+            .transpose()
+    };
+    let ipv4 = host(
+        "details.ipv4",
+        false,
+        "an IPv4 address such as 192.0.2.1, or a host name",
+    )?;
+    let ipv6 = host(
+        "details.ipv6",
+        true,
+        "an IPv6 address such as 2001:db8::1, or a host name",
+    )?;
     if ipv4.is_none() && ipv6.is_none() {
         return Err(SettingsError::NoAddress);
     }
@@ -341,16 +378,19 @@ mod tests {
 
     #[test]
     fn addresses_are_read_from_details() {
+        let ip = |s: &str| Some(Host::Ip(s.parse().unwrap()));
         let both = addresses(&json!({"ipv4": "192.0.2.1", "ipv6": "2001:db8::1"})).unwrap();
+        assert_eq!(both, (ip("192.0.2.1"), ip("2001:db8::1")));
+        let v6_only = addresses(&json!({"ipv4": "", "ipv6": "::1"})).unwrap();
+        assert_eq!(v6_only, (None, ip("::1")));
+        let names = addresses(&json!({"ipv4": " Host.Example. ", "ipv6": "host6"})).unwrap();
         assert_eq!(
-            both,
+            names,
             (
-                Some("192.0.2.1".parse().unwrap()),
-                Some("2001:db8::1".parse().unwrap())
+                Some(Host::Name("host.example".into())),
+                Some(Host::Name("host6".into()))
             )
         );
-        let v6_only = addresses(&json!({"ipv4": "", "ipv6": "::1"})).unwrap();
-        assert_eq!(v6_only, (None, Some(Ipv6Addr::LOCALHOST)));
         assert_eq!(addresses(&json!({})), Err(SettingsError::NoAddress));
         assert_eq!(
             addresses(&json!({"ipv4": null})),
@@ -359,6 +399,9 @@ mod tests {
         for (details, field) in [
             (json!({"ipv4": "::1"}), "details.ipv4"),
             (json!({"ipv4": 127}), "details.ipv4"),
+            (json!({"ipv4": "127.1"}), "details.ipv4"),
+            (json!({"ipv4": "10.0.0.256"}), "details.ipv4"),
+            (json!({"ipv4": "a b"}), "details.ipv4"),
             (
                 json!({"ipv4": "127.0.0.1", "ipv6": "127.0.0.1"}),
                 "details.ipv6",

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use grafolean_collector::{
     Collector, EntityConfig, Intervals, JobConfigs, JobId, SensorConfig, Tick,
 };
+use grafolean_ping_bot::settings::Host;
 use grafolean_ping_bot::{PingCollector, PingParams, PingSettings, Pinger, PingerOptions};
 use serde_json::{Value as Json, json};
 
@@ -112,7 +113,7 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
     );
     let expected = PingParams {
         entity_id: 1127398355,
-        ipv4: Some("127.0.0.1".parse().unwrap()),
+        ipv4: Some(Host::Ip("127.0.0.1".parse().unwrap())),
         ipv6: None,
         settings: PingSettings {
             n_packets: 2,
