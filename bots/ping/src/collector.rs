@@ -19,6 +19,12 @@
 //! `entity.<id>.ping.ipv6.…` (`…ping.ipv6.p<i>.ok`, `…ping.ipv6.p<i>.rtt`,
 //! `…ping.ipv6.success`), so dashboards built for the Python bot keep working.
 //!
+//! With the credential field `stats` switched on (it is off by default, so
+//! the paths stay the Python bot's), each address also gets `….rtt_min`,
+//! `….rtt_avg`, `….rtt_max`, `….jitter` and `….loss` (see [`stats_for`]).
+//! Every answered packet's RTT also goes into a histogram per target on
+//! `/metrics` (see [`crate::metrics`]).
+//!
 //! Either field may hold a host name instead of an address, as the Python
 //! bot allows: `details.ipv4` is pinged at the name's A record and
 //! `details.ipv6` at its AAAA record, through the [`Resolver`]'s cache. The
@@ -172,14 +178,12 @@ impl Collector for PingCollector {
             self.address(params.entity_id, params.ipv6.as_ref(), Family::V6)
         );
         let probe = |addr: Option<Option<IpAddr>>| async move {
-            match addr.flatten() {
-                Some(addr) => Some(
-                    self.pinger
-                        .probe(addr, s.n_packets, s.timeout, s.sleep_packets, s.retry)
-                        .await,
-                ),
-                None => None,
-            }
+            let addr = addr.flatten()?;
+            let results = self
+                .pinger
+                .probe(addr, s.n_packets, s.timeout, s.sleep_packets, s.retry)
+                .await;
+            Some((addr, results))
         };
         let (v4, v6) = tokio::join!(probe(v4), probe(v6));
         let mut values = Vec::new();
@@ -190,14 +194,22 @@ impl Collector for PingCollector {
             Some(_) => format!("{prefix}.ipv6"),
             None => prefix.clone(),
         };
-        for (results, prefix) in [(v4, prefix), (v6, v6_prefix)] {
-            let Some(results) = results else { continue };
+        for (probed, prefix, host) in [(v4, prefix, &params.ipv4), (v6, v6_prefix, &params.ipv6)] {
+            let (Some((addr, results)), Some(host)) = (probed, host) else {
+                continue;
+            };
             match results.first() {
                 Some(Err(e @ PingError::FamilyUnavailable { .. })) => {
                     tracing::warn!(entity_id = params.entity_id, error = %e, "cannot ping this address");
                     unavailable = Some(e.to_string());
                 }
-                _ => values.extend(values_for(&prefix, &results)),
+                _ => {
+                    self.metrics.observe(params.entity_id, host, addr, &results);
+                    values.extend(values_for(&prefix, &results));
+                    if s.stats {
+                        values.extend(stats_for(&prefix, &results));
+                    }
+                }
             }
         }
         match unavailable {
@@ -249,6 +261,53 @@ fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
             .with_label("name", entity.name.clone())
             .with_label("target", target),
     )
+}
+
+/// The extra values of the credential field `stats`, under `prefix`:
+///
+/// | path | value |
+/// |---|---|
+/// | `<prefix>.rtt_min`, `.rtt_avg`, `.rtt_max` | of the answered packets, in seconds; none when none was answered |
+/// | `<prefix>.jitter` | the mean absolute difference of consecutive answered packets' RTTs, in seconds; needs two answers |
+/// | `<prefix>.loss` | the fraction of packets unanswered |
+///
+/// ```
+/// use grafolean_ping_bot::collector::stats_for;
+/// use std::time::Duration;
+/// let ms = |n| Ok(Some(Duration::from_millis(n)));
+/// let values = stats_for("entity.7.ping", &[ms(10), Ok(None), ms(14), ms(12)]);
+/// let got: Vec<_> = values.iter().map(|v| (v.path.as_str(), (v.value * 1e6).round() / 1e6)).collect();
+/// assert_eq!(got, [
+///     ("entity.7.ping.rtt_min", 0.010), ("entity.7.ping.rtt_avg", 0.012),
+///     ("entity.7.ping.rtt_max", 0.014), ("entity.7.ping.jitter", 0.003),
+///     ("entity.7.ping.loss", 0.25),
+/// ]);
+/// ```
+pub fn stats_for(prefix: &str, results: &[Result<Option<Duration>, PingError>]) -> Vec<Value> {
+    let rtts: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied().flatten())
+        .map(|d| d.as_secs_f64())
+        .collect();
+    let mut values = Vec::with_capacity(5);
+    if !rtts.is_empty() {
+        let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+        values.push(Value::new(format!("{prefix}.rtt_min"), min));
+        values.push(Value::new(format!("{prefix}.rtt_avg"), avg));
+        values.push(Value::new(format!("{prefix}.rtt_max"), max));
+    }
+    if rtts.len() >= 2 {
+        let diffs: f64 = rtts.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
+        let jitter = diffs / (rtts.len() - 1) as f64;
+        values.push(Value::new(format!("{prefix}.jitter"), jitter));
+    }
+    if !results.is_empty() {
+        let loss = 1.0 - rtts.len() as f64 / results.len() as f64;
+        values.push(Value::new(format!("{prefix}.loss"), loss));
+    }
+    values
 }
 
 /// The values for one address's packets, under `prefix` (`entity.<id>.ping`).

@@ -5,12 +5,54 @@
 //! |---|---|
 //! | `grafolean_bot_ping_unresolved{entity,field,host}` | 1 while the host name in `details.<field>` is unresolved, else 0 |
 //! | `grafolean_bot_ping_unresolved_runs_total{entity,field,host}` | runs that wrote no values for that address because its name was unresolved |
+//! | `grafolean_bot_ping_response_duration_seconds{entity,host,ip}` | a histogram of the answered packets' RTTs, with smokeping_prober's buckets ([`rtt_buckets`]) |
+//! | `grafolean_bot_ping_requests_total{entity,host,ip}` | packets sent (a packet's retries count once), for loss: `1 - rate(…_count) / rate(requests_total)` |
+//!
+//! The histogram has the buckets and the shape of smokeping_prober's
+//! `smokeping_response_duration_seconds`, and the requests counter that of
+//! its `smokeping_requests_total`, so their queries carry over with the
+//! names changed (`host` is the configured name or address, `ip` the address
+//! pinged).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::icmp::PingError;
+use crate::settings::Host;
+
+/// smokeping_prober's default buckets: 50 µs doubling 20 times, up to
+/// about 26.2 s.
+///
+/// ```
+/// let b: Vec<f64> = grafolean_ping_bot::metrics::rtt_buckets().collect();
+/// assert_eq!(b.len(), 20);
+/// assert_eq!(b[0], 0.00005);
+/// assert!((b[19] - 26.2144).abs() < 1e-9);
+/// ```
+pub fn rtt_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.00005, 2.0, 20)
+}
+
+/// The labels of a target's RTT series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// The entity's id.
+    pub entity: String,
+    /// The configured host name or address (checked, so it needs no
+    /// escaping).
+    pub host: String,
+    /// The address pinged.
+    pub ip: String,
+}
+
+type RttFamily = Family<TargetLabels, Histogram, fn() -> Histogram>;
 
 /// The labels of a host name's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,10 +78,23 @@ pub struct NameLabels {
 /// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
 /// assert!(text.contains(r#"grafolean_bot_ping_unresolved_runs_total{entity="7",field="ipv4",host="router.example"} 1"#));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PingMetrics {
     unresolved: Family<NameLabels, Gauge>,
     unresolved_runs: Family<NameLabels, Counter>,
+    rtt: RttFamily,
+    requests: Family<TargetLabels, Counter>,
+}
+
+impl Default for PingMetrics {
+    fn default() -> Self {
+        Self {
+            unresolved: Family::default(),
+            unresolved_runs: Family::default(),
+            rtt: Family::new_with_constructor(|| Histogram::new(rtt_buckets())),
+            requests: Family::default(),
+        }
+    }
 }
 
 impl PingMetrics {
@@ -55,6 +110,42 @@ impl PingMetrics {
             "Runs that wrote no values for an address because its host name was unresolved",
             self.unresolved_runs.clone(),
         );
+        registry.register(
+            "ping_response_duration_seconds",
+            "Round-trip times of answered echo requests, per target",
+            self.rtt.clone(),
+        );
+        registry.register(
+            "ping_requests",
+            "Echo requests sent per target (retries of a packet count once)",
+            self.requests.clone(),
+        );
+    }
+
+    /// Records one run's packets to one address: each packet as a request,
+    /// each answer's RTT into the histogram.
+    pub fn observe(
+        &self,
+        entity: u64,
+        host: &Host,
+        ip: IpAddr,
+        results: &[Result<Option<Duration>, PingError>],
+    ) {
+        let labels = TargetLabels {
+            entity: entity.to_string(),
+            host: host.to_string(),
+            ip: ip.to_string(),
+        };
+        self.requests
+            .get_or_create(&labels)
+            .inc_by(results.len() as u64);
+        let histogram = self.rtt.get_or_create(&labels);
+        for rtt in results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied().flatten())
+        {
+            histogram.observe(rtt.as_secs_f64());
+        }
     }
 
     /// Records whether an entity's host name in `details.<field>` resolved

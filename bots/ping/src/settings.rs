@@ -49,6 +49,10 @@ pub struct PingSettings {
     /// The pause between packets (`sleep_packets`, seconds, default 1.0, 0 to
     /// 60).
     pub sleep_packets: Duration,
+    /// Whether to write the extra RTT statistics paths (`stats`, `true` or
+    /// `false`, default `false`); see
+    /// [`stats_for`](crate::collector::stats_for).
+    pub stats: bool,
 }
 
 impl Default for PingSettings {
@@ -58,6 +62,7 @@ impl Default for PingSettings {
             timeout: Duration::from_secs(2),
             retry: 0,
             sleep_packets: Duration::from_secs(1),
+            stats: false,
         }
     }
 }
@@ -136,11 +141,16 @@ impl PingSettings {
                     )
                 })?,
         };
+        let stats = match get("stats") {
+            None => defaults.stats,
+            Some(v) => flag(v).ok_or_else(|| invalid("credential.stats", v, "true or false"))?,
+        };
         Ok(Self {
             n_packets,
             timeout,
             retry,
             sleep_packets,
+            stats,
         })
     }
 }
@@ -233,6 +243,24 @@ fn invalid(field: &'static str, value: &Json, expected: &'static str) -> Setting
     }
 }
 
+/// A yes/no, from a JSON boolean, `0`/`1`, or a string such as `"true"`.
+fn flag(v: &Json) -> Option<bool> {
+    match v {
+        Json::Bool(b) => Some(*b),
+        Json::Number(n) => match n.as_f64()? {
+            0.0 => Some(false),
+            1.0 => Some(true),
+            _ => None,
+        },
+        Json::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A whole number >= 0, from a JSON number or a string.
 fn whole(v: &Json) -> Option<u32> {
     match v {
@@ -275,6 +303,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retry: 0,
             sleep_packets: Duration::from_millis(500),
+            stats: false,
         };
         assert_eq!(s, expected);
     }
@@ -290,6 +319,7 @@ mod tests {
             timeout: Duration::from_millis(600),
             retry: 2,
             sleep_packets: Duration::ZERO,
+            stats: false,
         };
         assert_eq!(s, expected);
     }
@@ -300,6 +330,23 @@ mod tests {
         assert_eq!((s.timeout, s.retry), (Duration::from_secs(1), 9));
         let s = PingSettings::from_credential(&json!({"timeout": 0.1})).unwrap();
         assert_eq!(s.timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn stats_is_a_flag() {
+        for (v, expected) in [
+            (json!(true), true),
+            (json!("true"), true),
+            (json!("1"), true),
+            (json!(1), true),
+            (json!(false), false),
+            (json!("False"), false),
+            (json!(0), false),
+            (json!(null), false),
+        ] {
+            let s = PingSettings::from_credential(&json!({ "stats": v })).unwrap();
+            assert_eq!(s.stats, expected, "{v}");
+        }
     }
 
     #[test]
@@ -327,6 +374,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             retry: 0,
             sleep_packets: Duration::from_secs(1),
+            stats: false,
         };
         assert_eq!(PingSettings::from_credential(&json!({})).unwrap(), expected);
         assert_eq!(
@@ -361,6 +409,8 @@ mod tests {
             (json!({"retry": 101}), "credential.retry"),
             (json!({"timeout": 60.001}), "credential.timeout"),
             (json!({"sleep_packets": "61"}), "credential.sleep_packets"),
+            (json!({"stats": "maybe"}), "credential.stats"),
+            (json!({"stats": 2}), "credential.stats"),
             (json!("n_packets=2"), "credential"),
         ];
         for (details, field) in cases {

@@ -120,6 +120,7 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
             timeout: Duration::from_secs(1),
             retry: 0,
             sleep_packets: Duration::from_millis(500),
+            stats: false,
         },
         sensor_intervals: vec![10, 60],
     };
@@ -185,5 +186,87 @@ async fn run_writes_python_paths_for_affected_sensors_only() {
                 assert_eq!(v.value, 1.0, "{v}");
             }
         }
+    }
+}
+
+/// `….p<i>.ok`, `….p<i>.rtt` or `….success`.
+fn python_path(path: &str) -> bool {
+    let mut parts = path.rsplit('.');
+    let last = parts.next().unwrap();
+    let packet = parts.next().unwrap();
+    last == "success"
+        || (matches!(last, "ok" | "rtt")
+            && packet
+                .strip_prefix('p')
+                .is_some_and(|n| n.parse::<u32>().is_ok()))
+}
+
+#[tokio::test]
+async fn stats_paths_are_written_only_when_switched_on() {
+    let collector = collector();
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::one(10).unwrap(),
+    };
+    let run = |stats: Json| {
+        let configs = JobConfigs {
+            entities: vec![entity(
+                7,
+                json!({"ipv4": "127.0.0.1", "ipv6": "::1"}),
+                json!({"n_packets": 3, "sleep_packets": 0, "timeout": 1, "stats": stats}),
+                vec![sensor(1, Some(10))],
+            )],
+        };
+        let params = collector.jobs(&configs).remove(0).params;
+        let collector = collector.clone();
+        let tick = tick.clone();
+        async move { collector.run(tick, &params).await.unwrap() }
+    };
+    for off in [json!(null), json!(false), json!("false")] {
+        let values = run(off.clone()).await;
+        assert_eq!(values.len(), 14, "stats {off}: {values:?}");
+        assert!(
+            values
+                .iter()
+                .all(|v| v.path.contains(".p") || v.path.ends_with(".success")),
+            "{values:?}"
+        );
+    }
+    let values = run(json!("true")).await;
+    let extra: Vec<(&str, f64)> = values
+        .iter()
+        .filter(|v| !python_path(&v.path))
+        .map(|v| (v.path.as_str(), v.value))
+        .collect();
+    let paths: Vec<&str> = extra.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        paths,
+        [
+            "entity.7.ping.rtt_min",
+            "entity.7.ping.rtt_avg",
+            "entity.7.ping.rtt_max",
+            "entity.7.ping.jitter",
+            "entity.7.ping.loss",
+            "entity.7.ping.ipv6.rtt_min",
+            "entity.7.ping.ipv6.rtt_avg",
+            "entity.7.ping.ipv6.rtt_max",
+            "entity.7.ping.ipv6.jitter",
+            "entity.7.ping.ipv6.loss",
+        ]
+    );
+    let get = |p: &str| extra.iter().find(|(q, _)| *q == p).unwrap().1;
+    for prefix in ["entity.7.ping", "entity.7.ping.ipv6"] {
+        let (min, avg, max) = (
+            get(&format!("{prefix}.rtt_min")),
+            get(&format!("{prefix}.rtt_avg")),
+            get(&format!("{prefix}.rtt_max")),
+        );
+        assert!(
+            0.0 < min && min <= avg && avg <= max && max < 0.5,
+            "{extra:?}"
+        );
+        let jitter = get(&format!("{prefix}.jitter"));
+        assert!((0.0..=max - min).contains(&jitter), "{extra:?}");
+        assert_eq!(get(&format!("{prefix}.loss")), 0.0);
     }
 }
