@@ -158,7 +158,11 @@ impl Collector for PingCollector {
     type Params = PingParams;
 
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<PingParams>> {
-        configs.entities.iter().filter_map(job_for).collect()
+        configs
+            .entities
+            .iter()
+            .filter_map(|e| job_for(e, &self.pinger))
+            .collect()
     }
 
     async fn run(&self, tick: Tick, params: &PingParams) -> Result<Vec<Value>, BoxError> {
@@ -181,7 +185,14 @@ impl Collector for PingCollector {
             let addr = addr.flatten()?;
             let results = self
                 .pinger
-                .probe(addr, s.n_packets, s.timeout, s.sleep_packets, s.retry)
+                .probe(
+                    addr,
+                    s.n_packets,
+                    s.timeout,
+                    s.sleep_packets,
+                    s.retry,
+                    &s.packet,
+                )
                 .await;
             Some((addr, results))
         };
@@ -199,7 +210,9 @@ impl Collector for PingCollector {
                 continue;
             };
             match results.first() {
-                Some(Err(e @ PingError::FamilyUnavailable { .. })) => {
+                Some(Err(
+                    e @ (PingError::FamilyUnavailable { .. } | PingError::Unsupported { .. }),
+                )) => {
                     tracing::warn!(entity_id = params.entity_id, error = %e, "cannot ping this address");
                     unavailable = Some(e.to_string());
                 }
@@ -220,8 +233,9 @@ impl Collector for PingCollector {
 }
 
 /// Builds one entity's job, or logs why it is skipped.
-fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
-    let params = match PingParams::from_entity(entity) {
+fn job_for(entity: &EntityConfig, pinger: &Pinger) -> Option<JobSpec<PingParams>> {
+    let params = PingParams::from_entity(entity).and_then(|p| check_packet_options(p, pinger));
+    let params = match params {
         Ok(params) => params,
         Err(error) => {
             tracing::warn!(
@@ -261,6 +275,44 @@ fn job_for(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
             .with_label("name", entity.name.clone())
             .with_label("target", target),
     )
+}
+
+/// Refuses packet options this host cannot honour: a source address that is
+/// not one of its own or has no target of its family, the DF bit without a
+/// raw IPv4 socket.
+fn check_packet_options(params: PingParams, pinger: &Pinger) -> Result<PingParams, SettingsError> {
+    let packet = &params.settings.packet;
+    if let Some(source) = packet.source {
+        let target = match source {
+            IpAddr::V4(_) => &params.ipv4,
+            IpAddr::V6(_) => &params.ipv6,
+        };
+        let problem = if target.is_none() {
+            Some("an address of the family of one of the entity's addresses")
+        } else if std::net::UdpSocket::bind((source, 0)).is_err() {
+            Some("an address of this host")
+        } else {
+            None
+        };
+        if let Some(expected) = problem {
+            return Err(SettingsError::Invalid {
+                field: "credential.source",
+                value: format!("\"{source}\""),
+                expected,
+            });
+        }
+    }
+    if packet.dont_fragment
+        && params.ipv4.is_some()
+        && pinger.socket_kind(Family::V4) != Some(crate::icmp::SocketKind::Raw)
+    {
+        return Err(SettingsError::Invalid {
+            field: "credential.dont_fragment",
+            value: "true".into(),
+            expected: "false: the DF bit needs a raw socket (root or CAP_NET_RAW)",
+        });
+    }
+    Ok(params)
 }
 
 /// The extra values of the credential field `stats`, under `prefix`:

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use crate::icmp::{MAX_PAYLOAD, MIN_PAYLOAD, PacketOptions};
+
 /// The shortest timeout, and the shortest time between retries, that the
 /// Python bot's multiping accepts.
 const MIN_WINDOW: Duration = Duration::from_millis(100);
@@ -53,6 +55,12 @@ pub struct PingSettings {
     /// `false`, default `false`); see
     /// [`stats_for`](crate::collector::stats_for).
     pub stats: bool,
+    /// The packet options: `payload_size` (bytes of ICMP payload, default
+    /// 16, 16 to 9000), `ttl` (1 to 255, default the system's),
+    /// `dont_fragment` (`true`/`false`, default `false`; IPv4 with a raw
+    /// socket only) and `source` (an address of this host, default the
+    /// system's choice).
+    pub packet: PacketOptions,
 }
 
 impl Default for PingSettings {
@@ -63,6 +71,7 @@ impl Default for PingSettings {
             retry: 0,
             sleep_packets: Duration::from_secs(1),
             stats: false,
+            packet: PacketOptions::default(),
         }
     }
 }
@@ -145,12 +154,61 @@ impl PingSettings {
             None => defaults.stats,
             Some(v) => flag(v).ok_or_else(|| invalid("credential.stats", v, "true or false"))?,
         };
+        let payload = match get("payload_size") {
+            None => MIN_PAYLOAD,
+            Some(v) => whole(v)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| (MIN_PAYLOAD..=MAX_PAYLOAD).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "credential.payload_size",
+                        v,
+                        "a whole number of bytes from 16 to 9000",
+                    )
+                })?,
+        };
+        let ttl = match get("ttl") {
+            None => None,
+            Some(v) => Some(
+                whole(v)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| invalid("credential.ttl", v, "a whole number from 1 to 255"))?,
+            ),
+        };
+        let dont_fragment = match get("dont_fragment") {
+            None => false,
+            Some(v) => {
+                flag(v).ok_or_else(|| invalid("credential.dont_fragment", v, "true or false"))?
+            }
+        };
+        let source = match get("source") {
+            None => None,
+            Some(Json::String(s)) if s.trim().is_empty() => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "credential.source",
+                            v,
+                            "an IP address of this host, such as 192.0.2.1",
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             n_packets,
             timeout,
             retry,
             sleep_packets,
             stats,
+            packet: PacketOptions {
+                payload,
+                ttl,
+                dont_fragment,
+                source,
+            },
         })
     }
 }
@@ -304,6 +362,7 @@ mod tests {
             retry: 0,
             sleep_packets: Duration::from_millis(500),
             stats: false,
+            packet: PacketOptions::default(),
         };
         assert_eq!(s, expected);
     }
@@ -320,6 +379,7 @@ mod tests {
             retry: 2,
             sleep_packets: Duration::ZERO,
             stats: false,
+            packet: PacketOptions::default(),
         };
         assert_eq!(s, expected);
     }
@@ -330,6 +390,33 @@ mod tests {
         assert_eq!((s.timeout, s.retry), (Duration::from_secs(1), 9));
         let s = PingSettings::from_credential(&json!({"timeout": 0.1})).unwrap();
         assert_eq!(s.timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn packet_options_are_read() {
+        let s = PingSettings::from_credential(&json!({
+            "payload_size": "1472", "ttl": 3, "dont_fragment": "true", "source": " 127.0.0.1 "
+        }))
+        .unwrap();
+        let expected = PacketOptions {
+            payload: 1472,
+            ttl: Some(3),
+            dont_fragment: true,
+            source: Some("127.0.0.1".parse().unwrap()),
+        };
+        assert_eq!(s.packet, expected);
+        let s = PingSettings::from_credential(
+            &json!({"payload_size": 9000, "ttl": "255", "source": ""}),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.packet.payload, s.packet.ttl, s.packet.source),
+            (9000, Some(255), None)
+        );
+        assert_eq!(
+            PingSettings::from_credential(&json!({})).unwrap().packet,
+            PacketOptions::default()
+        );
     }
 
     #[test]
@@ -375,6 +462,7 @@ mod tests {
             retry: 0,
             sleep_packets: Duration::from_secs(1),
             stats: false,
+            packet: PacketOptions::default(),
         };
         assert_eq!(PingSettings::from_credential(&json!({})).unwrap(), expected);
         assert_eq!(
@@ -411,6 +499,17 @@ mod tests {
             (json!({"sleep_packets": "61"}), "credential.sleep_packets"),
             (json!({"stats": "maybe"}), "credential.stats"),
             (json!({"stats": 2}), "credential.stats"),
+            (json!({"payload_size": 15}), "credential.payload_size"),
+            (json!({"payload_size": "9001"}), "credential.payload_size"),
+            (json!({"payload_size": 70000}), "credential.payload_size"),
+            (json!({"ttl": 0}), "credential.ttl"),
+            (json!({"ttl": "256"}), "credential.ttl"),
+            (
+                json!({"dont_fragment": "sometimes"}),
+                "credential.dont_fragment",
+            ),
+            (json!({"source": "eth0"}), "credential.source"),
+            (json!({"source": 10}), "credential.source"),
             (json!("n_packets=2"), "credential"),
         ];
         for (details, field) in cases {

@@ -121,6 +121,7 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
             retry: 0,
             sleep_packets: Duration::from_millis(500),
             stats: false,
+            packet: Default::default(),
         },
         sensor_intervals: vec![10, 60],
     };
@@ -269,4 +270,48 @@ async fn stats_paths_are_written_only_when_switched_on() {
         assert!((0.0..=max - min).contains(&jitter), "{extra:?}");
         assert_eq!(get(&format!("{prefix}.loss")), 0.0);
     }
+}
+
+#[tokio::test]
+async fn packet_options_are_checked_and_used() {
+    let collector = collector();
+    let with = |id, credential: Json| {
+        entity(
+            id,
+            json!({"ipv4": "127.0.0.1"}),
+            credential,
+            vec![sensor(1, Some(10))],
+        )
+    };
+    let configs = JobConfigs {
+        entities: vec![
+            with(
+                1,
+                json!({"n_packets": 2, "sleep_packets": 0, "payload_size": "1472", "ttl": "5", "source": "127.0.0.1", "dont_fragment": true}),
+            ),
+            // Not an address of this host.
+            with(2, json!({"source": "192.0.2.77"})),
+            // No IPv6 target for an IPv6 source.
+            with(3, json!({"source": "::1"})),
+            with(4, json!({"payload_size": 65_000})),
+        ],
+    };
+    let jobs = collector.jobs(&configs);
+    let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&JobId::new("entity.1")]);
+    let packet = jobs[0].params.settings.packet;
+    assert_eq!(
+        (packet.payload, packet.ttl, packet.dont_fragment),
+        (1472, Some(5), true)
+    );
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::one(10).unwrap(),
+    };
+    let values = collector.run(tick, &jobs[0].params).await.unwrap();
+    let success = values
+        .iter()
+        .find(|v| v.path == "entity.1.ping.success")
+        .unwrap();
+    assert_eq!(success.value, 1.0, "{values:?}");
 }

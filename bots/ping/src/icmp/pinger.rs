@@ -16,8 +16,80 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::Instant;
 
 use super::PingError;
-use super::packet::{self, Family, Parsed};
-use super::socket::{self, IcmpSocket, SocketChoice, SocketKind};
+use super::packet::{self, Family, MAX_PAYLOAD, MIN_PAYLOAD, Parsed, V4Header};
+use super::socket::{self, IcmpSocket, SocketChoice, SocketKind, Tweaks};
+
+/// The most sockets a pinger opens per family for [`PacketOptions`] other
+/// than the defaults (each distinct TTL, DF and source address needs its
+/// own). Beyond it, pinging with yet other options fails.
+pub const MAX_SOCKET_VARIANTS: usize = 64;
+
+/// How each echo request is built and sent: the packet options of
+/// blackbox_exporter and smokeping_prober.
+///
+/// ```
+/// use grafolean_ping_bot::icmp::PacketOptions;
+/// let opts = PacketOptions { payload: 1472, dont_fragment: true, ..PacketOptions::default() };
+/// assert_eq!(PacketOptions::default().payload, 16);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PacketOptions {
+    /// Bytes of ICMP payload, [`MIN_PAYLOAD`](super::MIN_PAYLOAD) (the
+    /// default: the cookie and token that match a reply) to
+    /// [`MAX_PAYLOAD`](super::MAX_PAYLOAD).
+    pub payload: u16,
+    /// The IPv4 TTL or IPv6 hop limit; `None` keeps the system's default.
+    pub ttl: Option<u8>,
+    /// Sets the DF bit on IPv4 requests (raw sockets only, as in
+    /// blackbox_exporter): a request larger than the path MTU is then
+    /// dropped on the way, not fragmented. IPv6 routers never fragment, so
+    /// it does not apply there.
+    pub dont_fragment: bool,
+    /// The source address; it applies to targets of its own family.
+    pub source: Option<IpAddr>,
+}
+
+impl Default for PacketOptions {
+    fn default() -> Self {
+        Self {
+            payload: MIN_PAYLOAD,
+            ttl: None,
+            dont_fragment: false,
+            source: None,
+        }
+    }
+}
+
+impl PacketOptions {
+    /// The socket options these packet options need for `family`, and the
+    /// IPv4 header the pinger writes itself when the DF bit is asked for.
+    fn tweaks(&self, family: Family) -> (Tweaks, Option<V4Header>) {
+        let source = self.source.filter(|s| Family::of(*s) == family);
+        if family == Family::V4 && self.dont_fragment {
+            let header = V4Header {
+                ttl: self.ttl.unwrap_or(64),
+                dont_fragment: true,
+                source: match source {
+                    Some(IpAddr::V4(s)) => s,
+                    _ => std::net::Ipv4Addr::UNSPECIFIED,
+                },
+            };
+            let tweaks = Tweaks {
+                ttl: None,
+                header_included: true,
+                source,
+            };
+            return (tweaks, Some(header));
+        }
+        let tweaks = Tweaks {
+            ttl: self.ttl,
+            header_included: false,
+            source,
+        };
+        (tweaks, None)
+    }
+}
 
 /// The largest cap on probes in flight: a ping socket has only 2^16
 /// sequence numbers per target.
@@ -123,11 +195,17 @@ struct Waiter {
     tx: oneshot::Sender<Instant>,
 }
 
-/// One address family's socket and its probes in flight.
+/// One socket and its probes in flight: the family's default socket, or one
+/// opened for other [`PacketOptions`].
 #[derive(Debug)]
 struct Endpoint {
     family: Family,
     socket: IcmpSocket,
+    /// This socket's random cookie, in every request's payload: a reply seen
+    /// on a raw socket that carries another socket's cookie is not its own.
+    cookie: u64,
+    /// The IPv4 header written by the pinger (with `IP_HDRINCL`).
+    header: Option<V4Header>,
     /// For raw sockets, the base of the identifiers this pinger uses.
     identifier_base: u16,
     next_token: AtomicU64,
@@ -136,13 +214,17 @@ struct Endpoint {
 
 #[derive(Debug)]
 struct Shared {
-    cookie: u64,
+    opts: PingerOptions,
+    random: u64,
     v4: Result<Arc<Endpoint>, String>,
     v6: Result<Arc<Endpoint>, String>,
+    /// Sockets opened for packet options other than the defaults.
+    #[allow(clippy::type_complexity)]
+    variants: Mutex<HashMap<(Family, Tweaks), Result<Arc<Endpoint>, String>>>,
     permits: Semaphore,
     counters: Arc<Counters>,
     /// Dropped with the last [`Pinger`] clone, which stops the receiver tasks.
-    _shutdown: watch::Sender<()>,
+    shutdown: watch::Sender<()>,
 }
 
 /// A cheaply cloneable handle to the process's ICMP sockets.
@@ -166,25 +248,18 @@ impl Pinger {
     /// Outside a Tokio runtime, since it spawns the receiver tasks.
     pub fn new(opts: PingerOptions) -> Result<Self, PingError> {
         let random = RandomState::new().hash_one(std::process::id());
-        let (cookie, identifier_base) = (random, (random >> 48) as u16);
         let counters = Arc::new(Counters::default());
         let (shutdown, _) = watch::channel(());
-        let open = |family| -> Result<Arc<Endpoint>, PingError> {
+        let open = |family| {
             let socket = socket::open(family, opts.socket, opts.recv_buffer, opts.send_buffer)?;
-            let endpoint = Arc::new(Endpoint {
+            Ok(start_endpoint(
                 family,
                 socket,
-                identifier_base,
-                next_token: AtomicU64::new(0),
-                pending: Mutex::new(HashMap::new()),
-            });
-            tokio::spawn(receive(
-                endpoint.clone(),
-                cookie,
-                counters.clone(),
-                shutdown.subscribe(),
-            ));
-            Ok(endpoint)
+                (random, 0),
+                None,
+                &counters,
+                &shutdown,
+            ))
         };
         let (v4, v6) = match (open(Family::V4), open(Family::V6)) {
             (Err(e4), Err(e6)) => {
@@ -203,12 +278,14 @@ impl Pinger {
         };
         Ok(Self {
             shared: Arc::new(Shared {
-                cookie,
+                opts: opts.clone(),
+                random,
                 v4,
                 v6,
+                variants: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(opts.max_in_flight.clamp(1, MAX_IN_FLIGHT)),
                 counters,
-                _shutdown: shutdown,
+                shutdown,
             }),
         })
     }
@@ -247,8 +324,15 @@ impl Pinger {
         addr: IpAddr,
         timeout: Duration,
     ) -> Result<Option<Duration>, PingError> {
-        let addr = addr.to_canonical();
-        let endpoint = match (addr, &self.shared.v4, &self.shared.v6) {
+        self.ping_with(addr, timeout, &PacketOptions::default())
+            .await
+    }
+
+    /// The socket for `addr` and `opts`: the family's own, or one opened for
+    /// these options.
+    fn endpoint(&self, addr: IpAddr, opts: &PacketOptions) -> Result<Arc<Endpoint>, PingError> {
+        let family = Family::of(addr);
+        let default = match (addr, &self.shared.v4, &self.shared.v6) {
             (IpAddr::V4(_), Ok(e), _) | (IpAddr::V6(_), _, Ok(e)) => e,
             (IpAddr::V4(_), Err(reason), _) | (IpAddr::V6(_), _, Err(reason)) => {
                 return Err(PingError::FamilyUnavailable {
@@ -257,6 +341,53 @@ impl Pinger {
                 });
             }
         };
+        let (tweaks, header) = opts.tweaks(family);
+        if tweaks == Tweaks::default() {
+            return Ok(default.clone());
+        }
+        let shared = &self.shared;
+        let mut variants = shared
+            .variants
+            .lock()
+            .expect("the variants table is never poisoned");
+        let opened = variants.len();
+        let endpoint = variants.entry((family, tweaks)).or_insert_with(|| {
+            if opened >= MAX_SOCKET_VARIANTS * 2 {
+                return Err(format!(
+                    "more than {MAX_SOCKET_VARIANTS} different TTL, DF and source settings"
+                ));
+            }
+            let o = &shared.opts;
+            let socket = socket::open_with(family, o.socket, o.recv_buffer, o.send_buffer, tweaks)
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(
+                family = family.name(),
+                ?tweaks,
+                "opened an ICMP socket for packet options"
+            );
+            Ok(start_endpoint(
+                family,
+                socket,
+                (shared.random, opened as u64 + 1),
+                header,
+                &shared.counters,
+                &shared.shutdown,
+            ))
+        });
+        endpoint
+            .clone()
+            .map_err(|reason| PingError::Unsupported { addr, reason })
+    }
+
+    /// [`ping`](Self::ping) with packet options.
+    pub async fn ping_with(
+        &self,
+        addr: IpAddr,
+        timeout: Duration,
+        opts: &PacketOptions,
+    ) -> Result<Option<Duration>, PingError> {
+        let addr = addr.to_canonical();
+        let endpoint = self.endpoint(addr, opts)?;
         let _permit = self
             .shared
             .permits
@@ -265,7 +396,7 @@ impl Pinger {
             .expect("the semaphore is never closed");
         let deadline = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
-        let (registration, request) = endpoint.register(addr, self.shared.cookie, tx);
+        let (registration, request) = endpoint.register(addr, opts.payload, tx);
         let counters = &self.shared.counters;
         let sent_at = Instant::now();
         if let Err(source) = endpoint
@@ -301,8 +432,20 @@ impl Pinger {
         timeout: Duration,
         retry: u32,
     ) -> Result<Option<Duration>, PingError> {
+        self.retry_with(addr, timeout, retry, &PacketOptions::default())
+            .await
+    }
+
+    /// [`ping_with_retry`](Self::ping_with_retry) with packet options.
+    pub async fn retry_with(
+        &self,
+        addr: IpAddr,
+        timeout: Duration,
+        retry: u32,
+        opts: &PacketOptions,
+    ) -> Result<Option<Duration>, PingError> {
         if retry == 0 {
-            return self.ping(addr, timeout).await;
+            return self.ping_with(addr, timeout, opts).await;
         }
         let window = timeout / retry.saturating_add(1);
         let start = Instant::now();
@@ -317,7 +460,7 @@ impl Pinger {
             tokio::select! {
                 () = tokio::time::sleep_until(next_start), if sent <= retry => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    attempts.push(self.ping(addr, remaining));
+                    attempts.push(self.ping_with(addr, remaining, opts));
                     sent += 1;
                 }
                 Some(result) = attempts.next(), if !attempts.is_empty() => match result {
@@ -344,6 +487,7 @@ impl Pinger {
         timeout: Duration,
         sleep_between: Duration,
         retry: u32,
+        opts: &PacketOptions,
     ) -> Vec<Result<Option<Duration>, PingError>> {
         // Not sized by `n_packets` alone: the caller's value is not trusted
         // to be small (the collector bounds it, but this is a public API).
@@ -352,7 +496,7 @@ impl Pinger {
             if i > 0 {
                 tokio::time::sleep(sleep_between).await;
             }
-            results.push(self.ping_with_retry(addr, timeout, retry).await);
+            results.push(self.retry_with(addr, timeout, retry, opts).await);
         }
         results
     }
@@ -364,9 +508,9 @@ impl Endpoint {
     fn register(
         self: &Arc<Self>,
         addr: IpAddr,
-        cookie: u64,
+        payload: u16,
         tx: oneshot::Sender<Instant>,
-    ) -> (Registration, [u8; packet::REQUEST_LEN]) {
+    ) -> (Registration, Vec<u8>) {
         let mut pending = self
             .pending
             .lock()
@@ -383,8 +527,18 @@ impl Endpoint {
             // socket) probes; skip it if an old probe still holds it.
             if let Entry::Vacant(slot) = pending.entry(key) {
                 slot.insert(Waiter { token, tx });
-                let request =
-                    packet::echo_request(self.family, identifier, sequence, cookie, token);
+                let mut request = Vec::new();
+                let header = match (self.header, addr) {
+                    (Some(h), IpAddr::V4(dst)) => Some((h, dst)),
+                    _ => None,
+                };
+                packet::echo_request_into(
+                    &mut request,
+                    self.family,
+                    (identifier, sequence, self.cookie, token),
+                    payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD),
+                    header,
+                );
                 let registration = Registration {
                     endpoint: self.clone(),
                     key,
@@ -419,17 +573,46 @@ impl Drop for Registration {
     }
 }
 
+/// Wraps an open socket in an [`Endpoint`] and starts its receiver task.
+/// `(random, index)` makes its cookie and identifier base.
+fn start_endpoint(
+    family: Family,
+    socket: IcmpSocket,
+    (random, index): (u64, u64),
+    header: Option<V4Header>,
+    counters: &Arc<Counters>,
+    shutdown: &watch::Sender<()>,
+) -> Arc<Endpoint> {
+    let cookie = RandomState::new().hash_one((random, index));
+    let endpoint = Arc::new(Endpoint {
+        family,
+        socket,
+        cookie,
+        header,
+        identifier_base: (cookie >> 48) as u16,
+        next_token: AtomicU64::new(0),
+        pending: Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(receive(
+        endpoint.clone(),
+        counters.clone(),
+        shutdown.subscribe(),
+    ));
+    endpoint
+}
+
 /// The receiver task: reads every datagram on one socket and wakes the probe
 /// each reply belongs to. Stops when the last [`Pinger`] is dropped.
 async fn receive(
     endpoint: Arc<Endpoint>,
-    cookie: u64,
     counters: Arc<Counters>,
     mut shutdown: watch::Receiver<()>,
 ) {
     let socket = &endpoint.socket.socket;
+    let cookie = endpoint.cookie;
     let has_ip_header = endpoint.family == Family::V4 && endpoint.socket.kind == SocketKind::Raw;
-    let mut buf = vec![0u8; 4096];
+    // Room for the largest reply: the IP header and the largest request.
+    let mut buf = vec![0u8; 60 + 8 + usize::from(MAX_PAYLOAD)];
     loop {
         tokio::select! {
             biased;
