@@ -38,7 +38,7 @@ use std::time::Duration;
 use grafolean_collector::{BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Tick, Value};
 
 use crate::icmp::{Family, PingError, Pinger};
-use crate::metrics::PingMetrics;
+use crate::metrics::{PingMetrics, TargetSeries};
 use crate::resolve::Resolver;
 use crate::settings::{self, Host, PingSettings, SettingsError};
 
@@ -56,6 +56,10 @@ pub struct PingParams {
     /// The interval of every sensor, in seconds. A run does nothing unless
     /// one of them is among the tick's affecting intervals.
     pub sensor_intervals: Vec<u32>,
+    /// The `/metrics` series of `ipv4` and `ipv6` when they are literal
+    /// addresses, made once when the job is built (names are looked up per
+    /// run, since their address can change). Ignored by `==`.
+    pub series: [TargetSeries; 2],
 }
 
 impl PingParams {
@@ -88,6 +92,7 @@ impl PingParams {
             ipv6,
             settings,
             sensor_intervals,
+            series: Default::default(),
         })
     }
 
@@ -161,7 +166,7 @@ impl Collector for PingCollector {
         configs
             .entities
             .iter()
-            .filter_map(|e| job_for(e, &self.pinger))
+            .filter_map(|e| job_for(e, &self.pinger, &self.metrics))
             .collect()
     }
 
@@ -233,9 +238,13 @@ impl Collector for PingCollector {
 }
 
 /// Builds one entity's job, or logs why it is skipped.
-fn job_for(entity: &EntityConfig, pinger: &Pinger) -> Option<JobSpec<PingParams>> {
+fn job_for(
+    entity: &EntityConfig,
+    pinger: &Pinger,
+    metrics: &PingMetrics,
+) -> Option<JobSpec<PingParams>> {
     let params = PingParams::from_entity(entity).and_then(|p| check_packet_options(p, pinger));
-    let params = match params {
+    let mut params = match params {
         Ok(params) => params,
         Err(error) => {
             tracing::warn!(
@@ -255,6 +264,11 @@ fn job_for(entity: &EntityConfig, pinger: &Pinger) -> Option<JobSpec<PingParams>
         );
         return None;
     };
+    for (series, host) in params.series.iter_mut().zip([&params.ipv4, &params.ipv6]) {
+        if let Some(host @ Host::Ip(ip)) = host {
+            *series = metrics.target(entity.entity_id, host, *ip);
+        }
+    }
     let worst = params.settings.worst_case();
     let smallest = Duration::from_secs(u64::from(intervals.smallest()));
     if worst > smallest {

@@ -52,6 +52,42 @@ pub struct TargetLabels {
     pub ip: String,
 }
 
+/// The RTT histogram and requests counter of one target. Every
+/// `TargetSeries` equals every other, so that keeping one in a job's
+/// parameters does not make otherwise equal parameters differ.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSeries(Option<(Histogram, Counter)>);
+
+impl PartialEq for TargetSeries {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TargetSeries {}
+
+impl TargetSeries {
+    /// Records one run's packets: each packet as a request, each answer's
+    /// RTT into the histogram. Does nothing for [`TargetSeries::default`].
+    pub fn record(&self, results: &[Result<Option<Duration>, PingError>]) {
+        let Some((histogram, requests)) = &self.0 else {
+            return;
+        };
+        requests.inc_by(results.len() as u64);
+        for rtt in results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied().flatten())
+        {
+            histogram.observe(rtt.as_secs_f64());
+        }
+    }
+
+    /// Whether these are real series, not [`TargetSeries::default`].
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 type RttFamily = Family<TargetLabels, Histogram, fn() -> Histogram>;
 
 /// The labels of a host name's series.
@@ -122,8 +158,21 @@ impl PingMetrics {
         );
     }
 
-    /// Records one run's packets to one address: each packet as a request,
-    /// each answer's RTT into the histogram.
+    /// The series of one target, to keep and record into without looking
+    /// them up again.
+    pub fn target(&self, entity: u64, host: &Host, ip: IpAddr) -> TargetSeries {
+        let labels = TargetLabels {
+            entity: entity.to_string(),
+            host: host.to_string(),
+            ip: ip.to_string(),
+        };
+        TargetSeries(Some((
+            self.rtt.get_or_create(&labels).clone(),
+            self.requests.get_or_create(&labels).clone(),
+        )))
+    }
+
+    /// Records one run's packets to one address (see [`TargetSeries::record`]).
     pub fn observe(
         &self,
         entity: u64,
@@ -131,21 +180,7 @@ impl PingMetrics {
         ip: IpAddr,
         results: &[Result<Option<Duration>, PingError>],
     ) {
-        let labels = TargetLabels {
-            entity: entity.to_string(),
-            host: host.to_string(),
-            ip: ip.to_string(),
-        };
-        self.requests
-            .get_or_create(&labels)
-            .inc_by(results.len() as u64);
-        let histogram = self.rtt.get_or_create(&labels);
-        for rtt in results
-            .iter()
-            .filter_map(|r| r.as_ref().ok().copied().flatten())
-        {
-            histogram.observe(rtt.as_secs_f64());
-        }
+        self.target(entity, host, ip).record(results);
     }
 
     /// Records whether an entity's host name in `details.<field>` resolved

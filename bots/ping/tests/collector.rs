@@ -124,6 +124,7 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
             packet: Default::default(),
         },
         sensor_intervals: vec![10, 60],
+        series: Default::default(),
     };
     assert_eq!(first.params, expected);
 

@@ -108,7 +108,6 @@ pub(crate) enum Parsed {
 /// Builds an echo request with the smallest payload. The ICMPv4 checksum is
 /// filled in; for ICMPv6 the kernel computes it (it needs the
 /// pseudo-header), so it is left at zero.
-#[cfg(test)]
 pub(crate) fn echo_request(
     family: Family,
     identifier: u16,

@@ -510,7 +510,7 @@ impl Endpoint {
         addr: IpAddr,
         payload: u16,
         tx: oneshot::Sender<Instant>,
-    ) -> (Registration, Vec<u8>) {
+    ) -> (Registration, Request) {
         let mut pending = self
             .pending
             .lock()
@@ -527,25 +527,51 @@ impl Endpoint {
             // socket) probes; skip it if an old probe still holds it.
             if let Entry::Vacant(slot) = pending.entry(key) {
                 slot.insert(Waiter { token, tx });
-                let mut request = Vec::new();
-                let header = match (self.header, addr) {
-                    (Some(h), IpAddr::V4(dst)) => Some((h, dst)),
-                    _ => None,
-                };
-                packet::echo_request_into(
-                    &mut request,
-                    self.family,
-                    (identifier, sequence, self.cookie, token),
-                    payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD),
-                    header,
-                );
                 let registration = Registration {
                     endpoint: self.clone(),
                     key,
                     token,
                 };
+                drop(pending);
+                let ids = (identifier, sequence, self.cookie, token);
+                let request = match (payload, self.header, addr) {
+                    (MIN_PAYLOAD, None, _) => Request::Small(packet::echo_request(
+                        self.family,
+                        ids.0,
+                        ids.1,
+                        ids.2,
+                        ids.3,
+                    )),
+                    (_, header, addr) => {
+                        let header = match (header, addr) {
+                            (Some(h), IpAddr::V4(dst)) => Some((h, dst)),
+                            _ => None,
+                        };
+                        let mut buf = Vec::new();
+                        let payload = payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD);
+                        packet::echo_request_into(&mut buf, self.family, ids, payload, header);
+                        Request::Large(buf)
+                    }
+                };
                 return (registration, request);
             }
+        }
+    }
+}
+
+/// An echo request ready to send: the usual 24 bytes on the stack, or a
+/// larger one.
+enum Request {
+    Small([u8; packet::REQUEST_LEN]),
+    Large(Vec<u8>),
+}
+
+impl std::ops::Deref for Request {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Small(b) => b,
+            Self::Large(b) => b,
         }
     }
 }
