@@ -210,7 +210,8 @@ impl Collector for PingCollector {
             Some(_) => format!("{prefix}.ipv6"),
             None => prefix.clone(),
         };
-        for (probed, prefix, host) in [(v4, prefix, &params.ipv4), (v6, v6_prefix, &params.ipv6)] {
+        let targets = [(v4, prefix, &params.ipv4), (v6, v6_prefix, &params.ipv6)];
+        for ((probed, prefix, host), series) in targets.into_iter().zip(&params.series) {
             let (Some((addr, results)), Some(host)) = (probed, host) else {
                 continue;
             };
@@ -222,7 +223,13 @@ impl Collector for PingCollector {
                     unavailable = Some(e.to_string());
                 }
                 _ => {
-                    self.metrics.observe(params.entity_id, host, addr, &results);
+                    // A literal address's series were made with the job; a
+                    // name's address may change, so its are looked up.
+                    if series.is_some() {
+                        series.record(&results);
+                    } else {
+                        self.metrics.observe(params.entity_id, host, addr, &results);
+                    }
                     values.extend(values_for(&prefix, &results));
                     if s.stats {
                         values.extend(stats_for(&prefix, &results));

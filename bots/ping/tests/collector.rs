@@ -316,3 +316,27 @@ async fn packet_options_are_checked_and_used() {
         .unwrap();
     assert_eq!(success.value, 1.0, "{values:?}");
 }
+
+#[tokio::test]
+async fn literal_addresses_get_their_series_with_the_job() {
+    let collector = collector();
+    let configs = JobConfigs {
+        entities: vec![
+            entity(
+                1,
+                json!({"ipv4": "127.0.0.1", "ipv6": "::1"}),
+                json!({}),
+                vec![sensor(1, Some(10))],
+            ),
+            entity(
+                2,
+                json!({"ipv4": "localhost"}),
+                json!({}),
+                vec![sensor(1, Some(10))],
+            ),
+        ],
+    };
+    let jobs = collector.jobs(&configs);
+    assert!(jobs[0].params.series.iter().all(|s| s.is_some()));
+    assert!(jobs[1].params.series.iter().all(|s| !s.is_some()));
+}
