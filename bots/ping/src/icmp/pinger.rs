@@ -8,7 +8,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -192,7 +192,30 @@ type Key = (IpAddr, u16, u16);
 #[derive(Debug)]
 struct Waiter {
     token: u64,
-    tx: oneshot::Sender<Instant>,
+    tx: oneshot::Sender<Received>,
+}
+
+/// When a reply arrived: when the receiver task read it and, when the
+/// socket gives it (`SO_TIMESTAMPNS`), when the kernel queued it. The
+/// kernel's time is what the RTT is measured to, so a busy process does
+/// not add its own delay to the RTT it reports.
+#[derive(Clone, Copy, Debug)]
+struct Received {
+    at: Instant,
+    kernel: Option<SystemTime>,
+}
+
+impl Received {
+    /// The RTT of a request sent at `sent_at` (monotonic) and `sent_wall`
+    /// (the system clock, read just before): to the kernel's receive time,
+    /// unless the system clock was stepped in between.
+    fn rtt(&self, sent_at: Instant, sent_wall: SystemTime) -> Duration {
+        let seen = self.at.saturating_duration_since(sent_at);
+        self.kernel
+            .and_then(|k| k.duration_since(sent_wall).ok())
+            .filter(|rtt| *rtt <= seen)
+            .unwrap_or(seen)
+    }
 }
 
 /// One socket and its probes in flight: the family's default socket, or one
@@ -398,6 +421,7 @@ impl Pinger {
         let (tx, rx) = oneshot::channel();
         let (registration, request) = endpoint.register(addr, opts.payload, tx);
         let counters = &self.shared.counters;
+        let sent_wall = SystemTime::now();
         let sent_at = Instant::now();
         if let Err(source) = endpoint
             .socket
@@ -412,7 +436,7 @@ impl Pinger {
         let outcome = tokio::time::timeout_at(deadline, rx).await;
         drop(registration);
         match outcome {
-            Ok(Ok(received_at)) => Ok(Some(received_at.saturating_duration_since(sent_at))),
+            Ok(Ok(received)) => Ok(Some(received.rtt(sent_at, sent_wall))),
             // The receiver task is gone only when the runtime shuts down.
             Ok(Err(_)) | Err(_) => {
                 counters.timed_out.fetch_add(1, Ordering::Relaxed);
@@ -509,7 +533,7 @@ impl Endpoint {
         self: &Arc<Self>,
         addr: IpAddr,
         payload: u16,
-        tx: oneshot::Sender<Instant>,
+        tx: oneshot::Sender<Received>,
     ) -> (Registration, Request) {
         let mut pending = self
             .pending
@@ -639,6 +663,7 @@ async fn receive(
     let has_ip_header = endpoint.family == Family::V4 && endpoint.socket.kind == SocketKind::Raw;
     // Room for the largest reply: the IP header and the largest request.
     let mut buf = vec![0u8; 60 + 8 + usize::from(MAX_PAYLOAD)];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     loop {
         tokio::select! {
             biased;
@@ -652,7 +677,7 @@ async fn receive(
         }
         // Drain everything that is queued before waiting again.
         loop {
-            let (len, from) = match socket.try_recv_from(&mut buf) {
+            let (len, from, kernel) = match recv(socket, &mut buf, &mut cmsg) {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -660,12 +685,15 @@ async fn receive(
                     continue;
                 }
             };
-            let received_at = Instant::now();
+            let received = Received {
+                at: Instant::now(),
+                kernel,
+            };
             let Parsed::Reply(reply) = packet::parse(endpoint.family, has_ip_header, &buf[..len])
             else {
                 continue;
             };
-            let key = (from.ip(), reply.identifier, reply.sequence);
+            let key = (from, reply.identifier, reply.sequence);
             let waiter = if reply.cookie == cookie {
                 let mut pending = endpoint
                     .pending
@@ -679,7 +707,7 @@ async fn receive(
                 None
             };
             // A waiter whose probe was dropped just now counts as unmatched.
-            let woken = waiter.is_some_and(|w| w.tx.send(received_at).is_ok());
+            let woken = waiter.is_some_and(|w| w.tx.send(received).is_ok());
             let counter = if woken {
                 &counters.answered
             } else {
@@ -687,5 +715,70 @@ async fn receive(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Reads one datagram without waiting: its length, its sender and the
+/// kernel's receive time (`SO_TIMESTAMPNS`, when the socket has it on).
+fn recv(
+    socket: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, IpAddr, Option<SystemTime>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    socket.try_io(tokio::io::Interest::READABLE, || {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)?;
+        let kernel = msg.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let (secs, nanos) = (u64::try_from(ts.tv_sec()).ok()?, ts.tv_nsec());
+                    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, u32::try_from(nanos).ok()?))
+                }
+                _ => None,
+            })
+        });
+        let from = msg.address.and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|a| IpAddr::V4(a.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+        });
+        let from = from.ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+        Ok((msg.bytes, from, kernel))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_is_taken_to_the_kernel_time_unless_the_clock_was_stepped() {
+        let sent_at = Instant::now();
+        let sent_wall = SystemTime::now();
+        let at = sent_at + Duration::from_millis(5);
+        let kernel = |d: Duration| Received {
+            at,
+            kernel: Some(sent_wall + d),
+        };
+        assert_eq!(
+            kernel(Duration::from_micros(30)).rtt(sent_at, sent_wall),
+            Duration::from_micros(30)
+        );
+        // Later than the reply was read: the clock was stepped forward.
+        assert_eq!(
+            kernel(Duration::from_secs(3)).rtt(sent_at, sent_wall),
+            Duration::from_millis(5)
+        );
+        // Before the request: stepped back.
+        let back = Received {
+            at,
+            kernel: Some(sent_wall - Duration::from_secs(1)),
+        };
+        assert_eq!(back.rtt(sent_at, sent_wall), Duration::from_millis(5));
+        let none = Received { at, kernel: None };
+        assert_eq!(none.rtt(sent_at, sent_wall), Duration::from_millis(5));
     }
 }

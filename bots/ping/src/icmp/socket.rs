@@ -158,7 +158,27 @@ fn configure(
     // The kernel caps these at net.core.rmem_max / wmem_max; a smaller buffer
     // still works, it only drops replies sooner under a burst.
     socket.set_recv_buffer_size(recv_buffer).map_err(err)?;
+    // With CAP_NET_ADMIN (root) the buffer may exceed net.core.rmem_max
+    // (208 KiB by default, too small for a burst of thousands of replies,
+    // which a raw socket on loopback sees together with the requests).
+    if socket.recv_buffer_size().unwrap_or(0) < recv_buffer {
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::RcvBufForce,
+            &recv_buffer,
+        );
+    }
     socket.set_send_buffer_size(send_buffer).map_err(err)?;
+    // The kernel's receive time on every reply, so the RTT does not include
+    // the time a busy process takes to read it. Without it the RTT is taken
+    // when the reply is read.
+    if let Err(e) = nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
+        &true,
+    ) {
+        tracing::debug!(error = %e, family = family.name(), "no kernel receive timestamps");
+    }
     let kernel_identifier = match kind {
         SocketKind::Raw => None,
         SocketKind::Datagram => {
