@@ -34,7 +34,11 @@
 //!   `sleep_packets` sooner.
 //! - Replies are matched by address, identifier, sequence and payload, so a
 //!   reply is never credited to the wrong target, even with thousands of
-//!   targets in flight.
+//!   targets in flight or several bots on one host, and RTTs are taken to
+//!   the kernel's receive time.
+//! - Beyond the Python bot: an RTT histogram per target on `/metrics`
+//!   ([`metrics`]), optional RTT statistics paths and packet options (payload
+//!   size, TTL, DF bit, source address) as credential fields ([`settings`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
