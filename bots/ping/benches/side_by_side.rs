@@ -4,8 +4,11 @@
 //!
 //! ```text
 //! cargo bench -p grafolean-ping-bot --bench side_by_side -- [--targets 1000,10000]
-//!     [--seconds 30] [--warmup 8] [--tools bot,smokeping,fping] [--host-netns]
+//!     [--seconds 30] [--warmup 8] [--tools bot,smokeping,fping] [--host-netns] [--bot <binary>]
 //! ```
+//!
+//! `--bot` runs another build of the bot (a copy, say, since `target/` may be
+//! shared and rebuilt while the benchmark runs).
 //!
 //! Needs root, Debian's `prometheus-smokeping-prober` and `fping` (a tool
 //! that is missing is skipped with a note). By default it re-executes itself
@@ -45,6 +48,7 @@ struct Args {
     warmup: u64,
     tools: Vec<String>,
     host_netns: bool,
+    bot: String,
 }
 
 fn parse_args() -> Args {
@@ -54,6 +58,7 @@ fn parse_args() -> Args {
         warmup: 8,
         tools: vec!["bot".into(), "smokeping".into(), "fping".into()],
         host_netns: false,
+        bot: BOT.to_string(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +71,7 @@ fn parse_args() -> Args {
             "--warmup" => args.warmup = value().parse().unwrap(),
             "--tools" => args.tools = value().split(',').map(String::from).collect(),
             "--host-netns" => args.host_netns = true,
+            "--bot" => args.bot = value(),
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -395,7 +401,7 @@ fn run_bot(args: &Args, dir: &Path, targets: &[String]) -> Option<Row> {
     }
     std::fs::write(&config, toml).unwrap();
     let port = free_port();
-    let child = Command::new(BOT)
+    let child = Command::new(&args.bot)
         .arg("--config")
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
