@@ -171,8 +171,10 @@ pub struct PingStats {
     pub timed_out: u64,
     /// Requests that could not be sent.
     pub send_errors: u64,
-    /// Echo replies that matched no probe in flight: late replies, or other
-    /// programs' pings seen on a raw socket. They are dropped.
+    /// Echo replies that matched no probe in flight: late replies, other
+    /// programs' pings seen on a raw socket, or, with [`PacketOptions`] that
+    /// open sockets of their own, the replies of this pinger's other raw
+    /// sockets. They are dropped.
     pub unmatched: u64,
 }
 
