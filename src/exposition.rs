@@ -39,6 +39,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
@@ -210,19 +211,68 @@ type Labels = Arc<str>;
 type SeriesKey = (Arc<str>, Labels);
 
 /// The current value of a series, and the job that last wrote it.
+///
+/// The value is an atomic cell shared with the writing job's
+/// [`JobSeries`], so that a job whose paths and labels did not change since
+/// its last update (the usual case: the same job, every interval) stores its
+/// values straight into their cells, under the read lock, without mapping,
+/// rendering or looking anything up.
 #[derive(Debug)]
 struct Sample {
-    value: f64,
+    /// The value's `f64` bits.
+    value: AtomicU64,
     owner: JobId,
+    /// Set when another update replaced this cell in its family: the owner's
+    /// shortcut must then take the slow path, which puts its own cell back.
+    replaced: AtomicBool,
+}
+
+impl Sample {
+    fn new(value: f64, owner: JobId) -> Arc<Self> {
+        Arc::new(Self {
+            value: AtomicU64::new(value.to_bits()),
+            owner,
+            replaced: AtomicBool::new(false),
+        })
+    }
+
+    fn value(&self) -> f64 {
+        f64::from_bits(self.value.load(Ordering::Relaxed))
+    }
+}
+
+/// What a job wrote in its last update, and what it was made from.
+#[derive(Debug, Default)]
+struct JobSeries {
+    /// The job's labels at that update.
+    labels: Vec<(String, String)>,
+    /// The values' paths, in order.
+    paths: Vec<Box<str>>,
+    /// Per value: its series, the mapping's scale, and the sample's cell.
+    series: Vec<(SeriesKey, f64, Arc<Sample>)>,
+}
+
+impl JobSeries {
+    /// Whether an update with these labels and values writes exactly the
+    /// same series as this one did, and every cell is still in place.
+    fn unchanged(&self, labels: &[(String, String)], values: &[Value]) -> bool {
+        self.labels == labels
+            && self.paths.len() == values.len()
+            && self.paths.iter().zip(values).all(|(p, v)| **p == *v.path)
+            && self
+                .series
+                .iter()
+                .all(|(_, _, s)| !s.replaced.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     /// Metric name → label set → sample. Sorted, so each family is written
     /// once, in a stable order.
-    families: BTreeMap<Arc<str>, BTreeMap<Labels, Sample>>,
+    families: BTreeMap<Arc<str>, BTreeMap<Labels, Arc<Sample>>>,
     /// The series each job wrote in its last update.
-    jobs: HashMap<JobId, Vec<SeriesKey>>,
+    jobs: HashMap<JobId, JobSeries>,
     /// The jobs currently scheduled, once [`ValueStore::retain_jobs`] was
     /// called: an update from any other job (a run that ended after its job
     /// was removed) is ignored, so a removed job's series never come back.
@@ -246,7 +296,7 @@ impl Inner {
     }
 
     fn remove_job(&mut self, job: &JobId) {
-        for key in self.jobs.remove(job).unwrap_or_default() {
+        for (key, _, _) in self.jobs.remove(job).unwrap_or_default().series {
             self.remove_owned(&key, job);
         }
     }
@@ -299,45 +349,59 @@ impl ValueStore {
     /// Replaces the series of `job` with those of `values`; `labels` are the
     /// job's labels. Series the job had before and no longer has are removed.
     pub fn update(&self, job: &JobId, labels: &[(String, String)], values: &[Value]) {
-        // Map and render outside the lock.
-        let mut fresh: Vec<(SeriesKey, f64)> = Vec::with_capacity(values.len());
-        for v in values {
-            let value = v.value;
-            if !value.is_finite() {
-                // Not a valid Grafolean value either; the sender drops it too.
-                continue;
+        // The shortcut: the same series as last time, written into their
+        // cells under the read lock.
+        {
+            let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = inner.jobs.get(job).filter(|j| j.unchanged(labels, values)) {
+                for ((_, scale, sample), v) in last.series.iter().zip(values) {
+                    sample
+                        .value
+                        .store((v.value * scale).to_bits(), Ordering::Relaxed);
+                }
+                return;
             }
+        }
+        // Map and render outside the lock.
+        let mut fresh: Vec<(SeriesKey, f64, Arc<Sample>)> = Vec::with_capacity(values.len());
+        for v in values {
             let mapped = self.map_path(&v.path);
             let key = (
                 Arc::from(sanitize_metric_name(&mapped.name)),
                 label_set(&mapped.labels, labels),
             );
-            fresh.push((key, value * mapped.scale));
+            let sample = Sample::new(v.value * mapped.scale, job.clone());
+            fresh.push((key, mapped.scale, sample));
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.live.as_ref().is_some_and(|live| !live.contains(job)) {
             return;
         }
         let old = inner.jobs.remove(job).unwrap_or_default();
-        let mut keys = Vec::with_capacity(fresh.len());
-        for ((name, lbl), value) in fresh {
+        for ((name, lbl), _, sample) in &fresh {
             let family = inner.families.entry(name.clone()).or_default();
-            let sample = Sample {
-                value,
-                owner: job.clone(),
-            };
-            if family.insert(lbl.clone(), sample).is_none() {
-                inner.series += 1;
+            match family.insert(lbl.clone(), sample.clone()) {
+                None => inner.series += 1,
+                Some(previous) => previous.replaced.store(true, Ordering::Relaxed),
             }
-            keys.push((name, lbl));
         }
-        let kept: HashSet<&SeriesKey> = keys.iter().collect();
-        let gone: Vec<SeriesKey> = old.into_iter().filter(|k| !kept.contains(k)).collect();
+        let kept: HashSet<&SeriesKey> = fresh.iter().map(|(k, _, _)| k).collect();
+        let gone: Vec<SeriesKey> = old
+            .series
+            .into_iter()
+            .map(|(k, _, _)| k)
+            .filter(|k| !kept.contains(k))
+            .collect();
         for key in &gone {
             inner.remove_owned(key, job);
         }
-        if !keys.is_empty() {
-            inner.jobs.insert(job.clone(), keys);
+        if !fresh.is_empty() {
+            let series = JobSeries {
+                labels: labels.to_vec(),
+                paths: values.iter().map(|v| Box::from(v.path.as_str())).collect(),
+                series: fresh,
+            };
+            inner.jobs.insert(job.clone(), series);
         }
     }
 
@@ -385,12 +449,20 @@ impl Collector for ValueStore {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         for (name, series) in &inner.families {
+            // NaN and infinities are not values in Grafolean (the sender drops
+            // them), and are not exported either; nor is a family of only them.
+            if !series.values().any(|s| s.value().is_finite()) {
+                continue;
+            }
             let mut family =
                 encoder.encode_descriptor(name, "A collected value", None, MetricType::Gauge)?;
             for (labels, sample) in series {
-                family
-                    .encode_family(&LabelPairs(labels))?
-                    .encode_gauge(&sample.value)?;
+                let value = sample.value();
+                if value.is_finite() {
+                    family
+                        .encode_family(&LabelPairs(labels))?
+                        .encode_gauge(&value)?;
+                }
             }
         }
         Ok(())

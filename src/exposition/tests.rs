@@ -116,7 +116,7 @@ ping_success_ratio{entity=\"42\",target=\"127.0.0.1\"} 0.5
     // NaN and infinities are not values in Grafolean (the sender drops them),
     // and are not exported either.
     assert_eq!(rendered(&store), expected);
-    assert_eq!(store.len(), 6);
+    assert_eq!(store.len(), 8, "kept as series, not exported");
 }
 
 #[test]
@@ -208,6 +208,52 @@ fn a_series_taken_over_by_another_job_survives_the_first_jobs_removal() {
     );
     store.remove_job(&b);
     assert!(store.is_empty());
+}
+
+#[test]
+fn an_unchanged_job_updates_its_cells_and_the_last_writer_wins() {
+    let store = ValueStore::new().with_mapper(ping_mapper);
+    let (a, b) = (JobId::new("a"), JobId::new("b"));
+    let lbl = labels(&[("name", "x")]);
+    let run = |v: f64| {
+        [
+            Value::new("entity.1.ping.p0.rtt", v),
+            Value::new("entity.1.ping.success", 1.0),
+        ]
+    };
+    store.update(&a, &lbl, &run(0.5));
+    // The same paths and labels: the shortcut.
+    store.update(&a, &lbl, &run(0.25));
+    let text = rendered(&store);
+    assert!(
+        text.contains("ping_rtt_seconds{entity=\"1\",name=\"x\",packet=\"0\"} 0.25\n"),
+        "{text}"
+    );
+    assert_eq!(store.len(), 2);
+    // Another job writes the same series; then the first one again: the
+    // last writer's value shows, whichever path each took.
+    store.update(&b, &lbl, &run(0.75));
+    assert!(rendered(&store).contains("} 0.75\n"));
+    store.update(&a, &lbl, &run(0.125));
+    assert!(
+        rendered(&store).contains("} 0.125\n"),
+        "{}",
+        rendered(&store)
+    );
+    store.update(&a, &lbl, &run(0.0625));
+    assert!(
+        rendered(&store).contains("} 0.0625\n"),
+        "{}",
+        rendered(&store)
+    );
+    assert_eq!(store.len(), 2);
+    // Changed labels take the slow path and move the series.
+    store.update(&a, &labels(&[("name", "y")]), &run(1.0));
+    let text = rendered(&store);
+    assert!(text.contains("name=\"y\",packet=\"0\"} 1.0\n"), "{text}");
+    store.remove_job(&b);
+    store.remove_job(&a);
+    assert!(store.is_empty(), "{}", rendered(&store));
 }
 
 #[test]

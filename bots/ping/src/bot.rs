@@ -29,7 +29,9 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// ```
 pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     let summary = pinger.clone();
-    Bot::new("grafolean-ping-bot", PingCollector::new(pinger))
+    let collector = PingCollector::new(pinger);
+    let metrics = collector.metrics().clone();
+    let bot = Bot::new("grafolean-ping-bot", collector)
         .with_version(env!("CARGO_PKG_VERSION"))
         .with_about(env!("CARGO_PKG_DESCRIPTION"))
         .with_protocol("ping")
@@ -38,7 +40,9 @@ pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
         .with_path_mapper(map_path)
         .on_start(move || {
             tokio::spawn(log_summaries(summary));
-        })
+        });
+    metrics.register(&mut bot.metrics().registry_mut());
+    bot
 }
 
 /// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered.
@@ -71,6 +75,9 @@ async fn log_summaries(pinger: Pinger) {
 /// | `entity.<id>.ping.success` | `ping_success_ratio` |
 /// | `entity.<id>.ping.p<i>.ok` | `ping_packet_ok{packet="<i>"}` |
 /// | `entity.<id>.ping.p<i>.rtt` | `ping_rtt_seconds{packet="<i>"}` |
+/// | `entity.<id>.ping.rtt_min`, `.rtt_avg`, `.rtt_max` (credential `stats`) | `ping_rtt_min_seconds`, `ping_rtt_avg_seconds`, `ping_rtt_max_seconds` |
+/// | `entity.<id>.ping.jitter` (credential `stats`) | `ping_jitter_seconds` |
+/// | `entity.<id>.ping.loss` (credential `stats`) | `ping_loss_ratio` |
 /// | `entity.<id>.ping.ipv6.…` (the IPv6 address beside an IPv4 one) | the same, with `address="ipv6"` |
 ///
 /// ```
@@ -78,6 +85,7 @@ async fn log_summaries(pinger: Pinger) {
 /// assert_eq!(m.name, "ping_rtt_seconds");
 /// assert!(m.labels.contains(&("packet".to_string(), "2".to_string())));
 /// assert!(m.labels.contains(&("address".to_string(), "ipv6".to_string())));
+/// assert_eq!(grafolean_ping_bot::bot::map_path("entity.7.ping.jitter").unwrap().name, "ping_jitter_seconds");
 /// ```
 pub fn map_path(path: &str) -> Option<MappedPath> {
     let (entity, rest) = MappedPath::split_entity(path);
@@ -88,6 +96,11 @@ pub fn map_path(path: &str) -> Option<MappedPath> {
     };
     let mut mapped = match rest.split('.').collect::<Vec<_>>().as_slice() {
         ["success"] => MappedPath::new("ping_success_ratio"),
+        ["rtt_min"] => MappedPath::new("ping_rtt_min_seconds"),
+        ["rtt_avg"] => MappedPath::new("ping_rtt_avg_seconds"),
+        ["rtt_max"] => MappedPath::new("ping_rtt_max_seconds"),
+        ["jitter"] => MappedPath::new("ping_jitter_seconds"),
+        ["loss"] => MappedPath::new("ping_loss_ratio"),
         [p, "ok"] => MappedPath::new("ping_packet_ok").with_label("packet", p.strip_prefix('p')?),
         [p, "rtt"] => {
             MappedPath::new("ping_rtt_seconds").with_label("packet", p.strip_prefix('p')?)

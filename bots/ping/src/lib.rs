@@ -22,9 +22,10 @@
 //! - `details.ipv6` is pinged as well: on the plain paths when it is the
 //!   entity's only address, else under `entity.<id>.ping.ipv6.…`; the
 //!   `details.ipv4` paths are unchanged.
-//! - The addresses must be IP addresses; the Python bot also resolved host
-//!   names.
-//! - An unusable setting (unparsable, negative, `n_packets` 0, a `timeout`
+//! - Host names are resolved as in the Python bot, but cached and looked up
+//!   again every minute, and a name that stops resolving costs only its own
+//!   entity (see [`resolve`]).
+//! - An unusable setting (unparsable, outside its documented range, a `timeout`
 //!   under 0.1 s, or retries less than 0.1 s apart, which Python's multiping
 //!   refused on every run) skips that entity with a warning when the jobs are
 //!   built. A negative `retry`, which multiping silently treated as 0, is
@@ -33,7 +34,11 @@
 //!   `sleep_packets` sooner.
 //! - Replies are matched by address, identifier, sequence and payload, so a
 //!   reply is never credited to the wrong target, even with thousands of
-//!   targets in flight.
+//!   targets in flight or several bots on one host, and RTTs are taken to
+//!   the kernel's receive time.
+//! - Beyond the Python bot: an RTT histogram per target on `/metrics`
+//!   ([`metrics`]), optional RTT statistics paths and packet options (payload
+//!   size, TTL, DF bit, source address) as credential fields ([`settings`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -41,6 +46,8 @@
 pub mod bot;
 pub mod collector;
 pub mod icmp;
+pub mod metrics;
+pub mod resolve;
 pub mod settings;
 
 pub use bot::bot;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use grafolean_collector::{
     Collector, EntityConfig, Intervals, JobConfigs, JobId, SensorConfig, Tick,
 };
+use grafolean_ping_bot::settings::Host;
 use grafolean_ping_bot::{PingCollector, PingParams, PingSettings, Pinger, PingerOptions};
 use serde_json::{Value as Json, json};
 
@@ -112,15 +113,18 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
     );
     let expected = PingParams {
         entity_id: 1127398355,
-        ipv4: Some("127.0.0.1".parse().unwrap()),
+        ipv4: Some(Host::Ip("127.0.0.1".parse().unwrap())),
         ipv6: None,
         settings: PingSettings {
             n_packets: 2,
             timeout: Duration::from_secs(1),
             retry: 0,
             sleep_packets: Duration::from_millis(500),
+            stats: false,
+            packet: Default::default(),
         },
         sensor_intervals: vec![10, 60],
+        series: Default::default(),
     };
     assert_eq!(first.params, expected);
 
@@ -185,4 +189,154 @@ async fn run_writes_python_paths_for_affected_sensors_only() {
             }
         }
     }
+}
+
+/// `….p<i>.ok`, `….p<i>.rtt` or `….success`.
+fn python_path(path: &str) -> bool {
+    let mut parts = path.rsplit('.');
+    let last = parts.next().unwrap();
+    let packet = parts.next().unwrap();
+    last == "success"
+        || (matches!(last, "ok" | "rtt")
+            && packet
+                .strip_prefix('p')
+                .is_some_and(|n| n.parse::<u32>().is_ok()))
+}
+
+#[tokio::test]
+async fn stats_paths_are_written_only_when_switched_on() {
+    let collector = collector();
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::one(10).unwrap(),
+    };
+    let run = |stats: Json| {
+        let configs = JobConfigs {
+            entities: vec![entity(
+                7,
+                json!({"ipv4": "127.0.0.1", "ipv6": "::1"}),
+                json!({"n_packets": 3, "sleep_packets": 0, "timeout": 1, "stats": stats}),
+                vec![sensor(1, Some(10))],
+            )],
+        };
+        let params = collector.jobs(&configs).remove(0).params;
+        let collector = collector.clone();
+        let tick = tick.clone();
+        async move { collector.run(tick, &params).await.unwrap() }
+    };
+    for off in [json!(null), json!(false), json!("false")] {
+        let values = run(off.clone()).await;
+        assert_eq!(values.len(), 14, "stats {off}: {values:?}");
+        assert!(
+            values
+                .iter()
+                .all(|v| v.path.contains(".p") || v.path.ends_with(".success")),
+            "{values:?}"
+        );
+    }
+    let values = run(json!("true")).await;
+    let extra: Vec<(&str, f64)> = values
+        .iter()
+        .filter(|v| !python_path(&v.path))
+        .map(|v| (v.path.as_str(), v.value))
+        .collect();
+    let paths: Vec<&str> = extra.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        paths,
+        [
+            "entity.7.ping.rtt_min",
+            "entity.7.ping.rtt_avg",
+            "entity.7.ping.rtt_max",
+            "entity.7.ping.jitter",
+            "entity.7.ping.loss",
+            "entity.7.ping.ipv6.rtt_min",
+            "entity.7.ping.ipv6.rtt_avg",
+            "entity.7.ping.ipv6.rtt_max",
+            "entity.7.ping.ipv6.jitter",
+            "entity.7.ping.ipv6.loss",
+        ]
+    );
+    let get = |p: &str| extra.iter().find(|(q, _)| *q == p).unwrap().1;
+    for prefix in ["entity.7.ping", "entity.7.ping.ipv6"] {
+        let (min, avg, max) = (
+            get(&format!("{prefix}.rtt_min")),
+            get(&format!("{prefix}.rtt_avg")),
+            get(&format!("{prefix}.rtt_max")),
+        );
+        assert!(
+            0.0 < min && min <= avg && avg <= max && max < 0.5,
+            "{extra:?}"
+        );
+        let jitter = get(&format!("{prefix}.jitter"));
+        assert!((0.0..=max - min).contains(&jitter), "{extra:?}");
+        assert_eq!(get(&format!("{prefix}.loss")), 0.0);
+    }
+}
+
+#[tokio::test]
+async fn packet_options_are_checked_and_used() {
+    let collector = collector();
+    let with = |id, credential: Json| {
+        entity(
+            id,
+            json!({"ipv4": "127.0.0.1"}),
+            credential,
+            vec![sensor(1, Some(10))],
+        )
+    };
+    let configs = JobConfigs {
+        entities: vec![
+            with(
+                1,
+                json!({"n_packets": 2, "sleep_packets": 0, "payload_size": "1472", "ttl": "5", "source": "127.0.0.1", "dont_fragment": true}),
+            ),
+            // Not an address of this host.
+            with(2, json!({"source": "192.0.2.77"})),
+            // No IPv6 target for an IPv6 source.
+            with(3, json!({"source": "::1"})),
+            with(4, json!({"payload_size": 65_000})),
+        ],
+    };
+    let jobs = collector.jobs(&configs);
+    let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&JobId::new("entity.1")]);
+    let packet = jobs[0].params.settings.packet;
+    assert_eq!(
+        (packet.payload, packet.ttl, packet.dont_fragment),
+        (1472, Some(5), true)
+    );
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: Intervals::one(10).unwrap(),
+    };
+    let values = collector.run(tick, &jobs[0].params).await.unwrap();
+    let success = values
+        .iter()
+        .find(|v| v.path == "entity.1.ping.success")
+        .unwrap();
+    assert_eq!(success.value, 1.0, "{values:?}");
+}
+
+#[tokio::test]
+async fn literal_addresses_get_their_series_with_the_job() {
+    let collector = collector();
+    let configs = JobConfigs {
+        entities: vec![
+            entity(
+                1,
+                json!({"ipv4": "127.0.0.1", "ipv6": "::1"}),
+                json!({}),
+                vec![sensor(1, Some(10))],
+            ),
+            entity(
+                2,
+                json!({"ipv4": "localhost"}),
+                json!({}),
+                vec![sensor(1, Some(10))],
+            ),
+        ],
+    };
+    let jobs = collector.jobs(&configs);
+    assert!(jobs[0].params.series.iter().all(|s| s.is_some()));
+    assert!(jobs[1].params.series.iter().all(|s| !s.is_some()));
 }

@@ -71,7 +71,14 @@ async fn concurrent_probes_to_one_target_each_get_their_own_reply() {
 async fn probe_returns_one_result_per_packet() {
     let pinger = Pinger::new(PingerOptions::default()).unwrap();
     let results = pinger
-        .probe(addr("127.0.0.3"), 3, TIMEOUT, Duration::from_millis(20), 1)
+        .probe(
+            addr("127.0.0.3"),
+            3,
+            TIMEOUT,
+            Duration::from_millis(20),
+            1,
+            &Default::default(),
+        )
         .await;
     assert_eq!(results.len(), 3);
     assert!(

@@ -51,6 +51,35 @@ async fn prometheus_scrapes_the_running_ping_bot() {
             })
             .await;
     }
+    // The RTT histogram, with smokeping_prober's 20 buckets and +Inf.
+    for ip in ["127.0.0.1", "::1"] {
+        prometheus
+            .wait_for(
+                &format!(r#"count(ping_response_duration_seconds_bucket{{ip="{ip}"}})"#),
+                |r| r.len() == 1 && value_of(&r[0]) == 21.0,
+            )
+            .await;
+        prometheus
+            .wait_for(
+                &format!(r#"ping_response_duration_seconds_bucket{{ip="{ip}",le="+Inf"}}"#),
+                |r| r.len() == 1 && value_of(&r[0]) >= 3.0,
+            )
+            .await;
+        prometheus
+            .wait_for(&format!(r#"ping_requests_total{{ip="{ip}"}}"#), |r| {
+                r.len() == 1 && value_of(&r[0]) >= 3.0
+            })
+            .await;
+        // Loopback answers well within half a second.
+        prometheus
+            .wait_for(
+                &format!(
+                    r#"histogram_quantile(0.99, ping_response_duration_seconds_bucket{{ip="{ip}"}})"#
+                ),
+                |r| r.len() == 1 && (0.0..0.5).contains(&value_of(&r[0])),
+            )
+            .await;
+    }
     prometheus
         .wait_for("process_resident_memory_bytes", |r| r.len() == 1)
         .await;

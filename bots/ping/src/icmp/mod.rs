@@ -30,8 +30,10 @@ mod packet;
 mod pinger;
 mod socket;
 
-pub use packet::Family;
-pub use pinger::{MAX_IN_FLIGHT, PingStats, Pinger, PingerOptions};
+pub use packet::{Family, MAX_PAYLOAD, MIN_PAYLOAD};
+pub use pinger::{
+    MAX_IN_FLIGHT, MAX_SOCKET_VARIANTS, PacketOptions, PingStats, Pinger, PingerOptions,
+};
 pub use socket::{SocketChoice, SocketKind};
 
 use std::net::IpAddr;
@@ -68,6 +70,16 @@ pub enum PingError {
         /// The target.
         addr: IpAddr,
         /// Why the socket could not be opened.
+        reason: String,
+    },
+    /// A socket for these packet options could not be opened (the DF bit
+    /// without a raw socket, a source address not on this host, too many
+    /// different options).
+    #[error("cannot ping {addr} with these packet options: {reason}")]
+    Unsupported {
+        /// The target.
+        addr: IpAddr,
+        /// Why.
         reason: String,
     },
     /// The request could not be sent, for example because there is no route.

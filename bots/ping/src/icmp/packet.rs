@@ -1,7 +1,8 @@
 //! ICMP echo packets: building requests and parsing replies, for both families.
 //!
-//! A request is an 8-byte ICMP header followed by a 16-byte payload: the
-//! pinger's random cookie and the probe's token. A reply echoes the payload
+//! A request is an 8-byte ICMP header followed by a payload of at least 16
+//! bytes: the pinger's random cookie and the probe's token, then zeros up to
+//! the payload size asked for. A reply echoes the payload
 //! back, so the receiver can tell a reply to *this* probe from a late reply to
 //! an older probe that happened to reuse the same identifier and sequence.
 //!
@@ -12,7 +13,7 @@
 //! +------+------+-------------+-------------+-------------+----------------+----------------+
 //! ```
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// ICMPv4 echo request type.
 const V4_ECHO_REQUEST: u8 = 8;
@@ -23,8 +24,40 @@ const V6_ECHO_REQUEST: u8 = 128;
 /// ICMPv6 echo reply type.
 const V6_ECHO_REPLY: u8 = 129;
 
-/// The length of a request: header and payload.
+/// The length of the shortest request: header and the 16-byte payload.
 pub(crate) const REQUEST_LEN: usize = 24;
+
+/// The smallest payload: the cookie and the token.
+pub const MIN_PAYLOAD: u16 = 16;
+/// The largest payload: enough for an MTU check of a 9,000-byte jumbo frame.
+pub const MAX_PAYLOAD: u16 = 9_000;
+
+/// The fields of an IPv4 header written by the pinger itself, on a raw
+/// socket with `IP_HDRINCL` (how the DF bit is set without `unsafe`; the
+/// kernel fills in the total length, the identification and the checksum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct V4Header {
+    pub(crate) ttl: u8,
+    pub(crate) dont_fragment: bool,
+    /// `0.0.0.0` lets the kernel pick the source address.
+    pub(crate) source: Ipv4Addr,
+}
+
+impl V4Header {
+    /// The 20-byte header for a request to `dst`.
+    pub(crate) fn bytes(&self, dst: Ipv4Addr) -> [u8; 20] {
+        let mut h = [0u8; 20];
+        h[0] = 0x45;
+        if self.dont_fragment {
+            h[6] = 0x40;
+        }
+        h[8] = self.ttl;
+        h[9] = 1; // ICMP
+        h[12..16].copy_from_slice(&self.source.octets());
+        h[16..20].copy_from_slice(&dst.octets());
+        h
+    }
+}
 
 /// The address family of a packet or socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,8 +105,9 @@ pub(crate) enum Parsed {
     Other,
 }
 
-/// Builds an echo request. The ICMPv4 checksum is filled in; for ICMPv6 the
-/// kernel computes it (it needs the pseudo-header), so it is left at zero.
+/// Builds an echo request with the smallest payload. The ICMPv4 checksum is
+/// filled in; for ICMPv6 the kernel computes it (it needs the
+/// pseudo-header), so it is left at zero.
 pub(crate) fn echo_request(
     family: Family,
     identifier: u16,
@@ -82,6 +116,44 @@ pub(crate) fn echo_request(
     token: u64,
 ) -> [u8; REQUEST_LEN] {
     let mut buf = [0u8; REQUEST_LEN];
+    fill_request(&mut buf, family, identifier, sequence, cookie, token);
+    buf
+}
+
+/// Appends an echo request with a `payload`-byte payload (at least
+/// [`MIN_PAYLOAD`]) to `out`, after an IPv4 header when `header` is given.
+pub(crate) fn echo_request_into(
+    out: &mut Vec<u8>,
+    family: Family,
+    (identifier, sequence, cookie, token): (u16, u16, u64, u64),
+    payload: u16,
+    header: Option<(V4Header, Ipv4Addr)>,
+) {
+    if let Some((header, dst)) = header {
+        out.extend_from_slice(&header.bytes(dst));
+    }
+    let start = out.len();
+    out.resize(start + 8 + usize::from(payload.max(MIN_PAYLOAD)), 0);
+    fill_request(
+        &mut out[start..],
+        family,
+        identifier,
+        sequence,
+        cookie,
+        token,
+    );
+}
+
+/// Writes the header, the cookie and the token into `buf` (the rest of the
+/// payload stays as it is, zeros) and the ICMPv4 checksum over all of it.
+fn fill_request(
+    buf: &mut [u8],
+    family: Family,
+    identifier: u16,
+    sequence: u16,
+    cookie: u64,
+    token: u64,
+) {
     buf[0] = match family {
         Family::V4 => V4_ECHO_REQUEST,
         Family::V6 => V6_ECHO_REQUEST,
@@ -91,10 +163,9 @@ pub(crate) fn echo_request(
     buf[8..16].copy_from_slice(&cookie.to_be_bytes());
     buf[16..24].copy_from_slice(&token.to_be_bytes());
     if family == Family::V4 {
-        let sum = checksum(&buf);
+        let sum = checksum(buf);
         buf[2..4].copy_from_slice(&sum.to_be_bytes());
     }
-    buf
 }
 
 /// Parses a received datagram.
@@ -175,6 +246,33 @@ mod tests {
         );
         // An odd length is padded with a zero byte.
         assert_eq!(checksum(&[0x01]), !0x0100);
+    }
+
+    #[test]
+    fn large_payloads_and_own_headers() {
+        let mut out = Vec::new();
+        echo_request_into(&mut out, Family::V4, (1, 2, 3, 4), 1472, None);
+        assert_eq!(out.len(), 8 + 1472);
+        assert_eq!(checksum(&out), 0);
+        assert_eq!(&out[..24], &echo_request(Family::V4, 1, 2, 3, 4)[..]);
+        let header = V4Header {
+            ttl: 7,
+            dont_fragment: true,
+            source: Ipv4Addr::new(192, 0, 2, 1),
+        };
+        let mut out = Vec::new();
+        let dst = Ipv4Addr::new(192, 0, 2, 9);
+        echo_request_into(&mut out, Family::V4, (1, 2, 3, 4), 0, Some((header, dst)));
+        assert_eq!(out.len(), 20 + 24);
+        assert_eq!((out[0], out[6], out[8], out[9]), (0x45, 0x40, 7, 1));
+        assert_eq!(&out[12..20], &[192, 0, 2, 1, 192, 0, 2, 9]);
+        // A reply to it parses like any other.
+        let mut reply = out.clone();
+        reply[20] = V4_ECHO_REPLY;
+        let Parsed::Reply(r) = parse(Family::V4, true, &reply) else {
+            panic!("not parsed");
+        };
+        assert_eq!((r.identifier, r.sequence, r.cookie, r.token), (1, 2, 3, 4));
     }
 
     #[test]

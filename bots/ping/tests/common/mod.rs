@@ -1,3 +1,4 @@
 //! Helpers shared by the integration tests and the benchmark.
 
 pub mod netns;
+pub mod standalone;

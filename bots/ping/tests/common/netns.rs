@@ -44,9 +44,17 @@ pub fn inside() -> bool {
 /// Runs the ignored test `name` of this binary inside a new network
 /// namespace, and panics with its output unless it passed.
 pub fn run_in_private_netns(name: &str) {
+    run_isolated(name, &["-n"]);
+}
+
+/// Runs the ignored test `name` of this binary under `unshare <flags>` (for
+/// example `-m -n` for private mount and network namespaces), and panics
+/// with its output unless it passed.
+pub fn run_isolated(name: &str, flags: &[&str]) {
     let exe = std::env::current_exe().expect("the test binary's path");
     let output = Command::new("unshare")
-        .args(["-n", "--"])
+        .args(flags)
+        .arg("--")
         .arg(exe)
         .args([
             "--exact",

@@ -1,0 +1,201 @@
+//! The ping bot's own series on `/metrics`, registered into the SDK's
+//! registry (so they carry its `grafolean_bot_` prefix) by [`crate::bot()`].
+//!
+//! | series | what |
+//! |---|---|
+//! | `ping_unresolved{entity,field,host}` | 1 while the host name in `details.<field>` is unresolved, else 0 |
+//! | `ping_unresolved_runs_total{entity,field,host}` | runs that wrote no values for that address because its name was unresolved |
+//! | `ping_response_duration_seconds{entity,host,ip}` | a histogram of the answered packets' RTTs, with smokeping_prober's buckets ([`rtt_buckets`]) |
+//! | `ping_requests_total{entity,host,ip}` | packets sent (a packet's retries count once), for loss: `1 - rate(…_count) / rate(requests_total)` |
+//!
+//! The histogram has the buckets and the shape of smokeping_prober's
+//! `smokeping_response_duration_seconds`, and the requests counter that of
+//! its `smokeping_requests_total`, so their queries carry over with the
+//! names changed (`host` is the configured name or address, `ip` the address
+//! pinged).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::icmp::PingError;
+use crate::settings::Host;
+
+/// smokeping_prober's default buckets: 50 µs doubling 20 times, up to
+/// about 26.2 s.
+///
+/// ```
+/// let b: Vec<f64> = grafolean_ping_bot::metrics::rtt_buckets().collect();
+/// assert_eq!(b.len(), 20);
+/// assert_eq!(b[0], 0.00005);
+/// assert!((b[19] - 26.2144).abs() < 1e-9);
+/// ```
+pub fn rtt_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.00005, 2.0, 20)
+}
+
+/// The labels of a target's RTT series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// The entity's id.
+    pub entity: String,
+    /// The configured host name or address (checked, so it needs no
+    /// escaping).
+    pub host: String,
+    /// The address pinged.
+    pub ip: String,
+}
+
+/// The RTT histogram and requests counter of one target. Every
+/// `TargetSeries` equals every other, so that keeping one in a job's
+/// parameters does not make otherwise equal parameters differ.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSeries(Option<(Histogram, Counter)>);
+
+impl PartialEq for TargetSeries {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for TargetSeries {}
+
+impl TargetSeries {
+    /// Records one run's packets: each packet as a request, each answer's
+    /// RTT into the histogram. Does nothing for [`TargetSeries::default`].
+    pub fn record(&self, results: &[Result<Option<Duration>, PingError>]) {
+        let Some((histogram, requests)) = &self.0 else {
+            return;
+        };
+        requests.inc_by(results.len() as u64);
+        for rtt in results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied().flatten())
+        {
+            histogram.observe(rtt.as_secs_f64());
+        }
+    }
+
+    /// Whether these are real series, not [`TargetSeries::default`].
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+type RttFamily = Family<TargetLabels, Histogram, fn() -> Histogram>;
+
+/// The labels of a host name's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    /// The entity's id.
+    pub entity: String,
+    /// `ipv4` or `ipv6`: the `details` field that holds the name.
+    pub field: String,
+    /// The host name (checked by [`is_host_name`](crate::resolve::is_host_name),
+    /// so it needs no escaping).
+    pub host: String,
+}
+
+/// The ping bot's metric handles. Cheap to clone; clones share the series.
+///
+/// ```
+/// use grafolean_ping_bot::metrics::PingMetrics;
+/// let metrics = PingMetrics::default();
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// metrics.register(&mut registry);
+/// metrics.unresolved(7, "ipv4", "router.example", true);
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+/// assert!(text.contains(r#"ping_unresolved_runs_total{entity="7",field="ipv4",host="router.example"} 1"#));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PingMetrics {
+    unresolved: Family<NameLabels, Gauge>,
+    unresolved_runs: Family<NameLabels, Counter>,
+    rtt: RttFamily,
+    requests: Family<TargetLabels, Counter>,
+}
+
+impl Default for PingMetrics {
+    fn default() -> Self {
+        Self {
+            unresolved: Family::default(),
+            unresolved_runs: Family::default(),
+            rtt: Family::new_with_constructor(|| Histogram::new(rtt_buckets())),
+            requests: Family::default(),
+        }
+    }
+}
+
+impl PingMetrics {
+    /// Registers every series into `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "ping_unresolved",
+            "1 while the entity's host name is unresolved and gets no ping values",
+            self.unresolved.clone(),
+        );
+        registry.register(
+            "ping_unresolved_runs",
+            "Runs that wrote no values for an address because its host name was unresolved",
+            self.unresolved_runs.clone(),
+        );
+        registry.register(
+            "ping_response_duration_seconds",
+            "Round-trip times of answered echo requests, per target",
+            self.rtt.clone(),
+        );
+        registry.register(
+            "ping_requests",
+            "Echo requests sent per target (retries of a packet count once)",
+            self.requests.clone(),
+        );
+    }
+
+    /// The series of one target, to keep and record into without looking
+    /// them up again.
+    pub fn target(&self, entity: u64, host: &Host, ip: IpAddr) -> TargetSeries {
+        let labels = TargetLabels {
+            entity: entity.to_string(),
+            host: host.to_string(),
+            ip: ip.to_string(),
+        };
+        TargetSeries(Some((
+            self.rtt.get_or_create(&labels).clone(),
+            self.requests.get_or_create(&labels).clone(),
+        )))
+    }
+
+    /// Records one run's packets to one address (see [`TargetSeries::record`]).
+    pub fn observe(
+        &self,
+        entity: u64,
+        host: &Host,
+        ip: IpAddr,
+        results: &[Result<Option<Duration>, PingError>],
+    ) {
+        self.target(entity, host, ip).record(results);
+    }
+
+    /// Records whether an entity's host name in `details.<field>` resolved
+    /// for this run.
+    pub fn unresolved(&self, entity: u64, field: &str, host: &str, unresolved: bool) {
+        let labels = NameLabels {
+            entity: entity.to_string(),
+            field: field.to_string(),
+            host: host.to_string(),
+        };
+        self.unresolved
+            .get_or_create(&labels)
+            .set(i64::from(unresolved));
+        if unresolved {
+            self.unresolved_runs.get_or_create(&labels).inc();
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The `grafolean-ping-bot` binary run standalone with a TOML config, as an
+//! operator runs it: its admin server on a free loopback port, its log read
+//! line by line on a thread.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
+
+/// A running standalone bot. Killed when dropped.
+#[derive(Debug)]
+pub struct Standalone {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+}
+
+impl Standalone {
+    /// Writes `toml` to a fresh directory and starts the bot on it.
+    pub fn start(name: &str, toml: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "grafolean-ping-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("targets.toml");
+        std::fs::write(&config, toml).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("BACKEND_URL")
+            .env_remove("BOT_TOKEN")
+            .env_remove("BOT_TOKEN_FROM_FILE")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            base: format!("127.0.0.1:{port}"),
+            log,
+            dir,
+        }
+    }
+
+    /// The log so far, one line each.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `GET /metrics`, or an empty string while the server is not up.
+    pub fn metrics(&self) -> String {
+        get(&self.base, "/metrics").unwrap_or_default()
+    }
+
+    /// Polls `/metrics` until `check` accepts it, and returns that text.
+    pub fn wait_for_metrics(&mut self, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.metrics();
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                self.is_running(),
+                "the bot exited: {:?}\n{}",
+                self.child.try_wait(),
+                self.log().join("\n")
+            );
+            assert!(
+                Instant::now() < deadline,
+                "/metrics never matched in {within:?}:\n{text}\nlog:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the bot did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The value of the first sample of `series` (a name with its labels, as
+/// written) in a Prometheus text page, if there is one.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// A tiny blocking GET, so the tests need no HTTP client crate.
+fn get(host: &str, path: &str) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
