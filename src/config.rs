@@ -27,6 +27,7 @@ pub struct JobConfigs {
 ///     credential_id: Some(3),
 ///     credential_details: serde_json::json!({}),
 ///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+///     origin: None,
 /// };
 /// assert_eq!(e.intervals().unwrap().smallest(), 10);
 /// ```
@@ -48,9 +49,31 @@ pub struct EntityConfig {
     pub credential_details: serde_json::Value,
     /// The sensors that apply, with their effective intervals.
     pub sensors: Vec<SensorConfig>,
+    /// Where this entity's config was written, for messages that tell the
+    /// user what to fix: `None` for Grafolean, `Some("jobs.toml line 12")`
+    /// for a standalone TOML file. See [`EntityConfig::fix_in`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl EntityConfig {
+    /// Where to fix this entity's config, for a message: `"Grafolean"`, or
+    /// the standalone file and line, such as `"jobs.toml line 12"`.
+    ///
+    /// ```
+    /// # use grafolean_collector::EntityConfig;
+    /// let mut e: EntityConfig = serde_json::from_value(serde_json::json!({
+    ///     "account_id": 1, "entity_id": 2, "name": "r", "entity_type": "device",
+    ///     "details": {}, "credential_id": null, "credential_details": {}, "sensors": []
+    /// })).unwrap();
+    /// assert_eq!(e.fix_in(), "Grafolean");
+    /// e.origin = Some("jobs.toml line 12".into());
+    /// assert_eq!(e.fix_in(), "jobs.toml line 12");
+    /// ```
+    pub fn fix_in(&self) -> &str {
+        self.origin.as_deref().unwrap_or("Grafolean")
+    }
+
     /// The set of the sensors' intervals, or `None` when no sensor has one.
     pub fn intervals(&self) -> Option<crate::Intervals> {
         crate::Intervals::new(self.sensors.iter().filter_map(|s| s.interval)).ok()

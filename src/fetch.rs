@@ -283,6 +283,7 @@ impl Refresh<'_> {
             credential_id: Some(credential_id),
             credential_details: credential.details.clone(),
             sensors,
+            origin: None,
         }))
     }
 }

@@ -145,6 +145,7 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
             credential_id: None,
             credential_details: to_json(entry.credential),
             sensors,
+            origin: Some(format!("{origin} line {}", line_of(text, start))),
         });
     }
     Ok(JobConfigs { entities })
@@ -208,5 +209,16 @@ mod tests {
             e.intervals().unwrap().iter().collect::<Vec<_>>(),
             vec![5, 60]
         );
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    #[test]
+    fn each_entity_knows_its_file_and_line() {
+        let text = "[[entity]]\nname = \"a\"\nsensors = [{ interval = 5 }]\n\n[[entity]]\nname = \"b\"\nsensors = [{ interval = 5 }]\n";
+        let configs = super::parse(text, "jobs.toml").unwrap();
+        let origins: Vec<&str> = configs.entities.iter().map(|e| e.fix_in()).collect();
+        assert_eq!(origins, ["jobs.toml line 1", "jobs.toml line 5"]);
     }
 }

@@ -276,6 +276,7 @@ fn entity(i: usize, addr: IpAddr, timeout: Duration) -> EntityConfig {
             interval: Some(10),
             details: serde_json::json!({}),
         }],
+        origin: None,
     }
 }
 

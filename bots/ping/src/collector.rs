@@ -74,6 +74,7 @@ impl PingParams {
     ///     credential_id: Some(3),
     ///     credential_details: serde_json::json!({"n_packets": "2"}),
     ///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+    ///     origin: None,
     /// };
     /// let params = PingParams::from_entity(&entity).unwrap();
     /// assert_eq!(params.settings.n_packets, 2);
@@ -257,8 +258,9 @@ fn job_for(
             tracing::warn!(
                 entity_id = entity.entity_id,
                 entity = %entity.name,
-                %error,
-                "not pinging this entity: its config is invalid"
+                fix_in = entity.fix_in(),
+                "not pinging this entity: {error}; fix it in {}",
+                entity.fix_in()
             );
             return None;
         }
@@ -267,7 +269,10 @@ fn job_for(
         tracing::warn!(
             entity_id = entity.entity_id,
             entity = %entity.name,
-            "not pinging this entity: none of its sensors has an interval"
+            fix_in = entity.fix_in(),
+            "not pinging this entity: no sensor has an interval of at least 1 s (0 and none are \
+             not intervals); fix it in {}",
+            entity.fix_in()
         );
         return None;
     };

@@ -81,7 +81,7 @@ impl Default for PingSettings {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// A field has a value that cannot be used.
-    #[error("{field} is {value}, but it must be {expected}; fix it in Grafolean")]
+    #[error("{field} is {value}, but it must be {expected}")]
     Invalid {
         /// The field, such as `credential.timeout` or `details.ipv4`.
         field: &'static str,
@@ -91,7 +91,7 @@ pub enum SettingsError {
         expected: &'static str,
     },
     /// The entity has neither `details.ipv4` nor `details.ipv6`.
-    #[error("the entity has no address; set details.ipv4 (or details.ipv6) in Grafolean")]
+    #[error("the entity has no address; set details.ipv4 (or details.ipv6)")]
     NoAddress,
 }
 
@@ -521,7 +521,7 @@ mod tests {
         let err = PingSettings::from_credential(&json!({"timeout": "soon"})).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "credential.timeout is \"soon\", but it must be a number of seconds from 0.1 to 60; fix it in Grafolean"
+            "credential.timeout is \"soon\", but it must be a number of seconds from 0.1 to 60"
         );
     }
 

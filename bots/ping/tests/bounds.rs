@@ -62,6 +62,9 @@ fn an_out_of_range_n_packets_skips_only_its_entity() {
     assert_eq!(named.len(), 1, "{log:#?}");
     assert!(named[0].contains("entity_id=2"), "{named:?}");
     assert!(named[0].contains("from 1 to 100"), "{named:?}");
+    // Standalone, it names the file and the entity's line, not Grafolean.
+    assert!(named[0].contains(".toml line 9"), "{named:?}");
+    assert!(!named[0].contains("Grafolean"), "{named:?}");
     let status = bot.stop();
     assert!(status.success(), "{status:?}");
 }

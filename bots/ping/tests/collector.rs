@@ -34,6 +34,7 @@ fn entity(
         credential_id: Some(884419450),
         credential_details: credential,
         sensors,
+        origin: None,
     }
 }
 

@@ -63,6 +63,7 @@ fn entity(id: u64, details: serde_json::Value) -> EntityConfig {
             interval: Some(10),
             details: json!({}),
         }],
+        origin: None,
     }
 }
 

@@ -166,6 +166,7 @@ async fn collector_reports_a_silent_entity_as_down_inner() {
             interval: Some(10),
             details: serde_json::json!({}),
         }],
+        origin: None,
     };
     let jobs = collector.jobs(&JobConfigs {
         entities: vec![entity],

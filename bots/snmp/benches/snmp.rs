@@ -108,6 +108,7 @@ fn entity(id: u64, ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> 
         credential_id: Some(1),
         credential_details: credential,
         sensors,
+        origin: None,
     }
 }
 

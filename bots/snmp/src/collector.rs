@@ -632,8 +632,9 @@ impl Collector for SnmpCollector {
                 Err(error) => tracing::warn!(
                     entity_id = entity.entity_id,
                     entity = %entity.name,
-                    %error,
-                    "not polling this entity: its config is invalid"
+                    fix_in = entity.fix_in(),
+                    "not polling this entity: {error}; fix it in {}",
+                    entity.fix_in()
                 ),
             }
         }
@@ -716,7 +717,8 @@ fn jobs_for(
             tracing::warn!(
                 entity_id = entity.entity_id,
                 sensor_id = s.sensor_id,
-                "sensor has no interval; skipped"
+                "sensor skipped: it has no interval of at least 1 s (0 and none are not intervals); fix it in {}",
+                entity.fix_in()
             );
             continue;
         };
@@ -725,8 +727,8 @@ fn jobs_for(
             Err(error) => tracing::warn!(
                 entity_id = entity.entity_id,
                 sensor_id = s.sensor_id,
-                %error,
-                "sensor skipped: its details are invalid"
+                "sensor skipped: {error}; fix it in {}",
+                entity.fix_in()
             ),
         }
     }

@@ -77,6 +77,7 @@ fn entity(ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> EntityCon
         credential_id: Some(9),
         credential_details: credential,
         sensors,
+        origin: None,
     }
 }
 
