@@ -32,6 +32,7 @@
 //! is unresolved its address gets no values, and the run is counted on
 //! `/metrics` (see [`crate::metrics`]). A literal address is never looked up.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -112,6 +113,7 @@ pub struct PingCollector {
     pinger: Pinger,
     resolver: Resolver,
     metrics: PingMetrics,
+    problems: Problems,
 }
 
 impl PingCollector {
@@ -121,6 +123,7 @@ impl PingCollector {
             pinger,
             resolver: Resolver::default(),
             metrics: PingMetrics::default(),
+            problems: Problems::default(),
         }
     }
 
@@ -164,11 +167,20 @@ impl Collector for PingCollector {
     type Params = PingParams;
 
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<PingParams>> {
-        configs
+        let mut problems = HashMap::new();
+        let jobs = configs
             .entities
             .iter()
-            .filter_map(|e| job_for(e, &self.pinger, &self.metrics))
-            .collect()
+            .filter_map(|e| {
+                let (job, problem) = job_for(e, &self.pinger, &self.metrics);
+                if let Some(problem) = problem {
+                    problems.insert(e.entity_id, (e.name.clone(), problem));
+                }
+                job
+            })
+            .collect();
+        self.problems.report(problems);
+        jobs
     }
 
     async fn run(&self, tick: Tick, params: &PingParams) -> Result<Vec<Value>, BoxError> {
@@ -245,36 +257,31 @@ impl Collector for PingCollector {
     }
 }
 
-/// Builds one entity's job, or logs why it is skipped.
+/// Builds one entity's job, and says what is wrong with its config: why it
+/// is skipped, or what makes its runs fail.
 fn job_for(
     entity: &EntityConfig,
     pinger: &Pinger,
     metrics: &PingMetrics,
-) -> Option<JobSpec<PingParams>> {
+) -> (Option<JobSpec<PingParams>>, Option<String>) {
     let params = PingParams::from_entity(entity).and_then(|p| check_packet_options(p, pinger));
     let mut params = match params {
         Ok(params) => params,
         Err(error) => {
-            tracing::warn!(
-                entity_id = entity.entity_id,
-                entity = %entity.name,
-                fix_in = entity.fix_in(),
+            let problem = format!(
                 "not pinging this entity: {error}; fix it in {}",
                 entity.fix_in()
             );
-            return None;
+            return (None, Some(problem));
         }
     };
     let Some(intervals) = entity.intervals() else {
-        tracing::warn!(
-            entity_id = entity.entity_id,
-            entity = %entity.name,
-            fix_in = entity.fix_in(),
+        let problem = format!(
             "not pinging this entity: no sensor has an interval of at least 1 s (0 and none are \
              not intervals); fix it in {}",
             entity.fix_in()
         );
-        return None;
+        return (None, Some(problem));
     };
     for (series, host) in params.series.iter_mut().zip([&params.ipv4, &params.ipv6]) {
         if let Some(host @ Host::Ip(ip)) = host {
@@ -283,27 +290,49 @@ fn job_for(
     }
     let worst = params.settings.worst_case();
     let smallest = Duration::from_secs(u64::from(intervals.smallest()));
-    if worst > smallest {
-        tracing::warn!(
-            entity_id = entity.entity_id,
-            entity = %entity.name,
-            worst_case_s = worst.as_secs_f64(),
-            interval_s = smallest.as_secs(),
-            "a run to a silent target can outlast this entity's shortest interval, and is then \
-             cut off with no values: lower n_packets, timeout or sleep_packets"
-        );
-    }
-    let target = params.target();
-    Some(
-        JobSpec::for_entity(
-            entity,
-            format!("entity.{}", entity.entity_id),
-            intervals,
-            params,
+    let problem = (worst > smallest).then(|| {
+        format!(
+            "a run to a silent target can take {:.1} s, longer than this entity's shortest \
+             interval ({} s), and is then cut off with no values: lower n_packets, timeout or \
+             sleep_packets in {}",
+            worst.as_secs_f64(),
+            smallest.as_secs(),
+            entity.fix_in()
         )
-        .with_label("name", entity.name.clone())
-        .with_label("target", target),
+    });
+    let target = params.target();
+    let job = JobSpec::for_entity(
+        entity,
+        format!("entity.{}", entity.entity_id),
+        intervals,
+        params,
     )
+    .with_label("name", entity.name.clone())
+    .with_label("target", target);
+    (Some(job), problem)
+}
+
+/// What was said about each entity's config, so that a problem is warned
+/// about when it appears or changes and said when it is gone, not at every
+/// refresh (a config that never changes would repeat it all day).
+#[derive(Clone, Debug, Default)]
+struct Problems(std::sync::Arc<std::sync::Mutex<HashMap<u64, String>>>);
+
+impl Problems {
+    fn report(&self, now: HashMap<u64, (String, String)>) {
+        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, (name, problem)) in &now {
+            if said.get(id) == Some(problem) {
+                tracing::debug!(entity_id = id, entity = %name, "{problem}");
+            } else {
+                tracing::warn!(entity_id = id, entity = %name, "{problem}");
+            }
+        }
+        for id in said.keys().filter(|id| !now.contains_key(id)) {
+            tracing::info!(entity_id = id, "the entity's config problem is gone");
+        }
+        *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
+    }
 }
 
 /// Refuses packet options this host cannot honour: a source address that is

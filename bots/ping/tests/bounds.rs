@@ -31,7 +31,8 @@ fn runs_ok(text: &str) -> f64 {
 
 #[test]
 fn an_out_of_range_n_packets_skips_only_its_entity() {
-    let mut bot = Standalone::start("bounds", CONFIG);
+    // A refresh every second: the problem is still warned about once.
+    let mut bot = Standalone::start_refreshing("bounds", CONFIG, 1);
     let text = bot.wait_for_metrics(Duration::from_secs(20), |t| runs_ok(t) >= 2.0);
     let before = runs_ok(&text);
     // It keeps reporting: more runs, and the good entity answered.
@@ -53,7 +54,17 @@ fn an_out_of_range_n_packets_skips_only_its_entity() {
     );
     assert!(!text.contains(r#"entity="2""#), "{text}");
     assert!(bot.is_running());
-    // It is named, with the field and the accepted range, once.
+    // It is named, with the field and the accepted range, once, over several
+    // refreshes.
+    assert!(
+        bot.log()
+            .iter()
+            .filter(|l| l.contains("refreshed job configs"))
+            .count()
+            >= 3,
+        "{:#?}",
+        bot.log()
+    );
     let log = bot.log();
     let named: Vec<&String> = log
         .iter()

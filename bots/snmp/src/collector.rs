@@ -106,6 +106,8 @@ pub struct SnmpCollector {
     api: Option<ApiClient>,
     forbidden: Forbidden,
     interfaces_interval: u32,
+    /// What was said about each entity's config (see `report_problems`).
+    problems: Mutex<HashMap<u64, String>>,
 }
 
 impl Default for SnmpCollector {
@@ -129,6 +131,7 @@ impl SnmpCollector {
             api,
             forbidden: Forbidden::new(interfaces::FORBIDDEN_RECHECK),
             interfaces_interval: INTERFACES_INTERVAL,
+            problems: Mutex::default(),
         }
     }
 
@@ -622,22 +625,26 @@ impl Collector for SnmpCollector {
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<SnmpJob>> {
         let mut specs = Vec::with_capacity(configs.entities.len() * 2);
         let mut exprs = ExprCache::default();
+        let mut problems = HashMap::new();
         for entity in &configs.entities {
+            let mut notes = Vec::new();
             match jobs_for(
                 entity,
                 self.api.is_some().then_some(self.interfaces_interval),
                 &mut exprs,
+                &mut notes,
             ) {
                 Ok(mut jobs) => specs.append(&mut jobs),
-                Err(error) => tracing::warn!(
-                    entity_id = entity.entity_id,
-                    entity = %entity.name,
-                    fix_in = entity.fix_in(),
+                Err(error) => notes.push(format!(
                     "not polling this entity: {error}; fix it in {}",
                     entity.fix_in()
-                ),
+                )),
+            }
+            if !notes.is_empty() {
+                problems.insert(entity.entity_id, (entity.name.clone(), notes.join("; ")));
             }
         }
+        report_problems(&self.problems, problems);
         // Per-job state: drop what belongs to entities that are gone.
         let live: HashSet<u64> = specs
             .iter()
@@ -704,32 +711,50 @@ impl SnmpMetrics {
 }
 
 /// Builds one entity's jobs.
+/// Warns about an entity's config problem when it appears or changes, says
+/// when it is gone, and keeps it at debug level in between, so that a config
+/// that never changes does not repeat its warnings at every refresh.
+fn report_problems(said: &Mutex<HashMap<u64, String>>, now: HashMap<u64, (String, String)>) {
+    let mut said = lock(said);
+    for (id, (name, problem)) in &now {
+        if said.get(id) == Some(problem) {
+            tracing::debug!(entity_id = id, entity = %name, "{problem}");
+        } else {
+            tracing::warn!(entity_id = id, entity = %name, "{problem}");
+        }
+    }
+    for id in said.keys().filter(|id| !now.contains_key(id)) {
+        tracing::info!(entity_id = id, "the entity's config problem is gone");
+    }
+    *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
+}
+
 fn jobs_for(
     entity: &EntityConfig,
     interfaces_every: Option<u32>,
     exprs: &mut ExprCache,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<JobSpec<SnmpJob>>, SettingsError> {
     let addr = agent_address(&entity.details)?;
     let settings = SnmpSettings::from_credential(&entity.credential_details)?;
     let mut sensors = Vec::new();
     for s in &entity.sensors {
         let Some(interval) = s.interval.filter(|&i| i > 0) else {
-            tracing::warn!(
-                entity_id = entity.entity_id,
-                sensor_id = s.sensor_id,
-                "sensor skipped: it has no interval of at least 1 s (0 and none are not intervals); fix it in {}",
+            notes.push(format!(
+                "sensor {} skipped: it has no interval of at least 1 s (0 and none are not \
+                 intervals); fix it in {}",
+                s.sensor_id,
                 entity.fix_in()
-            );
+            ));
             continue;
         };
         match SensorSpec::parse_with(s.sensor_id, interval, &s.details, exprs) {
             Ok(spec) => sensors.push(spec),
-            Err(error) => tracing::warn!(
-                entity_id = entity.entity_id,
-                sensor_id = s.sensor_id,
-                "sensor skipped: {error}; fix it in {}",
+            Err(error) => notes.push(format!(
+                "sensor {} skipped: {error}; fix it in {}",
+                s.sensor_id,
                 entity.fix_in()
-            ),
+            )),
         }
     }
     let mut jobs = Vec::with_capacity(2);

@@ -25,6 +25,12 @@ pub struct Standalone {
 impl Standalone {
     /// Writes `toml` to a fresh directory and starts the bot on it.
     pub fn start(name: &str, toml: &str) -> Self {
+        Self::start_refreshing(name, toml, 120)
+    }
+
+    /// [`Standalone::start`], re-reading the file every `refresh_secs`.
+    #[allow(dead_code)]
+    pub fn start_refreshing(name: &str, toml: &str, refresh_secs: u64) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "grafolean-ping-{name}-{}-{:?}",
             std::process::id(),
@@ -47,6 +53,7 @@ impl Standalone {
             .env_remove("BOT_TOKEN_FROM_FILE")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("JOBS_REFRESH_INTERVAL", refresh_secs.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
