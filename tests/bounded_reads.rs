@@ -6,8 +6,6 @@
 //! This file holds one test, so that the test process's peak RSS (`VmHWM`)
 //! is this bot's, with the fake backend and the test harness on top.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -41,34 +39,6 @@ impl Collector for Up {
 
     async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
         Ok(vec![Value::new(format!("entity.{id}.test.up"), 1.0)])
-    }
-}
-
-/// The log lines, captured from a global subscriber.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// How many lines contain every one of `needles`.
-    fn count(&self, needles: &[&str]) -> usize {
-        self.text()
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .count()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -106,7 +76,7 @@ const MAX_RSS: u64 = 100 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_body_costs_an_error_not_the_memory_and_the_bot_recovers() {
-    let logs = Logs::default();
+    let logs = grafolean_collector::testing::LogCapture::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_writer(move || writer.clone())

@@ -2,8 +2,6 @@
 //! goes away, not at every refresh: an entity that cannot be read is warned
 //! about once, however many refreshes find it broken.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -11,28 +9,6 @@ use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, DeviceBatch, FakeGrafolean, Fault, RunningBot,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn count(&self, needles: &[&str]) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| needles.iter().all(|n| l.contains(n)))
-            .count()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Quiet;
 
@@ -48,7 +24,7 @@ impl Collector for Quiet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
-    let logs = Logs::default();
+    let logs = grafolean_collector::testing::LogCapture::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
         .with_writer(move || writer.clone())

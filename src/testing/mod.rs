@@ -102,6 +102,48 @@ pub mod internals {
     pub use crate::exposition::ValueStore;
 }
 
+/// Log lines kept in memory, for tests of what a bot logs: give
+/// `move || capture.clone()` to a tracing subscriber as its writer.
+///
+/// ```
+/// use std::io::Write;
+/// use grafolean_collector::testing::LogCapture;
+/// let capture = LogCapture::default();
+/// writeln!(capture.clone(), "WARN skipping an entity entity=7").unwrap();
+/// assert_eq!(capture.count(&["WARN", "entity=7"]), 1);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// How many lines contain every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
+
+impl io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The value of one series in `metrics`' `/metrics` text, such as
 /// `grafolean_bot_values_sent_total` or
 /// `grafolean_bot_values_dropped_total{reason="shutdown"}`; 0 when the series

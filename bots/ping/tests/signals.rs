@@ -77,21 +77,13 @@ fn start_full(prefix: &[&str], args: &[&str]) -> (Child, String) {
 /// A tiny blocking GET over std, so the test needs no HTTP client crate.
 mod http {
     use std::io::{Read, Write};
+    /// The status code of `GET url`.
     pub fn get_status(url: &str) -> std::io::Result<u16> {
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest
-            .split_once('/')
-            .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-        let mut s = std::net::TcpStream::connect(host)?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
+        let out = get_body(url)?;
         Ok(out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
     }
 
+    /// The whole answer to `GET url`, status line and headers included.
     pub fn get_body(url: &str) -> std::io::Result<String> {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest
