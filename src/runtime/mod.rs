@@ -501,7 +501,7 @@ impl<C: Collector> Bot<C> {
             Source::File(path) => {
                 // Fail early on a broken file; later refreshes re-read it.
                 crate::standalone::load(&path).map_err(RunError::Config)?;
-                (None, ConfigSource::File(path))
+                (None, ConfigSource::File(path, Default::default()))
             }
             Source::Default => match &self.default_config {
                 Some(toml) => {

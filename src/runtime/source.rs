@@ -19,8 +19,10 @@ pub enum ConfigSource {
         /// The protocol, such as `ping`.
         protocol: String,
     },
-    /// A standalone TOML file, re-read on every refresh.
-    File(PathBuf),
+    /// A standalone TOML file, read again on a refresh only when it changed
+    /// (its modification time or size): parsing a large file costs tens of MB
+    /// at its peak, which the allocator may keep.
+    File(PathBuf, FileCache),
     /// Configs fixed at start-up (a bot's built-in default).
     Fixed(JobConfigs),
     /// No configs: the collector makes its own job list.
@@ -67,6 +69,32 @@ impl RefreshError {
     }
 }
 
+/// The last configs read from a standalone file, with the file's stamp.
+#[derive(Debug, Default)]
+pub struct FileCache(std::sync::Mutex<Option<(FileStamp, JobConfigs)>>);
+
+/// What tells that a file changed: its modification time and size.
+type FileStamp = (Option<std::time::SystemTime>, u64);
+
+impl FileCache {
+    /// The file's configs: the cached ones if the file did not change since
+    /// they were read, else the file parsed again.
+    fn load(&self, path: &std::path::Path) -> Result<JobConfigs, StandaloneError> {
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()));
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(stamp), Some((cached, configs))) = (stamp, cache.as_ref()) {
+            if stamp == *cached {
+                return Ok(configs.clone());
+            }
+        }
+        let configs = standalone::load(path)?;
+        *cache = stamp.map(|stamp| (stamp, configs.clone()));
+        Ok(configs)
+    }
+}
+
 impl ConfigSource {
     /// Loads the configs once; only the entities that `options.shard` owns.
     pub async fn load(&self, options: &FetchOptions) -> Result<Loaded, RefreshError> {
@@ -82,7 +110,7 @@ impl ConfigSource {
                     owned: report.entities_owned,
                 }
             }
-            Self::File(path) => Self::sharded(standalone::load(path)?, options),
+            Self::File(path, cache) => Self::sharded(cache.load(path)?, options),
             Self::Fixed(configs) => Self::sharded(configs.clone(), options),
             Self::Empty => Loaded::default(),
         })
@@ -107,7 +135,7 @@ impl fmt::Display for ConfigSource {
             Self::Grafolean { client, protocol } => {
                 write!(f, "Grafolean at {} (protocol {protocol})", client.backend())
             }
-            Self::File(path) => write!(f, "file {}", path.display()),
+            Self::File(path, _) => write!(f, "file {}", path.display()),
             Self::Fixed(_) => f.write_str("built-in default config"),
             Self::Empty => f.write_str("the bot's own job list"),
         }

@@ -9,6 +9,11 @@
 
 use std::process::ExitCode;
 
+/// jemalloc returns freed memory to the system after its decay time (10 s),
+/// where glibc's allocator keeps the peak of parsing a large standalone file.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use grafolean_collector::Settings;
 use grafolean_snmp_bot::SnmpCollector;
 
