@@ -372,17 +372,21 @@ impl Metrics {
     /// Encodes the registry in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        self.encode_into(&mut out);
+        // Writing into a String cannot fail.
+        let _ = self.encode_into(&mut out);
         out
     }
 
     /// Appends the registry in the OpenMetrics text format to `out`, ending
     /// with the `# EOF` line. Scrape hooks are not run; see
     /// [`Metrics::run_scrape_hooks`].
-    pub fn encode_into(&self, out: &mut String) {
+    ///
+    /// # Errors
+    ///
+    /// Only those of `out` (writing into a `String` cannot fail).
+    pub fn encode_into(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         let registry = self.registry_mut();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(out, &registry);
+        prometheus_client::encoding::text::encode(out, &registry)
     }
 
     /// The bot's name, as given to [`Metrics::new`].

@@ -12,6 +12,7 @@
 //! status provider it installs. [`router`] turns the state into an
 //! [`axum::Router`], which [`serve`] runs on its own listener.
 
+mod gzip;
 mod process;
 pub(crate) mod server;
 mod status_page;
@@ -25,8 +26,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -129,6 +131,8 @@ struct Shared {
     shutting_down: AtomicBool,
     /// The size of the last `/metrics` body, to size the next one's buffer.
     last_size: AtomicUsize,
+    /// The same for the last gzipped body.
+    last_gzip_size: AtomicUsize,
 }
 
 impl fmt::Debug for AdminState {
@@ -213,6 +217,7 @@ impl AdminStateBuilder {
                 backend_reachable: AtomicBool::new(false),
                 shutting_down: AtomicBool::new(false),
                 last_size: AtomicUsize::new(0),
+                last_gzip_size: AtomicUsize::new(0),
             }),
         }
     }
@@ -309,9 +314,29 @@ impl AdminState {
         let s = &self.shared;
         s.metrics.run_scrape_hooks();
         let mut out = String::with_capacity(s.last_size.load(Ordering::Relaxed) + 4096);
-        s.metrics.encode_into(&mut out);
+        // Writing into a String cannot fail.
+        let _ = s.metrics.encode_into(&mut out);
         s.last_size.store(out.len(), Ordering::Relaxed);
         out
+    }
+
+    /// [`AdminState::render_metrics`], gzipped as it is encoded, so that the
+    /// whole text is never held at once.
+    ///
+    /// # Errors
+    ///
+    /// Only the compressor's, which writes into memory.
+    pub fn render_metrics_gzip(&self) -> std::io::Result<Vec<u8>> {
+        let s = &self.shared;
+        s.metrics.run_scrape_hooks();
+        let mut out =
+            gzip::GzipWriter::with_capacity(s.last_gzip_size.load(Ordering::Relaxed) + 4096);
+        s.metrics
+            .encode_into(&mut out)
+            .map_err(|_| std::io::Error::other("gzip failed"))?;
+        let body = out.finish()?;
+        s.last_gzip_size.store(body.len(), Ordering::Relaxed);
+        Ok(body)
     }
 
     /// The status page's HTML, as of `now`.
@@ -328,10 +353,43 @@ impl AdminState {
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let gzip = gzip::accepts_gzip(&headers);
     // Hooks may block and a large store takes milliseconds to encode.
-    match tokio::task::spawn_blocking(move || state.render_metrics()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+    let rendered = tokio::task::spawn_blocking(move || {
+        if gzip {
+            state.render_metrics_gzip().map(Body::from)
+        } else {
+            Ok(Body::from(state.render_metrics()))
+        }
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) if gzip => (
+            [
+                (header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "accept-encoding"),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok(Ok(body)) => (
+            [
+                (header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE),
+                (header::VARY, "accept-encoding"),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "compressing /metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "compressing the metrics failed\n",
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "encoding /metrics failed (a scrape hook panicked?)");
             (

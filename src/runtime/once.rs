@@ -43,8 +43,8 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
     };
     // Validated above, with the other settings.
     let fetch_options = bot.sharded_fetch_options(&settings).unwrap_or_default();
-    let loaded = match config_source.load(&fetch_options).await {
-        Ok(loaded) => loaded,
+    let loaded = match config_source.load(&fetch_options, true).await {
+        Ok(loaded) => loaded.unwrap_or_default(),
         Err(e) => {
             eprintln!("could not load the job configs: {e}");
             return ExitCode::FAILURE;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::source::ConfigSource;
 use crate::admin::AdminState;
@@ -62,12 +62,18 @@ impl<C: Collector> Refresher<C> {
         let mut loaded_once = false;
         let mut retry = crate::sender::retry::Backoff::new(FIRST_RETRY * 2, self.every);
         loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(next) => next += self.every,
-                () = self.reload.notified() => next = tokio::time::Instant::now() + self.every,
-            }
+            let forced = tokio::select! {
+                () = tokio::time::sleep_until(next) => {
+                    next += self.every;
+                    !loaded_once
+                }
+                () = self.reload.notified() => {
+                    next = tokio::time::Instant::now() + self.every;
+                    true
+                }
+            };
             let started = Instant::now();
-            if self.refresh_once().await {
+            if self.refresh_once(forced).await {
                 loaded_once = true;
             } else if !loaded_once {
                 next = tokio::time::Instant::now() + retry.next_delay();
@@ -78,11 +84,20 @@ impl<C: Collector> Refresher<C> {
         }
     }
 
-    /// One refresh. Returns whether the configs loaded.
-    async fn refresh_once(&mut self) -> bool {
+    /// One refresh. Returns whether the configs loaded (or a standalone
+    /// file is unchanged). `force` reads a standalone file even if it did
+    /// not change.
+    async fn refresh_once(&mut self, force: bool) -> bool {
         let started = Instant::now();
-        let loaded = match self.source.load(&self.fetch_options).await {
-            Ok(loaded) => loaded,
+        let loaded = match self.source.load(&self.fetch_options, force).await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                debug!(
+                    jobs = self.scheduler.job_count(),
+                    "the standalone file did not change; the jobs stay as they are"
+                );
+                return true;
+            }
             Err(e) => {
                 self.metrics.refresh_errors.inc();
                 if e.backend_unreachable() {

@@ -20,8 +20,10 @@ pub enum ConfigSource {
         protocol: String,
     },
     /// A standalone TOML file, read again on a refresh only when it changed
-    /// (its modification time or size): parsing a large file costs tens of MB
-    /// at its peak, which the allocator may keep.
+    /// (its modification time, size or inode): parsing a large file costs
+    /// tens of MB at its peak, and keeping the parsed configs would cost
+    /// about 1.6 KB per entity for nothing, so an unchanged file makes no
+    /// refresh at all.
     File(PathBuf, FileCache),
     /// Configs fixed at start-up (a bot's built-in default).
     Fixed(JobConfigs),
@@ -69,36 +71,48 @@ impl RefreshError {
     }
 }
 
-/// The last configs read from a standalone file, with the file's stamp.
+/// The stamp of the standalone file as it was last read successfully.
 #[derive(Debug, Default)]
-pub struct FileCache(std::sync::Mutex<Option<(FileStamp, JobConfigs)>>);
+pub struct FileCache(std::sync::Mutex<Option<FileStamp>>);
 
-/// What tells that a file changed: its modification time and size.
-type FileStamp = (Option<std::time::SystemTime>, u64);
+/// What tells that a file changed: its modification time, size and inode
+/// (an editor or a deployment that replaces the file gives it a new inode).
+type FileStamp = (Option<std::time::SystemTime>, u64, u64);
 
 impl FileCache {
-    /// The file's configs: the cached ones if the file did not change since
-    /// they were read, else the file parsed again.
-    fn load(&self, path: &std::path::Path) -> Result<JobConfigs, StandaloneError> {
+    /// The file's configs, or `None` if it did not change since it was last
+    /// read and `force` is false.
+    fn load(
+        &self,
+        path: &std::path::Path,
+        force: bool,
+    ) -> Result<Option<JobConfigs>, StandaloneError> {
+        use std::os::unix::fs::MetadataExt;
         let stamp = std::fs::metadata(path)
             .ok()
-            .map(|m| (m.modified().ok(), m.len()));
+            .map(|m| (m.modified().ok(), m.len(), m.ino()));
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(stamp), Some((cached, configs))) = (stamp, cache.as_ref()) {
-            if stamp == *cached {
-                return Ok(configs.clone());
-            }
+        if !force && stamp.is_some() && stamp == *cache {
+            return Ok(None);
         }
+        // A file that fails to parse is read again at the next refresh.
+        *cache = None;
         let configs = standalone::load(path)?;
-        *cache = stamp.map(|stamp| (stamp, configs.clone()));
-        Ok(configs)
+        *cache = stamp;
+        Ok(Some(configs))
     }
 }
 
 impl ConfigSource {
     /// Loads the configs once; only the entities that `options.shard` owns.
-    pub async fn load(&self, options: &FetchOptions) -> Result<Loaded, RefreshError> {
-        Ok(match self {
+    /// `None`: a standalone file that did not change since its last load
+    /// (unless `force`, as for SIGHUP), so nothing needs doing.
+    pub async fn load(
+        &self,
+        options: &FetchOptions,
+        force: bool,
+    ) -> Result<Option<Loaded>, RefreshError> {
+        Ok(Some(match self {
             Self::Grafolean { client, protocol } => {
                 let report = fetch_job_configs(client, protocol, options).await?;
                 Loaded {
@@ -110,10 +124,13 @@ impl ConfigSource {
                     owned: report.entities_owned,
                 }
             }
-            Self::File(path, cache) => Self::sharded(cache.load(path)?, options),
+            Self::File(path, cache) => match cache.load(path, force)? {
+                Some(configs) => Self::sharded(configs, options),
+                None => return Ok(None),
+            },
             Self::Fixed(configs) => Self::sharded(configs.clone(), options),
             Self::Empty => Loaded::default(),
-        })
+        }))
     }
 
     /// A standalone config, filtered by the shard as the backend's are.
