@@ -35,7 +35,7 @@ use crate::counters::{Counters, Outcome};
 use crate::interfaces::{self, Forbidden};
 use crate::sensor::{ExprCache, Fetch, PathPart, SensorSpec};
 use crate::settings::{SettingsError, SnmpSettings, agent_address};
-use crate::state_file::{self, CounterRecord, EntityRecord, StateData};
+use crate::state_file::{self, CounterRecord, EntityRecord, RestoredEntity, StateData};
 
 /// sysUpTime.0, read when a Counter32 went down.
 const SYS_UP_TIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
@@ -97,6 +97,8 @@ struct EntityState {
     /// The longest interval of its sensors at the last firing (0: none
     /// yet), kept in the state file for the age limit of its readings.
     longest_interval: u32,
+    /// The agent its counters were read from.
+    addr: Option<SocketAddr>,
 }
 
 /// Every entity's state, shared by the collector and its [`CounterStore`].
@@ -125,6 +127,7 @@ impl CounterStore {
             records.push(EntityRecord {
                 entity_id,
                 longest_interval: st.longest_interval,
+                agent: st.addr.map(|a| a.to_string()),
                 counters: st
                     .counters
                     .iter()
@@ -146,15 +149,19 @@ impl CounterStore {
 
     /// Puts back counters kept from before a restart (a reading already
     /// taken since is kept).
-    pub fn restore(&self, entities: HashMap<u64, (u32, Counters)>) {
+    pub fn restore(&self, entities: HashMap<u64, RestoredEntity>) {
         let mut map = lock(&self.state);
-        for (entity_id, (longest, counters)) in entities {
+        for (entity_id, entity) in entities {
             let st = map.entry(entity_id).or_default().clone();
             let mut st = lock(&st);
-            if st.longest_interval == 0 {
-                st.longest_interval = longest;
+            if st.addr.is_some() && entity.agent.is_some() && st.addr != entity.agent {
+                continue;
             }
-            for (oid, sample) in counters.iter() {
+            if st.longest_interval == 0 {
+                st.longest_interval = entity.longest_interval;
+            }
+            st.addr = st.addr.or(entity.agent);
+            for (oid, sample) in entity.counters.iter() {
                 st.counters.restore(oid.clone(), *sample);
             }
         }
@@ -287,7 +294,18 @@ impl SnmpCollector {
             return Ok(Vec::new());
         }
         let state = self.entity_state(params.entity_id);
-        let cached = lock(&state).agent.clone();
+        let cached = {
+            let mut st = lock(&state);
+            // Another agent (the entity's address changed, or the state file
+            // came from another config): its readings and learned
+            // repetitions are not this one's.
+            if st.addr.is_some_and(|a| a != params.addr) {
+                st.counters = Counters::default();
+                st.repetitions.clear();
+            }
+            st.addr = Some(params.addr);
+            st.agent.clone()
+        };
         let agent = self
             .agents
             .agent(cached, params.addr, &params.settings)

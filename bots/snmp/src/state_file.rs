@@ -6,12 +6,13 @@
 //!
 //! ```json
 //! {"format": 1, "saved_at": 1767000000.5, "entities": [
-//!   {"entity_id": 42, "longest_interval": 60, "counters": [
+//!   {"entity_id": 42, "longest_interval": 60, "agent": "192.0.2.1:161", "counters": [
 //!     {"oid": "1.3.6.1.2.1.2.2.1.10.1", "value": 123456, "at": 1767000000.1, "wide": false}]}]}
 //! ```
 //!
 //! `at` is the wall-clock time of the reading (UNIX seconds), `wide` marks a
-//! Counter64. sysUpTime is not kept: the bot reads it when a Counter32 went
+//! Counter64. An entity whose agent is another one at its next firing (its
+//! address changed) drops the readings. sysUpTime is not kept: the bot reads it when a Counter32 went
 //! down, and compares it with the time since the kept reading, as it does
 //! without a restart.
 //!
@@ -29,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -72,6 +74,10 @@ pub struct EntityRecord {
     /// known), for the age limit of its readings.
     #[serde(default)]
     pub longest_interval: u32,
+    /// The agent's address the readings came from (`127.0.0.1:161`): if the
+    /// entity's agent is another one at the next firing, they are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Its counters' last readings.
     pub counters: Vec<CounterRecord>,
 }
@@ -232,10 +238,22 @@ pub struct Restored {
     pub invalid: usize,
 }
 
+/// One entity's state from the file.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RestoredEntity {
+    /// Its longest interval when it was saved (0: not known).
+    pub longest_interval: u32,
+    /// The agent the readings came from, if known.
+    pub agent: Option<SocketAddr>,
+    /// The readings kept.
+    pub counters: Counters,
+}
+
 /// Turns the file's records into counters, dropping readings older than
 /// twice the entity's longest interval plus 60 s before `now` (the rule
 /// the bot applies in process).
-pub fn restore(data: StateData, now: f64) -> (HashMap<u64, (u32, Counters)>, Restored) {
+pub fn restore(data: StateData, now: f64) -> (HashMap<u64, RestoredEntity>, Restored) {
     let mut out = HashMap::new();
     let mut report = Restored::default();
     for entity in data.entities {
@@ -270,7 +288,14 @@ pub fn restore(data: StateData, now: f64) -> (HashMap<u64, (u32, Counters)>, Res
         if !counters.is_empty() {
             report.entities += 1;
             report.counters += counters.len();
-            out.insert(entity.entity_id, (entity.longest_interval, counters));
+            out.insert(
+                entity.entity_id,
+                RestoredEntity {
+                    longest_interval: entity.longest_interval,
+                    agent: entity.agent.as_deref().and_then(|a| a.parse().ok()),
+                    counters,
+                },
+            );
         }
     }
     (out, report)
@@ -418,6 +443,7 @@ mod tests {
             entities: vec![EntityRecord {
                 entity_id: 7,
                 longest_interval: 60,
+                agent: Some("192.0.2.1:161".into()),
                 counters: (0..n)
                     .map(|i| CounterRecord {
                         oid: format!("1.3.6.1.2.1.2.2.1.10.{i}"),
@@ -557,6 +583,7 @@ mod tests {
                 EntityRecord {
                     entity_id: 1,
                     longest_interval: 60,
+                    agent: Some("192.0.2.1:1161".into()),
                     counters: vec![
                         reading("1.3.6.1.9.1", now - 179.0),
                         reading("1.3.6.1.9.2", now - 181.0),
@@ -567,23 +594,27 @@ mod tests {
                 EntityRecord {
                     entity_id: 2,
                     longest_interval: 600,
+                    agent: Some("not an address".into()),
                     counters: vec![reading("1.3.6.1.9.1", now - 1000.0)],
                 },
                 // Unknown interval: as 60 s. All stale: no state at all.
                 EntityRecord {
                     entity_id: 3,
                     longest_interval: 0,
+                    agent: None,
                     counters: vec![reading("1.3.6.1.9.1", now - 181.0)],
                 },
             ],
         };
         let (entities, r) = restore(data, now);
         assert_eq!((r.entities, r.counters, r.stale, r.invalid), (2, 2, 2, 1));
-        assert_eq!(entities[&1].1.len(), 1);
-        assert_eq!(entities[&2].1.len(), 1);
+        assert_eq!(entities[&1].counters.len(), 1);
+        assert_eq!(entities[&1].agent, Some("192.0.2.1:1161".parse().unwrap()));
+        assert_eq!(entities[&2].counters.len(), 1);
+        assert_eq!(entities[&2].agent, None);
         assert!(!entities.contains_key(&3));
         // A kept reading gives a rate at once.
-        let mut counters = entities[&1].1.clone();
+        let mut counters = entities[&1].counters.clone();
         let oid = Oid::parse("1.3.6.1.9.1").unwrap();
         assert_eq!(
             counters.update(&oid, 1795, false, now, None),
@@ -621,6 +652,7 @@ mod tests {
             assert!((got.at - want.at).abs() < 1e-6, "{got:?} {want:?}");
         }
         assert_eq!(again.entities[0].longest_interval, 60);
+        assert_eq!(again.entities[0].agent.as_deref(), Some("192.0.2.1:161"));
         std::fs::remove_dir_all(d).unwrap();
     }
 

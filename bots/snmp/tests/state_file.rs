@@ -9,6 +9,11 @@ mod standalone;
 use std::time::{Duration, SystemTime};
 
 use common::{PASS_OID, Snmpd, free_udp_port};
+use grafolean_collector::{Collector, EntityConfig, JobConfigs, JobSpec, SensorConfig, Tick};
+use grafolean_snmp_bot::state_file::{
+    self, CounterRecord, EntityRecord, LoadOutcome, StateData, StateKeeper,
+};
+use grafolean_snmp_bot::{SnmpCollector, SnmpJob};
 use serde_json::Value as Json;
 use standalone::{Standalone, TestDir, sample, sample_with};
 
@@ -208,4 +213,112 @@ fn a_corrupt_state_file_is_one_warning_and_the_bot_runs_with_empty_counters() {
     let saved: Json = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["format"], 1);
     assert_eq!(saved["entities"], serde_json::json!([]));
+}
+
+/// The collector's poll job for entity 42 on `ipv4`: one Counter32 walked
+/// with its name.
+fn poll_job(c: &SnmpCollector, ipv4: &str) -> JobSpec<SnmpJob> {
+    let entity = EntityConfig {
+        account_id: 1,
+        entity_id: 42,
+        name: "agent".into(),
+        entity_type: "device".into(),
+        details: serde_json::json!({"ipv4": ipv4}),
+        credential_id: Some(9),
+        credential_details: serde_json::json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+        sensors: vec![SensorConfig {
+            sensor_id: 1,
+            interval: Some(60),
+            details: serde_json::json!({
+                "oids": [{"oid": format!("{PASS_OID}.2"), "fetch_method": "walk"},
+                         {"oid": format!("{PASS_OID}.1"), "fetch_method": "walk"}],
+                "expression": "$2", "output_path": "c32.{$index}.{$1}"}),
+        }],
+        origin: None,
+    };
+    c.jobs(&JobConfigs {
+        entities: vec![entity],
+    })
+    .into_iter()
+    .find(|s| matches!(s.params, SnmpJob::Poll(_)))
+    .expect("a poll job")
+}
+
+/// A collector whose counters were loaded from a file holding one reading
+/// of the Counter32 (`value`, `age` seconds ago, from `agent`).
+fn restored(dir: &TestDir, agent: &str, value: u64, age: f64) -> (SnmpCollector, f64) {
+    let path = dir.join("counters.json");
+    let at = unix_now() - age;
+    let data = StateData {
+        format: state_file::FORMAT,
+        saved_at: at,
+        entities: vec![EntityRecord {
+            entity_id: 42,
+            longest_interval: 60,
+            agent: Some(agent.into()),
+            counters: vec![CounterRecord {
+                oid: format!("{PASS_OID}.1.1"),
+                value,
+                at,
+                wide: false,
+            }],
+        }],
+    };
+    state_file::save(&path, &data).unwrap();
+    let c = SnmpCollector::default();
+    let outcome = StateKeeper::new(c.counter_store(), path).load();
+    assert!(matches!(outcome, LoadOutcome::Loaded(_)), "{outcome:?}");
+    (c, at)
+}
+
+async fn first_firing(c: &SnmpCollector, job: &JobSpec<SnmpJob>) -> Option<f64> {
+    let tick = Tick {
+        at: SystemTime::now(),
+        affecting: job.intervals.clone(),
+    };
+    let values = c.run(tick, &job.params).await.unwrap();
+    assert!(values.len() <= 1, "{values:?}");
+    values
+        .into_iter()
+        .find(|v| v.path == "entity.42.snmp.c32.1.alpha")
+        .map(|v| v.value)
+}
+
+#[tokio::test]
+async fn loaded_readings_give_rates_wraps_and_resets_at_the_first_firing() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    agent.set_pass(&[("1.1", "counter", "1000"), ("2.1", "string", "alpha")]);
+    let dir = TestDir::new("state-collector");
+
+    // Read 400 ten seconds ago: a rate of about 60/s.
+    let (c, at) = restored(&dir, &agent.ipv4(), 400, 10.0);
+    let job = poll_job(&c, &agent.ipv4());
+    let rate = first_firing(&c, &job).await.expect("a rate at once");
+    let (low, high) = (600.0 / (unix_now() - at), 600.0 / 10.0);
+    assert!(rate >= low * 0.999 && rate <= high * 1.001, "{rate}");
+
+    // Read from another agent (the entity's address changed): dropped, so
+    // the first firing only learns the counter.
+    let (c, _) = restored(&dir, "192.0.2.1:161", 400, 10.0);
+    let job = poll_job(&c, &agent.ipv4());
+    assert_eq!(first_firing(&c, &job).await, None);
+
+    // The counter went down since a reading 10 s ago, and the agent is up
+    // for less than that: it restarted, the point is skipped.
+    let (c, _) = restored(&dir, &agent.ipv4(), 4_294_967_000, 10.0);
+    let job = poll_job(&c, &agent.ipv4());
+    assert_eq!(first_firing(&c, &job).await, None);
+
+    // Down since a reading 0.5 s ago, with the agent up for longer: a
+    // Counter32 wrap, corrected.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (c, at) = restored(&dir, &agent.ipv4(), 4_294_967_000, 0.5);
+    let job = poll_job(&c, &agent.ipv4());
+    let rate = first_firing(&c, &job).await.expect("a wrapped rate");
+    let delta = (1u64 << 32) - 4_294_967_000 + 1000;
+    let high = delta as f64 / 0.5;
+    let low = delta as f64 / (unix_now() - at);
+    assert!(rate >= low * 0.999 && rate <= high * 1.001, "{rate}");
 }
