@@ -182,8 +182,10 @@ pub struct SnmpCollector {
     interfaces_interval: u32,
     /// What was said about each entity's config (see `report_problems`).
     problems: Mutex<HashMap<u64, String>>,
-    /// Where counters are kept across restarts, and how often they are written.
-    state_file: Option<(PathBuf, Duration)>,
+    /// Where counters are kept across restarts.
+    state_file: Option<PathBuf>,
+    /// How often the state file is written.
+    state_save_every: Duration,
 }
 
 impl Default for SnmpCollector {
@@ -209,6 +211,7 @@ impl SnmpCollector {
             interfaces_interval: INTERFACES_INTERVAL,
             problems: Mutex::default(),
             state_file: None,
+            state_save_every: state_file::DEFAULT_SAVE_EVERY,
         }
     }
 
@@ -218,28 +221,23 @@ impl SnmpCollector {
     /// [`crate::state_file`].
     #[must_use]
     pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
-        let every = self
-            .state_file
-            .as_ref()
-            .map_or(state_file::DEFAULT_SAVE_EVERY, |(_, e)| *e);
-        self.state_file = Some((path.into(), every));
+        self.state_file = Some(path.into());
         self
     }
 
     /// Sets how often the state file is written (default
-    /// [`state_file::DEFAULT_SAVE_EVERY`]); only with
-    /// [`SnmpCollector::with_state_file`].
+    /// [`state_file::DEFAULT_SAVE_EVERY`]; at least 10 ms).
     #[must_use]
     pub fn with_state_save_interval(mut self, every: Duration) -> Self {
-        if let Some((_, e)) = &mut self.state_file {
-            *e = every;
-        }
+        self.state_save_every = every;
         self
     }
 
     /// The state file and how often it is written, if one is set.
     pub fn state_file(&self) -> Option<(&Path, Duration)> {
-        self.state_file.as_ref().map(|(p, e)| (p.as_path(), *e))
+        self.state_file
+            .as_deref()
+            .map(|p| (p, self.state_save_every))
     }
 
     /// A handle on the counters, for the state file.

@@ -1,6 +1,8 @@
 //! The counter state file (`--state-file`) with the real binary and a real
 //! snmpd: a restart with the file gives a rate at its first firing; a
-//! corrupt file is one warning, and the bot runs with empty counters.
+//! corrupt file is one warning, and the bot runs with empty counters; the
+//! file is written periodically; loaded readings give a rate, a wrap or a
+//! reset at the first firing, and are dropped for another agent.
 
 mod common;
 #[path = "common/standalone.rs"]
@@ -9,6 +11,7 @@ mod standalone;
 use std::time::{Duration, SystemTime};
 
 use common::{PASS_OID, Snmpd, free_udp_port};
+use grafolean_collector::testing::RunningBot;
 use grafolean_collector::{Collector, EntityConfig, JobConfigs, JobSpec, SensorConfig, Tick};
 use grafolean_snmp_bot::state_file::{
     self, CounterRecord, EntityRecord, LoadOutcome, StateData, StateKeeper,
@@ -321,4 +324,44 @@ async fn loaded_readings_give_rates_wraps_and_resets_at_the_first_firing() {
     let high = delta as f64 / 0.5;
     let low = delta as f64 / (unix_now() - at);
     assert!(rate >= low * 0.999 && rate <= high * 1.001, "{rate}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_writes_the_file_periodically_while_it_runs() {
+    let dir = TestDir::new("state-periodic");
+    let devices = dir.join("devices.toml");
+    std::fs::write(
+        &devices,
+        config(
+            &format!("127.0.0.1:{}", free_udp_port()),
+            r#"{ version = "snmpv2c", snmpv12_community = "public", timeout = 0.2, retries = 0, budget = 1 }"#,
+        ),
+    )
+    .unwrap();
+    let state = dir.join("counters.json");
+    let settings = <grafolean_collector::Settings as clap::Parser>::try_parse_from([
+        "grafolean-snmp-bot",
+        "--config",
+        devices.to_str().unwrap(),
+    ])
+    .unwrap();
+    let collector = SnmpCollector::default()
+        .with_state_file(&state)
+        .with_state_save_interval(Duration::from_millis(200));
+    let bot = RunningBot::start(grafolean_snmp_bot::bot(collector), settings);
+    let mut writes = Vec::new();
+    for _ in 0..100 {
+        if let Ok(Some(data)) = state_file::load(&state)
+            && writes.last() != Some(&data.saved_at)
+        {
+            writes.push(data.saved_at);
+        }
+        if writes.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(writes.len() >= 2, "written {} times in 5 s", writes.len());
+    bot.stop().await.unwrap();
+    assert_eq!(dir.names(), vec!["counters.json", "devices.toml"]);
 }
