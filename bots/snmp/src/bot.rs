@@ -2,11 +2,15 @@
 //! and Prometheus names.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use grafolean_collector::Bot;
 use grafolean_collector::MappedPath;
 
+use tokio::task::JoinHandle;
+
 use crate::SnmpCollector;
+use crate::state_file::StateKeeper;
 
 /// The admin server's default address: `127.0.0.1:9743` (the ping bot's is 9742).
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -19,14 +23,48 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 /// The SNMP bot, ready for [`Bot::main`] or [`Bot::run`]. Its own metrics
 /// (`snmp_device_timeouts_total`, `snmp_sensor_errors_total`) are
 /// registered with the SDK's registry.
+///
+/// With [`SnmpCollector::with_state_file`], the counter state file is loaded
+/// when the bot starts (before the first config refresh), written
+/// periodically while it runs, and once more at a clean shutdown, after the
+/// running jobs were drained (see [`crate::state_file`]). `--once` does not
+/// use it.
 pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
     let metrics = collector.metrics();
-    let b = Bot::new("grafolean-snmp-bot", collector)
+    let keeper = collector.state_file().map(|(path, every)| {
+        (
+            StateKeeper::new(collector.counter_store(), path.into()),
+            every,
+        )
+    });
+    let mut b = Bot::new("grafolean-snmp-bot", collector)
         .with_protocol("snmp")
         .with_default_listen(DEFAULT_LISTEN)
         .with_default_config(DEFAULT_CONFIG)
         .with_path_mapper(map_path);
     metrics.register(&mut b.metrics().registry_mut());
+    if let Some((keeper, every)) = keeper {
+        let periodic: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+        let (k, p) = (keeper.clone(), periodic.clone());
+        b = b
+            .on_start(move || {
+                k.load();
+                *p.lock().unwrap_or_else(PoisonError::into_inner) = Some(k.spawn_periodic(every));
+            })
+            .on_shutdown(move || {
+                if let Some(task) = periodic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    task.abort();
+                }
+                match keeper.save() {
+                    Ok(()) => tracing::info!(state_file = %keeper.path().display(), "counter state written"),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            });
+    }
     b
 }
 

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -34,6 +35,7 @@ use crate::counters::{Counters, Outcome};
 use crate::interfaces::{self, Forbidden};
 use crate::sensor::{ExprCache, Fetch, PathPart, SensorSpec};
 use crate::settings::{SettingsError, SnmpSettings, agent_address};
+use crate::state_file::{self, CounterRecord, EntityRecord, RestoredEntity, StateData};
 
 /// sysUpTime.0, read when a Counter32 went down.
 const SYS_UP_TIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
@@ -92,6 +94,78 @@ struct EntityState {
     /// Learned GETBULK max-repetitions per walked column.
     repetitions: HashMap<Oid, u32>,
     counters: Counters,
+    /// The longest interval of its sensors at the last firing (0: none
+    /// yet), kept in the state file for the age limit of its readings.
+    longest_interval: u32,
+    /// The agent its counters were read from.
+    addr: Option<SocketAddr>,
+}
+
+/// Every entity's state, shared by the collector and its [`CounterStore`].
+type StateMap = Arc<Mutex<HashMap<u64, Arc<Mutex<EntityState>>>>>;
+
+/// A handle on the collector's counters, for the state file: a snapshot of
+/// every entity's last readings, and putting them back after a restart.
+#[derive(Clone, Debug)]
+pub struct CounterStore {
+    state: StateMap,
+}
+
+impl CounterStore {
+    /// Every entity's counters, as the state file keeps them (`saved_at` 0).
+    pub fn snapshot(&self) -> StateData {
+        let entities: Vec<(u64, Arc<Mutex<EntityState>>)> = lock(&self.state)
+            .iter()
+            .map(|(id, st)| (*id, st.clone()))
+            .collect();
+        let mut records = Vec::with_capacity(entities.len());
+        for (entity_id, st) in entities {
+            let st = lock(&st);
+            if st.counters.is_empty() {
+                continue;
+            }
+            records.push(EntityRecord {
+                entity_id,
+                longest_interval: st.longest_interval,
+                agent: st.addr.map(|a| a.to_string()),
+                counters: st
+                    .counters
+                    .iter()
+                    .map(|(oid, s)| CounterRecord {
+                        oid: oid.to_string(),
+                        value: s.value,
+                        at: s.at,
+                        wide: s.wide,
+                    })
+                    .collect(),
+            });
+        }
+        StateData {
+            format: state_file::FORMAT,
+            saved_at: 0.0,
+            entities: records,
+        }
+    }
+
+    /// Puts back counters kept from before a restart (a reading already
+    /// taken since is kept).
+    pub fn restore(&self, entities: HashMap<u64, RestoredEntity>) {
+        let mut map = lock(&self.state);
+        for (entity_id, entity) in entities {
+            let st = map.entry(entity_id).or_default().clone();
+            let mut st = lock(&st);
+            if st.addr.is_some() && entity.agent.is_some() && st.addr != entity.agent {
+                continue;
+            }
+            if st.longest_interval == 0 {
+                st.longest_interval = entity.longest_interval;
+            }
+            st.addr = st.addr.or(entity.agent);
+            for (oid, sample) in entity.counters.iter() {
+                st.counters.restore(oid.clone(), *sample);
+            }
+        }
+    }
 }
 
 /// How often the interfaces job runs.
@@ -101,13 +175,17 @@ pub const INTERFACES_INTERVAL: u32 = 300;
 #[derive(Debug)]
 pub struct SnmpCollector {
     agents: Agents,
-    state: Mutex<HashMap<u64, Arc<Mutex<EntityState>>>>,
+    state: StateMap,
     metrics: SnmpMetrics,
     api: Option<ApiClient>,
     forbidden: Forbidden,
     interfaces_interval: u32,
     /// What was said about each entity's config (see `report_problems`).
     problems: Mutex<HashMap<u64, String>>,
+    /// Where counters are kept across restarts.
+    state_file: Option<PathBuf>,
+    /// How often the state file is written.
+    state_save_every: Duration,
 }
 
 impl Default for SnmpCollector {
@@ -126,12 +204,46 @@ impl SnmpCollector {
     pub fn new(api: Option<ApiClient>) -> Self {
         Self {
             agents: Agents::new(),
-            state: Mutex::default(),
+            state: StateMap::default(),
             metrics: SnmpMetrics::default(),
             api,
             forbidden: Forbidden::new(interfaces::FORBIDDEN_RECHECK),
             interfaces_interval: INTERFACES_INTERVAL,
             problems: Mutex::default(),
+            state_file: None,
+            state_save_every: state_file::DEFAULT_SAVE_EVERY,
+        }
+    }
+
+    /// Keeps the counters across restarts in `path` (`--state-file`): the
+    /// bot made by [`crate::bot()`] loads it at start, writes it every
+    /// [`state_file::DEFAULT_SAVE_EVERY`] and at a clean shutdown. See
+    /// [`crate::state_file`].
+    #[must_use]
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// Sets how often the state file is written (default
+    /// [`state_file::DEFAULT_SAVE_EVERY`]; at least 10 ms).
+    #[must_use]
+    pub fn with_state_save_interval(mut self, every: Duration) -> Self {
+        self.state_save_every = every;
+        self
+    }
+
+    /// The state file and how often it is written, if one is set.
+    pub fn state_file(&self) -> Option<(&Path, Duration)> {
+        self.state_file
+            .as_deref()
+            .map(|p| (p, self.state_save_every))
+    }
+
+    /// A handle on the counters, for the state file.
+    pub fn counter_store(&self) -> CounterStore {
+        CounterStore {
+            state: self.state.clone(),
         }
     }
 
@@ -180,7 +292,18 @@ impl SnmpCollector {
             return Ok(Vec::new());
         }
         let state = self.entity_state(params.entity_id);
-        let cached = lock(&state).agent.clone();
+        let cached = {
+            let mut st = lock(&state);
+            // Another agent (the entity's address changed, or the state file
+            // came from another config): its readings and learned
+            // repetitions are not this one's.
+            if st.addr.is_some_and(|a| a != params.addr) {
+                st.counters = Counters::default();
+                st.repetitions.clear();
+            }
+            st.addr = Some(params.addr);
+            st.agent.clone()
+        };
         let agent = self
             .agents
             .agent(cached, params.addr, &params.settings)
@@ -338,8 +461,9 @@ impl SnmpCollector {
             .map(|s| s.interval)
             .max()
             .unwrap_or(60);
-        lock(&state)
-            .counters
+        let mut st = lock(&state);
+        st.longest_interval = longest;
+        st.counters
             .forget_older_than(now - 2.0 * f64::from(longest) - 60.0);
         Ok(out)
     }

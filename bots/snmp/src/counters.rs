@@ -37,11 +37,15 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    value: u64,
-    at: f64,
-    wide: bool,
+/// A counter's last reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// The value read.
+    pub value: u64,
+    /// When it was read (UNIX seconds).
+    pub at: f64,
+    /// Whether it is a Counter64.
+    pub wide: bool,
 }
 
 /// One entity's counters.
@@ -56,7 +60,7 @@ struct Sample {
 /// assert!(c.decreased(&oid, 40, false));
 /// assert_eq!(c.update(&oid, 40, false, 120.0, Some(86400.0)), Outcome::Wrapped(((1u64 << 32) - 700 + 40) as f64 / 60.0));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Counters {
     samples: HashMap<Oid, Sample>,
 }
@@ -109,6 +113,26 @@ impl Counters {
     /// Forgets counters last read before `before` (rows that went away).
     pub fn forget_older_than(&mut self, before: f64) {
         self.samples.retain(|_, s| s.at >= before);
+    }
+
+    /// Every counter's last reading (for the state file).
+    pub fn iter(&self) -> impl Iterator<Item = (&Oid, &Sample)> {
+        self.samples.iter()
+    }
+
+    /// Puts back a reading kept from before a restart, unless a newer one
+    /// is already there.
+    pub fn restore(&mut self, oid: Oid, sample: Sample) {
+        match self.samples.entry(oid) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if e.get().at < sample.at {
+                    e.insert(sample);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(sample);
+            }
+        }
     }
 
     /// How many counters are kept.

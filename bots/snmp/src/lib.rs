@@ -19,7 +19,8 @@ pub mod expr;
 pub mod interfaces;
 pub mod sensor;
 pub mod settings;
+pub mod state_file;
 
 pub use bot::bot;
-pub use collector::{SnmpCollector, SnmpJob};
+pub use collector::{CounterStore, SnmpCollector, SnmpJob};
 pub use settings::{SettingsError, SnmpSettings};

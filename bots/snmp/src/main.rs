@@ -7,6 +7,7 @@
 //! `public`) every 60 s, and serves the values on
 //! `http://127.0.0.1:9743/metrics`. See `--help`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// jemalloc returns freed memory to the system after its decay time (10 s),
@@ -14,20 +15,36 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+use clap::Parser;
 use grafolean_collector::Settings;
 use grafolean_snmp_bot::SnmpCollector;
 
+/// The SNMP bot's own settings, beside the SDK's.
+#[derive(Debug, Parser)]
+#[command(name = "grafolean-snmp-bot", version, about)]
+struct Cli {
+    /// A file where the counters' last readings are kept across restarts, so
+    /// that the first poll after a restart already gives rates. Written every
+    /// 60 s and at a clean shutdown (atomically); by default counters are
+    /// kept in memory only.
+    #[arg(long, env = "STATE_FILE", value_name = "FILE", help_heading = "SNMP")]
+    state_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    sdk: Settings,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = Settings::parse_for(
-        "grafolean-snmp-bot",
-        Some(env!("CARGO_PKG_VERSION")),
-        Some(env!("CARGO_PKG_DESCRIPTION")),
-    );
+    // As Settings::parse_for does: a missing .env file is normal.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
     // The interfaces job writes entities through its own API client; an
     // invalid setting is reported by the runtime below.
-    let api = settings.api_client().ok().flatten();
-    grafolean_snmp_bot::bot(SnmpCollector::new(api))
-        .main_with(settings)
-        .await
+    let api = cli.sdk.api_client().ok().flatten();
+    let mut collector = SnmpCollector::new(api);
+    if let Some(path) = cli.state_file {
+        collector = collector.with_state_file(path);
+    }
+    grafolean_snmp_bot::bot(collector).main_with(cli.sdk).await
 }

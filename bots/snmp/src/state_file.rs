@@ -1,0 +1,680 @@
+//! The counter state file (`--state-file`, `STATE_FILE`): every entity's last
+//! counter readings, kept across restarts so that the first firing after a
+//! restart already gives a rate instead of only learning the counters again.
+//!
+//! The file is JSON:
+//!
+//! ```json
+//! {"format": 1, "saved_at": 1767000000.5, "entities": [
+//!   {"entity_id": 42, "longest_interval": 60, "agent": "192.0.2.1:161", "counters": [
+//!     {"oid": "1.3.6.1.2.1.2.2.1.10.1", "value": 123456, "at": 1767000000.1, "wide": false}]}]}
+//! ```
+//!
+//! `at` is the wall-clock time of the reading (UNIX seconds), `wide` marks a
+//! Counter64. An entity whose agent is another one at its next firing (its
+//! address changed) drops the readings. sysUpTime is not kept: the bot reads it when a Counter32 went
+//! down, and compares it with the time since the kept reading, as it does
+//! without a restart.
+//!
+//! It is written atomically: into a temp file in the same directory, which is
+//! fsynced and renamed over the target (then the directory is fsynced), so a
+//! crash leaves either the old file or the new one, never half of one. It is
+//! written every [`DEFAULT_SAVE_EVERY`] and once more at a clean shutdown.
+//!
+//! At start a missing file is normal; a file that cannot be read, is larger
+//! than [`MAX_FILE_BYTES`] or is not valid is one warning naming the file and
+//! the cause, and the bot starts with empty counters. Readings older than the
+//! in-process rule (twice the entity's longest interval plus 60 s) are
+//! dropped; entities that are no longer configured are dropped at the first
+//! config refresh, as without a file.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_snmp::Oid;
+use serde::{Deserialize, Serialize};
+
+use crate::collector::CounterStore;
+use crate::counters::{Counters, Sample};
+
+/// The file format this bot writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The largest state file that is read (256 MiB); a larger one is refused
+/// unread, with a warning. 100,000 counters take about 10 MB.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// How often the file is written while the bot runs.
+pub const DEFAULT_SAVE_EVERY: Duration = Duration::from_secs(60);
+
+/// The longest interval assumed for an entity whose interval is not known.
+const DEFAULT_LONGEST: u32 = 60;
+
+/// The whole file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateData {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// When it was written (UNIX seconds).
+    pub saved_at: f64,
+    /// The entities with counters.
+    pub entities: Vec<EntityRecord>,
+}
+
+/// One entity's counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityRecord {
+    /// The entity.
+    pub entity_id: u64,
+    /// Its longest sensor interval in seconds when it was saved (0: not
+    /// known), for the age limit of its readings.
+    #[serde(default)]
+    pub longest_interval: u32,
+    /// The agent's address the readings came from (`127.0.0.1:161`): if the
+    /// entity's agent is another one at the next firing, they are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Its counters' last readings.
+    pub counters: Vec<CounterRecord>,
+}
+
+/// One counter's last reading.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CounterRecord {
+    /// The counter's OID, dotted (`1.3.6.1.2.1.2.2.1.10.1`).
+    pub oid: String,
+    /// The value read.
+    pub value: u64,
+    /// When (UNIX seconds).
+    pub at: f64,
+    /// Whether it is a Counter64.
+    pub wide: bool,
+}
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateFileError {
+    /// Reading failed (other than a missing file).
+    #[error("cannot read the counter state file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error(
+        "the counter state file {path} is {size} bytes, more than the {limit} bytes this bot reads; \
+         it was not read (remove it, or check --state-file)"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// [`MAX_FILE_BYTES`].
+        limit: u64,
+    },
+    /// The file is not valid JSON of this format.
+    #[error("the counter state file {path} is not valid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// The file is of another format version.
+    #[error("the counter state file {path} has format {found}, but this bot reads format {FORMAT}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+    },
+    /// Writing failed; the previous file (if any) is untouched.
+    #[error("cannot write the counter state file {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the file: `None` if it does not exist.
+pub fn load(path: &Path) -> Result<Option<StateData>, StateFileError> {
+    let read_err = |source| StateFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let too_large = |size| StateFileError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_FILE_BYTES,
+    };
+    let size = file.metadata().map_err(read_err)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // The file may grow while it is read: never past the limit.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let data: StateData =
+        serde_json::from_slice(&bytes).map_err(|source| StateFileError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if data.format != FORMAT {
+        return Err(StateFileError::Format {
+            path: path.to_path_buf(),
+            found: data.format,
+        });
+    }
+    Ok(Some(data))
+}
+
+/// Writes `data` to `path` atomically: a temp file in the same directory,
+/// fsynced, renamed over `path`, then the directory fsynced. On an error
+/// the temp file is removed and `path` is untouched.
+pub fn save(path: &Path, data: &StateData) -> Result<(), StateFileError> {
+    let write_err = |source| StateFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(write_err)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        serde_json::to_writer(&mut w, data).map_err(|e| write_err(e.into()))?;
+        w.flush().map_err(write_err)?;
+    }
+    tmp.as_file().sync_all().map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    // The rename itself is durable once the directory is synced; a failure
+    // here leaves a complete file in place, so it is not an error.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// What [`restore`] kept and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// Entities with at least one kept reading.
+    pub entities: usize,
+    /// Readings kept.
+    pub counters: usize,
+    /// Readings dropped as too old.
+    pub stale: usize,
+    /// Readings dropped because their OID or time is not valid.
+    pub invalid: usize,
+}
+
+/// One entity's state from the file.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RestoredEntity {
+    /// Its longest interval when it was saved (0: not known).
+    pub longest_interval: u32,
+    /// The agent the readings came from, if known.
+    pub agent: Option<SocketAddr>,
+    /// The readings kept.
+    pub counters: Counters,
+}
+
+/// Turns the file's records into counters, dropping readings older than
+/// twice the entity's longest interval plus 60 s before `now` (the rule
+/// the bot applies in process).
+pub fn restore(data: StateData, now: f64) -> (HashMap<u64, RestoredEntity>, Restored) {
+    let mut out = HashMap::new();
+    let mut report = Restored::default();
+    for entity in data.entities {
+        let longest = match entity.longest_interval {
+            0 => DEFAULT_LONGEST,
+            n => n,
+        };
+        let oldest = now - 2.0 * f64::from(longest) - 60.0;
+        let mut counters = Counters::default();
+        for c in entity.counters {
+            if !c.at.is_finite() {
+                report.invalid += 1;
+                continue;
+            }
+            if c.at < oldest {
+                report.stale += 1;
+                continue;
+            }
+            let Ok(oid) = Oid::parse(&c.oid) else {
+                report.invalid += 1;
+                continue;
+            };
+            counters.restore(
+                oid,
+                Sample {
+                    value: c.value,
+                    at: c.at,
+                    wide: c.wide,
+                },
+            );
+        }
+        if !counters.is_empty() {
+            report.entities += 1;
+            report.counters += counters.len();
+            out.insert(
+                entity.entity_id,
+                RestoredEntity {
+                    longest_interval: entity.longest_interval,
+                    agent: entity.agent.as_deref().and_then(|a| a.parse().ok()),
+                    counters,
+                },
+            );
+        }
+    }
+    (out, report)
+}
+
+/// The state file of one bot: loads it into the collector's counters,
+/// writes them, and does so periodically. Clones share one file lock, so
+/// two writes never interleave and a later snapshot is never overwritten
+/// by an earlier one.
+#[derive(Clone, Debug)]
+pub struct StateKeeper {
+    store: CounterStore,
+    path: PathBuf,
+    writing: Arc<Mutex<()>>,
+}
+
+/// What happened when the file was loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadOutcome {
+    /// There was no file.
+    Missing,
+    /// It was loaded.
+    Loaded(Restored),
+    /// It could not be used; the counters start empty.
+    Failed(StateFileError),
+}
+
+impl StateKeeper {
+    /// A keeper of `store` in `path`.
+    pub fn new(store: CounterStore, path: PathBuf) -> Self {
+        Self {
+            store,
+            path,
+            writing: Arc::default(),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the file into the counters, and logs what happened: a missing
+    /// file at info level, one that cannot be used as one warning.
+    pub fn load(&self) -> LoadOutcome {
+        let outcome = match load(&self.path) {
+            Ok(None) => LoadOutcome::Missing,
+            Ok(Some(data)) => {
+                let (entities, restored) = restore(data, unix_now());
+                self.store.restore(entities);
+                LoadOutcome::Loaded(restored)
+            }
+            Err(e) => LoadOutcome::Failed(e),
+        };
+        let file = self.path.display();
+        match &outcome {
+            LoadOutcome::Missing => tracing::info!(
+                state_file = %file,
+                "no counter state file yet; counters start empty (it is written every {}s and at shutdown)",
+                DEFAULT_SAVE_EVERY.as_secs()
+            ),
+            LoadOutcome::Loaded(r) => {
+                tracing::info!(state_file = %file, entities = r.entities, counters = r.counters, stale = r.stale, "counter state loaded");
+                if r.invalid > 0 {
+                    tracing::warn!(state_file = %file, invalid = r.invalid, "counter state readings with an invalid OID or time were dropped");
+                }
+            }
+            LoadOutcome::Failed(e) => {
+                tracing::warn!(state_file = %file, "{e}; starting with empty counters")
+            }
+        }
+        outcome
+    }
+
+    /// Writes every entity's counters now.
+    pub fn save(&self) -> Result<(), StateFileError> {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut data = self.store.snapshot();
+        data.saved_at = unix_now();
+        save(&self.path, &data)
+    }
+
+    /// [`StateKeeper::save`], logging a failure as a warning.
+    pub fn save_logged(&self) {
+        match self.save() {
+            Ok(()) => tracing::debug!(state_file = %self.path.display(), "counter state written"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// Writes the file every `every` (the first time one `every` from now),
+    /// off the runtime's threads, until the task is aborted.
+    pub fn spawn_periodic(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let keeper = self.clone();
+        let every = every.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let k = keeper.clone();
+                let _ = tokio::task::spawn_blocking(move || k.save_logged()).await;
+            }
+        })
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SnmpCollector;
+    use crate::counters::Outcome;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "snmp-state-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn names(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn data(now: f64, n: usize) -> StateData {
+        StateData {
+            format: FORMAT,
+            saved_at: now,
+            entities: vec![EntityRecord {
+                entity_id: 7,
+                longest_interval: 60,
+                agent: Some("192.0.2.1:161".into()),
+                counters: (0..n)
+                    .map(|i| CounterRecord {
+                        oid: format!("1.3.6.1.2.1.2.2.1.10.{i}"),
+                        value: u64::MAX - i as u64,
+                        at: now - 1.0,
+                        wide: i % 2 == 0,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_write_is_complete_json_and_leaves_no_temp_file() {
+        let d = dir("write");
+        let path = d.join("state.json");
+        let now = unix_now();
+        save(&path, &data(now, 3)).unwrap();
+        // Replaced atomically by a larger one.
+        let big = data(now, 5000);
+        save(&path, &big).unwrap();
+        assert_eq!(names(&d), vec!["state.json".to_string()]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["entities"][0]["counters"].as_array().unwrap().len(),
+            5000
+        );
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded.entities[0].counters.len(), 5000);
+        assert_eq!(
+            loaded.entities[0].counters[4999].oid,
+            big.entities[0].counters[4999].oid
+        );
+        // u64 values are kept whole.
+        assert_eq!(
+            parsed["entities"][0]["counters"][0]["value"].as_u64(),
+            Some(u64::MAX)
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_old_file_and_no_temp_file() {
+        let d = dir("fail");
+        let path = d.join("state.json");
+        save(&path, &data(1.0, 1)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The target is a directory now: the rename fails.
+        let blocked = d.join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let err = save(&blocked, &data(2.0, 1)).unwrap_err();
+        assert!(matches!(err, StateFileError::Write { .. }), "{err}");
+        assert!(err.to_string().contains("blocked"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(
+            names(&d),
+            vec!["blocked".to_string(), "state.json".to_string()]
+        );
+        // A directory that does not exist.
+        let err = save(&d.join("nope/state.json"), &data(2.0, 1)).unwrap_err();
+        assert!(matches!(err, StateFileError::Write { .. }), "{err}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn missing_corrupt_foreign_and_oversized_files() {
+        let d = dir("bad");
+        let path = d.join("state.json");
+        assert!(load(&path).unwrap().is_none());
+        for (text, what) in [
+            ("", "empty"),
+            (
+                "{\"format\": 1, \"saved_at\": 1, \"entities\": [",
+                "truncated",
+            ),
+            ("not json", "garbage"),
+            (
+                "{\"format\": 1, \"saved_at\": 1, \"entities\": [{\"entity_id\": -1, \"counters\": []}]}",
+                "negative id",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = load(&path).unwrap_err();
+            assert!(matches!(err, StateFileError::Parse { .. }), "{what}: {err}");
+            assert!(err.to_string().contains("state.json"), "{err}");
+        }
+        std::fs::write(&path, r#"{"format": 2, "saved_at": 1, "entities": []}"#).unwrap();
+        assert!(matches!(
+            load(&path).unwrap_err(),
+            StateFileError::Format { found: 2, .. }
+        ));
+        // Larger than the limit: refused unread (a sparse file).
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(
+            matches!(err, StateFileError::TooLarge { size, .. } if size == MAX_FILE_BYTES + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("state.json"), "{err}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_leaves_the_counters_empty_and_the_bot_usable() {
+        let d = dir("corrupt");
+        let path = d.join("state.json");
+        std::fs::write(&path, "{\"format\": 1, \"entities\": [{").unwrap();
+        let c = SnmpCollector::default();
+        let keeper = StateKeeper::new(c.counter_store(), path.clone());
+        assert!(matches!(
+            keeper.load(),
+            LoadOutcome::Failed(StateFileError::Parse { .. })
+        ));
+        assert_eq!(c.entities_with_state(), 0);
+        // The next write replaces it with a valid file.
+        keeper.save().unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().entities, vec![]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn stale_and_invalid_readings_are_dropped() {
+        let now = 10_000.0;
+        let reading = |oid: &str, at: f64| CounterRecord {
+            oid: oid.into(),
+            value: 5,
+            at,
+            wide: false,
+        };
+        let data = StateData {
+            format: FORMAT,
+            saved_at: now,
+            entities: vec![
+                // Every 60 s: kept for 2 × 60 + 60 = 180 s.
+                EntityRecord {
+                    entity_id: 1,
+                    longest_interval: 60,
+                    agent: Some("192.0.2.1:1161".into()),
+                    counters: vec![
+                        reading("1.3.6.1.9.1", now - 179.0),
+                        reading("1.3.6.1.9.2", now - 181.0),
+                        reading("not an oid", now - 1.0),
+                    ],
+                },
+                // Every 600 s: kept for 1260 s.
+                EntityRecord {
+                    entity_id: 2,
+                    longest_interval: 600,
+                    agent: Some("not an address".into()),
+                    counters: vec![reading("1.3.6.1.9.1", now - 1000.0)],
+                },
+                // Unknown interval: as 60 s. All stale: no state at all.
+                EntityRecord {
+                    entity_id: 3,
+                    longest_interval: 0,
+                    agent: None,
+                    counters: vec![reading("1.3.6.1.9.1", now - 181.0)],
+                },
+            ],
+        };
+        let (entities, r) = restore(data, now);
+        assert_eq!((r.entities, r.counters, r.stale, r.invalid), (2, 2, 2, 1));
+        assert_eq!(entities[&1].counters.len(), 1);
+        assert_eq!(entities[&1].agent, Some("192.0.2.1:1161".parse().unwrap()));
+        assert_eq!(entities[&2].counters.len(), 1);
+        assert_eq!(entities[&2].agent, None);
+        assert!(!entities.contains_key(&3));
+        // A kept reading gives a rate at once.
+        let mut counters = entities[&1].counters.clone();
+        let oid = Oid::parse("1.3.6.1.9.1").unwrap();
+        assert_eq!(
+            counters.update(&oid, 1795, false, now, None),
+            Outcome::Rate(10.0)
+        );
+    }
+
+    #[test]
+    fn a_collectors_counters_survive_a_save_and_load() {
+        let d = dir("roundtrip");
+        let path = d.join("state.json");
+        let now = unix_now();
+        save(&path, &data(now, 4)).unwrap();
+        let c = SnmpCollector::default();
+        let keeper = StateKeeper::new(c.counter_store(), path.clone());
+        match keeper.load() {
+            LoadOutcome::Loaded(r) => assert_eq!((r.entities, r.counters), (1, 4)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.entities_with_state(), 1);
+        std::fs::remove_file(&path).unwrap();
+        keeper.save().unwrap();
+        let again = load(&path).unwrap().unwrap();
+        let mut counters = again.entities[0].counters.clone();
+        counters.sort_by(|a, b| a.oid.cmp(&b.oid));
+        let mut want = data(now, 4).entities[0].counters.clone();
+        want.sort_by(|a, b| a.oid.cmp(&b.oid));
+        // serde_json reads a float back to within one ULP (1e-7 s here).
+        assert_eq!(counters.len(), want.len());
+        for (got, want) in counters.iter().zip(&want) {
+            assert_eq!(
+                (&got.oid, got.value, got.wide),
+                (&want.oid, want.value, want.wide)
+            );
+            assert!((got.at - want.at).abs() < 1e-6, "{got:?} {want:?}");
+        }
+        assert_eq!(again.entities[0].longest_interval, 60);
+        assert_eq!(again.entities[0].agent.as_deref(), Some("192.0.2.1:161"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_periodic_write_runs_until_aborted() {
+        let d = dir("periodic");
+        let path = d.join("state.json");
+        let keeper = StateKeeper::new(SnmpCollector::default().counter_store(), path.clone());
+        let task = keeper.spawn_periodic(Duration::from_millis(50));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        let _ = task.await;
+        // A write that was under way when the task was aborted still ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = load(&path).unwrap().unwrap().saved_at;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(load(&path).unwrap().unwrap().saved_at, first);
+        assert_eq!(names(&d), vec!["state.json".to_string()]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

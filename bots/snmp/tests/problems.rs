@@ -1,0 +1,93 @@
+//! Per-entity config problems are warned about once per change, over many
+//! config refreshes, as in the ping bot: a standalone run of the binary that
+//! re-reads its file every second, with one good entity, one with an
+//! out-of-range credential field and one with a bad sensor. Needs no snmpd.
+
+#[path = "common/standalone.rs"]
+mod standalone;
+
+use std::time::Duration;
+
+use standalone::{Standalone, TestDir, sample};
+
+/// Entity 1 is good, entity 2's `retries` is `retries`, entity 3 has a
+/// good sensor and one with a bad expression. Nothing answers on the port.
+fn config(retries: u32) -> String {
+    let sensor = |id: u32, expression: &str| {
+        format!(
+            "[[entity.sensors]]\nid = {id}\ninterval = 60\ndetails = {{ oids = [{{ oid = \"1.3.6.1.2.1.1.3.0\", fetch_method = \"get\" }}], expression = \"{expression}\", output_path = \"uptime\" }}\n"
+        )
+    };
+    let entity = |id: u32, credential: &str, sensors: &str| {
+        format!(
+            "[[entity]]\nid = {id}\nname = \"device {id}\"\ndetails = {{ ipv4 = \"127.0.0.1:9\" }}\ncredential = {credential}\n{sensors}\n"
+        )
+    };
+    let good = r#"{ version = "snmpv2c", snmpv12_community = "public", timeout = 0.2, retries = 0, budget = 1 }"#;
+    let bad =
+        format!(r#"{{ version = "snmpv2c", snmpv12_community = "public", retries = {retries} }}"#);
+    [
+        entity(1, good, &sensor(1, "$1")),
+        entity(2, &bad, &sensor(1, "$1")),
+        entity(3, good, &(sensor(1, "$1") + &sensor(2, "$1 +"))),
+    ]
+    .concat()
+}
+
+fn refreshes(bot: &Standalone) -> usize {
+    bot.count(&["refreshed job configs"])
+}
+
+/// Waits for `n` more config refreshes.
+fn wait_refreshes(bot: &mut Standalone, n: usize) {
+    let want = refreshes(bot) + n;
+    bot.wait_for_log_lines(Duration::from_secs(20), &["refreshed job configs"], want);
+}
+
+fn scheduled(bot: &Standalone) -> Option<f64> {
+    sample(&bot.metrics(), "grafolean_bot_jobs_scheduled")
+}
+
+#[test]
+fn config_problems_are_warned_once_per_change() {
+    let dir = TestDir::new("problems");
+    let devices = dir.join("devices.toml");
+    std::fs::write(&devices, config(99)).unwrap();
+    let mut bot = Standalone::start(&devices, 1, &[]);
+    wait_refreshes(&mut bot, 3);
+    // Entities 1 and 3 are polled (3 with its good sensor only); 2 is not.
+    assert_eq!(scheduled(&bot), Some(2.0));
+    let retries = |bot: &Standalone| bot.count(&["WARN", "entity_id=2", "credential.retries"]);
+    let expression = |bot: &Standalone| bot.count(&["WARN", "entity_id=3", "sensor 2 skipped"]);
+    assert_eq!(retries(&bot), 1, "{:#?}", bot.log());
+    assert_eq!(bot.count(&["WARN", "credential.retries is 99"]), 1);
+    assert_eq!(
+        bot.count(&["WARN", "entity_id=2", "not polling this entity"]),
+        1
+    );
+    assert_eq!(expression(&bot), 1, "{:#?}", bot.log());
+    assert_eq!(bot.count(&["WARN", "entity_id=1 "]), 0, "{:#?}", bot.log());
+
+    // Another wrong value: said once more, with the new value.
+    std::fs::write(&devices, config(98)).unwrap();
+    bot.wait_for_log(
+        Duration::from_secs(10),
+        &["WARN", "credential.retries is 98"],
+    );
+    wait_refreshes(&mut bot, 2);
+    assert_eq!(retries(&bot), 2, "{:#?}", bot.log());
+    assert_eq!(expression(&bot), 1, "{:#?}", bot.log());
+
+    // Fixed: said to be gone, once, and the entity is polled.
+    std::fs::write(&devices, config(2)).unwrap();
+    bot.wait_for_log(
+        Duration::from_secs(10),
+        &["entity_id=2", "the entity's config problem is gone"],
+    );
+    wait_refreshes(&mut bot, 2);
+    assert_eq!(bot.count(&["entity_id=2", "config problem is gone"]), 1);
+    assert_eq!(retries(&bot), 2);
+    assert_eq!(expression(&bot), 1);
+    assert_eq!(scheduled(&bot), Some(3.0));
+    assert!(bot.stop().success());
+}
