@@ -281,7 +281,30 @@ async fn routes_over_http() {
     let r = get("/metrics").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
-    parse_openmetrics(&r.text().await.unwrap()).unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    let plain = r.text().await.unwrap();
+    parse_openmetrics(&plain).unwrap();
+
+    // Gzip, as Prometheus asks for it: the same text, compressed.
+    let r = http
+        .get(format!("{base}/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "accept-encoding");
+    let body = r.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).unwrap();
+    parse_openmetrics(&text).unwrap();
+    let without_process = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with("process_"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(without_process(&text), without_process(&plain));
 
     let r = get("/").await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p grafolean-ping-bot --bench side_by_side -- [--targets 1000,10000]
 //!     [--seconds 30] [--warmup 8] [--tools bot,smokeping,fping] [--host-netns] [--bot <binary>]
+//!     [--scrape-every 15]
 //! ```
 //!
 //! `--bot` runs another build of the bot (a copy, say, since `target/` may be
@@ -22,11 +23,21 @@
 //! RTT histogram count), fping's `xmt/rcv` summary (`-c`, `-p 1000`, the
 //! whole run). "recorded" is replies counted over requests sent.
 //!
+//! In the window, an exporter is scraped every `--scrape-every` seconds as
+//! Prometheus would (`Accept-Encoding: gzip`, the body read and dropped),
+//! and RSS is read every second: the row gives its median and its maximum.
+//! The scrapes' CPU is in the CPU column.
+//!
 //! - **bot**: the release `grafolean-ping-bot` with a standalone config, one
 //!   entity per target, `n_packets = 1`, `timeout = 0.5`, interval 1 s.
 //! - **smokeping_prober**: `--ping.interval=1s`, privileged (raw sockets),
 //!   targets on the command line.
 //! - **fping**: `fping -q -c <warmup + seconds> -p 1000 -i 0.05 -f <targets>`.
+//! - **pingf** (`--tools …,pingf`, Debian's `iputils-ping`): `ping -f -q -w
+//!   <seconds>` to one target, the floor of CPU per ping: one packet in
+//!   flight, sent as soon as the last one came back. Its row's targets column
+//!   is 1 whatever `--targets` says, and its CPU is its whole run's (as the
+//!   shell that waited for it reads it: `cutime + cstime`).
 
 #[path = "../tests/common/netns.rs"]
 mod netns;
@@ -40,6 +51,7 @@ use std::time::{Duration, Instant};
 const BOT: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
 const SMOKEPING: &str = "/usr/bin/prometheus-smokeping-prober";
 const FPING: &str = "/usr/bin/fping";
+const PING: &str = "/usr/bin/ping";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -49,6 +61,7 @@ struct Args {
     tools: Vec<String>,
     host_netns: bool,
     bot: String,
+    scrape_every: u64,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +72,7 @@ fn parse_args() -> Args {
         tools: vec!["bot".into(), "smokeping".into(), "fping".into()],
         host_netns: false,
         bot: BOT.to_string(),
+        scrape_every: 15,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +86,7 @@ fn parse_args() -> Args {
             "--tools" => args.tools = value().split(',').map(String::from).collect(),
             "--host-netns" => args.host_netns = true,
             "--bot" => args.bot = value(),
+            "--scrape-every" => args.scrape_every = value().parse().unwrap(),
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -110,14 +125,14 @@ fn main() {
         }
     );
     println!(
-        "{:<17} {:>7} {:>10} {:>9} {:>11} {:>10} {:>9} {:>8} {:>10}",
+        "{:<17} {:>7} {:>10} {:>9} {:>11} {:>10} {:>15} {:>8} {:>10}",
         "tool",
         "targets",
         "pings",
         "recorded",
         "cpu % core",
         "cpu/ping",
-        "rss MB",
+        "rss MB med/max",
         "steal %",
         "rtt p99 ≤"
     );
@@ -128,15 +143,16 @@ fn main() {
                 "bot" => run_bot(&args, &dir, &targets),
                 "smokeping" if Path::new(SMOKEPING).exists() => run_smokeping(&args, &targets),
                 "fping" if Path::new(FPING).exists() => Some(run_fping(&args, &dir, &targets)),
+                "pingf" if Path::new(PING).exists() => Some(run_ping_flood(&args, &dir)),
                 other => {
                     println!(
-                        "{other:<17} skipped: not installed (apt-get install prometheus-smokeping-prober fping)"
+                        "{other:<17} skipped: not installed (apt-get install prometheus-smokeping-prober fping iputils-ping)"
                     );
                     None
                 }
             };
             if let Some(row) = row {
-                row.print(tool, n);
+                row.print(tool, if tool == "pingf" { 1 } else { n });
             }
         }
     }
@@ -157,6 +173,9 @@ struct Row {
     cpu_s: f64,
     wall_s: f64,
     rss_kib: u64,
+    /// The median and the maximum of RSS read every second in the window,
+    /// where the tool was sampled so.
+    rss_med_max_kib: Option<(u64, u64)>,
     steal: f64,
     /// The upper bound of the histogram bucket that holds the 99th
     /// percentile RTT of the window, in seconds, where the tool has one.
@@ -174,14 +193,18 @@ impl Row {
             .p99
             .map_or("-".to_string(), |s| format!("{:.2} ms", s * 1e3));
         println!(
-            "{:<17} {:>7} {:>10.0} {:>8.2}% {:>10.1}% {:>8.1} µs {:>9.1} {:>8.1} {:>10}",
+            "{:<17} {:>7} {:>10.0} {:>8.2}% {:>10.1}% {:>8.1} µs {:>15} {:>8.1} {:>10}",
             tool,
             targets,
             self.pings,
             100.0 * self.replies / self.pings.max(1.0),
             100.0 * self.cpu_s / self.wall_s,
             per_ping_us,
-            self.rss_kib as f64 / 1024.0,
+            match self.rss_med_max_kib {
+                Some((med, max)) =>
+                    format!("{:.1} / {:.1}", med as f64 / 1024.0, max as f64 / 1024.0),
+                None => format!("{:.1}", self.rss_kib as f64 / 1024.0),
+            },
             self.steal,
             p99,
         );
@@ -237,6 +260,7 @@ fn row(a: &Sample, b: &Sample, pings: f64, replies: f64) -> Row {
         cpu_s: b.cpu_s - a.cpu_s,
         wall_s: (b.at - a.at).as_secs_f64(),
         rss_kib: b.rss_kib,
+        rss_med_max_kib: None,
         steal: 100.0 * steal as f64 / total.max(1) as f64,
         p99: None,
     }
@@ -309,6 +333,22 @@ fn scrape(port: u16) -> String {
     get().unwrap_or_default()
 }
 
+/// `GET /metrics` as Prometheus sends it (gzip accepted); the body is read
+/// and dropped.
+fn scrape_gzip(port: u16) {
+    let get = || -> std::io::Result<()> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        )?;
+        std::io::copy(&mut s, &mut std::io::sink())?;
+        Ok(())
+    };
+    let _ = get();
+}
+
 /// The sum of every sample of `name` (exactly that name, any labels).
 fn sum(text: &str, name: &str) -> f64 {
     text.lines()
@@ -370,7 +410,14 @@ fn measure_exporter(
     std::thread::sleep(Duration::from_secs(args.warmup));
     let m0 = scrape(port);
     let s0 = sample(child.id());
-    std::thread::sleep(Duration::from_secs(args.seconds));
+    let mut rss = Vec::new();
+    for second in 1..=args.seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        if args.scrape_every > 0 && second % args.scrape_every == 0 && second < args.seconds {
+            scrape_gzip(port);
+        }
+        rss.push(sample(child.id()).rss_kib);
+    }
     let s1 = sample(child.id());
     let m1 = scrape(port);
     stop(child);
@@ -383,6 +430,8 @@ fn measure_exporter(
         100.0 * sum(&m1, answered) / sum(&m1, requests).max(1.0)
     );
     let mut r = row(&s0, &s1, pings, replies);
+    rss.sort_unstable();
+    r.rss_med_max_kib = Some((rss[rss.len() / 2], *rss.last().unwrap_or(&0)));
     let histogram = answered.trim_end_matches("_count");
     r.p99 = p99(&m0, &m1, histogram);
     Some(r)
@@ -502,5 +551,40 @@ fn run_fping(args: &Args, dir: &Path, targets: &[String]) -> Row {
         r.pings = pings * xmt / (targets.len() as f64 * count as f64);
         r.replies = r.pings * recorded;
     }
+    r
+}
+
+fn run_ping_flood(args: &Args, dir: &Path) -> Row {
+    let out = dir.join("pingf.txt");
+    let before = sample(std::process::id());
+    // The shell's own /proc/<pid>/stat, read after it waited for ping, has
+    // ping's user and system ticks as its cutime and cstime.
+    let script = format!(
+        "{PING} -f -q -w {} 127.1.0.1 > {}; cat /proc/$$/stat",
+        args.seconds,
+        out.display()
+    );
+    let shell = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let after = sample(std::process::id());
+    let stat = String::from_utf8_lossy(&shell.stdout).to_string();
+    let ticks: f64 = stat
+        .rfind(')')
+        .map(|i| {
+            let f: Vec<&str> = stat[i + 2..].split(' ').collect();
+            f[13].parse::<f64>().unwrap_or(0.0) + f[14].parse::<f64>().unwrap_or(0.0)
+        })
+        .unwrap_or(0.0);
+    // "522260 packets transmitted, 522260 received, 0% packet loss, time 5000ms"
+    let summary = std::fs::read_to_string(&out).unwrap_or_default();
+    let count = |what: &str| -> f64 {
+        summary
+            .split(',')
+            .find(|p| p.contains(what))
+            .and_then(|p| p.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut r = row(&before, &after, count("transmitted"), count("received"));
+    r.cpu_s = ticks / 100.0;
+    r.rss_kib = 0;
     r
 }

@@ -168,7 +168,7 @@ impl Collector for PingCollector {
 
     fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<PingParams>> {
         let mut problems = HashMap::new();
-        let jobs = configs
+        let jobs: Vec<JobSpec<PingParams>> = configs
             .entities
             .iter()
             .filter_map(|e| {
@@ -180,6 +180,10 @@ impl Collector for PingCollector {
             })
             .collect();
         self.problems.report(problems);
+        let live: std::collections::HashSet<u64> =
+            jobs.iter().map(|j| j.params.entity_id).collect();
+        self.metrics
+            .retain_entities(|entity| live.contains(&entity));
         jobs
     }
 

@@ -7,11 +7,18 @@
 
 use std::process::ExitCode;
 
-/// jemalloc returns freed memory to the system after its decay time (10 s),
-/// where glibc's allocator keeps the peak of parsing a large standalone file
-/// for good: at 10,000 targets the bot holds about 50 MB instead of 100.
+/// jemalloc returns freed memory to the system, where glibc's allocator
+/// keeps the peak of parsing a large standalone file for good.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them): freed pages go back to the system
+/// after about 1 s instead of 10 s, so a large parse or a scrape's buffers do
+/// not linger in RSS (at 10,000 ping targets: 43-48 MB instead of 43-66 MB).
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 20] = b"dirty_decay_ms:1000\0";
 
 use grafolean_collector::Settings;
 use grafolean_ping_bot::{Pinger, PingerOptions};

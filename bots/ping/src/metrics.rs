@@ -21,7 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::icmp::PingError;
@@ -120,6 +122,17 @@ pub struct PingMetrics {
     unresolved_runs: Family<NameLabels, Counter>,
     rtt: RttFamily,
     requests: Family<TargetLabels, Counter>,
+    /// The label sets made for each entity, so that its series can go when
+    /// it does (prometheus-client's `Family` cannot be iterated).
+    made: Arc<Mutex<HashMap<u64, Made>>>,
+}
+
+/// One entity's label sets, without the entity: `(host, ip)` of its targets
+/// and `(field, host)` of its names.
+#[derive(Debug, Default)]
+struct Made {
+    targets: HashSet<(String, IpAddr)>,
+    names: HashSet<(String, String)>,
 }
 
 impl Default for PingMetrics {
@@ -129,6 +142,7 @@ impl Default for PingMetrics {
             unresolved_runs: Family::default(),
             rtt: Family::new_with_constructor(|| Histogram::new(rtt_buckets())),
             requests: Family::default(),
+            made: Arc::default(),
         }
     }
 }
@@ -161,9 +175,15 @@ impl PingMetrics {
     /// The series of one target, to keep and record into without looking
     /// them up again.
     pub fn target(&self, entity: u64, host: &Host, ip: IpAddr) -> TargetSeries {
+        let host = host.to_string();
+        self.made()
+            .entry(entity)
+            .or_default()
+            .targets
+            .insert((host.clone(), ip));
         let labels = TargetLabels {
             entity: entity.to_string(),
-            host: host.to_string(),
+            host,
             ip: ip.to_string(),
         };
         TargetSeries(Some((
@@ -186,6 +206,11 @@ impl PingMetrics {
     /// Records whether an entity's host name in `details.<field>` resolved
     /// for this run.
     pub fn unresolved(&self, entity: u64, field: &str, host: &str, unresolved: bool) {
+        self.made()
+            .entry(entity)
+            .or_default()
+            .names
+            .insert((field.to_string(), host.to_string()));
         let labels = NameLabels {
             entity: entity.to_string(),
             field: field.to_string(),
@@ -197,5 +222,78 @@ impl PingMetrics {
         if unresolved {
             self.unresolved_runs.get_or_create(&labels).inc();
         }
+    }
+
+    /// Removes every series of the entities for which `live` is false, so
+    /// that an entity that left the config (or became invalid) leaves
+    /// `/metrics` too, and a bot whose entities come and go for months does
+    /// not keep their series.
+    pub fn retain_entities(&self, live: impl Fn(u64) -> bool) {
+        let mut made = self.made();
+        made.retain(|&entity, made| {
+            if live(entity) {
+                return true;
+            }
+            let id = entity.to_string();
+            for (host, ip) in &made.targets {
+                let labels = TargetLabels {
+                    entity: id.clone(),
+                    host: host.clone(),
+                    ip: ip.to_string(),
+                };
+                self.rtt.remove(&labels);
+                self.requests.remove(&labels);
+            }
+            for (field, host) in &made.names {
+                let labels = NameLabels {
+                    entity: id.clone(),
+                    field: field.clone(),
+                    host: host.clone(),
+                };
+                self.unresolved.remove(&labels);
+                self.unresolved_runs.remove(&labels);
+            }
+            false
+        });
+    }
+
+    fn made(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Made>> {
+        self.made.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(metrics: &PingMetrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_gone_entity_takes_its_series_with_it() {
+        let metrics = PingMetrics::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let host = Host::Ip(ip);
+        metrics.observe(1, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
+        metrics.observe(2, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
+        metrics.unresolved(2, "ipv4", "gone.example", true);
+        metrics.unresolved(1, "ipv6", "kept.example", false);
+        let before = encode(&metrics);
+        assert!(before.contains(r#"entity="2""#), "{before}");
+
+        metrics.retain_entities(|entity| entity == 1);
+        let after = encode(&metrics);
+        assert!(!after.contains(r#"entity="2""#), "{after}");
+        assert!(
+            after.contains(r#"ping_requests_total{entity="1""#),
+            "{after}"
+        );
+        assert!(after.contains(r#"ping_unresolved{entity="1""#), "{after}");
+        assert_eq!(metrics.made().len(), 1);
     }
 }

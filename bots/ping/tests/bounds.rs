@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::standalone::{Standalone, sample};
+use common::standalone::{Standalone, Toucher, sample};
 
 const CONFIG: &str = r#"
 [[entity]]
@@ -33,6 +33,7 @@ fn runs_ok(text: &str) -> f64 {
 fn an_out_of_range_n_packets_skips_only_its_entity() {
     // A refresh every second: the problem is still warned about once.
     let mut bot = Standalone::start_refreshing("bounds", CONFIG, 1);
+    let touching = Toucher::start(bot.config_path());
     let text = bot.wait_for_metrics(Duration::from_secs(20), |t| runs_ok(t) >= 2.0);
     let before = runs_ok(&text);
     // It keeps reporting: more runs, and the good entity answered.
@@ -76,6 +77,19 @@ fn an_out_of_range_n_packets_skips_only_its_entity() {
     // Standalone, it names the file and the entity's line, not Grafolean.
     assert!(named[0].contains(".toml line 9"), "{named:?}");
     assert!(!named[0].contains("Grafolean"), "{named:?}");
+    // Once the file stops changing, the refreshes do nothing.
+    drop(touching);
+    std::thread::sleep(Duration::from_millis(1500));
+    let refreshes = || {
+        bot.log()
+            .iter()
+            .filter(|l| l.contains("refreshed job configs"))
+            .count()
+    };
+    let before = refreshes();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(refreshes(), before, "{:#?}", bot.log());
+    assert!(bot.is_running());
     let status = bot.stop();
     assert!(status.success(), "{status:?}");
 }

@@ -1,6 +1,7 @@
 //! Per-entity config problems are warned about once per change, over many
 //! config refreshes, as in the ping bot: a standalone run of the binary that
-//! re-reads its file every second, with one good entity, one with an
+//! re-reads its file every second (its modification time bumped, since an
+//! unchanged file makes no refresh), with one good entity, one with an
 //! out-of-range credential field and one with a bad sensor. Needs no snmpd.
 
 #[path = "common/standalone.rs"]
@@ -8,7 +9,7 @@ mod standalone;
 
 use std::time::Duration;
 
-use standalone::{Standalone, TestDir, sample};
+use standalone::{Standalone, TestDir, Toucher, sample};
 
 /// Entity 1 is good, entity 2's `retries` is `retries`, entity 3 has a
 /// good sensor and one with a bad expression. Nothing answers on the port.
@@ -54,6 +55,9 @@ fn config_problems_are_warned_once_per_change() {
     let devices = dir.join("devices.toml");
     std::fs::write(&devices, config(99)).unwrap();
     let mut bot = Standalone::start(&devices, 1, &[]);
+    // Every refresh reads the file again, as every refresh from Grafolean
+    // lists the entities again.
+    let _touching = Toucher::start(devices.clone());
     wait_refreshes(&mut bot, 3);
     // Entities 1 and 3 are polled (3 with its good sensor only); 2 is not.
     assert_eq!(scheduled(&bot), Some(2.0));

@@ -75,6 +75,11 @@ impl Standalone {
         }
     }
 
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("targets.toml")
+    }
+
     /// The log so far, one line each.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
@@ -164,4 +169,32 @@ fn get(host: &str, path: &str) -> std::io::Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
         .unwrap_or_default())
+}
+
+/// Bumps a file's modification time every 200 ms while it lives, so that
+/// every refresh reads the file again (a refresh does nothing with a file
+/// that did not change).
+pub struct Toucher(Arc<std::sync::atomic::AtomicBool>);
+
+impl Toucher {
+    /// Starts touching `path`.
+    pub fn start(path: PathBuf) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Self(stop)
+    }
+}
+
+impl Drop for Toucher {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

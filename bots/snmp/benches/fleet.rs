@@ -1,0 +1,355 @@
+//! The SNMP bot polling a fleet: many entities with Grafolean's three
+//! default sensors, against one real snmpd on loopback (see
+//! `tests/common/mod.rs`), some of them optionally on a port that reads and
+//! never answers. Figures in BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench -p grafolean-snmp-bot --bench fleet -- [--entities 10000] [--dead-every 0]
+//!     [--seconds 600] [--warmup 60] [--interval 60] [--scrape-every 15] [--bot <binary>]
+//! ```
+//!
+//! The release binary runs standalone (values to `/metrics` only) from a
+//! generated config: entity `i` polls the agent with v2c, timeout 1 s and 2
+//! retries; with `--dead-every k`, every `k`-th entity polls a UDP port that
+//! this benchmark holds open and never answers. After the warm-up, a window
+//! of `--seconds` between two scrapes of `/metrics` gives the runs by
+//! outcome and the SDK's firing lateness histogram (buckets doubling from
+//! 0.1 ms, so a percentile is given as its bucket's upper bound), and two
+//! reads of `/proc/<pid>/stat` give the bot's and snmpd's CPU. In the
+//! window, `/metrics` is scraped every `--scrape-every` seconds as
+//! Prometheus would (gzip accepted) and the bot's RSS is read every second.
+//!
+//! `--bot` runs another build (a copy, since `target/` may be rebuilt while
+//! the benchmark runs). Needs Debian's snmpd (the benchmark starts it on a
+//! free port, as `nobody` when run as root).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Snmpd;
+
+const BOT: &str = env!("CARGO_BIN_EXE_grafolean-snmp-bot");
+
+struct Args {
+    entities: usize,
+    dead_every: usize,
+    seconds: u64,
+    warmup: u64,
+    interval: u64,
+    scrape_every: u64,
+    bot: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        entities: 10_000,
+        dead_every: 0,
+        seconds: 600,
+        warmup: 60,
+        interval: 60,
+        scrape_every: 15,
+        bot: BOT.to_string(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--entities" => args.entities = value().parse().unwrap(),
+            "--dead-every" => args.dead_every = value().parse().unwrap(),
+            "--seconds" => args.seconds = value().parse().unwrap(),
+            "--warmup" => args.warmup = value().parse().unwrap(),
+            "--interval" => args.interval = value().parse().unwrap(),
+            "--scrape-every" => args.scrape_every = value().parse().unwrap(),
+            "--bot" => args.bot = value(),
+            _ => {} // `cargo bench` passes `--bench`.
+        }
+    }
+    assert!(args.entities <= 100_000, "at most 100,000 entities");
+    args
+}
+
+/// The three default sensors of Grafolean (as in the bot's `default.toml`).
+const SENSORS: &str = r#"
+[[entity.sensors]]
+id = 1
+interval = INTERVAL
+details = { oids = [{ oid = "1.3.6.1.2.1.2.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.2.1.2.2.1.10", fetch_method = "walk" }], expression = "$2", output_path = "if.in-octets.{$index}.{$1}" }
+
+[[entity.sensors]]
+id = 2
+interval = INTERVAL
+details = { oids = [{ oid = "1.3.6.1.2.1.2.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.2.1.2.2.1.16", fetch_method = "walk" }], expression = "$2", output_path = "if.out-octets.{$index}.{$1}" }
+
+[[entity.sensors]]
+id = 3
+interval = INTERVAL
+details = { oids = [{ oid = "1.3.6.1.4.1.2021.13.16.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.4.1.2021.13.16.2.1.3", fetch_method = "walk" }], expression = "$2 / 1000.0", output_path = "lmsensors.temp.{$index}.{$1}" }
+"#;
+
+fn config(args: &Args, live: &str, dead: &str) -> String {
+    let sensors = SENSORS.replace("INTERVAL", &args.interval.to_string());
+    let mut toml = String::new();
+    for i in 0..args.entities {
+        let addr = if args.dead_every > 0 && i % args.dead_every == args.dead_every - 1 {
+            dead
+        } else {
+            live
+        };
+        toml.push_str(&format!(
+            "[[entity]]\nid = {}\nname = \"device-{i}\"\ndetails = {{ ipv4 = \"{addr}\" }}\n\
+             credential = {{ version = \"snmpv2c\", snmpv12_community = \"public\", timeout = 1, retries = 2 }}\n{sensors}\n",
+            i + 1
+        ));
+    }
+    toml
+}
+
+/// CPU seconds (user + system) of a process.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .map(|i| {
+            let f: Vec<&str> = stat[i + 2..].split(' ').collect();
+            (f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)) as f64 / 100.0
+        })
+        .unwrap_or(0.0)
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The machine's steal and total ticks.
+fn steal() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
+}
+
+fn get(port: u16, gzip: bool) -> String {
+    let fetch = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let accept = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+        )?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body)?;
+        Ok(if gzip {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&body).into_owned()
+        })
+    };
+    fetch().unwrap_or_default()
+}
+
+/// The sum of every sample of `name` whose line contains `with`.
+fn sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && l.contains(with)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `(le, cumulative count)` of histogram `name`.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The upper bound of the bucket holding quantile `q` of the window.
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|&(le, n)| {
+            let old = before.iter().find(|(l, _)| *l == le).map_or(0.0, |x| x.1);
+            (le, n - old)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |x| x.1);
+    delta
+        .iter()
+        .find(|(_, n)| *n >= q * total)
+        .map_or(f64::NAN, |x| x.0)
+}
+
+fn ms(bound: f64) -> String {
+    if bound.is_infinite() {
+        "> 3.3 s".into()
+    } else {
+        format!("≤ {:.1} ms", bound * 1e3)
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let Some(agent) = Snmpd::start(false) else {
+        println!("fleet: snmpd is not installed (apt-get install snmpd snmp); nothing measured");
+        return;
+    };
+    // A port that reads and never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("grafolean-snmp-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("fleet.toml");
+    std::fs::write(&config_path, config(&args, &agent.ipv4(), &dead)).unwrap();
+    let dead_count = args.entities.checked_div(args.dead_every).unwrap_or(0);
+    println!(
+        "fleet: {} entities ({dead_count} on a silent port), 3 default sensors every {} s, v2c, \
+         timeout 1 s, 2 retries; {} s window after {} s warm-up; config {} bytes",
+        args.entities,
+        args.interval,
+        args.seconds,
+        args.warmup,
+        std::fs::metadata(&config_path).map_or(0, |m| m.len())
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::File::create(dir.join("bot.log")).unwrap();
+    let mut bot = Command::new(&args.bot)
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("BACKEND_URL")
+        .env_remove("BOT_TOKEN")
+        .env_remove("BOT_TOKEN_FROM_FILE")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = bot.id();
+    let started = Instant::now();
+    while !get(port, false).contains("grafolean_bot_runs_total") {
+        assert!(bot.try_wait().unwrap().is_none(), "the bot exited early");
+        assert!(started.elapsed() < Duration::from_secs(120), "no /metrics");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(args.warmup));
+
+    let m0 = get(port, false);
+    let (bot0, snmpd0, steal0, at0) = (cpu_s(pid), cpu_s(agent.pid()), steal(), Instant::now());
+    let mut rss = Vec::new();
+    for second in 1..=args.seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        if args.scrape_every > 0 && second % args.scrape_every == 0 && second < args.seconds {
+            get(port, true);
+        }
+        rss.push(status_kib(pid, "VmRSS:"));
+    }
+    let (bot1, snmpd1, steal1, at1) = (cpu_s(pid), cpu_s(agent.pid()), steal(), Instant::now());
+    let m1 = get(port, false);
+    let hwm = status_kib(pid, "VmHWM:");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = bot.wait();
+
+    let wall = (at1 - at0).as_secs_f64();
+    let runs = |outcome: &str| {
+        let with = format!("outcome=\"{outcome}\"");
+        sum(&m1, "grafolean_bot_runs_total", &with) - sum(&m0, "grafolean_bot_runs_total", &with)
+    };
+    let (ok, error, timeout) = (runs("ok"), runs("error"), runs("timeout"));
+    let expected = (args.entities as f64) * wall / args.interval as f64;
+    let timeouts =
+        sum(&m1, "snmp_device_timeouts_total", "") - sum(&m0, "snmp_device_timeouts_total", "");
+    let entities_with_timeouts = m1
+        .lines()
+        .filter(|l| l.starts_with("snmp_device_timeouts_total{") && !l.ends_with(" 0"))
+        .count();
+    let lateness = "grafolean_bot_firing_lateness_seconds";
+    let (l0, l1) = (buckets(&m0, lateness), buckets(&m1, lateness));
+    rss.sort_unstable();
+    let (steal_ticks, total_ticks) = (steal1.0 - steal0.0, steal1.1 - steal0.1);
+    println!("| what | figure |");
+    println!("|---|---|");
+    println!(
+        "| runs in the window | {ok:.0} ok, {error:.0} error, {timeout:.0} timeout \
+         (expected about {expected:.0} firings) |"
+    );
+    println!(
+        "| device timeouts | {timeouts:.0} in the window; {entities_with_timeouts} entities \
+         counted at least one since the start |"
+    );
+    println!(
+        "| firing lateness p50 / p99 / max | {} / {} / {} |",
+        ms(quantile(&l0, &l1, 0.5)),
+        ms(quantile(&l0, &l1, 0.99)),
+        ms(quantile(&l0, &l1, 1.0))
+    );
+    println!(
+        "| bot CPU | {:.1} % of one core ({:.1} s) |",
+        100.0 * (bot1 - bot0) / wall,
+        bot1 - bot0
+    );
+    println!(
+        "| snmpd CPU | {:.1} % of one core |",
+        100.0 * (snmpd1 - snmpd0) / wall
+    );
+    println!(
+        "| bot RSS, read every second | median {:.1} MB, max {:.1} MB (VmHWM since start {:.1} MB) |",
+        rss[rss.len() / 2] as f64 / 1024.0,
+        *rss.last().unwrap_or(&0) as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "| exported value series at the end | {:.0} |",
+        m1.lines()
+            .filter(|l| l.starts_with("snmp_if_") || l.starts_with("snmp_lmsensors"))
+            .count()
+    );
+    println!(
+        "| CPU steal | {:.2} % |",
+        100.0 * steal_ticks as f64 / total_ticks.max(1) as f64
+    );
+    drop(silent);
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
