@@ -246,8 +246,11 @@ impl Sample {
 struct JobSeries {
     /// The job's labels at that update.
     labels: Vec<(String, String)>,
-    /// The values' paths, in order.
-    paths: Vec<Box<str>>,
+    /// How many values, and a hash of their paths in order: kept instead of
+    /// the paths themselves (about 70 bytes a series, 5.6 MB at 80,000).
+    /// Two different path lists of one job hash alike with a chance of
+    /// 2^-64 per update.
+    paths: (usize, u64),
     /// Per value: its series, the mapping's scale, and the sample's cell.
     series: Vec<(SeriesKey, f64, Arc<Sample>)>,
 }
@@ -257,8 +260,7 @@ impl JobSeries {
     /// same series as this one did, and every cell is still in place.
     fn unchanged(&self, labels: &[(String, String)], values: &[Value]) -> bool {
         self.labels == labels
-            && self.paths.len() == values.len()
-            && self.paths.iter().zip(values).all(|(p, v)| **p == *v.path)
+            && self.paths == paths_key(values)
             && self
                 .series
                 .iter()
@@ -398,7 +400,7 @@ impl ValueStore {
         if !fresh.is_empty() {
             let series = JobSeries {
                 labels: labels.to_vec(),
-                paths: values.iter().map(|v| Box::from(v.path.as_str())).collect(),
+                paths: paths_key(values),
                 series: fresh,
             };
             inner.jobs.insert(job.clone(), series);
@@ -467,6 +469,19 @@ impl Collector for ValueStore {
         }
         Ok(())
     }
+}
+
+/// The number of `values` and a hash of their paths, in order (see
+/// [`JobSeries`]). The seed is fixed: the key is compared only within one
+/// process.
+fn paths_key(values: &[Value]) -> (usize, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::quality::FixedState::with_seed(0x6772_6166_6f6c_6561).build_hasher();
+    for v in values {
+        h.write(v.path.as_bytes());
+        h.write_u8(0);
+    }
+    (values.len(), h.finish())
 }
 
 /// The index of the first NUL in `s`, or its length.

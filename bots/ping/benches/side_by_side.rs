@@ -494,35 +494,82 @@ fn run_smokeping(args: &Args, targets: &[String]) -> Option<Row> {
     )
 }
 
+/// Targets per fping process: fping 5.1 shares 65,535 sequence numbers
+/// among all its targets and keeps each for 10 s, so one process cannot
+/// ping more than about 6,500 targets a second ("not enough sequence numbers
+/// available").
+const FPING_CHUNK: usize = 5_000;
+
 fn run_fping(args: &Args, dir: &Path, targets: &[String]) -> Row {
-    let list = dir.join("fping.txt");
-    std::fs::write(&list, targets.join("\n")).unwrap();
     let count = args.warmup + args.seconds + 2;
-    let child = Command::new(FPING)
-        .args([
-            "-q",
-            "-c",
-            &count.to_string(),
-            "-p",
-            "1000",
-            "-i",
-            "0.05",
-            "-f",
-        ])
-        .arg(&list)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let mut children = Vec::new();
+    for (i, chunk) in targets.chunks(FPING_CHUNK).enumerate() {
+        let list = dir.join(format!("fping-{i}.txt"));
+        std::fs::write(&list, chunk.join("\n")).unwrap();
+        let mut child = Command::new(FPING)
+            .args([
+                "-q",
+                "-c",
+                &count.to_string(),
+                "-p",
+                "1000",
+                "-i",
+                "0.05",
+                "-f",
+            ])
+            .arg(&list)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read as it comes: fping writes an error line per failed send, and
+        // a full pipe would stop it.
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        children.push((child, reader));
+    }
+    if children.len() > 1 {
+        println!(
+            "  (fping: {} processes of at most {FPING_CHUNK} targets; CPU and RSS are their sums)",
+            children.len()
+        );
+    }
+    let pids: Vec<u32> = children.iter().map(|(c, _)| c.id()).collect();
+    let total = |pids: &[u32]| {
+        let mut all = pids.iter().map(|&p| sample(p));
+        let mut first = all.next().unwrap();
+        for other in all {
+            first.cpu_s += other.cpu_s;
+            first.rss_kib += other.rss_kib;
+        }
+        first
+    };
     std::thread::sleep(Duration::from_secs(args.warmup));
-    let s0 = sample(pid);
+    let s0 = total(&pids);
     std::thread::sleep(Duration::from_secs(args.seconds));
-    let s1 = sample(pid);
-    let out = child.wait_with_output().unwrap();
+    let s1 = total(&pids);
+    let mut stderr = String::new();
+    for (mut child, reader) in children {
+        let _ = child.wait();
+        stderr.push_str(&reader.join().unwrap_or_default());
+    }
+    let errors = stderr
+        .lines()
+        .filter(|l| !l.contains("xmt/rcv/%loss"))
+        .count();
+    if errors > 0 {
+        println!(
+            "  (fping wrote {errors} other lines, the first: {:?})",
+            stderr.lines().find(|l| !l.contains("xmt/rcv/%loss"))
+        );
+    }
     // "127.1.0.1 : xmt/rcv/%loss = 30/30/0%, min/avg/max = …"
     let (mut xmt, mut rcv) = (0.0, 0.0);
-    for line in String::from_utf8_lossy(&out.stderr).lines() {
+    for line in stderr.lines() {
         if let Some(counts) = line
             .split("xmt/rcv/%loss = ")
             .nth(1)
@@ -575,7 +622,11 @@ fn run_ping_flood(args: &Args, dir: &Path) -> Row {
         })
         .unwrap_or(0.0);
     // "522260 packets transmitted, 522260 received, 0% packet loss, time 5000ms"
-    let summary = std::fs::read_to_string(&out).unwrap_or_default();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
     let count = |what: &str| -> f64 {
         summary
             .split(',')

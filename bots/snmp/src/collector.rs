@@ -162,7 +162,7 @@ impl CounterStore {
             }
             st.addr = st.addr.or(entity.agent);
             for (oid, sample) in entity.counters.iter() {
-                st.counters.restore(oid.clone(), *sample);
+                st.counters.restore(oid, *sample);
             }
         }
     }
