@@ -32,7 +32,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Snmpd;
+use common::{Snmpd, steal};
 
 const BOT: &str = env!("CARGO_BIN_EXE_grafolean-snmp-bot");
 
@@ -128,20 +128,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// The machine's steal and total ticks.
-fn steal() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
 }
 
 fn get(port: u16, gzip: bool) -> String {

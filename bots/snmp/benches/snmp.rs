@@ -25,7 +25,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{BIG_TABLE, Snmpd};
+use common::{BIG_TABLE, Snmpd, steal};
 use grafolean_collector::api::BotToken;
 use grafolean_collector::api::{Client, PostValue};
 use grafolean_collector::testing::{FakeAccount, FakeGrafolean};
@@ -43,19 +43,6 @@ fn schedstat_ns(path: &str) -> u64 {
 
 fn thread_cpu_ns() -> u64 {
     schedstat_ns("/proc/thread-self/schedstat")
-}
-
-fn steal() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -240,3 +240,18 @@ impl Drop for Snmpd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The machine's CPU steal and total ticks so far (`/proc/stat`), for the
+/// benchmarks' reports.
+pub fn steal() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
+}
