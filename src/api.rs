@@ -118,8 +118,10 @@ pub enum ApiError {
         reason: String,
     },
     /// A 2xx answer whose JSON could not be parsed.
-    #[error("the answer to GET {resource} was not the expected JSON: {reason}")]
+    #[error("the answer to {method} {resource} was not the expected JSON: {reason}")]
     Malformed {
+        /// The request's method.
+        method: String,
         /// The resource.
         resource: String,
         /// The parse error.
@@ -566,13 +568,15 @@ impl Client {
             }
         }
         trace!(resource, "GET");
-        let response = self.execute("GET", &resource, self.http.get(url)).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error("GET", &resource, e))?;
+        let mut response = self.execute("GET", &resource, self.http.get(url)).await?;
+        let bytes = match read_limited(&mut response, self.max_response_bytes).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(self.too_large("GET", &resource, self.max_response_bytes)),
+            Err(e) => return Err(self.transport_error("GET", &resource, e)),
+        };
         let list: List<Entity> =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+                method: "GET".into(),
                 resource: trim_resource(&resource),
                 reason: e.to_string(),
             })?;
@@ -592,12 +596,15 @@ impl Client {
         let resource = format!("accounts/{account}/entities/");
         debug!(resource, name = %entity.name, "creating an entity");
         let request = self.http.post(self.url(&resource, true)).json(entity);
-        let response = self.execute("POST", &resource, request).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error("POST", &resource, e))?;
+        let mut response = self.execute("POST", &resource, request).await?;
+        // The backend answers `{"id": …}`; a long answer is not its.
+        let bytes = match read_limited(&mut response, MAX_SMALL_BODY_BYTES).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(self.too_large("POST", &resource, MAX_SMALL_BODY_BYTES)),
+            Err(e) => return Err(self.transport_error("POST", &resource, e)),
+        };
         let created: Created = serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            method: "POST".into(),
             resource: trim_resource(&resource),
             reason: e.to_string(),
         })?;
@@ -678,6 +685,7 @@ impl Client {
             return Err(self.too_large("GET", resource, self.max_response_bytes));
         };
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
+            method: "GET".into(),
             resource: trim_resource(resource),
             reason: e.to_string(),
         })

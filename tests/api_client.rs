@@ -135,21 +135,28 @@ async fn malformed_json_is_its_own_error() {
 
 /// A server on loopback that answers every request with `status` and a
 /// body that never ends; returns its address and how many bytes it wrote.
+/// The answer to every request: `status`, then a body that never ends. It
+/// counts the bytes written, and how many connections the client dropped
+/// (a write failed).
 async fn endless_server(
     status: &'static str,
 ) -> (
     std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
     std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     use std::sync::atomic::Ordering;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = written.clone();
+    let drops = dropped.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut s, _)) = listener.accept().await {
             let counter = counter.clone();
+            let drops = drops.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
@@ -161,15 +168,29 @@ async fn endless_server(
                 while s.write_all(&chunk).await.is_ok() {
                     counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
+                drops.fetch_add(1, Ordering::Relaxed);
             });
         }
     });
-    (addr, written)
+    (addr, written, dropped)
+}
+
+/// Waits (at most 5 s) until the client has dropped `n` connections.
+async fn wait_for_drops(dropped: &std::sync::atomic::AtomicU64, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while dropped.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client kept {} of {n} connections open",
+            n - dropped.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
 async fn an_endless_error_body_is_read_only_in_part() {
-    let (addr, written) = endless_server("500 Internal Server Error").await;
+    let (addr, written, dropped) = endless_server("500 Internal Server Error").await;
     let c = Client::builder(
         format!("http://{addr}/api"),
         BotToken::new(BOT_TOKEN).unwrap(),
@@ -191,11 +212,12 @@ async fn an_endless_error_body_is_read_only_in_part() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stalled = written.load(std::sync::atomic::Ordering::Relaxed);
     assert!(stalled < 64 << 20, "the server wrote {stalled} bytes");
+    wait_for_drops(&dropped, 1).await;
 }
 
 #[tokio::test]
 async fn a_config_answer_over_the_limit_is_a_typed_error() {
-    let (addr, _) = endless_server("200 OK").await;
+    let (addr, _, dropped) = endless_server("200 OK").await;
     let c = Client::builder(
         format!("http://{addr}/api"),
         BotToken::new(BOT_TOKEN).unwrap(),
@@ -204,6 +226,7 @@ async fn a_config_answer_over_the_limit_is_a_typed_error() {
     .build()
     .unwrap();
     let err = c.entities(42).await.unwrap_err();
+    wait_for_drops(&dropped, 1).await;
     assert!(
         matches!(&err, ApiError::TooLarge { method, resource, limit: 1_048_576 }
             if method == "GET" && resource == "accounts/42/entities"),
@@ -216,6 +239,51 @@ async fn a_config_answer_over_the_limit_is_a_typed_error() {
         "{text}"
     );
     assert!(!text.contains(BOT_TOKEN), "{text}");
+}
+
+#[tokio::test]
+async fn every_answer_is_read_with_a_limit() {
+    let (addr, _, dropped) = endless_server("200 OK").await;
+    let c = Client::builder(
+        format!("http://{addr}/api"),
+        BotToken::new(BOT_TOKEN).unwrap(),
+    )
+    .with_max_response_bytes(1 << 20)
+    .build()
+    .unwrap();
+    let too_large = |err: ApiError, m: &str, r: &str, l: usize| match &err {
+        ApiError::TooLarge {
+            method,
+            resource,
+            limit,
+        } if method == m && resource == r && *limit == l => {}
+        _ => panic!("expected TooLarge {{ {m} {r} {l} }}, got {err:?}"),
+    };
+    // A filtered entity list is a config answer: the configurable limit.
+    let err = c
+        .entities_filtered(42, Some(7), Some("interface"))
+        .await
+        .unwrap_err();
+    too_large(err, "GET", "accounts/42/entities", 1 << 20);
+    // The answers to writes are small: 4 KiB.
+    let put = [grafolean_collector::api::PutValue {
+        p: "a.b".into(),
+        t: 1.0,
+        v: 1.0,
+    }];
+    let err = c.put_values(42, &put).await.unwrap_err();
+    too_large(err, "PUT", "accounts/42/values", 4096);
+    let post = [grafolean_collector::api::PostValue {
+        p: "a.b".into(),
+        v: 1.0,
+    }];
+    let err = c.post_values(42, &post).await.unwrap_err();
+    too_large(err, "POST", "accounts/42/values", 4096);
+    let entity =
+        grafolean_collector::api::EntityInput::new("eth0", "interface", serde_json::json!({}));
+    let err = c.create_entity(42, &entity).await.unwrap_err();
+    too_large(err, "POST", "accounts/42/entities", 4096);
+    wait_for_drops(&dropped, 4).await;
 }
 
 #[tokio::test(start_paused = true)]
