@@ -798,9 +798,14 @@ impl Client {
 
 /// Reads a whole body of at most `limit` bytes; `None` when it is longer
 /// (then the rest is left unread, and the connection is dropped with the
-/// response). The chunks hyper hands over are kept as they are until the end,
-/// with no buffer that doubles as it grows, so a body over the limit never
-/// costs more memory than the limit.
+/// response).
+///
+/// The body is copied into segments of at most [`SEGMENT_BYTES`] as it comes:
+/// no buffer that doubles as it grows (a copy of up to twice the limit), and no
+/// list of hyper's chunks (an endless body of small chunks costs a 32-byte
+/// handle per chunk on top of the bytes, measured as 10–18 MB more at 64 MiB).
+/// A body over the limit so costs the limit and one segment; a body within it
+/// is joined once at the end.
 async fn read_limited(
     response: &mut reqwest::Response,
     limit: usize,
@@ -808,21 +813,43 @@ async fn read_limited(
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Ok(None);
     }
-    let mut chunks = Vec::new();
+    let mut segments: Vec<Vec<u8>> = Vec::new();
     let mut len = 0;
     while let Some(chunk) = response.chunk().await? {
         len += chunk.len();
         if len > limit {
             return Ok(None);
         }
-        chunks.push(chunk);
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let full = segments.last().is_none_or(|s| s.len() == s.capacity());
+            if full {
+                // The first segment fits a small answer; later ones are
+                // larger, so that a long body makes few of them.
+                let size = match segments.len() {
+                    0 => rest.len().max(16 << 10),
+                    _ => SEGMENT_BYTES,
+                };
+                segments.push(Vec::with_capacity(size.min(limit)));
+            }
+            let segment = segments.last_mut().expect("pushed above");
+            let n = rest.len().min(segment.capacity() - segment.len());
+            segment.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+    }
+    if segments.len() <= 1 {
+        return Ok(Some(segments.pop().unwrap_or_default()));
     }
     let mut body = Vec::with_capacity(len);
-    for chunk in chunks {
-        body.extend_from_slice(&chunk);
+    for segment in segments {
+        body.extend_from_slice(&segment);
     }
     Ok(Some(body))
 }
+
+/// The size of [`read_limited`]'s segments after the first.
+const SEGMENT_BYTES: usize = 1 << 20;
 
 /// Reads up to `limit` bytes of a body, for a log line; errors end it early.
 async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {

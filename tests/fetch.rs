@@ -111,6 +111,69 @@ async fn a_list_without_protocols_brings_back_the_per_entity_gets() {
 }
 
 #[tokio::test]
+async fn only_the_listed_entities_without_protocols_are_fetched_one_by_one() {
+    let fake = FakeGrafolean::start().await;
+    let account = 1_000_001;
+    fake.put_account(grafolean_collector::testing::FakeAccount::new("load").with_id(account));
+    let bot = fake.add_account_bot(account, "ping");
+    let n = fake
+        .add_devices(
+            &DeviceBatch::new(account, "ping", 1000)
+                .with_bot(bot.id)
+                .with_sensors(5, Some(60)),
+        )
+        .len();
+    let client = Client::builder(fake.url(), BotToken::new(&bot.token).unwrap())
+        .build()
+        .unwrap();
+    // The list as the fake serves it, then with `protocols` left out of three
+    // entities (a list written by a mix of backend versions, or a proxy that
+    // trims it): only those three are fetched alone.
+    let list_url = format!("{}/accounts/1000001/entities/", fake.url());
+    let mut list: serde_json::Value = reqwest::Client::new()
+        .get(&list_url)
+        .query(&[("b", bot.token.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = list["list"].as_array_mut().unwrap();
+    assert_eq!(items.len(), n);
+    let mut bare = Vec::new();
+    for i in [0, 499, 999] {
+        let item = items[i].as_object_mut().unwrap();
+        assert!(item.remove("protocols").is_some());
+        bare.push(item["id"].as_u64().unwrap());
+    }
+    fake.inject(
+        Fault::body(list.to_string())
+            .method("GET")
+            .path_contains("/accounts/1000001/entities")
+            .times(1),
+    );
+    fake.clear_requests();
+    let report = fetch_job_configs(&client, "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert_thousand_shared(&report, n);
+    let mut fetched_alone: Vec<u64> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let rest = r.path.split("/entities/").nth(1)?;
+            rest.trim_end_matches('/').parse().ok()
+        })
+        .collect();
+    fetched_alone.sort();
+    bare.sort();
+    assert_eq!(fetched_alone, bare);
+    assert_eq!(fake.request_count(), 9 + bare.len());
+    assert_eq!(report.requests, 9 + bare.len());
+}
+
+#[tokio::test]
 async fn an_entity_deleted_mid_refresh_is_skipped_alone() {
     let fake = FakeGrafolean::with_fixture_data().await;
     // A list without protocols (an older backend): each device is fetched.
