@@ -248,6 +248,16 @@ async fn revoked_token_401_then_recovery_replays_everything_once() {
 
 #[tokio::test(start_paused = true)]
 async fn put_forbidden_sends_only_the_newest_value_per_path() {
+    // This test's runtime has one thread, so a thread-local subscriber sees
+    // the sender's log.
+    let logs = grafolean_collector::testing::LogCapture::default();
+    let writer = logs.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
     let fake = FakeGrafolean::with_fixture_data().await;
     let values = format!("accounts/{ACCOUNT_ID}/values");
     assert_eq!(fake.revoke_prefix(BOT_ID, Some(&values)), 1);
@@ -297,6 +307,13 @@ async fn put_forbidden_sends_only_the_newest_value_per_path() {
     assert_eq!(dropped(&metrics, "put_forbidden"), missing);
     assert_eq!(count(&metrics, "values_sent") + missing, ticks * PATHS);
     assert_eq!(stored.len() as u64, count(&metrics, "values_sent"));
+    // One line says which mode the bot is in and why, once.
+    assert_eq!(
+        logs.count(&["WARN", "mode=\"POST\"", "403 on PUT", "at least once"]),
+        1,
+        "{}",
+        logs.text()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -102,6 +102,41 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
             break;
         }
     }
+    // Each point's `t` is its tick's time, not its arrival: one entity's runs
+    // are exactly one interval (3 s) apart, and near the wall clock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut runs: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for v in fake.values(ACCOUNT_ID) {
+            if v.path.ends_with(".ping.success") {
+                runs.entry(entity_of(&v.path)).or_default().push(v.t);
+            }
+        }
+        if runs.len() == expected_up.len() + 1 && runs.values().all(|t| t.len() >= 3) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            for (id, t) in &mut runs {
+                t.sort_by(f64::total_cmp);
+                for pair in t.windows(2) {
+                    let step = pair[1] - pair[0];
+                    assert!(
+                        (step - 3.0).abs() < 1e-3,
+                        "entity {id}: runs {step} s apart"
+                    );
+                }
+                let last = t[t.len() - 1];
+                assert!(
+                    (now - last).abs() < 10.0,
+                    "entity {id}: t {last}, now {now}"
+                );
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     bot.stop().await.unwrap();
 
     // Only our entities: not the other bot's, the SNMP-only one, the interface…
