@@ -218,5 +218,4 @@ pub(crate) fn millis_to_system(ms: Millis) -> SystemTime {
 }
 
 #[cfg(test)]
-#[path = "timing_tests.rs"]
 mod tests;

@@ -378,5 +378,4 @@ fn decode_ack(p: &[u8]) -> Option<Vec<(u64, u64)>> {
 }
 
 #[cfg(test)]
-#[path = "spool_tests.rs"]
 mod tests;

@@ -18,7 +18,7 @@
 //!
 //! The [`Worker`](super::worker) asks this module what to do and does it;
 //! every function takes the time as an argument, so that the unit tests
-//! (`state_tests.rs`) drive each transition without a clock or a network.
+//! (`state/tests.rs`) drive each transition without a clock or a network.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -259,5 +259,4 @@ pub(crate) fn leftover(durable: bool, left: u64) -> Leftover {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;
