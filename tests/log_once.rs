@@ -2,11 +2,13 @@
 //! goes away, not at every refresh: an entity that cannot be read is warned
 //! about once, however many refreshes find it broken.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
 use grafolean_collector::testing::{
-    ACCOUNT_ID, BOT_ID, BOT_TOKEN, DeviceBatch, FakeGrafolean, Fault, RunningBot,
+    ACCOUNT_ID, BOT_ID, BOT_TOKEN, DeviceBatch, ENTITY_ID, FakeGrafolean, Fault, LogCapture,
+    RunningBot,
 };
 use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
 
@@ -22,15 +24,102 @@ impl Collector for Quiet {
     }
 }
 
+/// The log of this test binary: one global subscriber for all its tests,
+/// which look for lines of their own.
+fn logs() -> &'static LogCapture {
+    static LOGS: OnceLock<LogCapture> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogCapture::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_env_filter("info")
+            .init();
+        logs
+    })
+}
+
+/// One job per entity, made without its account (the misuse).
+struct NoAccount;
+
+impl Collector for NoAccount {
+    type Params = u64;
+
+    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+        configs
+            .entities
+            .iter()
+            .filter_map(|e| Some(JobSpec::new("lost", e.intervals()?, e.entity_id)))
+            .collect()
+    }
+
+    async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
+        Ok(vec![Value::new(format!("entity.{id}.lost"), 1.0)])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_an_account_is_refused_with_one_warning_and_a_counter() {
+    let logs = logs();
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    let settings = Settings::try_parse_from([
+        "lost",
+        "--backend-url",
+        &fake.url(),
+        "--jobs-refresh-interval",
+        "1",
+    ])
+    .unwrap()
+    .with_bot_token(BOT_TOKEN);
+    let bot = RunningBot::start(Bot::new("lost", NoAccount).with_protocol("ping"), settings);
+    let refused = || {
+        let text = logs.text();
+        text.lines()
+            .filter(|l| l.contains("refreshed job configs") && l.contains("refused=1"))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refused() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "too few refreshes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Warned once, naming the job and the fix, however many refreshes.
+    assert_eq!(
+        logs.count(&["WARN", "job refused", "job=lost", "JobSpec::for_entity"]),
+        1,
+        "over {} refreshes",
+        refused()
+    );
+    let metrics = reqwest::get(format!("{}/metrics", bot.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("grafolean_bot_jobs_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(counted >= 3.0, "jobs_refused_total {counted}");
+    assert!(
+        metrics.contains("grafolean_bot_jobs_scheduled 0"),
+        "{metrics}"
+    );
+    assert!(
+        fake.values(ACCOUNT_ID).is_empty(),
+        "a refused job sent values"
+    );
+    bot.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
-    let logs = grafolean_collector::testing::LogCapture::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("info")
-        .init();
+    let logs = logs();
     let fake = FakeGrafolean::with_fixture_data().await;
     // An older backend's list: each device is fetched, and one answers garbage.
     fake.set_list_protocols(false);
@@ -55,7 +144,8 @@ async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
     .with_bot_token(BOT_TOKEN);
     let bot = RunningBot::start(Bot::new("quiet", Quiet).with_protocol("ping"), settings);
     let entity = format!("entity={}", ids[1]);
-    let refreshes = || logs.count(&["refreshed job configs"]);
+    // This test's refreshes (the other test's refuse a job).
+    let refreshes = || logs.count(&["refreshed job configs", "skipped=1", "refused=0"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while refreshes() < 4 {
         assert!(tokio::time::Instant::now() < deadline, "too few refreshes");

@@ -259,57 +259,6 @@ async fn a_backend_down_at_start_up_is_retried_soon_not_after_a_refresh_interval
     bot.stop().await.unwrap();
 }
 
-/// A job made without `JobSpec::for_entity` (or `.with_account`).
-struct NoAccount;
-
-impl Collector for NoAccount {
-    type Params = u64;
-
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
-        configs
-            .entities
-            .iter()
-            .filter_map(|e| Some(JobSpec::new("lost", e.intervals()?, e.entity_id)))
-            .collect()
-    }
-
-    async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
-        Ok(vec![Value::new(format!("entity.{id}.lost"), 1.0)])
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_without_an_account_is_refused_with_a_warning_and_a_counter() {
-    let fake = FakeGrafolean::with_fixture_data().await;
-    assert!(fake.update_entity(ENTITY_ID, |e| {
-        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
-    }));
-    let bot = RunningBot::start(
-        Bot::new("lost", NoAccount).with_protocol("ping"),
-        settings(&fake, &[]),
-    );
-    let base = bot.url().to_string();
-    assert!(
-        eventually(10, async || metrics(&base).await.lines().any(|l| l
-            .starts_with("grafolean_bot_jobs_refused_total ")
-            && !l.ends_with(" 0")))
-        .await,
-        "the refused job was not counted:\n{}",
-        metrics(&base).await
-    );
-    let text = metrics(&base).await;
-    assert!(
-        text.contains("grafolean_bot_jobs_scheduled 0"),
-        "the job was scheduled:\n{text}"
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        fake.values(ACCOUNT_ID).is_empty(),
-        "a job without an account sent values"
-    );
-    bot.stop().await.unwrap();
-}
-
 #[tokio::test]
 async fn a_backend_without_a_protocol_stops_the_bot_with_a_usage_error() {
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -327,10 +276,59 @@ async fn a_backend_without_a_protocol_stops_the_bot_with_a_usage_error() {
     );
 }
 
+/// The child process of the next test: a bot's `main` with `BACKEND_URL` set
+/// and no protocol, exiting with the status `main` returns.
+#[test]
+fn no_protocol_child() {
+    let Ok(url) = std::env::var("NO_PROTOCOL_CHILD_URL") else {
+        return; // Not the child: nothing to do.
+    };
+    let settings = Settings::try_parse_from(["echo", "--backend-url", &url])
+        .unwrap()
+        .with_bot_token(BOT_TOKEN);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(Bot::new("echo", Echo).main_with(settings));
+    let status = (0..=u8::MAX)
+        .find(|&n| std::process::ExitCode::from(n) == code)
+        .unwrap();
+    std::process::exit(status.into());
+}
+
+#[tokio::test]
+async fn a_backend_without_a_protocol_exits_2_with_the_fix() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let url = fake.url();
+    let child = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "no_protocol_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("NO_PROTOCOL_CHILD_URL", url)
+            .env("NO_COLOR", "1")
+            .output()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(30), child)
+        .await
+        .expect("the bot stops at start-up")
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Bot::with_protocol"), "{stderr}");
+    assert!(
+        fake.requests().is_empty(),
+        "nothing may start before the check"
+    );
+}
+
 /// Holds each run of entity 1 until the test releases it.
 struct Held {
     started: std::sync::Arc<tokio::sync::Notify>,
     release: std::sync::Arc<tokio::sync::Notify>,
+    finished: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Collector for Held {
@@ -355,6 +353,7 @@ impl Collector for Held {
         if *id == 1 {
             self.started.notify_one();
             self.release.notified().await;
+            self.finished.notify_one();
         }
         Ok(vec![Value::new(format!("entity.{id}.held"), 1.0)])
     }
@@ -373,9 +372,11 @@ async fn a_run_that_ends_after_its_job_was_removed_leaves_no_series() {
     std::fs::write(&file, config(1)).unwrap();
     let started = std::sync::Arc::new(tokio::sync::Notify::new());
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let finished = std::sync::Arc::new(tokio::sync::Notify::new());
     let collector = Held {
         started: started.clone(),
         release: release.clone(),
+        finished: finished.clone(),
     };
     let settings = Settings::try_parse_from([
         "held",
@@ -407,6 +408,10 @@ async fn a_run_that_ends_after_its_job_was_removed_leaves_no_series() {
     );
     // Now the removed job's run ends and reports its values.
     release.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), finished.notified())
+        .await
+        .expect("the removed job's run was not let finish: nothing was tested");
+    // The run's report reaches the sinks right after it returns.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = metrics(&base).await;
     assert!(
