@@ -135,7 +135,7 @@ fn configure(
     let err = |source| PingError::Socket { family, source };
     if let Some(ttl) = tweaks.ttl {
         match family {
-            Family::V4 => socket.set_ttl(u32::from(ttl)),
+            Family::V4 => socket.set_ttl_v4(u32::from(ttl)),
             Family::V6 => socket.set_unicast_hops_v6(u32::from(ttl)),
         }
         .map_err(err)?;
