@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[cfg(feature = "runtime")]
-use clap::CommandFactory;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use crate::token::{BotToken, TokenError};
 
@@ -24,7 +23,9 @@ pub(crate) const DEFAULT_MAX_RESPONSE_MIB: u32 =
     (crate::api::DEFAULT_MAX_RESPONSE_BYTES >> 20) as u32;
 
 /// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "runtime", derive(ValueEnum))]
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))] // read by `Bot::main`
 pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
@@ -34,7 +35,9 @@ pub(crate) enum LogFormat {
 }
 
 /// How `--once` prints its values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "runtime", derive(ValueEnum))]
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))] // read by `Bot::main`
 pub(crate) enum OnceFormat {
     /// An aligned table: job, path, value.
     #[default]
@@ -53,86 +56,112 @@ pub(crate) enum OnceFormat {
 /// let s = Settings::try_parse_from(["bot", "--once", "--config", "jobs.toml"]).unwrap();
 /// assert!(format!("{s:?}").contains("once: true"));
 /// ```
-#[derive(Clone, Debug, Parser)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "runtime", derive(Parser))]
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))] // logging and --once are `Bot::main`'s
 pub struct Settings {
     /// The Grafolean backend's API URL, such as http://grafolean/api.
     /// Without it, the bot runs standalone from --config (or its built-in default).
-    #[arg(long, env = "BACKEND_URL", help_heading = "Grafolean")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, env = "BACKEND_URL", help_heading = "Grafolean")
+    )]
     pub(crate) backend_url: Option<String>,
 
     /// A file holding the bot token (surrounding whitespace is stripped).
     /// The token can also be given in the BOT_TOKEN environment variable.
-    #[arg(long, env = "BOT_TOKEN_FROM_FILE", help_heading = "Grafolean")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, env = "BOT_TOKEN_FROM_FILE", help_heading = "Grafolean")
+    )]
     pub(crate) bot_token_file: Option<PathBuf>,
 
     /// The bot token. Only read from the environment, never from a flag, so
     /// that it does not show in the process list.
-    #[arg(skip = std::env::var("BOT_TOKEN").ok().map(RawToken))]
+    #[cfg_attr(feature = "runtime", arg(skip = std::env::var("BOT_TOKEN").ok().map(RawToken)))]
     pub(crate) bot_token: Option<RawToken>,
 
     /// Seconds between job config refreshes.
-    #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = DEFAULT_REFRESH_SECONDS, help_heading = "Grafolean")]
+    #[cfg_attr(feature = "runtime", arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = DEFAULT_REFRESH_SECONDS, help_heading = "Grafolean"))]
     pub(crate) jobs_refresh_interval: u64,
 
     /// The largest config answer read from the backend, in MiB: an account's
     /// whole entity list must fit. A longer answer fails the refresh (the
     /// previous jobs stay), so a broken backend cannot take the host's memory.
-    #[arg(long, env = "MAX_RESPONSE_MIB", default_value_t = DEFAULT_MAX_RESPONSE_MIB,
-        value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Grafolean")]
+    #[cfg_attr(feature = "runtime", arg(long, env = "MAX_RESPONSE_MIB", default_value_t = DEFAULT_MAX_RESPONSE_MIB,
+        value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Grafolean"))]
     pub max_response_mib: u32,
 
     /// A directory where unsent values are kept across restarts while the
     /// backend is down (by default they are kept in memory only).
-    #[arg(long, help_heading = "Grafolean")]
+    #[cfg_attr(feature = "runtime", arg(long, help_heading = "Grafolean"))]
     pub(crate) spool_dir: Option<PathBuf>,
 
     /// This replica's share of the entities, when one bot token runs on
     /// several replicas: i/n (replica i, from 0, of n), or an ordinal such as
     /// 3, bot-3 or bot@3 (a name ending in the index) together with --shard-count.
-    #[arg(long, env = "SHARD", value_name = "i/n", help_heading = "Sharding")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, env = "SHARD", value_name = "i/n", help_heading = "Sharding")
+    )]
     pub(crate) shard: Option<String>,
 
     /// The number of replicas, when --shard gives only this replica's ordinal.
-    #[arg(long, env = "SHARD_COUNT", value_name = "N", help_heading = "Sharding")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, env = "SHARD_COUNT", value_name = "N", help_heading = "Sharding")
+    )]
     pub(crate) shard_count: Option<String>,
 
     /// A TOML file with the entities to monitor, for running without Grafolean.
-    #[arg(long, value_name = "FILE", help_heading = "Standalone")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, value_name = "FILE", help_heading = "Standalone")
+    )]
     pub(crate) config: Option<PathBuf>,
 
     /// The admin server's address (/metrics, /live, /ready and the status page).
     /// Each bot documents its default port; 127.0.0.1 by default.
-    #[arg(long, value_name = "ADDR", help_heading = "Admin server")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, value_name = "ADDR", help_heading = "Admin server")
+    )]
     pub(crate) listen: Option<SocketAddr>,
 
     /// Do not export the collected values on /metrics (only the bot's own metrics).
-    #[arg(long, help_heading = "Admin server")]
+    #[cfg_attr(feature = "runtime", arg(long, help_heading = "Admin server"))]
     pub(crate) no_export_values: bool,
 
     /// The log filter, such as info or grafolean_collector=debug.
-    #[arg(
-        long,
-        env = "RUST_LOG",
-        default_value = "info",
-        help_heading = "Logging"
+    #[cfg_attr(
+        feature = "runtime",
+        arg(
+            long,
+            env = "RUST_LOG",
+            default_value = "info",
+            help_heading = "Logging"
+        )
     )]
     pub(crate) log_level: String,
 
     /// The log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
+    #[cfg_attr(feature = "runtime", arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging"))]
     pub(crate) log_format: LogFormat,
 
     /// Fetch the configs, run every job once now, print the values and exit;
     /// exits non-zero if any job failed. Sends nothing unless --send is given.
-    #[arg(long, help_heading = "One-shot mode")]
+    #[cfg_attr(feature = "runtime", arg(long, help_heading = "One-shot mode"))]
     pub(crate) once: bool,
 
     /// With --once: also send the values to Grafolean.
-    #[arg(long, requires = "once", help_heading = "One-shot mode")]
+    #[cfg_attr(
+        feature = "runtime",
+        arg(long, requires = "once", help_heading = "One-shot mode")
+    )]
     pub(crate) send: bool,
 
     /// With --once: how to print the values.
-    #[arg(long, value_enum, default_value_t = OnceFormat::Table, help_heading = "One-shot mode")]
+    #[cfg_attr(feature = "runtime", arg(long, value_enum, default_value_t = OnceFormat::Table, help_heading = "One-shot mode"))]
     pub(crate) format: OnceFormat,
 }
 
@@ -174,7 +203,88 @@ pub(crate) enum Source {
     Default,
 }
 
+/// The settings of a bot that runs standalone on its built-in default config,
+/// with every default the README lists, and nothing read from the environment
+/// or the command line: for a library user without the `runtime` feature (no
+/// clap), who sets what differs with the `with_*` methods.
+///
+/// ```
+/// use grafolean_collector::Settings;
+/// let s = Settings::default()
+///     .with_backend_url("http://grafolean/api")
+///     .with_bot_token("2c3f1e7a-0000-4000-8000-000000000001")
+///     .with_jobs_refresh_interval(60);
+/// assert!(format!("{s:?}").contains("jobs_refresh_interval: 60"));
+/// ```
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            backend_url: None,
+            bot_token_file: None,
+            bot_token: None,
+            jobs_refresh_interval: DEFAULT_REFRESH_SECONDS,
+            max_response_mib: DEFAULT_MAX_RESPONSE_MIB,
+            spool_dir: None,
+            shard: None,
+            shard_count: None,
+            config: None,
+            listen: None,
+            no_export_values: false,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            once: false,
+            send: false,
+            format: OnceFormat::Table,
+        }
+    }
+}
+
 impl Settings {
+    /// The same settings with the backend `url` (`--backend-url`, `BACKEND_URL`).
+    pub fn with_backend_url(mut self, url: impl Into<String>) -> Self {
+        self.backend_url = Some(url.into());
+        self
+    }
+
+    /// The same settings with the bot token read from `file`
+    /// (`--bot-token-file`, `BOT_TOKEN_FROM_FILE`).
+    pub fn with_bot_token_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.bot_token_file = Some(file.into());
+        self
+    }
+
+    /// The same settings with `seconds` between config refreshes
+    /// (`--jobs-refresh-interval`, `JOBS_REFRESH_INTERVAL`).
+    pub fn with_jobs_refresh_interval(mut self, seconds: u64) -> Self {
+        self.jobs_refresh_interval = seconds;
+        self
+    }
+
+    /// The same settings with a standalone TOML config `file` (`--config`).
+    pub fn with_config(mut self, file: impl Into<PathBuf>) -> Self {
+        self.config = Some(file.into());
+        self
+    }
+
+    /// The same settings with the admin server on `addr` (`--listen`).
+    pub fn with_listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// The same settings with unsent values kept in `dir` (`--spool-dir`).
+    pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// The same settings with this replica's share, `i/n` or an ordinal
+    /// (`--shard`, `SHARD`; checked by [`Bot::run`](crate::Bot::run)).
+    pub fn with_shard(mut self, shard: impl Into<String>) -> Self {
+        self.shard = Some(shard.into());
+        self
+    }
+
     /// Parses the command line, after reading `.env` from the working
     /// directory. `--help` names the binary and nothing else; a bot's `main`
     /// that parses before it builds its [`Bot`](crate::Bot) uses
@@ -428,6 +538,33 @@ mod tests {
         assert!(err.reason.contains("larger than"), "{err}");
         std::fs::remove_file(dir).unwrap();
         assert!(matches!(settings(&[]).validate().unwrap(), Source::Default));
+    }
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    /// `Settings::default()` is what clap gives with no flag and no
+    /// environment, so a bot built either way behaves the same.
+    #[test]
+    fn the_default_is_the_command_lines_default() {
+        let parsed = Settings::try_parse_from(["bot"]).unwrap();
+        let default = Settings::default();
+        assert_eq!(parsed.backend_url, default.backend_url);
+        assert_eq!(parsed.jobs_refresh_interval, default.jobs_refresh_interval);
+        assert_eq!(parsed.max_response_mib, default.max_response_mib);
+        assert_eq!(parsed.config, default.config);
+        assert_eq!(parsed.listen, default.listen);
+        assert_eq!(parsed.no_export_values, default.no_export_values);
+        assert_eq!(parsed.log_format, default.log_format);
+        assert_eq!(parsed.once, default.once);
+        assert_eq!(parsed.format, default.format);
+        assert!(matches!(default.validate(), Ok(Source::Default)));
+        let grafolean = default
+            .with_backend_url("http://127.0.0.1:1/api")
+            .with_bot_token("2c3f1e7a-0000-4000-8000-000000000001");
+        assert!(matches!(grafolean.validate(), Ok(Source::Grafolean { .. })));
     }
 }
 
