@@ -70,6 +70,9 @@ pub(crate) struct Spool {
     unacked: BTreeMap<u64, usize>,
     dirty: bool,
     buf: Vec<u8>,
+    /// Acks whose write failed (a full disk), merged ranges: written with
+    /// the next ack, so that a restart does not replay what was delivered.
+    unwritten_acks: Vec<(u64, u64)>,
     segment_bytes: u64,
     /// The room on the (simulated) disk for the active segment, in tests.
     #[cfg(test)]
@@ -114,14 +117,7 @@ impl Spool {
             }
             unacked.insert(id, 0);
         }
-        acks.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(acks.len());
-        for (first, last) in acks {
-            match merged.last_mut() {
-                Some((_, l)) if first <= l.saturating_add(1) => *l = (*l).max(last),
-                _ => merged.push((first, last)),
-            }
-        }
+        let merged = merge_ranges(acks);
         let acked = |seq: u64| {
             let i = merged.partition_point(|&(first, _)| first <= seq);
             i > 0 && merged[i - 1].1 >= seq
@@ -143,6 +139,7 @@ impl Spool {
             unacked,
             dirty: false,
             buf: Vec::new(),
+            unwritten_acks: Vec::new(),
             segment_bytes: SEGMENT_BYTES,
             #[cfg(test)]
             disk_bytes: u64::MAX,
@@ -195,7 +192,13 @@ impl Spool {
                 *n = n.saturating_sub(1);
             }
         }
+        // Acks that could not be written before go with these.
+        ranges.append(&mut self.unwritten_acks);
+        let ranges = merge_ranges(ranges);
         let written = self.write_acks(&ranges);
+        if written.is_err() {
+            self.unwritten_acks = ranges;
+        }
         self.collect_garbage();
         self.empty_if_all_done();
         written
@@ -272,6 +275,8 @@ impl Spool {
         if only_active && self.active_len > 0 && self.active.set_len(0).is_ok() {
             self.active_len = 0;
             self.dirty = true;
+            // Nothing is left for them to name.
+            self.unwritten_acks.clear();
         }
     }
 
@@ -305,6 +310,19 @@ impl Spool {
             self.unacked.remove(&id);
         }
     }
+}
+
+/// `ranges` (inclusive) sorted and merged where they touch or overlap.
+fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some((_, l)) if first <= l.saturating_add(1) => *l = (*l).max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {

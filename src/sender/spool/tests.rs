@@ -217,3 +217,34 @@ fn a_torn_write_is_cut_off_so_that_later_records_count() {
     assert_eq!(got, vec![a, c]);
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn acks_that_could_not_be_written_are_written_with_the_next() {
+    let dir = temp_dir();
+    let (mut spool, _, _) = Spool::open(&dir).unwrap();
+    // An older segment keeps one value pending throughout (its value is not
+    // delivered), so the active segment is never simply emptied.
+    spool.segment_bytes = 1;
+    let old = v("entity.1.old", 0.0);
+    let old_seg = spool.append([(0, 1, &old)]).unwrap();
+    let values: Vec<PutValue> = (1..=50).map(|i| v("entity.1.x", f64::from(i))).collect();
+    let seg = spool
+        .append(values.iter().enumerate().map(|(i, x)| (i as u64 + 1, 1, x)))
+        .unwrap();
+    assert_ne!(seg, old_seg);
+    spool.segment_bytes = SEGMENT_BYTES;
+    // The disk is full: the 50 values are delivered, their ack is not written.
+    spool.disk_bytes = spool.active_len;
+    let mut done: Vec<(u64, u64)> = (1..=50).map(|i| (i, seg)).collect();
+    assert!(spool.ack(&mut done).is_err());
+    // Room again: the next ack (of a value written now) carries the old one.
+    spool.disk_bytes = u64::MAX;
+    let later = v("entity.1.later", 9.0);
+    let later_seg = spool.append([(51, 1, &later)]).unwrap();
+    spool.ack(&mut [(51, later_seg)]).unwrap();
+    drop(spool);
+    let (_spool, stored, _) = Spool::open(&dir).unwrap();
+    let got: Vec<PutValue> = stored.into_iter().map(|s| s.value).collect();
+    assert_eq!(got, vec![old], "only the undelivered value is replayed");
+    fs::remove_dir_all(dir).unwrap();
+}
