@@ -471,8 +471,9 @@ impl Worker {
             Mode::Put => info!(
                 account,
                 mode = "PUT",
-                "values go by PUT, each stamped with its tick's time: a retried request overwrites \
-                 what it already stored, so every value is stored exactly once"
+                "values go by PUT (the backend accepted PUT on accounts/{account}/values), each stamped \
+                 with its tick's time: a retried request overwrites what it already stored, so every \
+                 value is stored exactly once"
             ),
             Mode::Post => warn!(
                 account,
