@@ -153,6 +153,10 @@ pub struct Metrics {
     pub(crate) values_retried: Counter,
     /// Values currently waiting in the buffer.
     pub(crate) values_buffered: Gauge,
+    /// Every value the sender holds that the backend has not taken yet: the
+    /// backlog, open and ready batches, and requests in flight. Not exported
+    /// (the second-signal message reads it).
+    pub(crate) values_unsent: Gauge,
     /// Values delivered late, with their original timestamps.
     pub(crate) values_replayed: Counter,
     /// Values dropped, by reason.
@@ -323,6 +327,7 @@ impl Metrics {
             values_sent,
             values_retried,
             values_buffered,
+            values_unsent: Gauge::default(),
             values_replayed,
             values_dropped,
             shard_index,

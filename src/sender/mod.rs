@@ -65,6 +65,8 @@ mod deliver;
 pub(crate) mod retry;
 mod spool;
 mod state;
+#[cfg(all(test, feature = "testing"))]
+mod unsent_tests;
 mod worker;
 
 use std::path::PathBuf;

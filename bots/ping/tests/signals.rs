@@ -6,6 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::hanging::Hanging;
+
 const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
 
 fn free_port() -> u16 {
@@ -135,16 +139,17 @@ fn sigterm_shuts_down_gracefully() {
     );
 }
 
-#[test]
-fn a_second_signal_exits_at_once() {
-    let (mut child, _) = start();
-    signal(&child, "-INT");
-    std::thread::sleep(Duration::from_millis(20));
-    signal(&child, "-INT");
-    let status = wait(&mut child, Duration::from_secs(15));
-    // Either it had already finished its graceful shutdown, or the second
-    // signal cut it short with 130.
-    assert!(status.success() || status.code() == Some(130), "{status:?}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    // The backend never answers, so the first SIGINT's drain is blocked for
+    // its whole deadline (10 s): only the second SIGINT can end it early.
+    let mut bot = Hanging::start().await;
+    bot.signal("-INT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bot.signal("-INT");
+    let (status, log) = bot.exit_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(130), "128 + SIGINT:\n{log}");
+    assert!(log.contains("second signal"), "{log}");
 }
 
 #[test]
