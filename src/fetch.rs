@@ -114,6 +114,11 @@ pub struct Skipped {
     pub account: u64,
     /// The entity, when known.
     pub entity: Option<u64>,
+    /// The entity's id as the backend sent it (its JSON text: `5`, `"111"`,
+    /// `-5`), or `None` when the problem is an account's (`entity_list`).
+    /// Unlike [`Skipped::entity`] it is there for an id that is not a plain
+    /// number, so that such entities can be told apart.
+    pub raw_id: Option<String>,
     /// What kind of problem: `entity_list` (an account's entity list could
     /// not be read), `malformed` (an entity that does not parse) or
     /// `unreadable` (an entity, its credential or a sensor could not be
@@ -335,6 +340,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: None,
+                    raw_id: None,
                     cause: "entity_list",
                     reason: e.to_string(),
                 });
@@ -377,6 +383,7 @@ pub async fn fetch_job_configs(
                     skipped.push(Skipped {
                         account,
                         entity: id,
+                        raw_id: Some(raw_id),
                         cause: "malformed",
                         reason,
                     });
@@ -417,6 +424,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: Some(id),
+                    raw_id: Some(id.to_string()),
                     cause: "unreadable",
                     reason,
                 });
