@@ -168,6 +168,31 @@ pub(crate) fn applicable_protocol<'a>(
     (own && has_credential && !settings.sensors.is_empty()).then_some(settings)
 }
 
+/// When `path` in `item` is an interval that failed to parse: what is wrong
+/// with it, in [`crate::interval`]'s words.
+fn interval_problem(item: &serde_json::Value, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut value = item;
+    let mut last = None;
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Map { key } => {
+                last = Some(key.as_str());
+                value.get(key)?
+            }
+            Segment::Seq { index } => {
+                last = None;
+                value.get(index)?
+            }
+            _ => return None,
+        };
+    }
+    if last != Some("interval") {
+        return None;
+    }
+    crate::interval::problem(value)
+}
+
 /// A sensor's effective interval: the entity's override, else the sensor's
 /// default, else none. An interval of 0 counts as none.
 pub(crate) fn effective_interval(
@@ -257,6 +282,18 @@ impl Refresh<'_> {
         let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
             return Ok(None);
         };
+        // An interval of 0 is no interval a sensor can run at: the entity is
+        // skipped with the range (a sensor's own default of 0 means none).
+        for (i, reference) in settings.sensors.iter().enumerate() {
+            if reference.interval == Some(0) {
+                let problem =
+                    crate::interval::problem(serde_json::Value::from(0)).unwrap_or_default();
+                return Err(format!(
+                    "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: {problem}",
+                    entity.id, entity.name, self.protocol
+                ));
+            }
+        }
         let credential_id = settings.credential.unwrap_or_default();
         let credential = self.credential(account, credential_id).await?;
         let sensors = futures::future::join_all(
@@ -359,7 +396,7 @@ pub async fn fetch_job_configs(
                 .get("name")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
-            match serde_path_to_error::deserialize::<_, Entity>(item) {
+            match serde_path_to_error::deserialize::<_, Entity>(&item) {
                 Ok(entity) if !listed_protocols => {
                     // An older backend's list: the entity itself says.
                     if entity.entity_type == "device" {
@@ -372,12 +409,15 @@ pub async fn fetch_job_configs(
                     }
                 }
                 Err(e) => {
+                    // An interval says what it accepts (the same words as a
+                    // standalone file's).
+                    let problem =
+                        interval_problem(&item, e.path()).unwrap_or_else(|| e.inner().to_string());
                     let reason = format!(
-                        "malformed entity (id {raw_id}, name {}): field {}: {}",
+                        "malformed entity (id {raw_id}, name {}): field {}: {problem}",
                         name.as_deref()
                             .map_or_else(|| "unknown".into(), |n| format!("{n:?}")),
                         e.path(),
-                        e.inner()
                     );
                     debug!(account, entity = %raw_id, %reason, "skipping a malformed entity");
                     skipped.push(Skipped {

@@ -371,3 +371,59 @@ async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
         "2^64 is named: {raw:?}"
     );
 }
+
+/// A sensor interval the backend sends as -5, 1e12, "60" or 0 skips its
+/// entity alone, with a message that names the field and the accepted range.
+#[tokio::test]
+async fn a_bad_interval_names_the_field_and_the_range() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let bad = ["-5", "1e12", "\"60\"", "0"];
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", bad.len() + 1)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let list_url = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/?b={BOT_TOKEN}",
+        fake.url()
+    );
+    let mut list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+    for item in list["list"].as_array_mut().unwrap() {
+        if let Some(i) = ids.iter().take(bad.len()).position(|id| item["id"] == *id) {
+            item["protocols"]["ping"]["sensors"][0]["interval"] =
+                serde_json::json!(format!("BAD{i}"));
+        }
+    }
+    // Written as the backend would: bare numbers, and one string.
+    let mut body = list.to_string();
+    for (i, text) in bad.iter().enumerate() {
+        body = body.replace(&format!("\"BAD{i}\""), text);
+    }
+    fake.inject(
+        Fault::body(body)
+            .method("GET")
+            .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities"))
+            .times(1),
+    );
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        entity_ids(&report).contains(&ids[bad.len()]),
+        "the good one stays"
+    );
+    for (i, text) in bad.iter().enumerate() {
+        let skipped = report
+            .skipped
+            .iter()
+            .find(|s| s.entity == Some(ids[i]))
+            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
+        let reason = &skipped.reason;
+        assert!(
+            reason.contains("field protocols.ping.sensors[0].interval: ")
+                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
+            "{text}: {reason}"
+        );
+    }
+    assert_eq!(report.skipped.len(), bad.len(), "{:?}", report.skipped);
+}
