@@ -182,6 +182,37 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BOT_TOKEN"), "{err}");
+    // A token that is not UUID-shaped is refused before anything starts,
+    // naming where it came from and never echoing it.
+    const BAD: &str = "not-a-grafolean-token-0123456789";
+    let dir = std::env::temp_dir().join(format!("ping-bad-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{BAD}\n")).unwrap();
+    for (env, value, names) in [
+        ("BOT_TOKEN", BAD.to_string(), "BOT_TOKEN".to_string()),
+        (
+            "BOT_TOKEN_FROM_FILE",
+            file.display().to_string(),
+            file.display().to_string(),
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .env("BACKEND_URL", "http://127.0.0.1:9/api")
+            .env_remove("BOT_TOKEN")
+            .env_remove("BOT_TOKEN_FROM_FILE")
+            .env(env, &value)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env}: {err}");
+        assert!(err.contains(&names) && err.contains("UUID"), "{env}: {err}");
+        assert!(!err.contains(BAD), "{env}: the token is echoed: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{env}: one line: {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `GET /live` on a new connection, with a deadline.
