@@ -277,6 +277,88 @@ fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
     assert!(log.contains("raised the soft open-files limit"), "{log}");
 }
 
+/// Reads from `s` until the server closes it (or `within` passes), writing
+/// `trickle` every 5 s meanwhile; returns what was read and when it closed.
+fn read_until_closed(
+    mut s: std::net::TcpStream,
+    trickle: Option<&str>,
+    within: Duration,
+) -> (String, Option<Duration>) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut next_write = started + Duration::from_secs(5);
+    let closed = loop {
+        if started.elapsed() > within {
+            break None;
+        }
+        if let Some(line) = trickle {
+            if Instant::now() >= next_write {
+                next_write += Duration::from_secs(5);
+                if s.write_all(line.as_bytes()).is_err() {
+                    break Some(started.elapsed());
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break Some(started.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break Some(started.elapsed()),
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[test]
+fn a_slow_client_and_an_idle_keep_alive_connection_are_closed_after_10_s() {
+    let (mut child, base) = start();
+    let addr = base.trim_start_matches("http://").to_string();
+    let within = Duration::from_secs(18);
+    // Slowloris: a request head that never ends, one header line every 5 s.
+    let slow = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+            read_until_closed(s, Some("X-Slow: 1\r\n"), within)
+        })
+    };
+    // Keep-alive: one request answered, then nothing.
+    let idle = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        read_until_closed(s, None, within)
+    });
+    for (what, thread) in [("slow client", slow), ("idle keep-alive", idle)] {
+        let (got, closed) = thread.join().unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{what}: not closed in {within:?}: {got:?}"));
+        // The header-read timeout is 10 s (the slow client's lines at 5 s
+        // and 10 s do not extend it); a little slack for a loaded machine.
+        assert!(
+            closed >= Duration::from_secs(9) && closed < Duration::from_secs(15),
+            "{what}: closed after {closed:?}"
+        );
+        match what {
+            "slow client" => assert!(!got.contains(" 200 "), "{what} was answered: {got:?}"),
+            _ => assert!(got.starts_with("HTTP/1.1 200"), "{what}: {got:?}"),
+        }
+    }
+    assert!(live(&base), "/live still answers");
+    signal(&child, "-TERM");
+    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn sighup_rereads_the_standalone_config() {
     let dir = std::env::temp_dir().join(format!("ping-hup-{}", std::process::id()));
