@@ -114,6 +114,11 @@ pub struct Skipped {
     pub account: u64,
     /// The entity, when known.
     pub entity: Option<u64>,
+    /// The entity's id as the backend sent it (its JSON text: `5`, `"111"`,
+    /// `-5`), or `None` when the problem is an account's (`entity_list`).
+    /// Unlike [`Skipped::entity`] it is there for an id that is not a plain
+    /// number, so that such entities can be told apart.
+    pub raw_id: Option<String>,
     /// What kind of problem: `entity_list` (an account's entity list could
     /// not be read), `malformed` (an entity that does not parse) or
     /// `unreadable` (an entity, its credential or a sensor could not be
@@ -161,6 +166,31 @@ pub(crate) fn applicable_protocol<'a>(
     let own = settings.bot.is_none_or(|bot| bot == user_id);
     let has_credential = settings.credential.is_some_and(|c| c != 0);
     (own && has_credential && !settings.sensors.is_empty()).then_some(settings)
+}
+
+/// When `path` in `item` is an interval that failed to parse: what is wrong
+/// with it, in [`crate::interval`]'s words.
+fn interval_problem(item: &serde_json::Value, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut value = item;
+    let mut last = None;
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Map { key } => {
+                last = Some(key.as_str());
+                value.get(key)?
+            }
+            Segment::Seq { index } => {
+                last = None;
+                value.get(index)?
+            }
+            _ => return None,
+        };
+    }
+    if last != Some("interval") {
+        return None;
+    }
+    crate::interval::problem(value)
 }
 
 /// A sensor's effective interval: the entity's override, else the sensor's
@@ -252,6 +282,18 @@ impl Refresh<'_> {
         let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
             return Ok(None);
         };
+        // An interval of 0 is no interval a sensor can run at: the entity is
+        // skipped with the range (a sensor's own default of 0 means none).
+        for (i, reference) in settings.sensors.iter().enumerate() {
+            if reference.interval == Some(0) {
+                let problem =
+                    crate::interval::problem(serde_json::Value::from(0)).unwrap_or_default();
+                return Err(format!(
+                    "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: {problem}",
+                    entity.id, entity.name, self.protocol
+                ));
+            }
+        }
         let credential_id = settings.credential.unwrap_or_default();
         let credential = self.credential(account, credential_id).await?;
         let sensors = futures::future::join_all(
@@ -335,6 +377,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: None,
+                    raw_id: None,
                     cause: "entity_list",
                     reason: e.to_string(),
                 });
@@ -353,7 +396,7 @@ pub async fn fetch_job_configs(
                 .get("name")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned);
-            match serde_path_to_error::deserialize::<_, Entity>(item) {
+            match serde_path_to_error::deserialize::<_, Entity>(&item) {
                 Ok(entity) if !listed_protocols => {
                     // An older backend's list: the entity itself says.
                     if entity.entity_type == "device" {
@@ -366,17 +409,21 @@ pub async fn fetch_job_configs(
                     }
                 }
                 Err(e) => {
+                    // An interval says what it accepts (the same words as a
+                    // standalone file's).
+                    let problem =
+                        interval_problem(&item, e.path()).unwrap_or_else(|| e.inner().to_string());
                     let reason = format!(
-                        "malformed entity (id {raw_id}, name {}): field {}: {}",
+                        "malformed entity (id {raw_id}, name {}): field {}: {problem}",
                         name.as_deref()
                             .map_or_else(|| "unknown".into(), |n| format!("{n:?}")),
                         e.path(),
-                        e.inner()
                     );
                     debug!(account, entity = %raw_id, %reason, "skipping a malformed entity");
                     skipped.push(Skipped {
                         account,
                         entity: id,
+                        raw_id: Some(raw_id),
                         cause: "malformed",
                         reason,
                     });
@@ -417,6 +464,7 @@ pub async fn fetch_job_configs(
                 skipped.push(Skipped {
                     account,
                     entity: Some(id),
+                    raw_id: Some(id.to_string()),
                     cause: "unreadable",
                     reason,
                 });

@@ -21,6 +21,7 @@ mod collector;
 mod config;
 pub(crate) mod exposition;
 pub mod fetch;
+mod interval;
 mod job;
 pub(crate) mod metrics;
 mod runtime;

@@ -88,6 +88,9 @@ pub(crate) enum SkipCause {
     malformed,
     /// An entity, its credential or a sensor could not be fetched.
     unreadable,
+    /// A bot found an entity's config unusable while making its jobs
+    /// ([`Metrics::report_entity_problems`]).
+    invalid_config,
 }
 
 impl SkipCause {
@@ -128,6 +131,9 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     bot: Arc<str>,
     hooks: Arc<ScrapeHooks>,
+    /// What was said about each entity's config problem, by entity id (see
+    /// [`Metrics::report_entity_problems`]).
+    entity_problems: Arc<Mutex<std::collections::HashMap<u64, String>>>,
     /// Jobs currently scheduled.
     pub(crate) jobs_scheduled: Gauge,
     /// Runs by outcome.
@@ -153,6 +159,10 @@ pub struct Metrics {
     pub(crate) values_retried: Counter,
     /// Values currently waiting in the buffer.
     pub(crate) values_buffered: Gauge,
+    /// Every value the sender holds that the backend has not taken yet: the
+    /// backlog, open and ready batches, and requests in flight. Not exported
+    /// (the second-signal message reads it).
+    pub(crate) values_unsent: Gauge,
     /// Values delivered late, with their original timestamps.
     pub(crate) values_replayed: Counter,
     /// Values dropped, by reason.
@@ -311,6 +321,7 @@ impl Metrics {
             registry: Arc::new(Mutex::new(root)),
             bot: bot.into(),
             hooks: Arc::default(),
+            entity_problems: Arc::default(),
             jobs_scheduled,
             runs,
             run_duration,
@@ -323,6 +334,7 @@ impl Metrics {
             values_sent,
             values_retried,
             values_buffered,
+            values_unsent: Gauge::default(),
             values_replayed,
             values_dropped,
             shard_index,
@@ -423,6 +435,58 @@ impl Metrics {
         self.hooks.lock().push(Arc::new(hook));
     }
 
+    /// Reports a bot's own per-entity config problems, found while it makes
+    /// its jobs (in [`Collector::jobs`](crate::Collector::jobs)): one
+    /// `(entity id, entity name, problem)` for every entity that has one now,
+    /// the whole set at each call.
+    ///
+    /// A problem is warned about when it appears or changes, kept at debug
+    /// level while it stays, and said (at info) when it is gone, so that a
+    /// config that never changes does not repeat its warnings at every
+    /// refresh. Each one is counted, at every call, in
+    /// `grafolean_bot_entity_errors_total{cause="invalid_config"}`, for an
+    /// alert to see. The name is cut as label values are (256 bytes).
+    ///
+    /// ```
+    /// use grafolean_collector::Metrics;
+    /// let metrics = Metrics::new("example");
+    /// let problem = "credential.n_packets is 0, but it must be a whole number from 1 to 100";
+    /// metrics.report_entity_problems([(7, "router".to_string(), problem.to_string())]);
+    /// assert!(metrics
+    ///     .encode()
+    ///     .contains("grafolean_bot_entity_errors_total{cause=\"invalid_config\"} 1"));
+    /// ```
+    pub fn report_entity_problems(
+        &self,
+        problems: impl IntoIterator<Item = (u64, String, String)>,
+    ) {
+        let now: std::collections::HashMap<u64, (String, String)> = problems
+            .into_iter()
+            .map(|(id, name, problem)| (id, (name, problem)))
+            .collect();
+        let mut said = self
+            .entity_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, (name, problem)) in &now {
+            let name = crate::exposition::capped_label_value(name);
+            if said.get(id) == Some(problem) {
+                tracing::debug!(entity_id = id, entity = %name, "{problem}");
+            } else {
+                tracing::warn!(entity_id = id, entity = %name, "{problem}");
+            }
+        }
+        for id in said.keys().filter(|id| !now.contains_key(id)) {
+            tracing::info!(entity_id = id, "the entity's config problem is gone");
+        }
+        self.entity_errors
+            .get_or_create(&CauseLabels {
+                cause: SkipCause::invalid_config,
+            })
+            .inc_by(now.len() as u64);
+        *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
+    }
+
     /// Runs every hook added with [`Metrics::on_scrape`]. The admin server
     /// calls this before each encode.
     pub fn run_scrape_hooks(&self) {
@@ -450,5 +514,46 @@ impl ScrapeHooks {
 impl fmt::Debug for ScrapeHooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ScrapeHooks({})", self.lock().len())
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod entity_problem_tests {
+    use super::Metrics;
+    use crate::testing::{LogCapture, metric_value};
+
+    #[test]
+    fn a_problem_is_warned_once_per_change_counted_each_time_and_its_name_capped() {
+        let logs = LogCapture::default();
+        let writer = logs.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
+        let metrics = Metrics::new("test");
+        let huge = "n".repeat(5 << 20);
+        let report = |problem: Option<&str>| {
+            metrics.report_entity_problems(problem.map(|p| (7, huge.clone(), p.to_string())));
+        };
+        for _ in 0..3 {
+            report(Some("n_packets is 0"));
+        }
+        report(Some("n_packets is 1000"));
+        report(None);
+        report(None);
+        assert_eq!(logs.count(&["WARN", "entity_id=7", "n_packets is 0"]), 1);
+        assert_eq!(logs.count(&["WARN", "entity_id=7", "n_packets is 1000"]), 1);
+        assert_eq!(logs.count(&["entity_id=7", "problem is gone"]), 1);
+        assert!(logs.text().len() < 4096, "the 5 MB name is cut");
+        assert_eq!(
+            metric_value(
+                &metrics,
+                "grafolean_bot_entity_errors_total{cause=\"invalid_config\"}"
+            ),
+            4.0
+        );
     }
 }

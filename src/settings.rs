@@ -455,9 +455,15 @@ impl Settings {
         };
         token
             .and_then(|t| t.check_uuid_shape().map(|()| t))
-            .map_err(|e| SettingsError {
-                setting,
-                reason: e.to_string(),
+            .map_err(|e| {
+                // A file's errors name the file (those of reading it already do).
+                let reason = match (&self.bot_token_file, &e) {
+                    (Some(file), TokenError::Empty | TokenError::Invalid | TokenError::NotUuid) => {
+                        format!("{}: {e}", file.display())
+                    }
+                    _ => e.to_string(),
+                };
+                SettingsError { setting, reason }
             })
     }
 }
@@ -530,6 +536,20 @@ mod tests {
             assert!(err.reason.contains("UUID"), "{err}");
             assert!(!err.to_string().contains(bad), "the value is echoed: {err}");
         }
+        // A file whose token is not UUID-shaped: the error names the file.
+        std::fs::write(&dir, "from-a-file\n").unwrap();
+        s.bot_token_file = Some(dir.clone());
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.setting, "--bot-token-file (BOT_TOKEN_FROM_FILE)");
+        assert!(err.reason.contains("UUID"), "{err}");
+        assert!(
+            err.reason.contains(&dir.display().to_string()),
+            "the file is not named: {err}"
+        );
+        assert!(
+            !err.to_string().contains("from-a-file"),
+            "the value is echoed: {err}"
+        );
         // A 10 MB file is refused, unread, naming the file.
         std::fs::write(&dir, "a".repeat(10 << 20)).unwrap();
         s.bot_token_file = Some(dir.clone());

@@ -7,22 +7,22 @@
 //! ```toml
 //! [[entity]]
 //! id = 1                               # optional; defaults to the position, from 1
-//! name = "localhost"
+//! name = "localhost"                   # required, not empty
 //! details = { ipv4 = "127.0.0.1" }
 //! credential = { n_packets = 3 }       # the credential's details
-//! sensors = [{ interval = 5 }]         # optional `id` and `details` per sensor
+//! sensors = [{ interval = 5 }]         # required; interval: 1 to 4294967295 s; optional `id`, `details`
 //! ```
 //!
 //! The file is validated when it is read, and every error names its line.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{EntityConfig, JobConfigs, SensorConfig};
+use crate::interval::Interval;
 
 /// Why a standalone config file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,9 @@ struct EntityEntry {
 #[serde(deny_unknown_fields)]
 struct SensorEntry {
     id: Option<u64>,
-    interval: NonZeroU32,
+    /// Checked after the parse, so that its message can name the field's
+    /// path (see [`crate::interval`]).
+    interval: Spanned<toml::Value>,
     #[serde(default)]
     details: toml::Table,
 }
@@ -125,17 +127,23 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
                 "an entity needs at least one sensor with an interval".into(),
             ));
         }
-        let sensors = entry
-            .sensors
-            .into_inner()
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| SensorConfig {
+        let mut sensors = Vec::with_capacity(entry.sensors.get_ref().len());
+        for (i, s) in entry.sensors.into_inner().into_iter().enumerate() {
+            let interval = Interval::deserialize(s.interval.get_ref().clone()).map_err(|e| {
+                invalid(
+                    s.interval.span().start,
+                    format!(
+                        "entity[{index}].sensors[{i}].interval: {}",
+                        e.message().trim()
+                    ),
+                )
+            })?;
+            sensors.push(SensorConfig {
                 sensor_id: s.id.unwrap_or(i as u64 + 1),
-                interval: Some(s.interval.get()),
+                interval: Some(interval.0.get()),
                 details: to_json(s.details),
-            })
-            .collect();
+            });
+        }
         entities.push(EntityConfig {
             account_id: entry.account,
             entity_id,
@@ -190,6 +198,28 @@ mod tests {
                 Err(StandaloneError::Invalid { line: got, .. }) => assert_eq!(got, line, "{text}"),
                 other => panic!("{text}: expected an error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_bad_interval_names_its_field_its_line_and_the_range() {
+        for (bad, said) in [
+            ("-5", "integer `-5`"),
+            ("1e12", "floating point `1000000000000"),
+            ("\"60\"", "string \"60\""),
+            ("0", "integer `0`"),
+            ("4294967296", "integer `4294967296`"),
+        ] {
+            let text = format!(
+                "[[entity]]\nname = \"a\"\nsensors = [{{ interval = 5 }}]\n\n[[entity]]\nname = \"b\"\nsensors = [\n  {{ interval = 5 }},\n  {{ interval = {bad} }},\n]\n"
+            );
+            let err = parse(&text, "f.toml").expect_err(bad).to_string();
+            assert!(
+                err.starts_with("f.toml: line 9: entity[1].sensors[1].interval: "),
+                "{bad}: {err}"
+            );
+            assert!(err.contains(crate::interval::EXPECTING), "{bad}: {err}");
+            assert!(err.contains(said), "{bad}: {err}");
         }
     }
 

@@ -359,7 +359,7 @@ fn entity_ids(report: &FetchReport) -> Vec<u64> {
 async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let ids = fake.add_devices(
-        &DeviceBatch::new(ACCOUNT_ID, "ping", 3)
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 5)
             .with_bot(BOT_ID)
             .with_sensors(1, Some(30)),
     );
@@ -375,9 +375,19 @@ async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
         if item["id"] == ids[1] {
             item["protocols"]["ping"]["sensors"][0]["interval"] = serde_json::json!("60");
         }
+        if item["id"] == ids[2] {
+            item["id"] = serde_json::json!(-5);
+        }
+        if item["id"] == ids[3] {
+            item["id"] = serde_json::json!("TWO_TO_THE_64");
+        }
     }
+    // 2^64 as the backend would write it: a bare number one past u64.
+    let body = list
+        .to_string()
+        .replace("\"TWO_TO_THE_64\"", "18446744073709551616");
     fake.inject(
-        Fault::body(list.to_string())
+        Fault::body(body)
             .method("GET")
             .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities"))
             .times(1),
@@ -386,11 +396,17 @@ async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
         .await
         .unwrap();
     let reasons: Vec<&str> = report.skipped.iter().map(|s| s.reason.as_str()).collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(
         reasons
             .iter()
             .any(|r| r.contains("id \"111\"") && r.contains("field id")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("id -5,") && r.contains("field id")),
         "{reasons:?}"
     );
     let interval = format!("id {}", ids[1]);
@@ -400,4 +416,77 @@ async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
             && r.contains("protocols.ping.sensors[0].interval")),
         "{reasons:?}"
     );
+    // Ids that are not plain numbers have no `entity`, but each has its own
+    // raw id, so they are told apart (and each is warned about).
+    let mut raw: Vec<&str> = report
+        .skipped
+        .iter()
+        .filter(|s| s.entity.is_none())
+        .map(|s| s.raw_id.as_deref().expect("an entity's raw id"))
+        .collect();
+    raw.sort_unstable();
+    raw.dedup();
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    assert!(raw.contains(&"\"111\"") && raw.contains(&"-5"), "{raw:?}");
+    assert!(
+        raw.iter()
+            .any(|r| r.starts_with("1844674407370955") || r.starts_with("1.844674407370955")),
+        "2^64 is named: {raw:?}"
+    );
+}
+
+/// A sensor interval the backend sends as -5, 1e12, "60" or 0 skips its
+/// entity alone, with a message that names the field and the accepted range.
+#[tokio::test]
+async fn a_bad_interval_names_the_field_and_the_range() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let bad = ["-5", "1e12", "\"60\"", "0"];
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", bad.len() + 1)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let list_url = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/?b={BOT_TOKEN}",
+        fake.url()
+    );
+    let mut list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+    for item in list["list"].as_array_mut().unwrap() {
+        if let Some(i) = ids.iter().take(bad.len()).position(|id| item["id"] == *id) {
+            item["protocols"]["ping"]["sensors"][0]["interval"] =
+                serde_json::json!(format!("BAD{i}"));
+        }
+    }
+    // Written as the backend would: bare numbers, and one string.
+    let mut body = list.to_string();
+    for (i, text) in bad.iter().enumerate() {
+        body = body.replace(&format!("\"BAD{i}\""), text);
+    }
+    fake.inject(
+        Fault::body(body)
+            .method("GET")
+            .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities"))
+            .times(1),
+    );
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        entity_ids(&report).contains(&ids[bad.len()]),
+        "the good one stays"
+    );
+    for (i, text) in bad.iter().enumerate() {
+        let skipped = report
+            .skipped
+            .iter()
+            .find(|s| s.entity == Some(ids[i]))
+            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
+        let reason = &skipped.reason;
+        assert!(
+            reason.contains("field protocols.ping.sensors[0].interval: ")
+                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
+            "{text}: {reason}"
+        );
+    }
+    assert_eq!(report.skipped.len(), bad.len(), "{:?}", report.skipped);
 }

@@ -183,3 +183,76 @@ async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
     assert_eq!(logs.count(&["WARN", "skipping an entity", &entity]), 1);
     bot.stop().await.unwrap();
 }
+
+/// Entities whose ids are not plain numbers (`"111"`, `-5`, 2^64) are each
+/// warned about once, under their raw id, as entities (not as an account
+/// whose list cannot be read). The test runs on one thread, with its own
+/// log capture for that thread.
+#[tokio::test]
+async fn entities_with_odd_ids_are_each_named_once() {
+    let logs = grafolean_collector::testing::LogCapture::default();
+    let writer = logs.clone();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_env_filter("info")
+            .finish(),
+    );
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 3)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    let list_url = format!(
+        "{}/accounts/{ACCOUNT_ID}/entities/?b={BOT_TOKEN}",
+        fake.url()
+    );
+    let mut list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+    for item in list["list"].as_array_mut().unwrap() {
+        for (i, odd) in ["\"111\"", "-5", "18446744073709551616"].iter().enumerate() {
+            if item["id"] == ids[i] {
+                item["id"] = serde_json::json!(format!("ODD{i}"));
+                item["name"] = serde_json::json!(format!("odd {odd}"));
+            }
+        }
+    }
+    let mut body = list.to_string();
+    for (i, odd) in ["\"111\"", "-5", "18446744073709551616"].iter().enumerate() {
+        body = body.replace(&format!("\"ODD{i}\""), odd);
+    }
+    fake.inject(
+        Fault::body(body)
+            .method("GET")
+            .path_prefix(format!("/api/accounts/{ACCOUNT_ID}/entities")),
+    );
+    let settings = Settings::try_parse_from([
+        "quiet",
+        "--backend-url",
+        &fake.url(),
+        "--jobs-refresh-interval",
+        "1",
+    ])
+    .unwrap()
+    .with_bot_token(BOT_TOKEN);
+    let bot = RunningBot::start(Bot::new("quiet", Quiet).with_protocol("ping"), settings);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while logs.count(&["refreshed job configs"]) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "too few refreshes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = logs.text();
+    for name in ["odd \\\"111\\\"", "odd -5", "odd 18446744073709551616"] {
+        assert_eq!(
+            logs.count(&["WARN", "skipping an entity", name]),
+            1,
+            "{name} warned once, as an entity:\n{text}"
+        );
+    }
+    assert_eq!(logs.count(&["skipping an account"]), 0, "{text}");
+    for id in ["entity=\"111\"", "entity=-5"] {
+        assert_eq!(logs.count(&["WARN", id]), 1, "{id}:\n{text}");
+    }
+    bot.stop().await.unwrap();
+}

@@ -74,6 +74,28 @@ struct Open {
     conns: VecDeque<(u64, AbortHandle)>,
 }
 
+/// A burst of accept errors: logged when it starts and when it ends, not at
+/// every failed attempt.
+#[derive(Debug, Default)]
+struct Burst {
+    /// Failed attempts since the last success.
+    failed: u64,
+}
+
+impl Burst {
+    /// An attempt failed. True when it starts a burst (log it).
+    fn failed(&mut self) -> bool {
+        self.failed += 1;
+        self.failed == 1
+    }
+
+    /// An attempt succeeded. The failed attempts of the burst it ends, if
+    /// any (log the recovery).
+    fn accepted(&mut self) -> Option<u64> {
+        Some(std::mem::take(&mut self.failed)).filter(|&n| n > 0)
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -84,7 +106,7 @@ pub(crate) async fn serve(
     let open: Arc<Mutex<Open>> = Arc::default();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut failing = false;
+    let mut burst = Burst::default();
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
@@ -92,13 +114,13 @@ pub(crate) async fn serve(
         };
         let stream = match accepted {
             Ok((stream, _)) => {
-                if std::mem::take(&mut failing) {
-                    info!("the admin server accepts connections again");
+                if let Some(failed) = burst.accepted() {
+                    info!(failed, "the admin server accepts connections again");
                 }
                 stream
             }
             Err(e) => {
-                if !std::mem::replace(&mut failing, true) {
+                if burst.failed() {
                     warn!(error = %e, "the admin server cannot accept connections; retrying (logged once until it recovers)");
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -144,5 +166,24 @@ pub(crate) async fn serve(
     let open = open.lock().unwrap_or_else(|e| e.into_inner());
     for (_, conn) in &open.conns {
         conn.abort();
+    }
+}
+
+#[cfg(test)]
+mod burst_tests {
+    use super::Burst;
+
+    #[test]
+    fn an_accept_error_burst_is_logged_once_and_its_end_once() {
+        let mut burst = Burst::default();
+        assert_eq!(burst.accepted(), None, "nothing to recover from");
+        assert!(burst.failed(), "the first error of a burst is logged");
+        for _ in 0..999 {
+            assert!(!burst.failed(), "the rest of the burst is not");
+        }
+        assert_eq!(burst.accepted(), Some(1000), "the recovery, with the count");
+        assert_eq!(burst.accepted(), None, "said once");
+        assert!(burst.failed(), "a new burst is logged again");
+        assert_eq!(burst.accepted(), Some(1));
     }
 }

@@ -109,7 +109,8 @@ fn row_html(out: &mut String, row: &JobRow, now: SystemTime) {
         out.push_str("<span class=\"lbl\">");
         escape(out, name);
         out.push('=');
-        escape(out, value);
+        // Bounded as on /metrics: a 5 MB entity name is not a 5 MB page.
+        escape(out, &crate::exposition::capped_label_value(value));
         out.push_str("</span>");
     }
     out.push_str("</td><td>");

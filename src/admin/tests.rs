@@ -319,6 +319,43 @@ async fn routes_over_http() {
 }
 
 #[tokio::test]
+async fn a_5_mb_label_value_makes_neither_page_large() {
+    // Byte 256 falls inside an "é": the cut moves back to byte 255.
+    let huge = format!("a{}", "é".repeat(2_500_000));
+    assert_eq!(huge.len(), 5_000_001);
+    let labels = vec![("name".to_string(), huge)];
+    let s = state();
+    s.values()
+        .update(&JobId::new("big"), &labels, &[Value::new("a.b", 1.0)]);
+    let rows = labels.clone();
+    s.set_status_provider(Arc::new(move || {
+        vec![JobRow {
+            id: "big".into(),
+            labels: rows.clone(),
+            ..JobRow::default()
+        }]
+    }));
+    let (base, stop) = spawn(s).await;
+    let get = |path: &'static str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let metrics = get("/metrics").await;
+    let page = get("/").await;
+    for (what, body) in [("/metrics", &metrics), ("/", &page)] {
+        assert!(body.len() < 64 * 1024, "{what} is {} bytes", body.len());
+        // Cut on a character boundary, with the marker, and still there.
+        let cut = format!(
+            "a{}…",
+            "é".repeat(crate::exposition::MAX_LABEL_VALUE / 2 - 1)
+        );
+        assert!(body.contains(&cut), "{what} lacks the capped value");
+    }
+    parse_openmetrics(&metrics).unwrap();
+    stop.send(()).unwrap();
+}
+
+#[tokio::test]
 async fn router_mounts_into_an_application() {
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))

@@ -54,7 +54,7 @@ pub(crate) fn signals(reload: Arc<Notify>, metrics: Metrics) -> impl Future<Outp
         );
         tokio::spawn(async move {
             let second = wait_for_stop().await;
-            let unsent = metrics.values_buffered.get().max(0);
+            let unsent = metrics.values_unsent.get().max(0);
             error!(
                 signal = second.name(),
                 unsent_values = unsent,

@@ -44,7 +44,7 @@ pub(crate) struct Refresher<C: Collector> {
     /// is warned about once, when it is first refused.
     pub(crate) refused: HashSet<JobId>,
     /// Entities skipped at the last refresh, and why.
-    pub(crate) problems: HashMap<(u64, Option<u64>), String>,
+    pub(crate) problems: HashMap<(u64, Option<String>), String>,
 }
 
 impl<C: Collector> Refresher<C> {
@@ -155,28 +155,54 @@ impl<C: Collector> Refresher<C> {
     /// when it is gone; a problem that stays is not repeated at every refresh
     /// (it stays counted in `grafolean_bot_entity_errors_total`).
     fn report_problems(&mut self, skipped: &[crate::fetch::Skipped]) {
-        let now: HashMap<(u64, Option<u64>), &str> = skipped
+        // Keyed by the raw id, so that entities whose ids are not plain
+        // numbers (`"111"`, `-5`, 2^64) are told apart; an account's own
+        // problem (its entity list) has no id.
+        let now: HashMap<(u64, Option<&str>), (&str, &str)> = skipped
             .iter()
-            .map(|s| ((s.account, s.entity), s.reason.as_str()))
+            .map(|s| {
+                (
+                    (s.account, s.raw_id.as_deref()),
+                    (s.cause, s.reason.as_str()),
+                )
+            })
             .collect();
-        for (&(account, entity), reason) in &now {
-            if self.problems.get(&(account, entity)).map(String::as_str) != Some(*reason) {
-                match entity {
-                    Some(entity) => {
-                        warn!(account, entity, %reason, "skipping an entity (said once; it stays skipped until fixed)")
-                    }
-                    None => {
-                        warn!(account, %reason, "skipping an account whose entities cannot be listed (said once)")
-                    }
+        for (&(account, entity), &(cause, reason)) in &now {
+            if self
+                .problems
+                .get(&(account, entity.map(str::to_owned)))
+                .map(String::as_str)
+                == Some(reason)
+            {
+                continue;
+            }
+            match (cause, entity) {
+                ("entity_list", _) | (_, None) => {
+                    warn!(account, %reason, "skipping an account whose entities cannot be listed (said once)")
+                }
+                (_, Some(entity)) => {
+                    warn!(account, entity = %entity, %reason, "skipping an entity (said once; it stays skipped until fixed)")
                 }
             }
         }
-        for (&(account, entity), _) in self.problems.iter() {
-            if !now.contains_key(&(account, entity)) {
-                info!(account, entity, "a skipped entity is fine again (or gone)");
+        for (account, entity) in self.problems.keys() {
+            if !now.contains_key(&(*account, entity.as_deref())) {
+                match entity {
+                    Some(entity) => info!(
+                        account,
+                        entity = %entity,
+                        "a skipped entity is fine again (or gone)"
+                    ),
+                    None => info!(account, "an account's entities can be listed again"),
+                }
             }
         }
-        self.problems = now.into_iter().map(|(k, r)| (k, r.to_string())).collect();
+        self.problems = now
+            .into_iter()
+            .map(|((account, entity), (_, reason))| {
+                ((account, entity.map(str::to_owned)), reason.to_string())
+            })
+            .collect();
     }
 
     /// While values go to Grafolean, a job without an account would run and

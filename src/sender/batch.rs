@@ -97,6 +97,11 @@ impl Batches {
     pub(crate) fn is_empty(&self) -> bool {
         self.open.is_empty()
     }
+
+    /// The values in the open batches.
+    pub(crate) fn values(&self) -> usize {
+        self.open.values().map(|o| o.items.len()).sum()
+    }
 }
 
 /// Keeps only the last occurrence of each key, in the order of those last

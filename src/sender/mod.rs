@@ -65,6 +65,8 @@ mod deliver;
 pub(crate) mod retry;
 mod spool;
 mod state;
+#[cfg(all(test, feature = "testing"))]
+mod tests;
 mod worker;
 
 use std::path::PathBuf;

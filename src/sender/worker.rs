@@ -185,6 +185,7 @@ impl Worker {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let timed_out = loop {
             self.pump();
+            self.metrics.values_unsent.set(self.unsent() as i64);
             if self.finished() {
                 break false;
             }
@@ -218,6 +219,21 @@ impl Worker {
             }
         };
         self.finish(timed_out);
+    }
+
+    /// Every value not yet taken by the backend: the backlog (replays in
+    /// flight included), the open batches, the batches waiting for a
+    /// connection, and the live requests in flight. It costs a walk over the
+    /// accounts and at most three times `max_in_flight` batches.
+    fn unsent(&self) -> usize {
+        let ready: usize = self.ready.iter().map(|(_, items)| items.len()).sum();
+        let live: usize = self
+            .in_flight
+            .values()
+            .filter(|f| matches!(f.kind, Kind::Live { .. }))
+            .map(|f| f.body.len())
+            .sum();
+        self.backlog.len() + self.batches.values() + ready + live
     }
 
     fn on_msg(&mut self, msg: Msg) {

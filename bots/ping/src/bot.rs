@@ -31,6 +31,7 @@ pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     let summary = pinger.clone();
     let collector = PingCollector::new(pinger);
     let metrics = collector.metrics().clone();
+    let problems = collector.problems.clone();
     let bot = Bot::new("grafolean-ping-bot", collector)
         .with_version(env!("CARGO_PKG_VERSION"))
         .with_about(env!("CARGO_PKG_DESCRIPTION"))
@@ -42,6 +43,7 @@ pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
             tokio::spawn(log_summaries(summary));
         });
     metrics.register(&mut bot.metrics().registry_mut());
+    problems.attach(bot.metrics());
     bot
 }
 

@@ -36,7 +36,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use grafolean_collector::{BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Tick, Value};
+use grafolean_collector::{
+    BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Metrics, Tick, Value,
+};
 
 use crate::icmp::{Family, PingError, Pinger};
 use crate::metrics::{PingMetrics, TargetSeries};
@@ -113,7 +115,7 @@ pub struct PingCollector {
     pinger: Pinger,
     resolver: Resolver,
     metrics: PingMetrics,
-    problems: Problems,
+    pub(crate) problems: Problems,
 }
 
 impl PingCollector {
@@ -316,26 +318,24 @@ fn job_for(
     (Some(job), problem)
 }
 
-/// What was said about each entity's config, so that a problem is warned
-/// about when it appears or changes and said when it is gone, not at every
-/// refresh (a config that never changes would repeat it all day).
+/// Where the entities' config problems are reported: the SDK's
+/// [`Metrics::report_entity_problems`] (warned once per change, counted in
+/// `grafolean_bot_entity_errors_total{cause="invalid_config"}`), on the
+/// bot's metrics once [`crate::bot`] attached them; a collector used alone
+/// reports into metrics of its own.
 #[derive(Clone, Debug, Default)]
-struct Problems(std::sync::Arc<std::sync::Mutex<HashMap<u64, String>>>);
+pub(crate) struct Problems(std::sync::Arc<std::sync::OnceLock<Metrics>>);
 
 impl Problems {
+    /// Reports into `metrics` (the bot's) from now on.
+    pub(crate) fn attach(&self, metrics: &Metrics) {
+        let _ = self.0.set(metrics.clone());
+    }
+
     fn report(&self, now: HashMap<u64, (String, String)>) {
-        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, (name, problem)) in &now {
-            if said.get(id) == Some(problem) {
-                tracing::debug!(entity_id = id, entity = %name, "{problem}");
-            } else {
-                tracing::warn!(entity_id = id, entity = %name, "{problem}");
-            }
-        }
-        for id in said.keys().filter(|id| !now.contains_key(id)) {
-            tracing::info!(entity_id = id, "the entity's config problem is gone");
-        }
-        *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
+        self.0
+            .get_or_init(|| Metrics::new("grafolean-ping-bot"))
+            .report_entity_problems(now.into_iter().map(|(id, (name, p))| (id, name, p)));
     }
 }
 

@@ -77,6 +77,13 @@ fn an_out_of_range_n_packets_skips_only_its_entity() {
     // Standalone, it names the file and the entity's line, not Grafolean.
     assert!(named[0].contains(".toml line 9"), "{named:?}");
     assert!(!named[0].contains("Grafolean"), "{named:?}");
+    // Kept in a per-reason counter, counted at every refresh.
+    let counted = sample(
+        &bot.metrics(),
+        r#"grafolean_bot_entity_errors_total{cause="invalid_config"}"#,
+    )
+    .unwrap_or(0.0);
+    assert!(counted >= 3.0, "{}", bot.metrics());
     // Once the file stops changing, the refreshes do nothing.
     drop(touching);
     std::thread::sleep(Duration::from_millis(1500));

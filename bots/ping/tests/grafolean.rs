@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clap::Parser;
+use common::hanging::{Hanging, count_before};
 use common::netns::{self, Lab, SILENT_V4};
 use grafolean_collector::Settings;
 use grafolean_collector::testing::{
@@ -176,66 +177,29 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_while_draining_exits_143_and_says_what_was_lost() {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    let fake = FakeGrafolean::with_fixture_data().await;
-    assert!(fake.update_entity(ENTITY_ID, |e| {
-        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(3);
-    }));
-    // The backend takes the values and never answers: the shutdown has to
-    // wait for the sender's drain deadline (10 s).
-    fake.inject(
-        grafolean_collector::testing::Fault::delay(Duration::from_secs(3600))
-            .path_contains("/values"),
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grafolean-ping-bot"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("BACKEND_URL", fake.url())
-        .env("BOT_TOKEN", BOT_TOKEN)
-        .env_remove("BOT_TOKEN_FROM_FILE")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !fake.requests().iter().any(|r| r.path.contains("/values")) {
-        assert!(std::time::Instant::now() < deadline, "no value was sent");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let kill = |sig: &str| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    kill("-TERM");
+    let mut bot = Hanging::start().await;
+    bot.signal("-TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    kill("-TERM");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the second SIGTERM did not exit at once"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status.code(), Some(143), "128 + SIGTERM");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(log.contains("values were not sent"), "{log}");
+    bot.signal("-TERM");
+    // At once: well before the 10 s drain deadline.
+    let (status, log) = bot.exit_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM:\n{log}");
+    // The values held in flight (the backend never answered) are counted,
+    // not only those in the backlog.
+    let unsent = count_before(&log, " values were not sent");
+    assert!(unsent > 0, "said {unsent} values were not sent:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_deadline_that_drops_values_exits_1_and_says_how_many() {
+    let mut bot = Hanging::start().await;
+    bot.signal("-TERM");
+    // The drain deadline is 10 s; nothing is delivered before it.
+    let (status, log) = bot.exit_within(Duration::from_secs(25)).await;
+    assert_eq!(status.code(), Some(1), "values were dropped:\n{log}");
+    let dropped = count_before(
+        &log,
+        " values could not be delivered before the drain deadline",
+    );
+    assert!(dropped > 0, "said {dropped} values were dropped:\n{log}");
 }

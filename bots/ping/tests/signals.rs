@@ -6,6 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::hanging::Hanging;
+
 const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
 
 fn free_port() -> u16 {
@@ -135,16 +139,17 @@ fn sigterm_shuts_down_gracefully() {
     );
 }
 
-#[test]
-fn a_second_signal_exits_at_once() {
-    let (mut child, _) = start();
-    signal(&child, "-INT");
-    std::thread::sleep(Duration::from_millis(20));
-    signal(&child, "-INT");
-    let status = wait(&mut child, Duration::from_secs(15));
-    // Either it had already finished its graceful shutdown, or the second
-    // signal cut it short with 130.
-    assert!(status.success() || status.code() == Some(130), "{status:?}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    // The backend never answers, so the first SIGINT's drain is blocked for
+    // its whole deadline (10 s): only the second SIGINT can end it early.
+    let mut bot = Hanging::start().await;
+    bot.signal("-INT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bot.signal("-INT");
+    let (status, log) = bot.exit_within(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(130), "128 + SIGINT:\n{log}");
+    assert!(log.contains("second signal"), "{log}");
 }
 
 #[test]
@@ -177,6 +182,37 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     assert_eq!(out.status.code(), Some(2), "a usage error exits with 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BOT_TOKEN"), "{err}");
+    // A token that is not UUID-shaped is refused before anything starts,
+    // naming where it came from and never echoing it.
+    const BAD: &str = "not-a-grafolean-token-0123456789";
+    let dir = std::env::temp_dir().join(format!("ping-bad-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{BAD}\n")).unwrap();
+    for (env, value, names) in [
+        ("BOT_TOKEN", BAD.to_string(), "BOT_TOKEN".to_string()),
+        (
+            "BOT_TOKEN_FROM_FILE",
+            file.display().to_string(),
+            file.display().to_string(),
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .env("BACKEND_URL", "http://127.0.0.1:9/api")
+            .env_remove("BOT_TOKEN")
+            .env_remove("BOT_TOKEN_FROM_FILE")
+            .env(env, &value)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env}: {err}");
+        assert!(err.contains(&names) && err.contains("UUID"), "{env}: {err}");
+        assert!(!err.contains(BAD), "{env}: the token is echoed: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{env}: one line: {err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `GET /live` on a new connection, with a deadline.
@@ -239,6 +275,88 @@ fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(log.contains("raised the soft open-files limit"), "{log}");
+}
+
+/// Reads from `s` until the server closes it (or `within` passes), writing
+/// `trickle` every 5 s meanwhile; returns what was read and when it closed.
+fn read_until_closed(
+    mut s: std::net::TcpStream,
+    trickle: Option<&str>,
+    within: Duration,
+) -> (String, Option<Duration>) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut next_write = started + Duration::from_secs(5);
+    let closed = loop {
+        if started.elapsed() > within {
+            break None;
+        }
+        if let Some(line) = trickle {
+            if Instant::now() >= next_write {
+                next_write += Duration::from_secs(5);
+                if s.write_all(line.as_bytes()).is_err() {
+                    break Some(started.elapsed());
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break Some(started.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break Some(started.elapsed()),
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[test]
+fn a_slow_client_and_an_idle_keep_alive_connection_are_closed_after_10_s() {
+    let (mut child, base) = start();
+    let addr = base.trim_start_matches("http://").to_string();
+    let within = Duration::from_secs(18);
+    // Slowloris: a request head that never ends, one header line every 5 s.
+    let slow = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+            read_until_closed(s, Some("X-Slow: 1\r\n"), within)
+        })
+    };
+    // Keep-alive: one request answered, then nothing.
+    let idle = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /live HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        read_until_closed(s, None, within)
+    });
+    for (what, thread) in [("slow client", slow), ("idle keep-alive", idle)] {
+        let (got, closed) = thread.join().unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{what}: not closed in {within:?}: {got:?}"));
+        // The header-read timeout is 10 s (the slow client's lines at 5 s
+        // and 10 s do not extend it); a little slack for a loaded machine.
+        assert!(
+            closed >= Duration::from_secs(9) && closed < Duration::from_secs(15),
+            "{what}: closed after {closed:?}"
+        );
+        match what {
+            "slow client" => assert!(!got.contains(" 200 "), "{what} was answered: {got:?}"),
+            _ => assert!(got.starts_with("HTTP/1.1 200"), "{what}: {got:?}"),
+        }
+    }
+    assert!(live(&base), "/live still answers");
+    signal(&child, "-TERM");
+    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 /// use it.
 pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
     let metrics = collector.metrics();
+    let problems = collector.problems.clone();
     let keeper = collector.state_file().map(|(path, every)| {
         (
             StateKeeper::new(collector.counter_store(), path.into()),
@@ -43,6 +44,7 @@ pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
         .with_default_config(DEFAULT_CONFIG)
         .with_path_mapper(map_path);
     metrics.register(&mut b.metrics().registry_mut());
+    let _ = problems.set(b.metrics().clone());
     if let Some((keeper, every)) = keeper {
         let periodic: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
         let (k, p) = (keeper.clone(), periodic.clone());

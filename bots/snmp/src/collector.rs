@@ -17,13 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_snmp::{Oid, Value as SnmpValue, VarBind};
 use grafolean_collector::api::Client as ApiClient;
 use grafolean_collector::{
-    BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Tick, Value,
+    BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Metrics, Tick, Value,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -180,8 +180,12 @@ pub struct SnmpCollector {
     api: Option<ApiClient>,
     forbidden: Forbidden,
     interfaces_interval: u32,
-    /// What was said about each entity's config (see `report_problems`).
-    problems: Mutex<HashMap<u64, String>>,
+    /// Where the entities' config problems are reported: the SDK's
+    /// `Metrics::report_entity_problems` (warned once per change, counted in
+    /// `grafolean_bot_entity_errors_total{cause="invalid_config"}`), on the
+    /// bot's metrics once [`crate::bot`] attached them; a collector used
+    /// alone reports into metrics of its own.
+    pub(crate) problems: Arc<OnceLock<Metrics>>,
     /// Where counters are kept across restarts.
     state_file: Option<PathBuf>,
     /// How often the state file is written.
@@ -209,7 +213,7 @@ impl SnmpCollector {
             api,
             forbidden: Forbidden::new(interfaces::FORBIDDEN_RECHECK),
             interfaces_interval: INTERFACES_INTERVAL,
-            problems: Mutex::default(),
+            problems: Arc::default(),
             state_file: None,
             state_save_every: state_file::DEFAULT_SAVE_EVERY,
         }
@@ -768,7 +772,9 @@ impl Collector for SnmpCollector {
                 problems.insert(entity.entity_id, (entity.name.clone(), notes.join("; ")));
             }
         }
-        report_problems(&self.problems, problems);
+        self.problems
+            .get_or_init(|| Metrics::new("grafolean-snmp-bot"))
+            .report_entity_problems(problems.into_iter().map(|(id, (name, p))| (id, name, p)));
         // Per-job state: drop what belongs to entities that are gone.
         let live: HashSet<u64> = specs
             .iter()
@@ -835,24 +841,6 @@ impl SnmpMetrics {
 }
 
 /// Builds one entity's jobs.
-/// Warns about an entity's config problem when it appears or changes, says
-/// when it is gone, and keeps it at debug level in between, so that a config
-/// that never changes does not repeat its warnings at every refresh.
-fn report_problems(said: &Mutex<HashMap<u64, String>>, now: HashMap<u64, (String, String)>) {
-    let mut said = lock(said);
-    for (id, (name, problem)) in &now {
-        if said.get(id) == Some(problem) {
-            tracing::debug!(entity_id = id, entity = %name, "{problem}");
-        } else {
-            tracing::warn!(entity_id = id, entity = %name, "{problem}");
-        }
-    }
-    for id in said.keys().filter(|id| !now.contains_key(id)) {
-        tracing::info!(entity_id = id, "the entity's config problem is gone");
-    }
-    *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
-}
-
 fn jobs_for(
     entity: &EntityConfig,
     interfaces_every: Option<u32>,

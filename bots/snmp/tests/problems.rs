@@ -71,6 +71,16 @@ fn config_problems_are_warned_once_per_change() {
     );
     assert_eq!(expression(&bot), 1, "{:#?}", bot.log());
     assert_eq!(bot.count(&["WARN", "entity_id=1 "]), 0, "{:#?}", bot.log());
+    // Kept in a per-reason counter: two entities with a problem, counted at
+    // every refresh.
+    let counted = |bot: &Standalone| {
+        sample(
+            &bot.metrics(),
+            r#"grafolean_bot_entity_errors_total{cause="invalid_config"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(counted(&bot) >= 6.0, "{}", bot.metrics());
 
     // Another wrong value: said once more, with the new value.
     std::fs::write(&devices, config(98)).unwrap();
@@ -93,5 +103,15 @@ fn config_problems_are_warned_once_per_change() {
     assert_eq!(retries(&bot), 2);
     assert_eq!(expression(&bot), 1);
     assert_eq!(scheduled(&bot), Some(3.0));
+    // Entity 3 alone now: one more per refresh (give or take the refresh
+    // under way while the two are read).
+    let (before, refreshed) = (counted(&bot), refreshes(&bot));
+    wait_refreshes(&mut bot, 4);
+    let grew = counted(&bot) - before;
+    let refreshed = (refreshes(&bot) - refreshed) as f64;
+    assert!(
+        (grew - refreshed).abs() <= 1.0,
+        "grew by {grew} in {refreshed} refreshes"
+    );
     assert!(bot.stop().success());
 }

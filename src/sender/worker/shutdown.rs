@@ -111,6 +111,7 @@ impl Worker {
             }
         }
         self.metrics.values_buffered.set(self.backlog.len() as i64);
+        self.metrics.values_unsent.set(self.backlog.len() as i64);
         if let Some(s) = self.shutdown.take() {
             report.delivered = self.metrics.values_sent.get().saturating_sub(s.sent_before);
             for reply in s.replies {

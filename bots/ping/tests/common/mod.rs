@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests and the benchmark.
 
+pub mod hanging;
 pub mod netns;
 pub mod standalone;
