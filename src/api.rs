@@ -687,7 +687,7 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
             method: "GET".into(),
             resource: trim_resource(resource),
-            reason: e.to_string(),
+            reason: parse_problem::<T>(&bytes).unwrap_or_else(|| e.to_string()),
         })
     }
 
@@ -794,6 +794,23 @@ impl Client {
             reason: self.token.redact(&reason),
         }
     }
+}
+
+/// Why `bytes` is not a `T`, naming the field (`protocols.ping.sensors[0].interval`)
+/// and, for an interval, the range it must be in (as the entity list's
+/// parse does); `None` when the field cannot be told.
+fn parse_problem<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let err = serde_path_to_error::deserialize::<_, T>(&mut de).err()?;
+    let path = err.path().to_string();
+    if path == "." {
+        return None;
+    }
+    let reason = serde_json::from_slice(bytes)
+        .ok()
+        .and_then(|value| crate::fetch::interval_problem(&value, err.path()))
+        .unwrap_or_else(|| err.inner().to_string());
+    Some(format!("field {path}: {reason}"))
 }
 
 /// Reads a whole body of at most `limit` bytes; `None` when it is longer

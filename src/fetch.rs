@@ -170,7 +170,10 @@ pub(crate) fn applicable_protocol<'a>(
 
 /// When `path` in `item` is an interval that failed to parse: what is wrong
 /// with it, in [`crate::interval`]'s words.
-fn interval_problem(item: &serde_json::Value, path: &serde_path_to_error::Path) -> Option<String> {
+pub(crate) fn interval_problem(
+    item: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<String> {
     use serde_path_to_error::Segment;
     let mut value = item;
     let mut last = None;

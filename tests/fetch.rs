@@ -490,3 +490,51 @@ async fn a_bad_interval_names_the_field_and_the_range() {
     }
     assert_eq!(report.skipped.len(), bad.len(), "{:?}", report.skipped);
 }
+
+#[tokio::test]
+async fn a_bad_interval_fetched_alone_names_the_field_and_the_range() {
+    // An older backend: the list has no protocols, each entity is fetched.
+    let fake = FakeGrafolean::with_fixture_data().await;
+    fake.set_list_protocols(false);
+    let bad = ["-5", "1e12", "\"60\"", "0"];
+    let ids = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", bad.len() + 1)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    );
+    for (i, text) in bad.iter().enumerate() {
+        let url = format!(
+            "{}/accounts/{ACCOUNT_ID}/entities/{}?b={BOT_TOKEN}",
+            fake.url(),
+            ids[i]
+        );
+        let mut entity: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        entity["protocols"]["ping"]["sensors"][0]["interval"] = serde_json::json!("BAD");
+        let body = entity.to_string().replace("\"BAD\"", text);
+        fake.inject(
+            Fault::body(body)
+                .method("GET")
+                .path_contains(format!("/entities/{}", ids[i])),
+        );
+    }
+    let report = fetch_job_configs(&client(&fake), "ping", &FetchOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        entity_ids(&report).contains(&ids[bad.len()]),
+        "the good one stays"
+    );
+    for (i, text) in bad.iter().enumerate() {
+        let skipped = report
+            .skipped
+            .iter()
+            .find(|s| s.entity == Some(ids[i]))
+            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
+        let reason = &skipped.reason;
+        assert!(
+            reason.contains("protocols.ping.sensors[0].interval: ")
+                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
+            "{text}: {reason}"
+        );
+    }
+}
