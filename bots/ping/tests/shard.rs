@@ -36,15 +36,25 @@ use grafolean_collector::testing::{
 /// Entities.
 const N: usize = 20_000;
 /// Every entity's sensor interval, in seconds.
-const INTERVAL: u64 = 10;
+const INTERVAL: u64 = 6;
 /// How much longer than [`INTERVAL`] a gap between an entity's points may
 /// be: the points carry their tick's time, and a job keeps its phase on any
 /// replica, so a gap is one interval unless a run was missed.
 const SLACK: f64 = 1.0;
 const ACCOUNT: u64 = 1_000_001;
-/// Requests of one refresh: the profile, the accounts, the account's entity
-/// list (which carries each entity's protocols), the credential, the sensor.
-const REFRESH_REQUESTS: usize = 5;
+/// What a replica asks the backend from its start to its first jobs: the
+/// start-up check (`status/info`), then its refresh, `2 + A + C + S`
+/// requests: the profile, the accounts, the account's entity list (which
+/// carries each entity's protocols), the credential, the sensor. The same
+/// for every replica whatever its share.
+const START_REQUESTS: [&str; 6] = [
+    "GET /api/status/info",
+    "GET /api/profile/",
+    "GET /api/accounts/",
+    "GET /api/accounts/{account}/entities/",
+    "GET /api/accounts/{account}/credentials/{credential}",
+    "GET /api/accounts/{account}/sensors/{sensor}",
+];
 
 /// SplitMix64, seeded: the entity ids are fixed 31-bit numbers (as the
 /// backend's are), so the shares, and the figures printed, are the same on
@@ -161,7 +171,6 @@ impl Replica {
     /// The entities this replica has pinged (each at least once), once it
     /// has pinged `owned` of them.
     fn wait_polled(&mut self, owned: usize) -> HashSet<u64> {
-        std::thread::sleep(Duration::from_secs(INTERVAL));
         loop {
             let scraped = Instant::now();
             let polled = polled(&self.metrics());
@@ -185,8 +194,19 @@ impl Replica {
         }
     }
 
-    /// SIGTERM; asserts a clean exit.
+    /// The CPU time this process has used so far (user and system).
+    fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// SIGTERM; asserts a clean exit. Prints the CPU time it used.
     fn stop(mut self) {
+        println!(
+            "replica {}: {:.1} s of CPU over {:.0} s",
+            self.shard,
+            self.cpu().as_secs_f64(),
+            self.started.elapsed().as_secs_f64()
+        );
         assert!(
             Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])
@@ -235,17 +255,33 @@ fn polled(text: &str) -> HashSet<u64> {
         .collect()
 }
 
-/// The refresh requests the fake received since the last call (anything
-/// but values), and forgets every recorded request. Called only while no
+/// The requests other than values that the fake received since the last
+/// call, as `METHOD path`, and forgets every recorded request. Called only while no
 /// refresh is under way.
-fn take_refresh_requests(fake: &FakeGrafolean) -> usize {
-    let n = fake
+fn take_requests(fake: &FakeGrafolean) -> Vec<String> {
+    let requests = fake
         .requests()
         .iter()
         .filter(|r| !r.path.contains("/values"))
-        .count();
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     fake.clear_requests();
-    n
+    requests
+}
+
+/// The user and system CPU time in a `/proc/…/stat` file.
+fn cpu_of(stat: &str) -> Duration {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // The fields after the command (in parentheses): utime and stime are
+    // the 12th and 13th, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn unix_now() -> f64 {
@@ -302,22 +338,33 @@ fn four_ping_replicas_split_20000_entities_and_a_fifth_joins_without_a_gap_inner
                 },
             )
     }));
+    let start_requests: Vec<String> = START_REQUESTS
+        .iter()
+        .map(|r| {
+            r.replace("{account}", &ACCOUNT.to_string())
+                .replace("{credential}", &credential.to_string())
+                .replace("{sensor}", &sensor.to_string())
+        })
+        .collect();
     let shard = |i, n| Shard::new(i, n).unwrap();
     let expected =
         |s: Shard| -> HashSet<u64> { ids.iter().copied().filter(|&id| s.owns(id)).collect() };
 
     // 4 replicas, started one after another so that each one's refresh
     // requests are told apart.
-    take_refresh_requests(&fake);
+    take_requests(&fake);
     let mut four = Vec::new();
     let mut owned4 = Vec::new();
     for i in 0..4 {
         let mut r = Replica::start(&fake, &bot.token, shard(i, 4));
         let (seen, owned) = r.wait_refreshed();
-        let requests = take_refresh_requests(&fake);
-        println!("replica {i}/4: {requests} refresh requests");
+        let requests = take_requests(&fake);
+        println!(
+            "replica {i}/4: {} requests to its first jobs",
+            requests.len()
+        );
         assert_eq!(seen, N as f64, "replica {i}/4 sees every entity");
-        assert_eq!(requests, REFRESH_REQUESTS, "replica {i}/4's refresh");
+        assert_eq!(requests, start_requests, "replica {i}/4's start");
         let share = owned / (N as f64 / 4.0);
         assert!(
             (0.95..=1.05).contains(&share),
@@ -327,6 +374,9 @@ fn four_ping_replicas_split_20000_entities_and_a_fifth_joins_without_a_gap_inner
         four.push(r);
     }
     // Each polls its share, and only it: the shares partition the entities.
+    // Within one interval of its refresh a replica has pinged every entity
+    // it owns (the phases are spread over the interval).
+    std::thread::sleep(Duration::from_secs(INTERVAL));
     let mut before: HashMap<u64, u32> = HashMap::new();
     for (i, r) in four.iter_mut().enumerate() {
         let polled = r.wait_polled(owned4[i]);
@@ -355,10 +405,14 @@ fn four_ping_replicas_split_20000_entities_and_a_fifth_joins_without_a_gap_inner
     for (step, i) in [4, 0, 1, 2, 3].into_iter().enumerate() {
         let mut r = Replica::start(&fake, &bot.token, shard(i, 5));
         let (seen, owned) = r.wait_refreshed();
-        let requests = take_refresh_requests(&fake);
-        println!("replica {i}/5: {requests} refresh requests");
+        let requests = take_requests(&fake);
+        println!(
+            "replica {i}/5: {} requests to its first jobs",
+            requests.len()
+        );
         assert_eq!(seen, N as f64);
-        assert_eq!(requests, REFRESH_REQUESTS, "replica {i}/5's refresh");
+        assert_eq!(requests, start_requests, "replica {i}/5's start");
+        std::thread::sleep(Duration::from_secs(INTERVAL));
         let polled = r.wait_polled(owned as usize);
         assert_eq!(polled, expected(shard(i, 5)), "replica {i}/5");
         for id in polled {
@@ -440,6 +494,10 @@ fn four_ping_replicas_split_20000_entities_and_a_fifth_joins_without_a_gap_inner
     for r in five.into_iter().flatten() {
         r.stop();
     }
+    println!(
+        "this test's process (the fake backend): {:.1} s of CPU",
+        cpu_of("/proc/self/stat").as_secs_f64()
+    );
     println!(
         "longest time without a point: {worst:.2} s (entity {worst_id}; interval {INTERVAL} s), \
          over {:.0} s; whole test {:.1} s",
