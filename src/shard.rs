@@ -13,7 +13,8 @@
 //! the `fmix64` finalizer of MurmurHash3, with [`Shard::SEED`] written out
 //! below. It is not `std`'s hasher, whose output may change between releases:
 //! changing this function would reshuffle every deployment on upgrade, so the
-//! tests pin it with vectors computed by an independent implementation.
+//! tests pin it with vectors computed by an independent implementation
+//! (`src/shard/vectors.py`, which the tests run again).
 //!
 //! The filter is applied after Grafolean's own bot filter and before anything
 //! is fetched per entity (see [`crate::fetch`]), and to standalone configs.

@@ -3,7 +3,9 @@
 # prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
 # a real browser), iproute2, util-linux and procps (network namespaces, sysctl
 # for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), python3-venv and systemd (examples/deploy/check.sh: a
-# virtual environment for its PyPI validators, systemd-analyze). Installs
+# virtual environment for its PyPI validators, systemd-analyze); then those
+# validators, pinned (examples/deploy/requirements.txt), into that virtual
+# environment, so that the tests themselves need no network. Installs
 # nothing that is already there. The README's
 # test command runs it first; .ci/run runs that same command.
 set -eu
@@ -28,3 +30,8 @@ if [ -n "$need" ]; then
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
+# The validators of the deployment examples (PyPI, pinned in
+# examples/deploy/requirements.txt) go into a virtual environment now, so
+# that `cargo test` needs no network: nothing is installed when the pinned
+# versions are already there.
+sh "$(dirname "$0")/../examples/deploy/venv.sh" install "${DEPLOY_CHECK_VENV:-/tmp/grafolean-deploy-check}"

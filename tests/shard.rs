@@ -1,6 +1,10 @@
 //! One bot token across several replicas (`--shard i/n`), against the fake
-//! backend over real HTTP on loopback: 20,000 entities split by 4 replicas,
-//! then a 5th joins and the others are rolled; and the runtime's metrics.
+//! backend over real HTTP on loopback: 20,000 entities split by 4 replicas'
+//! refreshes (in this process; also from a backend whose list lacks
+//! `protocols`, where each replica fetches only its share), then a 5th joins
+//! and the others are rolled; and the runtime's metrics. The same with real
+//! ping-bot processes that poll, through a roll, is
+//! `bots/ping/tests/shard.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -11,14 +11,16 @@
 #   registry reachable here, so `nomad job validate` could not be run;
 # - all three: SHARD_COUNT equals the number of replicas they start.
 #
-# The two PyPI packages are installed, pinned, into a virtual environment in
-# $DEPLOY_CHECK_VENV (default: /tmp/grafolean-deploy-check) on first use.
+# The PyPI packages (requirements.txt, pinned) are installed into a virtual
+# environment in $DEPLOY_CHECK_VENV (default: /tmp/grafolean-deploy-check) by
+# tests/setup.sh, so that this script (and `cargo test`) needs no network;
+# it only checks that they are there, at the pinned versions.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${DEPLOY_CHECK_VENV:-/tmp/grafolean-deploy-check}
-if ! "$venv/bin/python" -c 'import hcl2, kubernetes_validate' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0 python-hcl2==8.1.4
+if ! sh "$here/venv.sh" check "$venv"; then
+  echo "examples/deploy/check.sh: the validators are not installed in $venv; run tests/setup.sh" >&2
+  exit 1
 fi
 
 echo "== kubernetes"
@@ -66,6 +68,22 @@ kenv = {e["name"]: e for e in container["env"]}
 assert int(kenv["SHARD_COUNT"]["value"]) == sts["spec"]["replicas"]
 assert "pod-index" in kenv["SHARD"]["valueFrom"]["fieldRef"]["fieldPath"]
 print(f"kubernetes/grafolean-ping-bot.yaml: SHARD_COUNT ok ({sts['spec']['replicas']} replicas)")
+
+# A pod that runs as a non-root user reads a Secret volume (files owned by
+# root) only through its group: fsGroup set, and the group allowed to read.
+pod = sts["spec"]["template"]["spec"]
+ctx = pod.get("securityContext", {})
+for c in pod["containers"]:
+    user = c.get("securityContext", {}).get("runAsUser", ctx.get("runAsUser"))
+    if user in (None, 0):
+        continue
+    for v in pod.get("volumes", []):
+        if "secret" not in v:
+            continue
+        assert "fsGroup" in ctx, f"container {c['name']} runs as {user}: secret volume {v['name']} needs fsGroup"
+        mode = v["secret"].get("defaultMode", 0o644)
+        assert mode & 0o040, f"secret volume {v['name']}: mode {mode:o} is not readable by the fsGroup"
+print("kubernetes/grafolean-ping-bot.yaml: the non-root pod can read its token Secret (fsGroup)")
 
 unit = (here / "systemd/grafolean-ping-bot@.service").read_text()
 assert re.search(r"^Environment=SHARD=%i$", unit, re.M)

@@ -76,40 +76,68 @@ fn owners(keys: &[u64], max: u32) -> Vec<Vec<u32>> {
     owners
 }
 
+/// Weights `(entity, replica, weight)`, computed by an independent
+/// implementation (Python, `src/shard/vectors.py`) of the function the module
+/// documentation describes; a change here reshuffles deployments.
+const WEIGHT_VECTORS: [(u64, u32, u64); 7] = [
+    (0, 0, 0xed2c_187b_7555_24b5),
+    (1, 0, 0x5537_8c09_b9d7_479d),
+    (1, 1, 0xfec9_6357_1462_acc6),
+    (42, 7, 0xbfd4_4e66_b3bd_2348),
+    (1_127_398_355, 3, 0x1f54_d1b1_3da1_58e7),
+    (i64::MAX as u64, 1023, 0x4ced_253b_5e0a_681c),
+    (u64::MAX, 0, 0x8009_b9e9_3d7e_56b0),
+];
+
+/// The counts of [`OWNER_VECTORS`].
+const OWNER_COUNTS: [u32; 7] = [1, 2, 3, 4, 5, 8, 16];
+
+/// Owners of an entity for each of [`OWNER_COUNTS`], from the same script.
+const OWNER_VECTORS: [(u64, [u32; 7]); 7] = [
+    (1, [0, 1, 1, 1, 1, 1, 1]),
+    (2, [0, 1, 2, 2, 2, 2, 2]),
+    (3, [0, 1, 1, 1, 1, 5, 12]),
+    (42, [0, 0, 0, 0, 0, 5, 5]),
+    (1000, [0, 0, 0, 3, 3, 3, 15]),
+    (1_127_398_355, [0, 0, 0, 0, 0, 0, 0]),
+    (u64::MAX, [0, 0, 0, 0, 0, 7, 9]),
+];
+
 #[test]
 fn frozen_test_vectors() {
-    // Computed by an independent implementation (Python) of the function the
-    // module documentation describes; a change here reshuffles deployments.
-    let weights = [
-        (0, 0, 0xed2c_187b_7555_24b5),
-        (1, 0, 0x5537_8c09_b9d7_479d),
-        (1, 1, 0xfec9_6357_1462_acc6),
-        (42, 7, 0xbfd4_4e66_b3bd_2348),
-        (1_127_398_355, 3, 0x1f54_d1b1_3da1_58e7),
-        (i64::MAX as u64, 1023, 0x4ced_253b_5e0a_681c),
-        (u64::MAX, 0, 0x8009_b9e9_3d7e_56b0),
-    ];
-    for (entity, replica, weight) in weights {
+    for (entity, replica, weight) in WEIGHT_VECTORS {
         assert_eq!(
             Shard::weight(entity, replica),
             weight,
             "weight({entity}, {replica})"
         );
     }
-    // Owners for n = 1, 2, 3, 4, 5, 8, 16.
-    let owners = [
-        (1, [0, 1, 1, 1, 1, 1, 1]),
-        (2, [0, 1, 2, 2, 2, 2, 2]),
-        (3, [0, 1, 1, 1, 1, 5, 12]),
-        (42, [0, 0, 0, 0, 0, 5, 5]),
-        (1000, [0, 0, 0, 3, 3, 3, 15]),
-        (1_127_398_355, [0, 0, 0, 0, 0, 0, 0]),
-        (u64::MAX, [0, 0, 0, 0, 0, 7, 9]),
-    ];
-    for (entity, expected) in owners {
-        let got = [1, 2, 3, 4, 5, 8, 16].map(|n| owner(entity, n));
+    for (entity, expected) in OWNER_VECTORS {
+        let got = OWNER_COUNTS.map(|n| owner(entity, n));
         assert_eq!(got, expected, "owners of {entity}");
     }
+}
+
+/// The vectors above are what the independent implementation prints: it is
+/// run again here (python3, which the tests already need), so that the
+/// vectors cannot drift from the documented function unnoticed.
+#[test]
+fn python_reproduces_the_frozen_test_vectors() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/shard/vectors.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("python3 runs src/shard/vectors.py (tests/setup.sh installs python3)");
+    assert!(out.status.success(), "{out:?}");
+    let mut expected = String::new();
+    for (entity, replica, weight) in WEIGHT_VECTORS {
+        expected.push_str(&format!("weight {entity} {replica} {weight:#018x}\n"));
+    }
+    for (entity, owners) in OWNER_VECTORS {
+        let owners: Vec<String> = owners.iter().map(u32::to_string).collect();
+        expected.push_str(&format!("owners {entity} {}\n", owners.join(" ")));
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     bot
 }
 
-/// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered.
+/// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered,
+/// and the replies that were not this pinger's (`unmatched`).
 async fn log_summaries(pinger: Pinger) {
     let mut last = pinger.stats();
     let mut tick = tokio::time::interval(SUMMARY_EVERY);
@@ -62,6 +63,10 @@ async fn log_summaries(pinger: Pinger) {
                 answered = now.answered - last.answered,
                 timed_out = now.timed_out - last.timed_out,
                 send_errors = now.send_errors - last.send_errors,
+                // Replies that were not this pinger's: another process's
+                // (each raw socket sees every echo reply on the host), late
+                // ones, or another program's.
+                unmatched = now.unmatched - last.unmatched,
                 "ping round"
             );
         }

@@ -9,6 +9,23 @@
 #
 # The image is one that holds the bot's binary at /usr/local/bin (the project
 # publishes none: build it from bots/ping).
+#
+# ICMP: `cap_add = ["net_raw"]` below is refused unless the Nomad client's
+# docker plugin allows it (NET_RAW is not in the driver's default
+# `allow_caps`):
+#
+#   plugin "docker" {
+#     config {
+#       allow_caps = ["audit_write", "chown", "dac_override", "fowner", "fsetid",
+#         "kill", "mknod", "net_bind_service", "setfcap", "setgid", "setpcap",
+#         "setuid", "sys_chroot", "net_raw"]
+#     }
+#   }
+#
+# Or drop the cap_add line: Docker (20.10 and later) sets the container's
+# net.ipv4.ping_group_range to every group, so the bot uses unprivileged ICMP
+# sockets (all but the `dont_fragment` option work without NET_RAW; see
+# bots/ping/README.md).
 job "grafolean-ping-bot" {
   type = "service"
 

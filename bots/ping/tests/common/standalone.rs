@@ -155,8 +155,9 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
-/// A tiny blocking GET, so the tests need no HTTP client crate.
-fn get(host: &str, path: &str) -> std::io::Result<String> {
+/// A tiny blocking GET of `path` from `host` (`127.0.0.1:port`), so the
+/// tests need no HTTP client crate.
+pub fn get(host: &str, path: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(

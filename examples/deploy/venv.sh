@@ -1,0 +1,45 @@
+#!/usr/bin/env sh
+# The virtual environment of examples/deploy/check.sh's validators
+# (requirements.txt beside this script, pinned).
+#
+#   sh venv.sh check VENV     exit 0 if VENV holds every pinned version
+#   sh venv.sh install VENV   create VENV and pip-install them, unless
+#                             `check` already passes (tests/setup.sh runs it)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+what=$1
+venv=$2
+check() {
+  [ -x "$venv/bin/python" ] || return 1
+  "$venv/bin/python" - "$here/requirements.txt" <<'PY'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line:
+        continue
+    name, want = line.split("==")
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        sys.exit(f"{name} is not installed")
+    if have != want:
+        sys.exit(f"{name} is {have}, not {want}")
+PY
+}
+case $what in
+  check) check ;;
+  install)
+    if check 2>/dev/null; then
+      exit 0
+    fi
+    echo "examples/deploy/venv.sh: installing the validators into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+    check
+    ;;
+  *)
+    echo "usage: venv.sh check|install VENV" >&2
+    exit 2
+    ;;
+esac
