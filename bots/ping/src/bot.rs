@@ -29,6 +29,7 @@ pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// ```
 pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
     let summary = pinger.clone();
+    let pinger_stats = pinger.clone();
     let collector = PingCollector::new(pinger);
     let metrics = collector.metrics().clone();
     let problems = collector.problems.clone();
@@ -43,6 +44,9 @@ pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
             tokio::spawn(log_summaries(summary));
         });
     metrics.register(&mut bot.metrics().registry_mut());
+    bot.metrics()
+        .registry_mut()
+        .register_collector(Box::new(crate::metrics::PingerCollector(pinger_stats)));
     problems.attach(bot.metrics());
     bot
 }

@@ -297,3 +297,50 @@ mod tests {
         assert_eq!(metrics.made().len(), 1);
     }
 }
+
+/// The pinger's own counters on `/metrics`, read from [`Pinger::stats`] at
+/// each scrape: `ping_echo_requests_sent_total`, `…_answered_total`,
+/// `…_timed_out_total`, `…_send_errors_total`, and
+/// `ping_echo_replies_unmatched_total` (replies that were not this pinger's:
+/// a rise there with several bots on one host is their replies, rejected).
+#[derive(Clone, Debug)]
+pub struct PingerCollector(pub crate::Pinger);
+
+impl prometheus_client::collector::Collector for PingerCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let stats = self.0.stats();
+        for (name, help, value) in [
+            ("ping_echo_requests_sent", "Echo requests sent", stats.sent),
+            (
+                "ping_echo_requests_answered",
+                "Echo requests answered in time",
+                stats.answered,
+            ),
+            (
+                "ping_echo_requests_timed_out",
+                "Echo requests not answered in time",
+                stats.timed_out,
+            ),
+            (
+                "ping_echo_requests_send_errors",
+                "Echo requests that could not be sent",
+                stats.send_errors,
+            ),
+            (
+                "ping_echo_replies_unmatched",
+                "Echo replies that matched no request of this bot (late, or another program's), dropped",
+                stats.unmatched,
+            ),
+        ] {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
+    }
+}

@@ -38,6 +38,17 @@ async fn prometheus_scrapes_the_running_ping_bot() {
             r.len() == 1 && value_of(&r[0]) >= 2.0
         })
         .await;
+    // The pinger's own counters: both targets answer every request.
+    prometheus
+        .wait_for("ping_echo_requests_answered_total", |r| {
+            r.len() == 1 && value_of(&r[0]) >= 6.0
+        })
+        .await;
+    prometheus
+        .wait_for("ping_echo_requests_sent_total", |r| {
+            r.len() == 1 && value_of(&r[0]) >= 6.0
+        })
+        .await;
     for target in ["127.0.0.1", "::1"] {
         prometheus
             .wait_for(
