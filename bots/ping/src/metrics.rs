@@ -298,7 +298,7 @@ mod tests {
     }
 }
 
-/// The pinger's own counters on `/metrics`, read from [`Pinger::stats`] at
+/// The pinger's own counters on `/metrics`, read from [`Pinger::stats`](crate::Pinger::stats) at
 /// each scrape: `ping_echo_requests_sent_total`, `…_answered_total`,
 /// `…_timed_out_total`, `…_send_errors_total`, and
 /// `ping_echo_replies_unmatched_total` (replies that were not this pinger's:
