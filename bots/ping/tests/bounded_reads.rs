@@ -4,11 +4,11 @@
 //! 100 MB, and the bot recovers when the backend does. This is how the
 //! problem was first seen: the bot's RSS climbed to 2.7 GB.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::process::{self, BotProcess, wait_until};
 use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeGrafolean, Fault};
 
 /// The bound the issue sets on the bot's memory while it meets an endless
@@ -26,23 +26,6 @@ fn peak_rss(pid: u32) -> u64 {
     kb * 1024
 }
 
-/// How many log lines contain every one of `parts`.
-fn count(log: &Mutex<Vec<String>>, parts: &[&str]) -> usize {
-    let log = log.lock().unwrap();
-    log.iter()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .count()
-}
-
-/// Waits (at most `within`) until `ready` holds.
-async fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -50,45 +33,18 @@ async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
         e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(2);
     }));
     let endless = fake.inject(Fault::endless_body().path_prefix("/api/profile"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grafolean-ping-bot"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+    let mut command = process::command(process::free_port());
+    command
         .env("BACKEND_URL", fake.url())
         .env("BOT_TOKEN", BOT_TOKEN)
-        .env("JOBS_REFRESH_INTERVAL", "1")
-        .env("RUST_LOG", "info")
-        .env_remove("BOT_TOKEN_FROM_FILE")
-        .env_remove("MAX_RESPONSE_MIB")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(child);
+        .env("JOBS_REFRESH_INTERVAL", "1");
+    let mut bot = BotProcess::spawn(command);
+    let pid = bot.pid();
 
     // The profile never ends: each start-up attempt reads the limit and fails
     // with an error that names the resource and the limit.
     wait_until(Duration::from_secs(60), "two failed profile reads", || {
-        count(&log, &["GET profile", LIMIT]) >= 2
+        bot.count(&["GET profile", LIMIT]) >= 2
     })
     .await;
     let rss = peak_rss(pid);
@@ -97,7 +53,7 @@ async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
         rss >> 20
     );
     assert!(rss < MAX_RSS, "peak RSS {} MB", rss >> 20);
-    assert!(child.0.try_wait().unwrap().is_none(), "the bot exited");
+    assert!(bot.is_running(), "the bot exited");
 
     // The backend recovers: the bot loads its jobs and sends values.
     fake.remove_fault(endless);
@@ -110,7 +66,7 @@ async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
     let endless = fake.inject(Fault::endless_body().path_contains("/entities"));
     let entities = format!("GET accounts/{ACCOUNT_ID}/entities");
     wait_until(Duration::from_secs(60), "two failed entity lists", || {
-        count(&log, &[&entities, LIMIT]) >= 2
+        bot.count(&[&entities, LIMIT]) >= 2
     })
     .await;
     let before = fake.values(ACCOUNT_ID).len();
@@ -125,5 +81,5 @@ async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
     );
     assert!(rss < MAX_RSS, "peak RSS {} MB", rss >> 20);
     fake.remove_fault(endless);
-    assert!(child.0.try_wait().unwrap().is_none(), "the bot exited");
+    assert!(bot.is_running(), "the bot exited");
 }

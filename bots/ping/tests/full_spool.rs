@@ -14,12 +14,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::netns;
+use common::process::{self, BotProcess, wait_until};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, FakeEntity, FakeGrafolean, Fault, ProtocolConfig,
 };
@@ -32,74 +30,15 @@ fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered() {
     );
 }
 
-/// The bot, its log read on a thread. Killed when dropped.
-struct Bot {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Bot {
-    fn start(fake: &FakeGrafolean, spool: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_grafolean-ping-bot"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--spool-dir")
-            .arg(spool)
-            .env("BACKEND_URL", fake.url())
-            .env("BOT_TOKEN", BOT_TOKEN)
-            .env("RUST_LOG", "info")
-            .env_remove("BOT_TOKEN_FROM_FILE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, log }
-    }
-
-    fn logged(&self, part: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(part))
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        netns::sh(&format!("kill -TERM {}", self.child.id()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the bot did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits (at most `within`) until `ready` holds.
-async fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The bot with its spool in `spool`, against `fake`.
+fn start(fake: &FakeGrafolean, spool: &std::path::Path) -> BotProcess {
+    let mut command = process::command(process::free_port());
+    command
+        .arg("--spool-dir")
+        .arg(spool)
+        .env("BACKEND_URL", fake.url())
+        .env("BOT_TOKEN", BOT_TOKEN);
+    BotProcess::spawn(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,11 +65,11 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
         );
     }
     let outage = fake.inject(Fault::status(500).path_contains("/values"));
-    let bot = Bot::start(&fake, &spool);
+    let bot = start(&fake, &spool);
     wait_until(
         Duration::from_secs(60),
         "the spool's disk to fill up",
-        || bot.logged("could not write to the spool"),
+        || bot.count(&["could not write to the spool"]) > 0,
     )
     .await;
     // The spool cuts off a record that did not fit, which frees its room
@@ -186,7 +125,7 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let bot = Bot::start(&fake, &spool);
+    let bot = start(&fake, &spool);
     wait_until(Duration::from_secs(30), "values after the restart", || {
         fake.values(ACCOUNT_ID).len() > delivered + 40
     })

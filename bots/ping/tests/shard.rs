@@ -20,13 +20,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::netns;
-use common::standalone::{BIN, get, sample};
+use common::process::{self, BotProcess};
+use common::standalone::{get, sample};
 use grafolean_collector::Shard;
 use grafolean_collector::testing::{
     FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
@@ -79,52 +77,29 @@ fn entity_ids() -> Vec<u64> {
 /// One ping-bot process: replica `shard` of the bot with `token`.
 struct Replica {
     shard: Shard,
-    child: Child,
+    bot: BotProcess,
     addr: String,
-    log: Arc<Mutex<Vec<String>>>,
     started: Instant,
 }
 
 impl Replica {
     fn start(fake: &FakeGrafolean, token: &str, shard: Shard) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(BIN)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        let port = process::free_port();
+        let mut command = process::command(port);
+        command
             .args(["--shard", &shard.to_string()])
             .env("BACKEND_URL", fake.url())
             .env("BOT_TOKEN", token)
-            .env_remove("BOT_TOKEN_FROM_FILE")
-            .env_remove("SHARD")
-            .env_remove("SHARD_COUNT")
             // One refresh, at the start, in this test: each replica's
             // refresh requests are then the ones between its start and its
             // `entities_owned` (the replicas share a token, so the fake cannot
             // tell them apart otherwise).
             .env("JOBS_REFRESH_INTERVAL", "600")
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+            .env("RUST_LOG", "warn");
         Self {
             shard,
-            child,
+            bot: BotProcess::spawn(command),
             addr: format!("127.0.0.1:{port}"),
-            log,
             started: Instant::now(),
         }
     }
@@ -135,10 +110,10 @@ impl Replica {
 
     fn assert_running(&mut self) {
         assert!(
-            self.child.try_wait().unwrap().is_none(),
+            self.bot.is_running(),
             "replica {} exited: {}",
             self.shard,
-            self.log.lock().unwrap().join("\n")
+            self.bot.log().join("\n")
         );
     }
 
@@ -162,7 +137,7 @@ impl Replica {
                 self.started.elapsed() < Duration::from_secs(60),
                 "replica {} did not refresh: {}",
                 self.shard,
-                self.log.lock().unwrap().join("\n")
+                self.bot.log().join("\n")
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -196,49 +171,25 @@ impl Replica {
 
     /// The CPU time this process has used so far (user and system).
     fn cpu(&self) -> Duration {
-        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+        cpu_of(&format!("/proc/{}/stat", self.bot.pid()))
     }
 
     /// SIGTERM; asserts a clean exit. Prints the CPU time it used.
-    fn stop(mut self) {
+    fn stop(self) {
         println!(
             "replica {}: {:.1} s of CPU over {:.0} s",
             self.shard,
             self.cpu().as_secs_f64(),
             self.started.elapsed().as_secs_f64()
         );
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {} did not stop",
-                self.shard
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let log = self.bot.log();
+        let status = self.bot.stop_within(Duration::from_secs(20));
         assert!(
             status.success(),
             "replica {}: {status}\n{}",
             self.shard,
-            self.log.lock().unwrap().join("\n")
+            log.join("\n")
         );
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

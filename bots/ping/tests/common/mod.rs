@@ -2,4 +2,5 @@
 
 pub mod hanging;
 pub mod netns;
+pub mod process;
 pub mod standalone;

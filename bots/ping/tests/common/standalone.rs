@@ -1,25 +1,32 @@
 //! The `grafolean-ping-bot` binary run standalone with a TOML config, as an
-//! operator runs it: its admin server on a free loopback port, its log read
-//! line by line on a thread.
+//! operator runs it (a [`BotProcess`]: its admin server on a free loopback
+//! port, its log read line by line on a thread).
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
+use super::process::{self, BotProcess};
 
 /// A running standalone bot. Killed when dropped.
 #[derive(Debug)]
 pub struct Standalone {
-    child: Child,
+    bot: BotProcess,
     base: String,
-    log: Arc<Mutex<Vec<String>>>,
-    dir: PathBuf,
+    dir: Dir,
+}
+
+/// The bot's directory, removed when dropped.
+#[derive(Debug)]
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Standalone {
@@ -39,55 +46,32 @@ impl Standalone {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("targets.toml");
         std::fs::write(&config, toml).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(BIN)
+        let port = process::free_port();
+        let mut command = process::command(port);
+        command
             .arg("--config")
             .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("BACKEND_URL")
-            .env_remove("BOT_TOKEN")
-            .env_remove("BOT_TOKEN_FROM_FILE")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env("JOBS_REFRESH_INTERVAL", refresh_secs.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+            .env("JOBS_REFRESH_INTERVAL", refresh_secs.to_string());
         Self {
-            child,
+            bot: BotProcess::spawn(command),
             base: format!("127.0.0.1:{port}"),
-            log,
-            dir,
+            dir: Dir(dir),
         }
     }
 
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("targets.toml")
+        self.dir.0.join("targets.toml")
     }
 
     /// The log so far, one line each.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.bot.log()
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.bot.is_running()
     }
 
     /// `GET /metrics`, or an empty string while the server is not up.
@@ -105,8 +89,7 @@ impl Standalone {
             }
             assert!(
                 self.is_running(),
-                "the bot exited: {:?}\n{}",
-                self.child.try_wait(),
+                "the bot exited:\n{}",
                 self.log().join("\n")
             );
             assert!(
@@ -119,26 +102,8 @@ impl Standalone {
     }
 
     /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the bot did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.bot.stop_within(Duration::from_secs(15))
     }
 }
 
