@@ -437,6 +437,24 @@ async fn a_malformed_entity_is_named_by_its_raw_id_its_name_and_the_field() {
 
 /// A sensor interval the backend sends as -5, 1e12, "60" or 0 skips its
 /// entity alone, with a message that names the field and the accepted range.
+/// Each entity `ids[i]` was skipped for its interval `bad[i]`, with a
+/// reason that names the field and the accepted range.
+fn assert_bad_intervals_named(report: &FetchReport, ids: &[u64], bad: &[&str]) {
+    for (i, text) in bad.iter().enumerate() {
+        let skipped = report
+            .skipped
+            .iter()
+            .find(|s| s.entity == Some(ids[i]))
+            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
+        let reason = &skipped.reason;
+        assert!(
+            reason.contains("protocols.ping.sensors[0].interval: ")
+                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
+            "{text}: {reason}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_bad_interval_names_the_field_and_the_range() {
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -475,19 +493,7 @@ async fn a_bad_interval_names_the_field_and_the_range() {
         entity_ids(&report).contains(&ids[bad.len()]),
         "the good one stays"
     );
-    for (i, text) in bad.iter().enumerate() {
-        let skipped = report
-            .skipped
-            .iter()
-            .find(|s| s.entity == Some(ids[i]))
-            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
-        let reason = &skipped.reason;
-        assert!(
-            reason.contains("field protocols.ping.sensors[0].interval: ")
-                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
-            "{text}: {reason}"
-        );
-    }
+    assert_bad_intervals_named(&report, &ids, &bad);
     assert_eq!(report.skipped.len(), bad.len(), "{:?}", report.skipped);
 }
 
@@ -524,17 +530,5 @@ async fn a_bad_interval_fetched_alone_names_the_field_and_the_range() {
         entity_ids(&report).contains(&ids[bad.len()]),
         "the good one stays"
     );
-    for (i, text) in bad.iter().enumerate() {
-        let skipped = report
-            .skipped
-            .iter()
-            .find(|s| s.entity == Some(ids[i]))
-            .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
-        let reason = &skipped.reason;
-        assert!(
-            reason.contains("protocols.ping.sensors[0].interval: ")
-                && reason.contains("expected a whole number of seconds from 1 to 4294967295"),
-            "{text}: {reason}"
-        );
-    }
+    assert_bad_intervals_named(&report, &ids, &bad);
 }

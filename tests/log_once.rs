@@ -40,6 +40,22 @@ fn logs() -> &'static LogCapture {
     })
 }
 
+/// The bot's `/metrics` page, and the value of `series` on it (0 when it is
+/// not there).
+async fn metric(bot: &RunningBot, series: &str) -> (String, f64) {
+    let text = reqwest::get(format!("{}/metrics", bot.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0);
+    (text, value)
+}
+
 /// One job per entity, made without its account (the misuse).
 struct NoAccount;
 
@@ -94,17 +110,7 @@ async fn a_job_without_an_account_is_refused_with_one_warning_and_a_counter() {
         "over {} refreshes",
         refused()
     );
-    let metrics = reqwest::get(format!("{}/metrics", bot.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("grafolean_bot_jobs_refused_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let (metrics, counted) = metric(&bot, "grafolean_bot_jobs_refused_total").await;
     assert!(counted >= 3.0, "jobs_refused_total {counted}");
     assert!(
         metrics.contains("grafolean_bot_jobs_scheduled 0"),
@@ -158,17 +164,11 @@ async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
         refreshes()
     );
     // Kept counted, by cause, for an alert to see.
-    let metrics = reqwest::get(format!("{}/metrics", bot.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("grafolean_bot_entity_errors_total{cause=\"unreadable\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let (metrics, counted) = metric(
+        &bot,
+        r#"grafolean_bot_entity_errors_total{cause="unreadable"}"#,
+    )
+    .await;
     assert!(counted >= 4.0, "{metrics}");
     // Fixed: said once, and not warned again.
     assert!(fake.remove_fault(broken));
