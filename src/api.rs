@@ -799,7 +799,14 @@ impl Client {
 /// Why `bytes` is not a `T`, naming the field (`protocols.ping.sensors[0].interval`)
 /// and, for an interval, the range it must be in (as the entity list's
 /// parse does); `None` when the field cannot be told.
+///
+/// Only for answers of at most [`PARSE_PROBLEM_BYTES`] (an entity, a
+/// credential, a sensor): this parses the body again, twice, and a long
+/// broken answer must cost no more than the limit it was read under.
 fn parse_problem<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+    if bytes.len() > PARSE_PROBLEM_BYTES {
+        return None;
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let err = serde_path_to_error::deserialize::<_, T>(&mut de).err()?;
     let path = err.path().to_string();
@@ -808,10 +815,13 @@ fn parse_problem<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
     }
     let reason = serde_json::from_slice(bytes)
         .ok()
-        .and_then(|value| crate::fetch::interval_problem(&value, err.path()))
+        .and_then(|value| crate::interval::problem_at(&value, err.path()))
         .unwrap_or_else(|| err.inner().to_string());
     Some(format!("field {path}: {reason}"))
 }
+
+/// The largest answer [`parse_problem`] looks into.
+const PARSE_PROBLEM_BYTES: usize = 1 << 20;
 
 /// Reads a whole body of at most `limit` bytes; `None` when it is longer
 /// (then the rest is left unread, and the connection is dropped with the

@@ -168,34 +168,6 @@ pub(crate) fn applicable_protocol<'a>(
     (own && has_credential && !settings.sensors.is_empty()).then_some(settings)
 }
 
-/// When `path` in `item` is an interval that failed to parse: what is wrong
-/// with it, in [`crate::interval`]'s words.
-pub(crate) fn interval_problem(
-    item: &serde_json::Value,
-    path: &serde_path_to_error::Path,
-) -> Option<String> {
-    use serde_path_to_error::Segment;
-    let mut value = item;
-    let mut last = None;
-    for segment in path.iter() {
-        value = match segment {
-            Segment::Map { key } => {
-                last = Some(key.as_str());
-                value.get(key)?
-            }
-            Segment::Seq { index } => {
-                last = None;
-                value.get(index)?
-            }
-            _ => return None,
-        };
-    }
-    if last != Some("interval") {
-        return None;
-    }
-    crate::interval::problem(value)
-}
-
 /// A sensor's effective interval: the entity's override, else the sensor's
 /// default, else none. An interval of 0 counts as none.
 pub(crate) fn effective_interval(
@@ -272,16 +244,22 @@ impl Refresh<'_> {
 
     /// Fetches one candidate entity that the list gave without its
     /// protocols, then its credential and sensors.
-    async fn fetch_entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, String> {
+    async fn fetch_entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, Skip> {
         let entity = self
             .request(self.client.entity(account, id))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                let cause = match e {
+                    ApiError::Malformed { .. } => "malformed",
+                    _ => "unreadable",
+                };
+                (cause, e.to_string())
+            })?;
         self.entity(account, entity).await
     }
 
     /// Fetches the credential and sensors of an entity, if it applies.
-    async fn entity(&self, account: u64, entity: Entity) -> Result<Option<EntityConfig>, String> {
+    async fn entity(&self, account: u64, entity: Entity) -> Result<Option<EntityConfig>, Skip> {
         let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
             return Ok(None);
         };
@@ -289,16 +267,25 @@ impl Refresh<'_> {
         // skipped with the range (a sensor's own default of 0 means none).
         for (i, reference) in settings.sensors.iter().enumerate() {
             if reference.interval == Some(0) {
-                let problem =
-                    crate::interval::problem(serde_json::Value::from(0)).unwrap_or_default();
-                return Err(format!(
-                    "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: {problem}",
-                    entity.id, entity.name, self.protocol
+                return Err((
+                    "malformed",
+                    format!(
+                        "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: \
+                         invalid value: 0, expected {}",
+                        entity.id,
+                        entity.name,
+                        self.protocol,
+                        crate::interval::EXPECTING
+                    ),
                 ));
             }
         }
         let credential_id = settings.credential.unwrap_or_default();
-        let credential = self.credential(account, credential_id).await?;
+        let unreadable = |reason| ("unreadable", reason);
+        let credential = self
+            .credential(account, credential_id)
+            .await
+            .map_err(unreadable)?;
         let sensors = futures::future::join_all(
             settings
                 .sensors
@@ -318,7 +305,8 @@ impl Refresh<'_> {
                     details: sensor.details.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(unreadable)?;
         Ok(Some(EntityConfig {
             account_id: account,
             entity_id: entity.id,
@@ -332,6 +320,9 @@ impl Refresh<'_> {
         }))
     }
 }
+
+/// Why an entity was skipped: the `cause` of its [`Skipped`], and the reason.
+type Skip = (&'static str, String);
 
 /// Fetches the configs of every entity this bot should monitor for `protocol`.
 ///
@@ -388,13 +379,14 @@ pub async fn fetch_job_configs(
             }
         };
         entities_listed += list.len();
-        for item in list {
+        for (index, item) in list.into_iter().enumerate() {
             let id = item.get("id").and_then(serde_json::Value::as_u64);
             let listed_protocols = item.get("protocols").is_some();
-            // For a message that names the entity as the backend sent it.
+            // For a message that names the entity as the backend sent it (one
+            // without an id by its place in the list, so that each is its own).
             let raw_id = item
                 .get("id")
-                .map_or_else(|| "none".into(), ToString::to_string);
+                .map_or_else(|| format!("none (item {index})"), ToString::to_string);
             let name = item
                 .get("name")
                 .and_then(serde_json::Value::as_str)
@@ -414,8 +406,8 @@ pub async fn fetch_job_configs(
                 Err(e) => {
                     // An interval says what it accepts (the same words as a
                     // standalone file's).
-                    let problem =
-                        interval_problem(&item, e.path()).unwrap_or_else(|| e.inner().to_string());
+                    let problem = crate::interval::problem_at(&item, e.path())
+                        .unwrap_or_else(|| e.inner().to_string());
                     let reason = format!(
                         "malformed entity (id {raw_id}, name {}): field {}: {problem}",
                         name.as_deref()
@@ -462,13 +454,13 @@ pub async fn fetch_job_configs(
         match result {
             Ok(Some(config)) => entities.push(config),
             Ok(None) => {}
-            Err(reason) => {
-                debug!(account, entity = id, %reason, "skipping an entity that could not be fetched");
+            Err((cause, reason)) => {
+                debug!(account, entity = id, %reason, cause, "skipping an entity");
                 skipped.push(Skipped {
                     account,
                     entity: Some(id),
                     raw_id: Some(id.to_string()),
-                    cause: "unreadable",
+                    cause,
                     reason,
                 });
             }

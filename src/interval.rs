@@ -1,8 +1,9 @@
 //! A sensor's interval as a config writes it: a whole number of seconds from
-//! 1 to 4294967295 (`u32::MAX`). One deserializer, used on the backend's JSON
-//! (`fetch`) and on a standalone TOML (`standalone`), so that both say the
-//! same thing about `-5`, `1e12`, `"60"` or `0`: what was given and
-//! [`EXPECTING`].
+//! 1 to 4294967295 (`u32::MAX`). A standalone TOML (`standalone`) is read
+//! with this deserializer; the backend's JSON is read as `Option<u32>`, and
+//! when that fails at an `interval` ([`problem_at`]) the message is this
+//! deserializer's. So both say the same thing about `-5`, `1e12`, `"60"` or
+//! `0`: what was given and [`EXPECTING`].
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -55,6 +56,34 @@ impl Visitor<'_> for IntervalVisitor {
 /// is), for a value that was accepted as some other type first.
 pub(crate) fn problem<'de, D: Deserializer<'de>>(value: D) -> Option<String> {
     Interval::deserialize(value).err().map(|e| e.to_string())
+}
+
+/// When `path` in `item` is an interval that failed to parse: what is wrong
+/// with it, in this module's words.
+pub(crate) fn problem_at(
+    item: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut value = item;
+    let mut last = None;
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Map { key } => {
+                last = Some(key.as_str());
+                value.get(key)?
+            }
+            Segment::Seq { index } => {
+                last = None;
+                value.get(index)?
+            }
+            _ => return None,
+        };
+    }
+    if last != Some("interval") {
+        return None;
+    }
+    problem(value)
 }
 
 #[cfg(test)]

@@ -228,7 +228,7 @@ impl Metrics {
         let entity_errors = Family::<CauseLabels, Counter>::default();
         registry.register(
             "entity_errors",
-            "Entities skipped during a refresh because they could not be fetched or parsed",
+            "Entity config problems found by refreshes, by cause: entities skipped because they could not be listed, fetched or parsed, and problems a bot's own checks reported (invalid_config)",
             entity_errors.clone(),
         );
         let jobs_refused = Counter::default();

@@ -285,6 +285,13 @@ impl Settings {
         self
     }
 
+    /// The same settings with `count` replicas, for a [`with_shard`](Self::with_shard)
+    /// that gives only this replica's ordinal (`--shard-count`, `SHARD_COUNT`).
+    pub fn with_shard_count(mut self, count: u32) -> Self {
+        self.shard_count = Some(count.to_string());
+        self
+    }
+
     /// Parses the command line, after reading `.env` from the working
     /// directory. `--help` names the binary and nothing else; a bot's `main`
     /// that parses before it builds its [`Bot`](crate::Bot) uses
@@ -384,6 +391,14 @@ impl Settings {
             return Err(SettingsError {
                 setting: "--jobs-refresh-interval (JOBS_REFRESH_INTERVAL)",
                 reason: "must be at least 1 second".into(),
+            });
+        }
+        // clap checks this range too; settings built without clap do not
+        // pass through it.
+        if !(1..=4096).contains(&self.max_response_mib) {
+            return Err(SettingsError {
+                setting: "--max-response-mib (MAX_RESPONSE_MIB)",
+                reason: format!("{} is not in 1..=4096", self.max_response_mib),
             });
         }
         if let Some(dir) = &self.spool_dir {
@@ -585,6 +600,14 @@ mod default_tests {
             .with_backend_url("http://127.0.0.1:1/api")
             .with_bot_token("2c3f1e7a-0000-4000-8000-000000000001");
         assert!(matches!(grafolean.validate(), Ok(Source::Grafolean { .. })));
+        let unlimited = Settings {
+            max_response_mib: 0,
+            ..Settings::default()
+        };
+        let err = unlimited.validate().unwrap_err();
+        assert_eq!(err.setting, "--max-response-mib (MAX_RESPONSE_MIB)");
+        let replica = Settings::default().with_shard("bot-3").with_shard_count(8);
+        assert_eq!(replica.shard().unwrap().unwrap().to_string(), "3/8");
     }
 }
 

@@ -163,10 +163,11 @@ async fn a_broken_entity_is_warned_about_once_and_its_recovery_is_said() {
         "warned once over {} refreshes",
         refreshes()
     );
-    // Kept counted, by cause, for an alert to see.
+    // Kept counted, by cause (an answer that is not JSON: malformed), for an
+    // alert to see.
     let (metrics, counted) = metric(
         &bot,
-        r#"grafolean_bot_entity_errors_total{cause="unreadable"}"#,
+        r#"grafolean_bot_entity_errors_total{cause="malformed"}"#,
     )
     .await;
     assert!(counted >= 4.0, "{metrics}");

@@ -193,8 +193,10 @@ impl Spool {
             }
         }
         // Acks that could not be written before go with these.
-        ranges.append(&mut self.unwritten_acks);
-        let ranges = merge_ranges(ranges);
+        if !self.unwritten_acks.is_empty() {
+            ranges.append(&mut self.unwritten_acks);
+            ranges = merge_ranges(ranges);
+        }
         let written = self.write_acks(&ranges);
         if written.is_err() {
             self.unwritten_acks = ranges;

@@ -1,8 +1,11 @@
 //! The ping bot's own series on `/metrics`, registered into the SDK's
-//! registry (so they carry its `grafolean_bot_` prefix) by [`crate::bot()`].
+//! registry (its root, without the SDK's `grafolean_bot_` prefix) by
+//! [`crate::bot()`].
 //!
 //! | series | what |
 //! |---|---|
+//! | `ping_echo_requests_sent_total`, `…_answered_total`, `…_timed_out_total`, `…_send_errors_total` | the whole bot's echo requests, from the pinger's counters |
+//! | `ping_echo_replies_unmatched_total` | echo replies that matched no request of this bot (late, or another program's: each raw socket sees every reply on the host), dropped |
 //! | `ping_unresolved{entity,field,host}` | 1 while the host name in `details.<field>` is unresolved, else 0 |
 //! | `ping_unresolved_runs_total{entity,field,host}` | runs that wrote no values for that address because its name was unresolved |
 //! | `ping_response_duration_seconds{entity,host,ip}` | a histogram of the answered packets' RTTs, with smokeping_prober's buckets ([`rtt_buckets`]) |
@@ -262,49 +265,13 @@ impl PingMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encode(metrics: &PingMetrics) -> String {
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        text
-    }
-
-    #[test]
-    fn a_gone_entity_takes_its_series_with_it() {
-        let metrics = PingMetrics::default();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let host = Host::Ip(ip);
-        metrics.observe(1, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
-        metrics.observe(2, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
-        metrics.unresolved(2, "ipv4", "gone.example", true);
-        metrics.unresolved(1, "ipv6", "kept.example", false);
-        let before = encode(&metrics);
-        assert!(before.contains(r#"entity="2""#), "{before}");
-
-        metrics.retain_entities(|entity| entity == 1);
-        let after = encode(&metrics);
-        assert!(!after.contains(r#"entity="2""#), "{after}");
-        assert!(
-            after.contains(r#"ping_requests_total{entity="1""#),
-            "{after}"
-        );
-        assert!(after.contains(r#"ping_unresolved{entity="1""#), "{after}");
-        assert_eq!(metrics.made().len(), 1);
-    }
-}
-
 /// The pinger's own counters on `/metrics`, read from [`Pinger::stats`](crate::Pinger::stats) at
 /// each scrape: `ping_echo_requests_sent_total`, `…_answered_total`,
 /// `…_timed_out_total`, `…_send_errors_total`, and
 /// `ping_echo_replies_unmatched_total` (replies that were not this pinger's:
 /// a rise there with several bots on one host is their replies, rejected).
 #[derive(Clone, Debug)]
-pub struct PingerCollector(pub crate::Pinger);
+pub(crate) struct PingerCollector(pub(crate) crate::Pinger);
 
 impl prometheus_client::collector::Collector for PingerCollector {
     fn encode(
@@ -342,5 +309,41 @@ impl prometheus_client::collector::Collector for PingerCollector {
             metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(metrics: &PingMetrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_gone_entity_takes_its_series_with_it() {
+        let metrics = PingMetrics::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let host = Host::Ip(ip);
+        metrics.observe(1, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
+        metrics.observe(2, &host, ip, &[Ok(Some(Duration::from_millis(1)))]);
+        metrics.unresolved(2, "ipv4", "gone.example", true);
+        metrics.unresolved(1, "ipv6", "kept.example", false);
+        let before = encode(&metrics);
+        assert!(before.contains(r#"entity="2""#), "{before}");
+
+        metrics.retain_entities(|entity| entity == 1);
+        let after = encode(&metrics);
+        assert!(!after.contains(r#"entity="2""#), "{after}");
+        assert!(
+            after.contains(r#"ping_requests_total{entity="1""#),
+            "{after}"
+        );
+        assert!(after.contains(r#"ping_unresolved{entity="1""#), "{after}");
+        assert_eq!(metrics.made().len(), 1);
     }
 }
