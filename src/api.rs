@@ -79,7 +79,8 @@ pub enum ApiError {
         /// The response body (truncated).
         body: String,
     },
-    /// A 5xx: the backend failed; retry later.
+    /// A 5xx, or a 408 or 429 (too slow, too busy): the backend failed;
+    /// retry later.
     #[error("the backend failed on {method} {resource} ({status}): {body}; it will be retried")]
     Server {
         /// The HTTP method.
@@ -754,7 +755,7 @@ impl Client {
                     .and_then(|v| v.get("detail")?.as_str().map(str::to_string))
                     .unwrap_or(body),
             },
-            code @ 500.. => ApiError::Server {
+            code @ (408 | 429 | 500..) => ApiError::Server {
                 method,
                 resource,
                 status: code,

@@ -12,17 +12,23 @@
 //!   connections ([`FetchOptions::max_in_flight`]);
 //! - fetches each credential and each sensor at most once per refresh, however
 //!   many entities share it;
-//! - skips an entity that fails (deleted mid-refresh, malformed JSON, a missing
-//!   credential) with a warning, and keeps the rest.
+//! - skips an entity whose config is wrong (deleted mid-refresh, malformed
+//!   JSON, a credential or sensor that answers 404) with a warning, and keeps
+//!   the rest;
+//! - tells a wrong config from a failing backend: an entity that could not be
+//!   fetched because the backend failed (a 5xx, 429, a timeout, a refused or
+//!   reset connection, an answer cut short or over the read limit) is not
+//!   skipped but reported in [`FetchReport::failed`], and so is an account
+//!   whose entity list failed that way, so that the caller can keep what it
+//!   had for them.
 //!
 //! With a [`Shard`] ([`FetchOptions::with_shard`]), the candidates that pass
 //! Grafolean's own filter are then filtered by the shard, before anything is
 //! fetched per entity, so that each of `n` replicas costs the backend about
 //! `1/n` of the per-entity requests.
 //!
-//! Only a failure of the profile, of the account list, or a transient failure
-//! of an entity list fails the whole refresh; the caller then keeps its
-//! previous job set.
+//! Only a failure of the profile or of the account list fails the whole
+//! refresh; the caller then keeps its previous job set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,15 +101,15 @@ pub enum FetchError {
     /// The account list could not be read.
     #[error("could not list the bot's accounts: {0}")]
     Accounts(#[source] ApiError),
-    /// An account's entity list failed transiently.
-    #[error("could not list the entities of account {account}: {source}")]
-    Entities {
-        /// The account.
-        account: u64,
-        /// The error.
-        #[source]
-        source: ApiError,
-    },
+}
+
+impl FetchError {
+    /// The request's error.
+    pub fn api_error(&self) -> &ApiError {
+        match self {
+            Self::Profile(e) | Self::Accounts(e) => e,
+        }
+    }
 }
 
 /// An entity that was left out of a refresh, and why.
@@ -119,10 +125,12 @@ pub struct Skipped {
     /// Unlike [`Skipped::entity`] it is there for an id that is not a plain
     /// number, so that such entities can be told apart.
     pub raw_id: Option<String>,
-    /// What kind of problem: `entity_list` (an account's entity list could
-    /// not be read), `malformed` (an entity that does not parse) or
-    /// `unreadable` (an entity, its credential or a sensor could not be
-    /// fetched, or is malformed on its own).
+    /// What kind of problem. In [`FetchReport::skipped`]: `entity_list` (an
+    /// account's entity list could not be read), `malformed` (an entity that
+    /// does not parse) or `unreadable` (an entity, its credential or a sensor
+    /// could not be fetched, or is malformed on its own). In
+    /// [`FetchReport::failed`]: how the backend failed (`server_error`,
+    /// `throttled`, `timeout`, `network` or `too_large`).
     pub cause: &'static str,
     /// What failed.
     pub reason: String,
@@ -146,8 +154,13 @@ pub struct FetchReport {
     /// How many of those this replica's shard owns (all of them without a
     /// shard); they were then fetched, and those that failed are in `skipped`.
     pub entities_owned: usize,
-    /// Entities (or whole accounts) left out because of errors.
+    /// Entities (or whole accounts) left out because their config is wrong.
     pub skipped: Vec<Skipped>,
+    /// Entities (or whole accounts, with no `entity`) that could not be
+    /// fetched because the backend failed: their config is unknown this time,
+    /// not wrong, so a caller keeps what it had for them. `reason` names the
+    /// request that failed.
+    pub failed: Vec<Skipped>,
     /// How many HTTP requests the refresh made.
     pub requests: usize,
 }
@@ -177,7 +190,7 @@ pub(crate) fn effective_interval(
     entity_override.or(default).filter(|&i| i > 0)
 }
 
-type Cached<T> = Arc<OnceCell<Result<Arc<T>, String>>>;
+type Cached<T> = Arc<OnceCell<Result<Arc<T>, Arc<ApiError>>>>;
 
 /// Per-refresh state: the request budget and the credential and sensor caches.
 struct Refresh<'a> {
@@ -205,7 +218,7 @@ impl Refresh<'_> {
         fut.await
     }
 
-    async fn credential(&self, account: u64, id: u64) -> Result<Arc<Credential>, String> {
+    async fn credential(&self, account: u64, id: u64) -> Result<Arc<Credential>, Arc<ApiError>> {
         self.once(
             &self.credentials,
             (account, id),
@@ -214,7 +227,7 @@ impl Refresh<'_> {
         .await
     }
 
-    async fn sensor(&self, account: u64, id: u64) -> Result<Arc<Sensor>, String> {
+    async fn sensor(&self, account: u64, id: u64) -> Result<Arc<Sensor>, Arc<ApiError>> {
         self.once(
             &self.sensors,
             (account, id),
@@ -230,36 +243,28 @@ impl Refresh<'_> {
         cache: &Mutex<HashMap<(u64, u64), Cached<T>>>,
         key: (u64, u64),
         fetch: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<Arc<T>, String> {
+    ) -> Result<Arc<T>, Arc<ApiError>> {
         let cell = cache.lock().await.entry(key).or_default().clone();
-        cell.get_or_init(|| async {
-            self.request(fetch)
-                .await
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
+        cell.get_or_init(|| async { self.request(fetch).await.map(Arc::new).map_err(Arc::new) })
+            .await
+            .clone()
     }
 
     /// Fetches one candidate entity that the list gave without its
     /// protocols, then its credential and sensors.
-    async fn fetch_entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, Skip> {
+    async fn fetch_entity(&self, account: u64, id: u64) -> Result<Option<EntityConfig>, Problem> {
         let entity = self
             .request(self.client.entity(account, id))
             .await
-            .map_err(|e| {
-                let cause = match e {
-                    ApiError::Malformed { .. } => "malformed",
-                    _ => "unreadable",
-                };
-                (cause, e.to_string())
+            .map_err(|e| match e {
+                ApiError::Malformed { .. } => Problem::Config("malformed", e.to_string()),
+                e => Problem::of(&e),
             })?;
         self.entity(account, entity).await
     }
 
     /// Fetches the credential and sensors of an entity, if it applies.
-    async fn entity(&self, account: u64, entity: Entity) -> Result<Option<EntityConfig>, Skip> {
+    async fn entity(&self, account: u64, entity: Entity) -> Result<Option<EntityConfig>, Problem> {
         let Some(settings) = applicable_protocol(&entity, self.protocol, self.user_id) else {
             return Ok(None);
         };
@@ -267,7 +272,7 @@ impl Refresh<'_> {
         // skipped with the range (a sensor's own default of 0 means none).
         for (i, reference) in settings.sensors.iter().enumerate() {
             if reference.interval == Some(0) {
-                return Err((
+                return Err(Problem::Config(
                     "malformed",
                     format!(
                         "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: \
@@ -281,11 +286,10 @@ impl Refresh<'_> {
             }
         }
         let credential_id = settings.credential.unwrap_or_default();
-        let unreadable = |reason| ("unreadable", reason);
         let credential = self
             .credential(account, credential_id)
             .await
-            .map_err(unreadable)?;
+            .map_err(|e| Problem::of(&e))?;
         let sensors = futures::future::join_all(
             settings
                 .sensors
@@ -298,15 +302,14 @@ impl Refresh<'_> {
             .iter()
             .zip(sensors)
             .map(|(reference, sensor)| {
-                let sensor = sensor?;
+                let sensor = sensor.map_err(|e| Problem::of(&e))?;
                 Ok(SensorConfig {
                     sensor_id: reference.sensor,
                     interval: effective_interval(reference.interval, sensor.default_interval),
                     details: sensor.details.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(unreadable)?;
+            .collect::<Result<Vec<_>, Problem>>()?;
         Ok(Some(EntityConfig {
             account_id: account,
             entity_id: entity.id,
@@ -321,8 +324,47 @@ impl Refresh<'_> {
     }
 }
 
-/// Why an entity was skipped: the `cause` of its [`Skipped`], and the reason.
-type Skip = (&'static str, String);
+/// How a request failed, in one word: the `cause` of a backend failure in
+/// [`FetchReport::failed`], and of a whole refresh that failed.
+pub(crate) fn failure_cause(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::Server {
+            status: 408 | 429, ..
+        } => "throttled",
+        ApiError::Server { .. } => "server_error",
+        ApiError::Timeout { .. } => "timeout",
+        ApiError::Network { .. } => "network",
+        ApiError::TooLarge { .. } => "too_large",
+        ApiError::Unauthorized { .. } => "unauthorized",
+        ApiError::Forbidden { .. } => "forbidden",
+        ApiError::NotFound { .. } => "not_found",
+        ApiError::Rejected { .. } => "rejected",
+        ApiError::Malformed { .. } => "malformed",
+        ApiError::InvalidUrl(_) | ApiError::NotReady { .. } => "unreachable",
+    }
+}
+
+/// Why an entity is left out of a refresh.
+enum Problem {
+    /// Its config is wrong: the `cause` of its [`Skipped`], and the reason.
+    Config(&'static str, String),
+    /// The backend failed on one of its requests ([`ApiError::is_transient`]):
+    /// its config is unknown this time, not wrong. The failure's kind
+    /// ([`failure_cause`]) and what failed.
+    Backend(&'static str, String),
+}
+
+impl Problem {
+    /// A failed request of an entity's: a config problem (`unreadable`: a 404,
+    /// a 4xx, a 2xx that does not parse), or the backend's failure.
+    fn of(e: &ApiError) -> Self {
+        if e.is_transient() {
+            Self::Backend(failure_cause(e), e.to_string())
+        } else {
+            Self::Config("unreadable", e.to_string())
+        }
+    }
+}
 
 /// Fetches the configs of every entity this bot should monitor for `protocol`.
 ///
@@ -347,6 +389,7 @@ pub async fn fetch_job_configs(
         sensors: Mutex::default(),
     };
     let mut skipped = Vec::new();
+    let mut failed = Vec::new();
 
     // The entity lists of all accounts, concurrently.
     let lists = futures::future::join_all(accounts.iter().map(|a| {
@@ -364,7 +407,15 @@ pub async fn fetch_job_configs(
         let list = match list {
             Ok(list) => list,
             Err(e) if e.is_transient() => {
-                return Err(FetchError::Entities { account, source: e });
+                debug!(account, error = %e, "the backend failed to list an account's entities");
+                failed.push(Skipped {
+                    account,
+                    entity: None,
+                    raw_id: None,
+                    cause: failure_cause(&e),
+                    reason: e.to_string(),
+                });
+                continue;
             }
             Err(e) => {
                 debug!(account, error = %e, "skipping an account whose entities cannot be listed");
@@ -454,9 +505,19 @@ pub async fn fetch_job_configs(
         match result {
             Ok(Some(config)) => entities.push(config),
             Ok(None) => {}
-            Err((cause, reason)) => {
+            Err(Problem::Config(cause, reason)) => {
                 debug!(account, entity = id, %reason, cause, "skipping an entity");
                 skipped.push(Skipped {
+                    account,
+                    entity: Some(id),
+                    raw_id: Some(id.to_string()),
+                    cause,
+                    reason,
+                });
+            }
+            Err(Problem::Backend(cause, reason)) => {
+                debug!(account, entity = id, %reason, "the backend failed on an entity's request");
+                failed.push(Skipped {
                     account,
                     entity: Some(id),
                     raw_id: Some(id.to_string()),
@@ -474,6 +535,7 @@ pub async fn fetch_job_configs(
         entities_seen,
         entities_owned,
         skipped,
+        failed,
         requests: refresh.requests.load(Ordering::Relaxed),
     })
 }

@@ -110,6 +110,14 @@ pub(crate) struct CauseLabels {
     pub(crate) cause: SkipCause,
 }
 
+/// Labels of the refresh failures counter: how the backend failed
+/// (`server_error`, `throttled`, `timeout`, `network`, `too_large`, ...;
+/// `file` for a standalone file).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FailureLabels {
+    pub(crate) cause: &'static str,
+}
+
 /// Labels of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -146,6 +154,8 @@ pub struct Metrics {
     pub(crate) refresh_duration: Histogram,
     /// Failed config refreshes (the previous job set stayed scheduled).
     pub(crate) refresh_errors: Counter,
+    /// Refreshes that a failure hit, whole or in part, by cause.
+    pub(crate) refresh_failures: Family<FailureLabels, Counter>,
     /// Entities skipped during a refresh because they could not be fetched or parsed.
     pub(crate) entity_errors: Family<CauseLabels, Counter>,
     /// Jobs refused at a sync because they have no account while values go
@@ -225,6 +235,12 @@ impl Metrics {
             "Failed config refreshes; the previous job set stayed scheduled",
             refresh_errors.clone(),
         );
+        let refresh_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "refresh_failures",
+            "Config refreshes that a failure hit, whole or in part (the backend failed on some requests), by the cause of the first; what they could not load kept its last good config",
+            refresh_failures.clone(),
+        );
         let entity_errors = Family::<CauseLabels, Counter>::default();
         registry.register(
             "entity_errors",
@@ -281,7 +297,7 @@ impl Metrics {
             values_dropped.clone(),
         );
         // Sharding: `sum(entities_owned) != max(entities_seen)` over the
-        // replicas of one bot means they disagree on the count (see the README).
+        // replicas of one bot means they disagree on the count (see `docs/sharding.md`).
         let shard_index = Gauge::default();
         registry.register(
             "shard_index",
@@ -328,6 +344,7 @@ impl Metrics {
             lateness,
             refresh_duration,
             refresh_errors,
+            refresh_failures,
             entity_errors,
             jobs_refused,
             backend_up,

@@ -30,7 +30,7 @@ pub(crate) const MAX_SHARDS: u32 = 1024;
 /// the highest of the `n`: rendezvous (highest random weight) hashing on the
 /// entity id. Growing from `n` to `n + 1` replicas moves about `1/(n + 1)` of
 /// the entities, all onto the new replica; shrinking moves only the removed
-/// replica's. The README's "Sharding" section says how to roll replicas.
+/// replica's. `docs/sharding.md` says how to roll replicas.
 ///
 /// ```
 /// use grafolean_collector::Shard;

@@ -42,6 +42,18 @@ async fn errors_are_typed_and_distinguishable() {
         "{err:?}"
     );
     assert!(err.is_transient());
+    // 429 and 408 (a busy or slow backend or proxy) are failures to retry,
+    // not a rejection of the request: values are sent again, and a refresh
+    // keeps what it had.
+    for status in [429, 408] {
+        fake.inject(Fault::status(status).times(1));
+        let err = c.credential(ACCOUNT_ID, 1).await.unwrap_err();
+        assert!(
+            matches!(err, ApiError::Server { status: s, .. } if s == status),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+    }
     // A timeout.
     fake.inject(Fault::delay(Duration::from_secs(2)).times(1));
     let err = c.profile().await.unwrap_err();

@@ -50,11 +50,14 @@ fn peak_rss() -> u64 {
     kb * 1024
 }
 
-/// Waits (at most `within`) until `ready` holds.
-async fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+/// Waits (at most 20 s) until the counter `series` is at least `n`.
+async fn failures_at_least(bot: &RunningBot, series: &str, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(bot, series).await.unwrap_or(0.0) < n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {series} >= {n}"
+        );
         sleep(Duration::from_millis(50)).await;
     }
 }
@@ -117,10 +120,10 @@ async fn an_endless_body_costs_an_error_not_the_memory_and_the_bot_recovers() {
     .unwrap();
     let bot = RunningBot::start(Bot::new("bounded", Up).with_protocol("ping"), settings);
     let limit = format!("limit of {} bytes", LIMIT_MIB << 20);
-    wait_until(Duration::from_secs(20), "two failed profile reads", || {
-        logs.count(&["GET profile", &limit]) >= 2
-    })
-    .await;
+    let too_large = r#"grafolean_bot_refresh_failures_total{cause="too_large"}"#;
+    failures_at_least(&bot, too_large, 2.0).await;
+    // Warned once for the episode, however many refreshes it failed.
+    assert_eq!(logs.count(&["WARN", "GET profile", &limit]), 1);
     let rss = peak_rss();
     eprintln!("peak RSS after the endless profile: {} MB", rss >> 20);
     assert!(rss < MAX_RSS, "peak RSS {} MB", rss >> 20);
@@ -132,13 +135,16 @@ async fn an_endless_body_costs_an_error_not_the_memory_and_the_bot_recovers() {
         .await
         .expect("values arrive after the backend recovered");
 
-    // Now the entity list never ends: each refresh fails and keeps the job.
+    // Now the entity list never ends: each refresh fails for the account,
+    // which keeps its job.
+    let before = metric(&bot, too_large).await.unwrap_or(0.0);
     let endless = fake.inject(Fault::endless_body().path_contains("/entities"));
     let entities = format!("GET accounts/{ACCOUNT_ID}/entities");
-    wait_until(Duration::from_secs(20), "two failed entity lists", || {
-        logs.count(&[&entities, &limit, "keeping the previous jobs"]) >= 2
-    })
-    .await;
+    failures_at_least(&bot, too_large, before + 2.0).await;
+    assert_eq!(
+        logs.count(&["WARN", &entities, &limit, "keep their last good config"]),
+        1
+    );
     assert_eq!(
         metric(&bot, "grafolean_bot_jobs_scheduled").await,
         Some(1.0)

@@ -169,7 +169,7 @@ async fn four_replicas_split_20000_entities_and_a_fifth_takes_a_fifth() {
     assert!(share <= 0.21, "{:.2} % moved", share * 100.0);
 
     // The wrong order (the survivors first) leaves the new replica's share
-    // unpolled until it starts: why the README says to start it first.
+    // unpolled until it starts: why docs/sharding.md says to start it first.
     let survivors_first: Vec<&HashSet<u64>> = rolled.iter().collect();
     assert_eq!(unpolled(&ids, &survivors_first), fifth.len());
 

@@ -22,6 +22,7 @@ mod refresh;
 mod sinks;
 mod source;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 #[cfg(feature = "runtime")]
 use std::process::ExitCode;
@@ -364,6 +365,7 @@ impl<C: Collector> Bot<C> {
         }
 
         let refresher = Refresher {
+            last_good: matches!(source, ConfigSource::Grafolean { .. }).then(HashMap::new),
             collector: self.collector.clone(),
             source,
             fetch_options,
@@ -377,6 +379,7 @@ impl<C: Collector> Bot<C> {
             reload: self.reload.clone(),
             refused: Default::default(),
             problems: Default::default(),
+            failing: None,
         };
         let failed = tokio::select! {
             _ = refresher.run() => false,

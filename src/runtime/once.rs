@@ -50,6 +50,18 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
+    for failed in &loaded.failed {
+        match failed.entity {
+            Some(entity) => eprintln!(
+                "entity {entity} of account {}: not run, the backend failed: {}",
+                failed.account, failed.reason
+            ),
+            None => eprintln!(
+                "account {}: not run, the backend failed to list its entities: {}",
+                failed.account, failed.reason
+            ),
+        }
+    }
     let specs = bot.collector.jobs(&loaded.configs);
     let shard = match fetch_options.shard {
         Some(shard) => format!(
@@ -131,8 +143,16 @@ pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCo
             eprintln!("sent: {report:?}");
         }
     }
-    if failed > 0 {
-        eprintln!("{failed} job(s) failed");
+    if !loaded.failed.is_empty() {
+        eprintln!(
+            "{} entities or accounts could not be loaded: the backend failed",
+            loaded.failed.len()
+        );
+    }
+    if failed > 0 || !loaded.failed.is_empty() {
+        if failed > 0 {
+            eprintln!("{failed} job(s) failed");
+        }
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -4,6 +4,15 @@
 //! A failed refresh is logged and counted, and the previous job set stays
 //! scheduled. Until the first config has loaded, a failed refresh is retried
 //! sooner, with backoff, rather than after a whole refresh interval.
+//!
+//! A refresh on which the backend failed only in part (an account's entity
+//! list, or an entity's credential or sensor, answered a 5xx or 429, timed
+//! out, or lost its connection) keeps the last good config of each entity it
+//! could not load, so that their jobs stay scheduled, unchanged: a failing
+//! backend is not a property of the entity. The last good config is kept per
+//! entity (for an account whose entity list failed: every entity of that
+//! account). An entity that never loaded is pending, not misconfigured. Such
+//! an episode is warned about once, when it begins, and said when it ends.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,9 +23,11 @@ use tracing::{debug, error, info, warn};
 use super::source::ConfigSource;
 use crate::admin::AdminState;
 use crate::api::Client;
+use crate::config::EntityConfig;
 use crate::exposition::ValueStore;
 use crate::fetch::FetchOptions;
-use crate::metrics::Metrics;
+use crate::fetch::Skipped;
+use crate::metrics::{FailureLabels, Metrics};
 use crate::scheduler::Scheduler;
 use crate::{Collector, JobId, JobSpec};
 
@@ -45,6 +56,32 @@ pub(crate) struct Refresher<C: Collector> {
     pub(crate) refused: HashSet<JobId>,
     /// Entities skipped at the last refresh, and why.
     pub(crate) problems: HashMap<(u64, Option<String>), String>,
+    /// The last good config of every entity, by account and entity id, for
+    /// a source that can fail in part (Grafolean); `None` for the others,
+    /// which need not keep a copy.
+    pub(crate) last_good: Option<HashMap<(u64, u64), EntityConfig>>,
+    /// The failure episode under way: refreshes since the first that failed,
+    /// whole or in part.
+    pub(crate) failing: Option<Failing>,
+}
+
+/// A run of refreshes that a failure hit.
+#[derive(Debug)]
+pub(crate) struct Failing {
+    since: Instant,
+    refreshes: u64,
+}
+
+/// What one refresh came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Every account and entity loaded (or a standalone file is unchanged).
+    Complete,
+    /// The backend failed on some requests; what they touched kept its last
+    /// good config, and the rest loaded.
+    Partial,
+    /// Nothing loaded; the previous job set stays as it was.
+    Failed,
 }
 
 impl<C: Collector> Refresher<C> {
@@ -73,7 +110,7 @@ impl<C: Collector> Refresher<C> {
                 }
             };
             let started = Instant::now();
-            if self.refresh_once(forced).await {
+            if self.refresh_once(forced).await == Outcome::Complete {
                 loaded_once = true;
             } else if !loaded_once {
                 next = tokio::time::Instant::now() + retry.next_delay();
@@ -84,19 +121,19 @@ impl<C: Collector> Refresher<C> {
         }
     }
 
-    /// One refresh. Returns whether the configs loaded (or a standalone
-    /// file is unchanged). `force` reads a standalone file even if it did
-    /// not change.
-    async fn refresh_once(&mut self, force: bool) -> bool {
+    /// One refresh. `force` reads a standalone file even if it did not
+    /// change.
+    async fn refresh_once(&mut self, force: bool) -> Outcome {
         let started = Instant::now();
-        let loaded = match self.source.load(&self.fetch_options, force).await {
+        let mut loaded = match self.source.load(&self.fetch_options, force).await {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 debug!(
                     jobs = self.scheduler.job_count(),
                     "the standalone file did not change; the jobs stay as they are"
                 );
-                return true;
+                self.failure_over();
+                return Outcome::Complete;
             }
             Err(e) => {
                 self.metrics.refresh_errors.inc();
@@ -104,13 +141,25 @@ impl<C: Collector> Refresher<C> {
                     self.metrics.backend_up.set(0);
                     self.state.set_backend_reachable(false);
                 }
-                warn!(error = %e, jobs = self.scheduler.job_count(), "config refresh failed; keeping the previous jobs");
-                return false;
+                let cause = match &e {
+                    super::source::RefreshError::Fetch(e) => {
+                        crate::fetch::failure_cause(e.api_error())
+                    }
+                    super::source::RefreshError::File(_) => "file",
+                };
+                let jobs = self.scheduler.job_count();
+                self.failure(cause, || {
+                    warn!(error = %e, jobs, "config refresh failed; keeping the previous jobs (said once until a refresh succeeds)");
+                });
+                return Outcome::Failed;
             }
         };
+        // A request the backend failed (every such failure is one without
+        // an answer that is not a 5xx) leaves `backend_up` at 0.
         self.metrics
             .backend_up
-            .set(i64::from(self.client.is_some()));
+            .set(i64::from(self.client.is_some() && loaded.failed.is_empty()));
+        let (kept, pending) = self.keep_last_good(&mut loaded);
         for skipped in &loaded.skipped {
             let cause = crate::metrics::SkipCause::of(skipped.cause);
             self.metrics
@@ -118,7 +167,7 @@ impl<C: Collector> Refresher<C> {
                 .get_or_create(&crate::metrics::CauseLabels { cause })
                 .inc();
         }
-        self.report_problems(&loaded.skipped);
+        self.report_problems(&loaded.skipped, &loaded.failed);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);
         let specs = self.refuse_unsendable(self.collector.jobs(&loaded.configs));
@@ -130,7 +179,29 @@ impl<C: Collector> Refresher<C> {
         self.metrics
             .jobs_scheduled
             .set(self.scheduler.job_count() as i64);
-        self.state.set_config_loaded();
+        if let Some(last_good) = &mut self.last_good {
+            *last_good = std::mem::take(&mut loaded.configs.entities)
+                .into_iter()
+                .map(|e| ((e.account_id, e.entity_id), e))
+                .collect();
+        }
+        let outcome = if let Some(first) = loaded.failed.first() {
+            self.failure(first.cause, || {
+                warn!(
+                    failed_request = %first.reason,
+                    account = first.account,
+                    failures = loaded.failed.len(),
+                    kept,
+                    pending,
+                    "the backend failed during a config refresh; the entities it could not load keep their last good config and jobs, and those never loaded are pending (said once until a refresh succeeds)"
+                );
+            });
+            Outcome::Partial
+        } else {
+            self.failure_over();
+            self.state.set_config_loaded();
+            Outcome::Complete
+        };
         self.state.set_backend_reachable(true);
         info!(
             accounts = loaded.accounts,
@@ -144,21 +215,100 @@ impl<C: Collector> Refresher<C> {
             removed = summary.removed,
             unchanged = summary.unchanged,
             refused = self.refused.len(),
+            kept,
+            pending,
             requests = loaded.requests,
             duration_ms = started.elapsed().as_millis() as u64,
             "refreshed job configs"
         );
-        true
+        outcome
+    }
+
+    /// Puts back, into `loaded`, the last good config of each entity that the
+    /// backend failed to give (every entity of an account whose list failed).
+    /// Returns how many were kept, and how many never loaded (pending).
+    fn keep_last_good(&self, loaded: &mut super::source::Loaded) -> (usize, usize) {
+        let Some(last_good) = &self.last_good else {
+            return (0, 0);
+        };
+        let (mut kept, mut pending) = (0, 0);
+        let failed_accounts: HashSet<u64> = loaded
+            .failed
+            .iter()
+            .filter(|f| f.entity.is_none())
+            .map(|f| f.account)
+            .collect();
+        if !failed_accounts.is_empty() {
+            for ((account, _), config) in last_good {
+                if failed_accounts.contains(account) {
+                    loaded.configs.entities.push(config.clone());
+                    kept += 1;
+                }
+            }
+        }
+        for failed in &loaded.failed {
+            let Some(entity) = failed.entity else {
+                continue;
+            };
+            match last_good.get(&(failed.account, entity)) {
+                Some(config) => {
+                    loaded.configs.entities.push(config.clone());
+                    kept += 1;
+                }
+                None => pending += 1,
+            }
+        }
+        (kept, pending)
+    }
+
+    /// Counts a refresh that a failure hit, and runs `warn` if it begins an
+    /// episode (later ones of the episode are logged at debug level).
+    fn failure(&mut self, cause: &'static str, warn: impl FnOnce()) {
+        self.metrics
+            .refresh_failures
+            .get_or_create(&FailureLabels { cause })
+            .inc();
+        match &mut self.failing {
+            Some(failing) => {
+                failing.refreshes += 1;
+                debug!(
+                    cause,
+                    refreshes = failing.refreshes,
+                    "config refresh failed again"
+                );
+            }
+            None => {
+                warn();
+                self.failing = Some(Failing {
+                    since: Instant::now(),
+                    refreshes: 1,
+                });
+            }
+        }
+    }
+
+    /// Ends a failure episode, if one was under way, and says so.
+    fn failure_over(&mut self) {
+        if let Some(failing) = self.failing.take() {
+            info!(
+                failed_refreshes = failing.refreshes,
+                seconds = failing.since.elapsed().as_secs(),
+                "config refreshes succeed again"
+            );
+        }
     }
 
     /// Warns about an entity's problem when it appears or changes, and says
     /// when it is gone; a problem that stays is not repeated at every refresh
     /// (it stays counted in `grafolean_bot_entity_errors_total`).
-    fn report_problems(&mut self, skipped: &[crate::fetch::Skipped]) {
+    ///
+    /// The problem of an entity that the backend failed to give this time
+    /// (see `failed`) is neither gone nor new: it stays as it was.
+    fn report_problems(&mut self, skipped: &[Skipped], failed: &[Skipped]) {
         // Keyed by the raw id, so that entities whose ids are not plain
         // numbers (`"111"`, `-5`, 2^64) are told apart; an account's own
         // problem (its entity list) has no id.
-        let now: HashMap<(u64, Option<&str>), (&str, &str)> = skipped
+        let mut now: HashMap<(u64, Option<&str>), (&str, &str)> = skipped
             .iter()
             .map(|s| {
                 (
@@ -167,6 +317,17 @@ impl<C: Collector> Refresher<C> {
                 )
             })
             .collect();
+        let unknown = |account: u64, entity: Option<&str>| {
+            failed.iter().any(|f| {
+                f.account == account && (f.raw_id.is_none() || f.raw_id.as_deref() == entity)
+            })
+        };
+        for ((account, entity), reason) in &self.problems {
+            if unknown(*account, entity.as_deref()) {
+                now.entry((*account, entity.as_deref()))
+                    .or_insert(("kept", reason.as_str()));
+            }
+        }
         for (&(account, entity), &(cause, reason)) in &now {
             if self
                 .problems

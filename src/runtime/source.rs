@@ -38,9 +38,12 @@ pub struct Loaded {
     pub configs: JobConfigs,
     /// Accounts read.
     pub accounts: usize,
-    /// Entities (or accounts' entity lists) left out because of errors:
-    /// `(account, entity)` and why.
+    /// Entities (or accounts' entity lists) left out because their config
+    /// is wrong: `(account, entity)` and why.
     pub skipped: Vec<crate::fetch::Skipped>,
+    /// Entities (or accounts' entity lists) that could not be fetched because
+    /// the backend failed: what they had stays.
+    pub failed: Vec<crate::fetch::Skipped>,
     /// HTTP requests made.
     pub requests: usize,
     /// Entities for this bot before the shard filter.
@@ -64,8 +67,7 @@ impl RefreshError {
     /// Whether the failure means the backend could not be reached.
     pub fn backend_unreachable(&self) -> bool {
         match self {
-            Self::Fetch(FetchError::Profile(e) | FetchError::Accounts(e))
-            | Self::Fetch(FetchError::Entities { source: e, .. }) => !e.backend_answered(),
+            Self::Fetch(e) => !e.api_error().backend_answered(),
             Self::File(_) => false,
         }
     }
@@ -119,6 +121,7 @@ impl ConfigSource {
                     configs: report.configs,
                     accounts: report.accounts,
                     skipped: report.skipped,
+                    failed: report.failed,
                     requests: report.requests,
                     seen: report.entities_seen,
                     owned: report.entities_owned,

@@ -172,7 +172,7 @@ fn max_over_mean(owners: &[u32], n: u32) -> f64 {
 /// `sqrt((n - 1) / N)`, 2.7 % at n = 16, and the largest of 16 loads is
 /// typically 1.8 of those above the mean. So max/mean ≤ 1.05 holds for small
 /// n on any key set, but at n ≥ 12 it is a coin toss for any per-key hash
-/// (the measured figures are printed, see the README). Asserted: ≤ 1.05 up
+/// (the measured figures are printed, see `docs/sharding.md`). Asserted: ≤ 1.05 up
 /// to n = 8 (2.7 σ there), and within 4 σ for every n up to 16, which a
 /// biased hash fails.
 #[test]

@@ -1,7 +1,7 @@
 //! One bot token, several ping-bot processes (`--shard i/n`, issue 15),
 //! against the fake Grafolean backend: 20,000 entities on loopback addresses
 //! split by 4 replica processes, then a 5th joins and the 4 are rolled to
-//! `i/5` in the README's order (start the new replica first; start each `i/5`
+//! `i/5` in the order of `docs/sharding.md` (start the new replica first; start each `i/5`
 //! before stopping its `i/4`).
 //!
 //! What each replica polls is read from its own `/metrics` (the entities in
@@ -348,7 +348,7 @@ fn four_ping_replicas_split_20000_entities_and_a_fifth_joins_without_a_gap_inner
         test_started.elapsed().as_secs_f64()
     );
 
-    // Grow to 5, in the README's order: the new replica first, then each old
+    // Grow to 5, in the order of docs/sharding.md: the new replica first, then each old
     // replica's successor before the old one stops (its share is a subset of
     // the old one's), so that an entity is always polled by someone.
     let mut five: Vec<Option<Replica>> = (0..5).map(|_| None).collect();

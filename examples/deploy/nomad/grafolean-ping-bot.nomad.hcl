@@ -1,7 +1,7 @@
 # Three replicas of the ping bot sharing one bot token: a Nomad service job.
 # Each allocation's shard index is its NOMAD_ALLOC_INDEX (0, 1, 2), given to
 # the bot as SHARD; SHARD_COUNT must equal the group's count (to resize, see
-# "Sharding" in the README). The token is read from the Nomad variable
+# docs/sharding.md). The token is read from the Nomad variable
 # nomad/jobs/grafolean-ping-bot (key `token`):
 #
 #   nomad var put nomad/jobs/grafolean-ping-bot token=@token
