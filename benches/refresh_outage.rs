@@ -14,7 +14,9 @@
 use std::time::{Duration, SystemTime};
 
 use grafolean_collector::testing::{DeviceBatch, FakeAccount, FakeGrafolean, Fault, RunningBot};
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
+use grafolean_collector::{
+    Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Settings, Tick, Value,
+};
 
 const JOBS: usize = 100;
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -24,7 +26,7 @@ struct Echo;
 impl Collector for Echo {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use grafolean_collector::scheduler::{RunOutcome, Scheduler, SchedulerOptions};
 use grafolean_collector::{
-    Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value,
+    Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value,
 };
 
 /// Records every run: job index, intended time (µs since epoch), lateness (µs).
@@ -37,7 +37,7 @@ struct Recorder {
 impl Collector for Recorder {
     type Params = u32;
 
-    fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<u32>> {
+    fn jobs(&self, _configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u32>> {
         Vec::new()
     }
 

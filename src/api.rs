@@ -489,8 +489,7 @@ impl Client {
         max_attempts: u32,
         first_delay: Duration,
     ) -> Result<(), ApiError> {
-        let mut backoff =
-            crate::sender::retry::Backoff::new(first_delay * 2, Duration::from_secs(30));
+        let mut backoff = crate::backoff::Backoff::new(first_delay * 2, Duration::from_secs(30));
         let mut last = String::new();
         for attempt in 1..=max_attempts.max(1) {
             match self.status_info().await {

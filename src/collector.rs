@@ -7,7 +7,10 @@
 
 use std::future::Future;
 
-use crate::{JobConfigs, JobSpec, Tick, Value};
+use crate::config::JobConfigs;
+use crate::job::{JobSpec, Tick};
+use crate::problem::Problems;
+use crate::value::Value;
 
 /// The error type a run may return. Any error converts into it with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -15,14 +18,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A monitoring bot's logic.
 ///
 /// ```
-/// use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+/// use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value};
 ///
 /// struct Constant;
 ///
 /// impl Collector for Constant {
 ///     type Params = f64;
 ///
-///     fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<f64>> {
+///     fn jobs(&self, _configs: &JobConfigs, _problems: &mut Problems) -> Vec<JobSpec<f64>> {
 ///         vec![JobSpec::new("answer", Intervals::one(10).unwrap(), 42.0)]
 ///     }
 ///
@@ -38,8 +41,13 @@ pub trait Collector: Send + Sync + 'static {
 
     /// Turns the fetched configs into jobs. Called on every refresh.
     ///
-    /// An entity whose config cannot be used should be skipped here, with a
-    /// warning; it must not take the other jobs down with it.
+    /// An entity whose config cannot be used (in whole or in part) is
+    /// reported in `problems`, with what to change, and skipped (or the part
+    /// that cannot be used is); it must not take the other jobs down with
+    /// it. Report every problem at every call: the runtime warns about a
+    /// problem when it appears or changes, says when it is gone, counts it
+    /// in `grafolean_bot_entity_errors_total{cause="invalid_config"}`, and
+    /// shows it on the status page.
     ///
     /// Per-job state: a collector that keeps state between runs (clients,
     /// counters, learned settings) keys it by job and prunes it here. `jobs`
@@ -49,7 +57,7 @@ pub trait Collector: Send + Sync + 'static {
     /// previous jobs stay). A run of a removed job may still be in flight;
     /// state it recreates is dropped at the next refresh. The SNMP bot does
     /// this for its clients, counters and learned repetitions.
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<Self::Params>>;
+    fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<Self::Params>>;
 
     /// Runs one job once. The values are stamped with `tick.at` and sent by the
     /// runtime.

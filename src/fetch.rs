@@ -40,6 +40,7 @@ use tracing::debug;
 
 use crate::api::{ApiError, Client, Credential, Entity, EntityProtocol, Sensor};
 use crate::config::{EntityConfig, JobConfigs, SensorConfig};
+use crate::problem::{EntityProblem, SkipCause};
 use crate::shard::Shard;
 
 /// The default number of requests in flight during a refresh.
@@ -112,27 +113,21 @@ impl FetchError {
     }
 }
 
-/// An entity that was left out of a refresh, and why.
-#[derive(Debug)]
+/// An entity, or an account's entity list, that a refresh could not fetch
+/// because the backend failed (a 5xx, 408 or 429, a timeout, a refused or
+/// reset connection, an answer over the read limit): its config is unknown
+/// this time, not wrong.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct Skipped {
+pub struct Unfetched {
     /// The account.
     pub account: u64,
-    /// The entity, when known.
+    /// The entity; `None` when the account's entity list failed.
     pub entity: Option<u64>,
-    /// The entity's id as the backend sent it (its JSON text: `5`, `"111"`,
-    /// `-5`), or `None` when the problem is an account's (`entity_list`).
-    /// Unlike [`Skipped::entity`] it is there for an id that is not a plain
-    /// number, so that such entities can be told apart.
-    pub raw_id: Option<String>,
-    /// What kind of problem. In [`FetchReport::skipped`]: `entity_list` (an
-    /// account's entity list could not be read), `malformed` (an entity that
-    /// does not parse) or `unreadable` (an entity, its credential or a sensor
-    /// could not be fetched, or is malformed on its own). In
-    /// [`FetchReport::failed`]: how the backend failed (`server_error`,
-    /// `throttled`, `timeout`, `network` or `too_large`).
+    /// How the backend failed: `server_error`, `throttled`, `timeout`,
+    /// `network` or `too_large`.
     pub cause: &'static str,
-    /// What failed.
+    /// The request that failed, and how.
     pub reason: String,
 }
 
@@ -155,12 +150,10 @@ pub struct FetchReport {
     /// shard); they were then fetched, and those that failed are in `skipped`.
     pub entities_owned: usize,
     /// Entities (or whole accounts) left out because their config is wrong.
-    pub skipped: Vec<Skipped>,
-    /// Entities (or whole accounts, with no `entity`) that could not be
-    /// fetched because the backend failed: their config is unknown this time,
-    /// not wrong, so a caller keeps what it had for them. `reason` names the
-    /// request that failed.
-    pub failed: Vec<Skipped>,
+    pub skipped: Vec<EntityProblem>,
+    /// Entities (or whole accounts) that could not be fetched because the
+    /// backend failed, so that a caller keeps what it had for them.
+    pub failed: Vec<Unfetched>,
     /// How many HTTP requests the refresh made.
     pub requests: usize,
 }
@@ -257,7 +250,7 @@ impl Refresh<'_> {
             .request(self.client.entity(account, id))
             .await
             .map_err(|e| match e {
-                ApiError::Malformed { .. } => Problem::Config("malformed", e.to_string()),
+                ApiError::Malformed { .. } => Problem::Config(SkipCause::Malformed, e.to_string()),
                 e => Problem::of(&e),
             })?;
         self.entity(account, entity).await
@@ -273,7 +266,7 @@ impl Refresh<'_> {
         for (i, reference) in settings.sensors.iter().enumerate() {
             if reference.interval == Some(0) {
                 return Err(Problem::Config(
-                    "malformed",
+                    SkipCause::Malformed,
                     format!(
                         "malformed entity (id {}, name {:?}): field protocols.{}.sensors[{i}].interval: \
                          invalid value: 0, expected {}",
@@ -346,8 +339,8 @@ pub(crate) fn failure_cause(e: &ApiError) -> &'static str {
 
 /// Why an entity is left out of a refresh.
 enum Problem {
-    /// Its config is wrong: the `cause` of its [`Skipped`], and the reason.
-    Config(&'static str, String),
+    /// Its config is wrong: the cause, and the reason.
+    Config(SkipCause, String),
     /// The backend failed on one of its requests ([`ApiError::is_transient`]):
     /// its config is unknown this time, not wrong. The failure's kind
     /// ([`failure_cause`]) and what failed.
@@ -361,7 +354,7 @@ impl Problem {
         if e.is_transient() {
             Self::Backend(failure_cause(e), e.to_string())
         } else {
-            Self::Config("unreadable", e.to_string())
+            Self::Config(SkipCause::Unreadable, e.to_string())
         }
     }
 }
@@ -408,10 +401,9 @@ pub async fn fetch_job_configs(
             Ok(list) => list,
             Err(e) if e.is_transient() => {
                 debug!(account, error = %e, "the backend failed to list an account's entities");
-                failed.push(Skipped {
+                failed.push(Unfetched {
                     account,
                     entity: None,
-                    raw_id: None,
                     cause: failure_cause(&e),
                     reason: e.to_string(),
                 });
@@ -419,11 +411,12 @@ pub async fn fetch_job_configs(
             }
             Err(e) => {
                 debug!(account, error = %e, "skipping an account whose entities cannot be listed");
-                skipped.push(Skipped {
+                skipped.push(EntityProblem {
                     account,
                     entity: None,
                     raw_id: None,
-                    cause: "entity_list",
+                    name: None,
+                    cause: SkipCause::EntityList,
                     reason: e.to_string(),
                 });
                 continue;
@@ -466,11 +459,12 @@ pub async fn fetch_job_configs(
                         e.path(),
                     );
                     debug!(account, entity = %raw_id, %reason, "skipping a malformed entity");
-                    skipped.push(Skipped {
+                    skipped.push(EntityProblem {
                         account,
                         entity: id,
                         raw_id: Some(raw_id),
-                        cause: "malformed",
+                        name,
+                        cause: SkipCause::Malformed,
                         reason,
                     });
                 }
@@ -506,21 +500,21 @@ pub async fn fetch_job_configs(
             Ok(Some(config)) => entities.push(config),
             Ok(None) => {}
             Err(Problem::Config(cause, reason)) => {
-                debug!(account, entity = id, %reason, cause, "skipping an entity");
-                skipped.push(Skipped {
+                debug!(account, entity = id, %reason, %cause, "skipping an entity");
+                skipped.push(EntityProblem {
                     account,
                     entity: Some(id),
                     raw_id: Some(id.to_string()),
+                    name: None,
                     cause,
                     reason,
                 });
             }
             Err(Problem::Backend(cause, reason)) => {
                 debug!(account, entity = id, %reason, "the backend failed on an entity's request");
-                failed.push(Skipped {
+                failed.push(Unfetched {
                     account,
                     entity: Some(id),
-                    raw_id: Some(id.to_string()),
                     cause,
                     reason,
                 });

@@ -17,6 +17,7 @@
 
 pub(crate) mod admin;
 pub mod api;
+mod backoff;
 mod collector;
 mod config;
 pub(crate) mod exposition;
@@ -24,6 +25,7 @@ pub mod fetch;
 mod interval;
 mod job;
 pub(crate) mod metrics;
+mod problem;
 mod runtime;
 pub mod scheduler;
 pub mod sender;
@@ -40,7 +42,8 @@ pub use config::{EntityConfig, JobConfigs, SensorConfig};
 pub use exposition::MappedPath;
 pub use job::{Align, IntervalError, Intervals, JobId, JobSpec, Tick};
 pub use metrics::Metrics;
-pub use runtime::{Bot, RunError};
+pub use problem::{EntityProblem, Problems, SkipCause};
+pub use runtime::{Bot, Context, RunError};
 pub use settings::{Settings, SettingsError};
 pub use shard::Shard;
 pub use value::{Value, ValueError};

@@ -3,15 +3,15 @@
 //! Every part of the runtime records into [`Metrics`]: the scheduler (runs,
 //! lateness), the refresh loop (refresh duration and errors), the sender
 //! (values sent, buffered, replayed and dropped). A bot registers its own
-//! metrics into the same registry with [`Metrics::registry_mut`] before the
-//! runtime starts, and the admin server encodes it on `/metrics`.
+//! metrics into the same registry through the
+//! [`Context`](crate::Context) it is built from, and the admin server encodes
+//! it on `/metrics`.
 //!
 //! A bot whose metrics are cheaper to read on demand than to keep current
-//! (a queue length, a pool size) registers a scrape hook with
-//! [`Metrics::on_scrape`]: the admin server runs every hook just before it
-//! encodes the registry.
+//! (a queue length, a pool size) registers a
+//! [`prometheus_client::collector::Collector`]: the one way to run code at
+//! scrape time.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -77,37 +77,11 @@ struct ModeLabels {
     mode: &'static str,
 }
 
-/// Why an entity was skipped in a refresh: the `cause` label of the entity
-/// errors counter.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub(crate) enum SkipCause {
-    /// An account's entity list could not be read.
-    entity_list,
-    /// An entity that does not parse.
-    malformed,
-    /// An entity, its credential or a sensor could not be fetched.
-    unreadable,
-    /// A bot found an entity's config unusable while making its jobs
-    /// ([`Metrics::report_entity_problems`]).
-    invalid_config,
-}
-
-impl SkipCause {
-    /// The cause named by [`Skipped::cause`](crate::fetch::Skipped::cause).
-    pub(crate) fn of(cause: &str) -> Self {
-        match cause {
-            "entity_list" => Self::entity_list,
-            "malformed" => Self::malformed,
-            _ => Self::unreadable,
-        }
-    }
-}
-
-/// Labels of the entity errors counter.
+/// Labels of the entity errors counter: a [`SkipCause`](crate::SkipCause)
+/// in one word.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CauseLabels {
-    pub(crate) cause: SkipCause,
+    pub(crate) cause: &'static str,
 }
 
 /// Labels of the refresh failures counter: how the backend failed
@@ -138,10 +112,6 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     bot: Arc<str>,
-    hooks: Arc<ScrapeHooks>,
-    /// What was said about each entity's config problem, by entity id (see
-    /// [`Metrics::report_entity_problems`]).
-    entity_problems: Arc<Mutex<std::collections::HashMap<u64, String>>>,
     /// Jobs currently scheduled.
     pub(crate) jobs_scheduled: Gauge,
     /// Runs by outcome.
@@ -187,6 +157,8 @@ pub struct Metrics {
     pub(crate) entities_seen: Gauge,
     /// Entities this replica owned at the last refresh.
     pub(crate) entities_owned: Gauge,
+    /// One series, 1, labelled with the bot's version and name.
+    build_info: Family<BuildLabels, Gauge>,
 }
 
 impl Metrics {
@@ -324,20 +296,10 @@ impl Metrics {
             entities_owned.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        // prometheus-client (since 0.26) escapes label values itself.
-        let bot_label = crate::exposition::capped_label_value(bot).into_owned();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                bot: bot_label,
-            })
-            .set(1);
-        registry.register("build_info", "Build information", build_info);
-        Self {
+        registry.register("build_info", "Build information", build_info.clone());
+        let metrics = Self {
             registry: Arc::new(Mutex::new(root)),
             bot: bot.into(),
-            hooks: Arc::default(),
-            entity_problems: Arc::default(),
             jobs_scheduled,
             runs,
             run_duration,
@@ -359,7 +321,23 @@ impl Metrics {
             entities_seen,
             entities_owned,
             send_mode,
-        }
+            build_info,
+        };
+        metrics.set_version(env!("CARGO_PKG_VERSION"));
+        metrics
+    }
+
+    /// Sets the version that `build_info` states (the bot's, once the
+    /// runtime knows it; the SDK's until then).
+    pub(crate) fn set_version(&self, version: &str) {
+        // prometheus-client (since 0.26) escapes label values itself.
+        self.build_info.clear();
+        self.build_info
+            .get_or_create(&BuildLabels {
+                version: crate::exposition::capped_label_value(version).into_owned(),
+                bot: crate::exposition::capped_label_value(&self.bot).into_owned(),
+            })
+            .set(1);
     }
 
     /// Sets how many accounts the sender writes to by PUT and by POST.
@@ -407,8 +385,7 @@ impl Metrics {
     }
 
     /// Appends the registry in the OpenMetrics text format to `out`, ending
-    /// with the `# EOF` line. Scrape hooks are not run; see
-    /// [`Metrics::run_scrape_hooks`].
+    /// with the `# EOF` line.
     ///
     /// # Errors
     ///
@@ -426,151 +403,5 @@ impl Metrics {
     /// ```
     pub fn bot(&self) -> &str {
         &self.bot
-    }
-
-    /// Registers a hook that runs before every scrape of `/metrics`, so that
-    /// a bot can bring its own metrics up to date on demand, as
-    /// prometheus-aioexporter's per-request update handler does.
-    ///
-    /// Hooks run on a blocking thread, in the order they were added; keep them
-    /// quick, since the scrape waits for them.
-    ///
-    /// ```
-    /// use grafolean_collector::Metrics;
-    /// use prometheus_client::metrics::gauge::Gauge;
-    ///
-    /// let metrics = Metrics::new("example");
-    /// let queue_len = Gauge::<i64>::default();
-    /// metrics.registry_mut().register("queue_length", "Items queued", queue_len.clone());
-    /// metrics.on_scrape(move || {
-    ///     queue_len.set(7); // read the real length here
-    /// });
-    /// metrics.run_scrape_hooks();
-    /// assert!(metrics.encode().contains("queue_length 7"));
-    /// ```
-    pub fn on_scrape(&self, hook: impl Fn() + Send + Sync + 'static) {
-        self.hooks.lock().push(Arc::new(hook));
-    }
-
-    /// Reports a bot's own per-entity config problems, found while it makes
-    /// its jobs (in [`Collector::jobs`](crate::Collector::jobs)): one
-    /// `(entity id, entity name, problem)` for every entity that has one now,
-    /// the whole set at each call.
-    ///
-    /// A problem is warned about when it appears or changes, kept at debug
-    /// level while it stays, and said (at info) when it is gone, so that a
-    /// config that never changes does not repeat its warnings at every
-    /// refresh. Each one is counted, at every call, in
-    /// `grafolean_bot_entity_errors_total{cause="invalid_config"}`, for an
-    /// alert to see. The name is cut as label values are (256 bytes).
-    ///
-    /// ```
-    /// use grafolean_collector::Metrics;
-    /// let metrics = Metrics::new("example");
-    /// let problem = "credential.n_packets is 0, but it must be a whole number from 1 to 100";
-    /// metrics.report_entity_problems([(7, "router".to_string(), problem.to_string())]);
-    /// assert!(metrics
-    ///     .encode()
-    ///     .contains("grafolean_bot_entity_errors_total{cause=\"invalid_config\"} 1"));
-    /// ```
-    pub fn report_entity_problems(
-        &self,
-        problems: impl IntoIterator<Item = (u64, String, String)>,
-    ) {
-        let now: std::collections::HashMap<u64, (String, String)> = problems
-            .into_iter()
-            .map(|(id, name, problem)| (id, (name, problem)))
-            .collect();
-        let mut said = self
-            .entity_problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, (name, problem)) in &now {
-            let name = crate::exposition::capped_label_value(name);
-            if said.get(id) == Some(problem) {
-                tracing::debug!(entity_id = id, entity = %name, "{problem}");
-            } else {
-                tracing::warn!(entity_id = id, entity = %name, "{problem}");
-            }
-        }
-        for id in said.keys().filter(|id| !now.contains_key(id)) {
-            tracing::info!(entity_id = id, "the entity's config problem is gone");
-        }
-        self.entity_errors
-            .get_or_create(&CauseLabels {
-                cause: SkipCause::invalid_config,
-            })
-            .inc_by(now.len() as u64);
-        *said = now.into_iter().map(|(id, (_, p))| (id, p)).collect();
-    }
-
-    /// Runs every hook added with [`Metrics::on_scrape`]. The admin server
-    /// calls this before each encode.
-    pub fn run_scrape_hooks(&self) {
-        // Clone the list first, so that a hook may add another hook.
-        let hooks = self.hooks.lock().clone();
-        for hook in hooks {
-            hook();
-        }
-    }
-}
-
-/// A hook run before each scrape; see [`Metrics::on_scrape`].
-type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
-
-/// The scrape hooks, behind a lock, with a `Debug` that only counts them.
-#[derive(Default)]
-struct ScrapeHooks(Mutex<Vec<ScrapeHook>>);
-
-impl ScrapeHooks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ScrapeHook>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl fmt::Debug for ScrapeHooks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ScrapeHooks({})", self.lock().len())
-    }
-}
-
-#[cfg(all(test, feature = "testing"))]
-mod entity_problem_tests {
-    use super::Metrics;
-    use crate::testing::{LogCapture, metric_value};
-
-    #[test]
-    fn a_problem_is_warned_once_per_change_counted_each_time_and_its_name_capped() {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .finish(),
-        );
-        let metrics = Metrics::new("test");
-        let huge = "n".repeat(5 << 20);
-        let report = |problem: Option<&str>| {
-            metrics.report_entity_problems(problem.map(|p| (7, huge.clone(), p.to_string())));
-        };
-        for _ in 0..3 {
-            report(Some("n_packets is 0"));
-        }
-        report(Some("n_packets is 1000"));
-        report(None);
-        report(None);
-        assert_eq!(logs.count(&["WARN", "entity_id=7", "n_packets is 0"]), 1);
-        assert_eq!(logs.count(&["WARN", "entity_id=7", "n_packets is 1000"]), 1);
-        assert_eq!(logs.count(&["entity_id=7", "problem is gone"]), 1);
-        assert!(logs.text().len() < 4096, "the 5 MB name is cut");
-        assert_eq!(
-            metric_value(
-                &metrics,
-                "grafolean_bot_entity_errors_total{cause=\"invalid_config\"}"
-            ),
-            4.0
-        );
     }
 }

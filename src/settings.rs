@@ -121,7 +121,7 @@ pub struct Settings {
     pub(crate) config: Option<PathBuf>,
 
     /// The admin server's address (/metrics, /live, /ready and the status page).
-    /// Each bot documents its default port; 127.0.0.1 by default.
+    /// By default the bot's own port on 127.0.0.1.
     #[cfg_attr(
         feature = "runtime",
         arg(long, value_name = "ADDR", help_heading = "Admin server")
@@ -323,6 +323,33 @@ impl Settings {
         Self::parse_for_command(command)
     }
 
+    /// [`Settings::parse_for`], with the bot's default admin address in the
+    /// help of `--listen`.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn parse_for_bot(
+        name: &str,
+        version: &str,
+        about: Option<&str>,
+        default_listen: Option<std::net::SocketAddr>,
+    ) -> Self {
+        let mut command = Self::command()
+            .name(name.to_string())
+            .about(None::<&str>)
+            .long_about(None::<&str>)
+            .version(version.to_string());
+        if let Some(about) = about {
+            command = command.about(about.to_string());
+        }
+        if let Some(addr) = default_listen {
+            command = command.mut_arg("listen", |arg| {
+                arg.help(format!(
+                    "The admin server's address (/metrics, /live, /ready and the status page) [default: {addr}]"
+                ))
+            });
+        }
+        Self::parse_for_command(command)
+    }
+
     #[cfg(feature = "runtime")]
     fn parse_for_command(command: clap::Command) -> Self {
         use clap::FromArgMatches;
@@ -352,25 +379,6 @@ impl Settings {
     /// The limit on a config answer's body, in bytes (`--max-response-mib`).
     pub(crate) fn max_response_bytes(&self) -> usize {
         (self.max_response_mib as usize) << 20
-    }
-
-    /// The API client for the backend these settings name, built as the
-    /// runtime builds its own (`None` when the bot runs standalone): for a bot
-    /// that writes to Grafolean beyond values, as the SNMP bot's interfaces job
-    /// writes entities. An invalid setting is an error here, as it is for the
-    /// runtime.
-    pub fn api_client(&self) -> Result<Option<crate::api::Client>, SettingsError> {
-        let Source::Grafolean { backend_url, token } = self.validate()? else {
-            return Ok(None);
-        };
-        crate::api::Client::builder(backend_url, token)
-            .with_max_response_bytes(self.max_response_bytes())
-            .build()
-            .map(Some)
-            .map_err(|e| SettingsError {
-                setting: "--backend-url (BACKEND_URL)",
-                reason: e.to_string(),
-            })
     }
 
     /// The interval between config refreshes.

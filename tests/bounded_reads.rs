@@ -13,7 +13,7 @@ use grafolean_collector::Settings;
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeGrafolean, Fault, RunningBot,
 };
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
+use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Tick, Value};
 use tokio::time::{Instant, sleep};
 
 /// One value per entity: `entity.<id>.test.up` = 1.
@@ -22,7 +22,7 @@ struct Up;
 impl Collector for Up {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()

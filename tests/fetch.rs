@@ -446,7 +446,11 @@ fn assert_bad_intervals_named(report: &FetchReport, ids: &[u64], bad: &[&str]) {
             .iter()
             .find(|s| s.entity == Some(ids[i]))
             .unwrap_or_else(|| panic!("interval {text} not skipped: {:?}", report.skipped));
-        assert_eq!(skipped.cause, "malformed", "{text}: {skipped:?}");
+        assert_eq!(
+            skipped.cause,
+            grafolean_collector::SkipCause::Malformed,
+            "{text}: {skipped:?}"
+        );
         let reason = &skipped.reason;
         assert!(
             reason.contains("protocols.ping.sensors[0].interval: ")

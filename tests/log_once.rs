@@ -10,13 +10,15 @@ use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_ID, BOT_TOKEN, DeviceBatch, ENTITY_ID, FakeGrafolean, Fault, LogCapture,
     RunningBot,
 };
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
+use grafolean_collector::{
+    Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Settings, Tick, Value,
+};
 
 struct Quiet;
 
 impl Collector for Quiet {
     type Params = ();
-    fn jobs(&self, _: &JobConfigs) -> Vec<JobSpec<()>> {
+    fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<()>> {
         Vec::new()
     }
     async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> {
@@ -62,7 +64,7 @@ struct NoAccount;
 impl Collector for NoAccount {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()
@@ -255,5 +257,137 @@ async fn entities_with_odd_ids_are_each_named_once() {
     for id in ["entity=\"111\"", "entity=-5"] {
         assert_eq!(logs.count(&["WARN", id]), 1, "{id}:\n{text}");
     }
+    bot.stop().await.unwrap();
+}
+
+/// Reports an entity named `bad…` as a config problem and makes no job for
+/// it; makes one job for every other entity.
+struct Picky;
+
+impl Collector for Picky {
+    type Params = u64;
+
+    fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<u64>> {
+        let mut jobs = Vec::new();
+        for e in &configs.entities {
+            if e.name.starts_with("bad") {
+                problems.entity(
+                    e,
+                    format!("the name {:?} is not allowed; rename it", e.name),
+                );
+                continue;
+            }
+            if let Some(intervals) = e.intervals() {
+                jobs.push(JobSpec::for_entity(
+                    e,
+                    e.entity_id.to_string(),
+                    intervals,
+                    e.entity_id,
+                ));
+            }
+        }
+        jobs
+    }
+
+    async fn run(&self, _: Tick, _: &u64) -> Result<Vec<Value>, BoxError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A problem a collector reports through `jobs` goes through the same
+/// reporter as the refresh's own skips: warned once over many refreshes,
+/// counted at each, shown on the status page, and said once when gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_problem_reported_by_jobs_is_warned_once_counted_shown_and_said_when_gone() {
+    let logs = logs();
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let bad = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 1)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30)),
+    )[0];
+    assert!(fake.update_entity(bad, |e| e.name = "bad router".into()));
+    // And one the refresh itself skips: its answer is not JSON.
+    let malformed = fake.add_devices(
+        &DeviceBatch::new(ACCOUNT_ID, "ping", 1)
+            .with_bot(BOT_ID)
+            .with_sensors(1, Some(30))
+            .own_config(),
+    )[0];
+    let sensor = fake.entity(malformed).unwrap().protocols["ping"].sensors[0].sensor;
+    assert!(fake.remove_sensor(sensor));
+    let settings = Settings::try_parse_from([
+        "picky",
+        "--backend-url",
+        &fake.url(),
+        "--jobs-refresh-interval",
+        "1",
+    ])
+    .unwrap()
+    .with_bot_token(BOT_TOKEN);
+    let bot = RunningBot::start(Bot::new("picky", Picky).with_protocol("ping"), settings);
+    let entity_id = format!("entity_id={bad}");
+    let refreshes = async || {
+        metric(&bot, "grafolean_bot_refresh_duration_seconds_count")
+            .await
+            .1
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while refreshes().await < 4.0 {
+        assert!(tokio::time::Instant::now() < deadline, "too few refreshes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        logs.count(&["WARN", &entity_id, "is not allowed; rename it"]),
+        1,
+        "warned once over {} refreshes",
+        refreshes().await
+    );
+    let skipped = format!("entity={malformed}");
+    assert_eq!(logs.count(&["WARN", "skipping an entity", &skipped]), 1);
+    let (text, counted) = metric(
+        &bot,
+        r#"grafolean_bot_entity_errors_total{cause="invalid_config"}"#,
+    )
+    .await;
+    assert!(counted >= 4.0, "{text}");
+    // Both on the status page, in one table, with the reason.
+    let page = reqwest::get(format!("{}/", bot.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let problems = &page[page.find("id=\"problems\"").expect("a problems table")..];
+    assert!(problems.contains(&bad.to_string()) && problems.contains("bad router"));
+    assert!(problems.contains("rename it") && problems.contains("invalid_config"));
+    assert!(problems.contains(&malformed.to_string()) && problems.contains("unreadable"));
+
+    // Fixed: said once, not warned again, and gone from the page.
+    assert!(fake.update_entity(bad, |e| e.name = "good router".into()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while logs.count(&[&entity_id, "config problem is gone"]) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fix was not said"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = refreshes().await + 2.0;
+    while refreshes().await < settled {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logs.count(&[&entity_id, "config problem is gone"]), 1);
+    assert_eq!(logs.count(&["WARN", &entity_id, "rename it"]), 1);
+    let page = reqwest::get(format!("{}/", bot.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("bad router"),
+        "the fixed problem stays on the page"
+    );
     bot.stop().await.unwrap();
 }

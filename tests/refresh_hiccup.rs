@@ -15,7 +15,9 @@ use grafolean_collector::testing::{
     DeviceBatch, FakeAccount, FakeGrafolean, Fault, LogCapture, RunningBot, StoredValue,
     ValueMethod,
 };
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Tick, Value};
+use grafolean_collector::{
+    Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Settings, Tick, Value,
+};
 
 /// One job per entity, at the entity's intervals; its value is the entity id.
 struct Echo;
@@ -23,7 +25,7 @@ struct Echo;
 impl Collector for Echo {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()

@@ -9,7 +9,7 @@ use grafolean_collector::Settings;
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeEntity, FakeGrafolean, Fault, ProtocolConfig, RunningBot,
 };
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
+use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Tick, Value};
 
 /// Reports each entity's id as its value; fails for entities named "fail…".
 struct Echo;
@@ -17,7 +17,7 @@ struct Echo;
 impl Collector for Echo {
     type Params = (u64, bool);
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<(u64, bool)>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<(u64, bool)>> {
         configs
             .entities
             .iter()
@@ -334,7 +334,7 @@ struct Held {
 impl Collector for Held {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()

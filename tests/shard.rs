@@ -12,11 +12,9 @@ use std::time::Duration;
 use clap::Parser;
 use grafolean_collector::api::{BotToken, Client};
 use grafolean_collector::fetch::{FetchOptions, fetch_job_configs};
-use grafolean_collector::testing::{
-    DeviceBatch, FakeAccount, FakeGrafolean, RunningBot, metric_value,
-};
+use grafolean_collector::testing::{DeviceBatch, FakeAccount, FakeGrafolean, RunningBot};
 use grafolean_collector::{
-    Bot, BoxError, Collector, JobConfigs, JobSpec, Settings, Shard, Tick, Value,
+    Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Settings, Shard, Tick, Value,
 };
 
 const N: usize = 20_000;
@@ -189,7 +187,7 @@ struct Echo;
 impl Collector for Echo {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         configs
             .entities
             .iter()
@@ -234,12 +232,10 @@ async fn standalone_replicas_share_the_file_and_export_the_shard_metrics() {
             "3",
         ])
         .unwrap();
-        let bot = Bot::new("echo", Echo);
-        let metrics = bot.metrics().clone();
-        let running = RunningBot::start(bot, settings);
+        let running = RunningBot::start(Bot::new("echo", Echo), settings);
         let expected = (1..=300).filter(|&id| shard(i, 3).owns(id)).count() as f64;
         for _ in 0..100 {
-            if metric_value(&metrics, "grafolean_bot_jobs_scheduled") == expected {
+            if running.metric("grafolean_bot_jobs_scheduled").await == expected {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -251,20 +247,24 @@ async fn standalone_replicas_share_the_file_and_export_the_shard_metrics() {
             .text()
             .await
             .unwrap();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(series)?
+                        .strip_prefix(' ')?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0)
+        };
         running.stop().await.unwrap();
         assert!(text.contains("grafolean_bot_shard_count 3"), "{text}");
-        assert_eq!(
-            metric_value(&metrics, "grafolean_bot_shard_index"),
-            f64::from(i)
-        );
-        assert_eq!(metric_value(&metrics, "grafolean_bot_shard_count"), 3.0);
-        assert_eq!(metric_value(&metrics, "grafolean_bot_entities_seen"), 300.0);
-        let owned = metric_value(&metrics, "grafolean_bot_entities_owned");
+        assert_eq!(value("grafolean_bot_shard_index"), f64::from(i));
+        assert_eq!(value("grafolean_bot_shard_count"), 3.0);
+        assert_eq!(value("grafolean_bot_entities_seen"), 300.0);
+        let owned = value("grafolean_bot_entities_owned");
         assert_eq!(owned, expected, "replica {i}");
-        assert_eq!(
-            metric_value(&metrics, "grafolean_bot_jobs_scheduled"),
-            owned
-        );
+        assert_eq!(value("grafolean_bot_jobs_scheduled"), owned);
         owned_total += owned;
     }
     assert_eq!(owned_total, 300.0);

@@ -13,17 +13,17 @@ use grafolean_collector::Settings;
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, FakeEntity, FakeGrafolean, ProtocolConfig, RunningBot, ValueMethod,
 };
-use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
+use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Tick, Value};
 
 const JOBS: u64 = 50;
 
-/// One value per run: the entity id.
-struct Constant;
+/// One value per run: the entity id. Counts its successful runs.
+struct Constant(std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl Collector for Constant {
     type Params = u64;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<u64>> {
+    fn jobs(&self, configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u64>> {
         let spec = |e: &grafolean_collector::EntityConfig| {
             let spec = JobSpec::new(
                 format!("entity.{}", e.entity_id),
@@ -36,6 +36,7 @@ impl Collector for Constant {
     }
 
     async fn run(&self, _: Tick, id: &u64) -> Result<Vec<Value>, BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(vec![Value::new(format!("soak.e{id}"), *id as f64)])
     }
 }
@@ -78,9 +79,11 @@ async fn a_long_outage_loses_nothing() {
     ])
     .unwrap()
     .with_bot_token(BOT_TOKEN);
-    let bot = Bot::new("soak", Constant).with_protocol("ping");
-    let metrics = bot.metrics().clone();
-    let bot = RunningBot::start(bot, settings);
+    let runs = std::sync::Arc::default();
+    let bot = RunningBot::start(
+        Bot::new("soak", Constant(std::sync::Arc::clone(&runs))).with_protocol("ping"),
+        settings,
+    );
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rss_before = rss_kib();
@@ -95,12 +98,7 @@ async fn a_long_outage_loses_nothing() {
     let drained = async {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let buffered = metrics
-                .encode()
-                .lines()
-                .find(|l| l.starts_with("grafolean_bot_values_buffered "))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-            if buffered == Some(0.0) {
+            if bot.metric("grafolean_bot_values_buffered").await == 0.0 {
                 break;
             }
         }
@@ -116,12 +114,7 @@ async fn a_long_outage_loses_nothing() {
     bot.stop().await.unwrap();
 
     // Every run's value is stored exactly once.
-    let text = metrics.encode();
-    let runs: f64 = text
-        .lines()
-        .find(|l| l.starts_with("grafolean_bot_runs_total{outcome=\"ok\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("a runs counter");
+    let runs = runs.load(std::sync::atomic::Ordering::Relaxed) as f64;
     let stored = fake.values(ACCOUNT_ID);
     let by_put = stored
         .iter()

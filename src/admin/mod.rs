@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 
 use crate::exposition::ValueStore;
 use crate::metrics::Metrics;
+use crate::problem::EntityProblem;
 
 /// The `Content-Type` of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -123,6 +124,8 @@ struct Shared {
     metrics: Metrics,
     values: ValueStore,
     status: RwLock<Option<StatusProvider>>,
+    /// The entities' config problems at the last refresh.
+    problems: RwLock<Arc<[EntityProblem]>>,
     version: String,
     backend_configured: bool,
     started: Instant,
@@ -193,12 +196,6 @@ impl AdminStateBuilder {
         self
     }
 
-    /// Adds a hook run before each scrape; the same as [`Metrics::on_scrape`].
-    pub fn with_scrape_hook(self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.metrics.on_scrape(hook);
-        self
-    }
-
     /// Builds the state: live, not ready until the config has loaded. The
     /// value gauges join the metrics registry, so that one encoder writes
     /// all of `/metrics`.
@@ -210,6 +207,7 @@ impl AdminStateBuilder {
                 metrics: self.metrics,
                 values: self.values,
                 status: RwLock::new(self.status),
+                problems: RwLock::new(Arc::new([])),
                 version: self.version,
                 backend_configured: self.backend_configured,
                 started: Instant::now(),
@@ -245,6 +243,16 @@ impl AdminState {
         self.shared
             .backend_reachable
             .store(reachable, Ordering::Relaxed);
+    }
+
+    /// Records the entities' config problems found by the last refresh, for
+    /// the status page.
+    pub(crate) fn set_problems(&self, problems: Vec<EntityProblem>) {
+        *self
+            .shared
+            .problems
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = problems.into();
     }
 
     /// Records that shutdown has begun: `/ready` answers 503 from now on.
@@ -307,12 +315,10 @@ impl AdminState {
         rows
     }
 
-    /// The `/metrics` body: runs the scrape hooks, then encodes the SDK
-    /// registry, the process metrics and the collected values, ending with a
-    /// single `# EOF`.
+    /// The `/metrics` body: the SDK registry, the process metrics and the
+    /// collected values, ending with a single `# EOF`.
     pub fn render_metrics(&self) -> String {
         let s = &self.shared;
-        s.metrics.run_scrape_hooks();
         let mut out = String::with_capacity(s.last_size.load(Ordering::Relaxed) + 4096);
         // Writing into a String cannot fail.
         let _ = s.metrics.encode_into(&mut out);
@@ -328,7 +334,6 @@ impl AdminState {
     /// Only the compressor's, which writes into memory.
     pub fn render_metrics_gzip(&self) -> std::io::Result<Vec<u8>> {
         let s = &self.shared;
-        s.metrics.run_scrape_hooks();
         let mut out =
             gzip::GzipWriter::with_capacity(s.last_gzip_size.load(Ordering::Relaxed) + 4096);
         s.metrics
@@ -342,12 +347,19 @@ impl AdminState {
     /// The status page's HTML, as of `now`.
     pub fn render_status_page(&self, now: SystemTime) -> String {
         let rows = self.job_rows();
+        let problems = self
+            .shared
+            .problems
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let summary = status_page::Summary {
             bot: self.shared.metrics.bot(),
             version: &self.shared.version,
             uptime: self.shared.started.elapsed(),
             readiness: self.readiness(),
             value_series: self.shared.values.len(),
+            problems: &problems,
         };
         status_page::render(&summary, &rows, now)
     }

@@ -9,6 +9,13 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::JobRow;
+use crate::problem::EntityProblem;
+
+/// The most config problems the page lists (the rest are counted).
+const MAX_PROBLEMS: usize = 1000;
+
+/// The most bytes of a problem's reason the page shows.
+const MAX_REASON: usize = 1024;
 
 /// The header of the page.
 #[derive(Debug)]
@@ -19,6 +26,8 @@ pub(crate) struct Summary<'a> {
     /// `Ok(())` when ready, else why not.
     pub readiness: Result<(), &'a str>,
     pub value_series: usize,
+    /// The entities' config problems at the last refresh.
+    pub problems: &'a [EntityProblem],
 }
 
 const STYLE: &str = "\
@@ -58,6 +67,11 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[JobRow], now: SystemTime) ->
     let failing = rows.iter().filter(|r| r.last_error.is_some()).count();
     item(&mut out, "failing", &failing.to_string());
     item(&mut out, "value series", &summary.value_series.to_string());
+    item(
+        &mut out,
+        "config problems",
+        &summary.problems.len().to_string(),
+    );
     let _ = match summary.readiness {
         Ok(()) => write!(
             out,
@@ -69,7 +83,9 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[JobRow], now: SystemTime) ->
             write!(out, "</dd></div>")
         }
     };
-    out.push_str("</dl></header>\n<main><table id=\"jobs\"><thead><tr><th>Job</th><th>Labels</th>");
+    out.push_str("</dl></header>\n<main>");
+    problems_html(&mut out, summary.problems);
+    out.push_str("<table id=\"jobs\"><thead><tr><th>Job</th><th>Labels</th>");
     out.push_str("<th>Intervals</th><th>Last run</th><th>Duration</th><th>Next firing</th>");
     out.push_str("<th>Last error</th></tr></thead><tbody>\n");
     if rows.is_empty() {
@@ -85,6 +101,40 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[JobRow], now: SystemTime) ->
         "<a href=\"live\">live</a> · <a href=\"ready\">ready</a></footer>\n</body></html>\n",
     );
     out
+}
+
+/// The entities that could not be used, and why: a table before the jobs,
+/// when there are any.
+fn problems_html(out: &mut String, problems: &[EntityProblem]) {
+    if problems.is_empty() {
+        return;
+    }
+    out.push_str("<table id=\"problems\"><thead><tr><th>Account</th><th>Entity</th>");
+    out.push_str("<th>Name</th><th>Cause</th><th>Config problem</th></tr></thead><tbody>\n");
+    for p in problems.iter().take(MAX_PROBLEMS) {
+        let _ = write!(out, "<tr class=\"error\"><td>{}</td><td><code>", p.account);
+        escape(out, p.raw_id.as_deref().unwrap_or("(its entity list)"));
+        out.push_str("</code></td><td>");
+        escape(out, p.name.as_deref().unwrap_or(""));
+        let _ = write!(out, "</td><td>{}</td><td class=\"err\">", p.cause);
+        let mut end = p.reason.len().min(MAX_REASON);
+        while !p.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        escape(out, &p.reason[..end]);
+        if end < p.reason.len() {
+            out.push('…');
+        }
+        out.push_str("</td></tr>\n");
+    }
+    if problems.len() > MAX_PROBLEMS {
+        let _ = writeln!(
+            out,
+            "<tr><td colspan=\"5\">and {} more (see the log)</td></tr>",
+            problems.len() - MAX_PROBLEMS
+        );
+    }
+    out.push_str("</tbody></table><br>\n");
 }
 
 fn item(out: &mut String, name: &str, value: &str) {
@@ -206,6 +256,7 @@ mod tests {
             uptime: Duration::from_secs(3725),
             readiness: Err("config not loaded yet"),
             value_series: 3,
+            problems: &[],
         }
     }
 

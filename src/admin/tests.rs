@@ -222,26 +222,39 @@ fn metrics_output_parses_and_has_all_parts() {
     assert!(parse_openmetrics("# TYPE a gauge\n# TYPE a gauge\n# EOF\n").is_err());
 }
 
+/// A bot's own collector (the one way to run code at scrape time) is read
+/// at each scrape, under its own name.
 #[test]
-fn scrape_hooks_run_before_each_encode() {
-    let calls = Arc::new(AtomicU64::new(0));
-    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
-    let metrics = Metrics::new("hooks");
+fn a_bots_collector_is_read_at_each_scrape() {
+    #[derive(Debug)]
+    struct Calls(Arc<AtomicU64>);
+    impl prometheus_client::collector::Collector for Calls {
+        fn encode(
+            &self,
+            mut encoder: prometheus_client::encoding::DescriptorEncoder,
+        ) -> std::fmt::Result {
+            use prometheus_client::encoding::EncodeMetric;
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            let gauge = prometheus_client::metrics::gauge::ConstGauge::new(n as i64);
+            let metric = encoder.encode_descriptor(
+                "scrape_calls",
+                "Scrapes seen by the collector",
+                None,
+                gauge.metric_type(),
+            )?;
+            gauge.encode(metric)
+        }
+    }
+    let metrics = Metrics::new("collectors");
     metrics
         .registry_mut()
-        .register("hook_calls", "Scrapes seen by the hook", gauge.clone());
-    let c = calls.clone();
-    let s = AdminState::builder(metrics)
-        .with_scrape_hook(move || {
-            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-            gauge.set(n as i64);
-        })
-        .build();
+        .register_collector(Box::new(Calls(Arc::default())));
+    let s = AdminState::builder(metrics).build();
     assert!(
-        s.render_metrics().contains("\nhook_calls 1\n"),
+        s.render_metrics().contains("\nscrape_calls 1\n"),
         "a bot's own metric keeps its own name"
     );
-    assert!(s.render_metrics().contains("\nhook_calls 2\n"));
+    assert!(s.render_metrics().contains("\nscrape_calls 2\n"));
 }
 
 async fn spawn(state: AdminState) -> (String, tokio::sync::oneshot::Sender<()>) {

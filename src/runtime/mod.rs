@@ -15,12 +15,15 @@
 //! scheduling, turns `/ready` to 503, drains the running jobs and flushes the
 //! sender; a second one exits at once.
 
+mod context;
 mod once;
+mod problems;
 #[cfg(feature = "runtime")]
 mod process;
 mod refresh;
 mod sinks;
 mod source;
+mod tasks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,9 +34,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::Collector;
 use crate::admin::{self, AdminState, JobRow};
 use crate::api::Client;
+use crate::collector::{BoxError, Collector};
 use crate::exposition::{MappedPath, ValueStore};
 use crate::fetch::FetchOptions;
 use crate::metrics::Metrics;
@@ -41,9 +44,11 @@ use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::sender::Sender;
 use crate::settings::{Settings, SettingsError, Source};
 
+pub use context::Context;
 use refresh::Refresher;
 use sinks::Sinks;
 pub(crate) use source::ConfigSource;
+use tasks::Tasks;
 
 /// How long a graceful shutdown waits for running jobs, then for the sender.
 pub(crate) const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,18 +57,20 @@ pub(crate) const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// giving up (with exponential backoff from 1 s up to 30 s: about 10 minutes).
 pub(crate) const DEFAULT_READY_ATTEMPTS: u32 = 25;
 
-type Hook = Box<dyn FnOnce() + Send>;
+/// Makes a bot's collector from the runtime's [`Context`].
+type MakeCollector<C> = Box<dyn FnOnce(&Context) -> Result<C, BoxError> + Send>;
 
-/// A bot, ready to run: a collector plus everything around it.
+/// A bot, ready to run: a collector (or a way to build one from the
+/// runtime's [`Context`]) plus everything around it.
 ///
 /// ```no_run
-/// use grafolean_collector::{BoxError, Bot, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+/// use grafolean_collector::{BoxError, Bot, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value};
 ///
 /// struct Hello;
 ///
 /// impl Collector for Hello {
 ///     type Params = ();
-///     fn jobs(&self, _: &JobConfigs) -> Vec<JobSpec<()>> {
+///     fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<()>> {
 ///         vec![JobSpec::new("hello", Intervals::one(5).unwrap(), ())]
 ///     }
 ///     async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> {
@@ -79,7 +86,7 @@ type Hook = Box<dyn FnOnce() + Send>;
 #[must_use]
 pub struct Bot<C: Collector> {
     name: String,
-    collector: Arc<C>,
+    make: MakeCollector<C>,
     about: Option<String>,
     version: Option<String>,
     protocol: Option<String>,
@@ -90,9 +97,6 @@ pub struct Bot<C: Collector> {
     fetch_options: FetchOptions,
     metrics: Metrics,
     values: ValueStore,
-    scrape_hooks: Vec<Arc<dyn Fn() + Send + Sync>>,
-    on_start: Vec<Hook>,
-    on_shutdown: Vec<Hook>,
     ready_attempts: u32,
     drain_deadline: Duration,
     /// Notified to refresh now (SIGHUP).
@@ -112,11 +116,23 @@ impl<C: Collector> std::fmt::Debug for Bot<C> {
 impl<C: Collector> Bot<C> {
     /// A bot named `name` (used in logs and `build_info`) around `collector`.
     pub fn new(name: impl Into<String>, collector: C) -> Self {
+        Self::from_fn(name, move |_| Ok(collector))
+    }
+
+    /// A bot named `name` whose collector `make` builds from the runtime's
+    /// [`Context`] (its metrics registry, API client, shutdown token and
+    /// supervised tasks), inside [`Bot::run`] once the settings are valid and
+    /// before the first config refresh. An error from `make` stops the bot
+    /// (exit status 1) with that error.
+    pub fn from_fn(
+        name: impl Into<String>,
+        make: impl FnOnce(&Context) -> Result<C, BoxError> + Send + 'static,
+    ) -> Self {
         let name = name.into();
         Self {
             metrics: Metrics::new(&name),
             name,
-            collector: Arc::new(collector),
+            make: Box::new(make),
             about: None,
             version: None,
             protocol: None,
@@ -126,9 +142,6 @@ impl<C: Collector> Bot<C> {
             scheduler_options: SchedulerOptions::default(),
             fetch_options: FetchOptions::default(),
             values: ValueStore::new(),
-            scrape_hooks: Vec::new(),
-            on_start: Vec::new(),
-            on_shutdown: Vec::new(),
             ready_attempts: DEFAULT_READY_ATTEMPTS,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             reload: Arc::default(),
@@ -174,6 +187,9 @@ impl<C: Collector> Bot<C> {
     /// Serves the admin server on an already bound listener (tests bind
     /// `127.0.0.1:0`), instead of `--listen`.
     pub fn with_admin_listener(mut self, listener: std::net::TcpListener) -> Self {
+        // tokio takes only a non-blocking socket; if this fails, so does
+        // the admin server's start, with the error.
+        let _ = listener.set_nonblocking(true);
         self.listener = Some(listener);
         self
     }
@@ -201,25 +217,6 @@ impl<C: Collector> Bot<C> {
         self
     }
 
-    /// Runs `hook` before every scrape of `/metrics`, to update the bot's own
-    /// metrics.
-    pub fn with_scrape_hook(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.scrape_hooks.push(Arc::new(hook));
-        self
-    }
-
-    /// Runs `hook` once, after the admin server is up and before the first refresh.
-    pub fn on_start(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
-        self.on_start.push(Box::new(hook));
-        self
-    }
-
-    /// Runs `hook` once, after the jobs were drained and the sender flushed.
-    pub fn on_shutdown(mut self, hook: impl FnOnce() + Send + 'static) -> Self {
-        self.on_shutdown.push(Box::new(hook));
-        self
-    }
-
     /// How long a graceful shutdown waits for running jobs and for the sender.
     pub fn with_drain_deadline(mut self, deadline: Duration) -> Self {
         self.drain_deadline = deadline;
@@ -232,21 +229,34 @@ impl<C: Collector> Bot<C> {
         self
     }
 
-    /// The SDK metrics. Register the bot's own metrics with
-    /// [`Metrics::registry_mut`] before the bot starts.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// The whole `main` of a bot: reads `.env` and the command line (with the
     /// bot's name, version and about in `--help`), sets up logging, and runs
     /// until SIGINT or SIGTERM (or once, with `--once`). Needs the default
     /// `runtime` feature.
     #[cfg(feature = "runtime")]
     pub async fn main(self) -> ExitCode {
-        let settings =
-            Settings::parse_for(&self.name, self.version.as_deref(), self.about.as_deref());
+        let settings = self.parse_settings();
         self.main_with(settings).await
+    }
+
+    /// Reads `.env` and the command line as [`Bot::main`] does, with the
+    /// bot's name, version (`--version`; the SDK's when the bot gives none),
+    /// about and default admin port in `--help`; exits with a message on a
+    /// bad flag, or after `--help` or `--version`.
+    #[cfg(feature = "runtime")]
+    pub fn parse_settings(&self) -> Settings {
+        let version = self.version.clone().unwrap_or_else(|| {
+            format!(
+                "(no version given; grafolean-collector {})",
+                env!("CARGO_PKG_VERSION")
+            )
+        });
+        Settings::parse_for_bot(
+            &self.name,
+            &version,
+            self.about.as_deref(),
+            self.default_listen,
+        )
     }
 
     /// [`Bot::main`] with settings the caller already parsed (with
@@ -287,36 +297,37 @@ impl<C: Collector> Bot<C> {
     }
 
     /// Runs the bot until `shutdown` completes, then shuts down gracefully:
-    /// stops scheduling, turns `/ready` to 503, drains the running jobs and
-    /// flushes the sender.
+    /// stops scheduling, turns `/ready` to 503, drains the running jobs,
+    /// stops the bot's supervised tasks and flushes the sender.
     pub async fn run(
         mut self,
         settings: Settings,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RunError> {
-        let source = settings.validate().map_err(RunError::Settings)?;
-        let fetch_options = self
-            .sharded_fetch_options(&settings)
-            .map_err(RunError::Settings)?;
-        if let Some(shard) = fetch_options.shard {
-            self.metrics.shard_index.set(i64::from(shard.index()));
-            self.metrics.shard_count.set(i64::from(shard.count()));
-        }
+        let start = self.set_up(&settings)?;
         let export_values = !settings.no_export_values;
-        let (client, source) = self.config_source(source, settings.max_response_bytes())?;
 
         // The admin server first, so that /live answers during start-up.
         let (state, admin_addr, stop_admin, admin_task) = self
-            .start_admin(&settings, client.is_some(), export_values)
+            .start_admin(&settings, start.client.is_some(), export_values)
             .await?;
-        info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %source, shard = %fetch_options.shard.map_or_else(|| "none".to_string(), |s| s.to_string()), "started");
-        if fetch_options.shard.is_some() && matches!(source, ConfigSource::Empty) {
+        info!(bot = %self.name, admin = %format!("http://{admin_addr}/"), source = %start.source, shard = %start.fetch_options.shard.map_or_else(|| "none".to_string(), |s| s.to_string()), "started");
+        if start.fetch_options.shard.is_some() && matches!(start.source, ConfigSource::Empty) {
             warn!(
                 "--shard is set, but this bot makes its own job list with no entities: every replica runs every job"
             );
         }
+        let (collector, tasks) = match self.build(start.client.clone()) {
+            Ok(built) => built,
+            Err(e) => {
+                state.set_shutting_down();
+                let _ = stop_admin.send(());
+                let _ = admin_task.await;
+                return Err(e);
+            }
+        };
 
-        let sender = match &client {
+        let sender = match &start.client {
             Some(client) => {
                 let mut builder = Sender::builder(client.clone(), self.metrics.clone());
                 if let Some(dir) = &settings.spool_dir {
@@ -336,7 +347,7 @@ impl<C: Collector> Bot<C> {
             sender: sender.clone(),
         };
         let scheduler = Scheduler::spawn(
-            self.collector.clone(),
+            collector.clone(),
             self.scheduler_options.clone(),
             move |report| sinks.report(report),
         );
@@ -360,20 +371,16 @@ impl<C: Collector> Bot<C> {
             }));
         }
 
-        for hook in self.on_start.drain(..) {
-            hook();
-        }
-
         let refresher = Refresher {
-            last_good: matches!(source, ConfigSource::Grafolean { .. }).then(HashMap::new),
-            collector: self.collector.clone(),
-            source,
-            fetch_options,
+            last_good: matches!(start.source, ConfigSource::Grafolean { .. }).then(HashMap::new),
+            collector,
+            source: start.source,
+            fetch_options: start.fetch_options,
             scheduler: scheduler.clone(),
             values: self.values.clone(),
             metrics: self.metrics.clone(),
             state: state.clone(),
-            client,
+            client: start.client,
             ready_attempts: self.ready_attempts,
             every: settings.refresh_interval(),
             reload: self.reload.clone(),
@@ -381,24 +388,29 @@ impl<C: Collector> Bot<C> {
             problems: Default::default(),
             failing: None,
         };
-        let failed = tokio::select! {
-            _ = refresher.run() => false,
-            _ = shutdown => false,
-            _ = scheduler.failed() => true,
+        let stopped_by = tokio::select! {
+            _ = refresher.run() => None,
+            _ = shutdown => None,
+            _ = scheduler.failed() => Some(RunError::Scheduler),
+            (task, error) = tasks.failed() => Some(RunError::Task { task, error }),
         };
 
-        // Graceful shutdown: stop scheduling, drain, flush.
+        // Graceful shutdown: stop scheduling, drain, stop the tasks, flush.
         info!("shutting down: draining running jobs and flushing values");
         state.set_shutting_down();
         scheduler.shutdown(self.drain_deadline).await;
+        tasks.shutdown(self.drain_deadline).await;
         let mut dropped = 0;
         if let Some(sender) = sender {
             let report = sender.shutdown(self.drain_deadline).await;
-            info!(?report, "sender flushed");
+            info!(
+                delivered = report.delivered,
+                spooled = report.spooled,
+                dropped = report.dropped,
+                timed_out = report.timed_out,
+                "sender flushed"
+            );
             dropped = report.dropped;
-        }
-        for hook in self.on_shutdown.drain(..) {
-            hook();
         }
         let _ = stop_admin.send(());
         match admin_task.await {
@@ -407,13 +419,54 @@ impl<C: Collector> Bot<C> {
             Err(e) => warn!("admin server task failed: {e}"),
         }
         info!("stopped");
-        if failed {
-            return Err(RunError::Scheduler);
+        if let Some(e) = stopped_by {
+            return Err(e);
         }
         if dropped > 0 {
             return Err(RunError::ValuesDropped { dropped });
         }
         Ok(())
+    }
+
+    /// The set-up that [`Bot::run`] and `--once` share: the settings
+    /// validated, the fetch options with the shard, the API client and the
+    /// config source; and the bot's version on `build_info`.
+    fn set_up(&self, settings: &Settings) -> Result<Start, RunError> {
+        let source = settings.validate().map_err(RunError::Settings)?;
+        let fetch_options = self
+            .sharded_fetch_options(settings)
+            .map_err(RunError::Settings)?;
+        if let Some(shard) = fetch_options.shard {
+            self.metrics.shard_index.set(i64::from(shard.index()));
+            self.metrics.shard_count.set(i64::from(shard.count()));
+        }
+        if let Some(version) = &self.version {
+            self.metrics.set_version(version);
+        }
+        let (client, source) = self.config_source(source, settings.max_response_bytes())?;
+        Ok(Start {
+            client,
+            source,
+            fetch_options,
+        })
+    }
+
+    /// Builds the collector from a [`Context`], with the supervisor of the
+    /// tasks it starts.
+    fn build(&mut self, client: Option<Client>) -> Result<(Arc<C>, Tasks), RunError> {
+        let tasks = Tasks::register(
+            self.metrics
+                .registry_mut()
+                .sub_registry_with_prefix(crate::metrics::PREFIX),
+        );
+        let context = Context {
+            metrics: self.metrics.clone(),
+            client,
+            tasks: tasks.clone(),
+        };
+        let make = std::mem::replace(&mut self.make, Box::new(|_| Err("already built".into())));
+        let collector = make(&context).map_err(RunError::Collector)?;
+        Ok((Arc::new(collector), tasks))
     }
 
     /// Binds and starts the admin server.
@@ -452,10 +505,6 @@ impl<C: Collector> Bot<C> {
             .with_backend(backend);
         if export_values {
             state = state.with_values(self.values.clone());
-        }
-        for hook in &self.scrape_hooks {
-            let hook = hook.clone();
-            state = state.with_scrape_hook(move || hook());
         }
         let state = state.build();
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -518,6 +567,13 @@ impl<C: Collector> Bot<C> {
     }
 }
 
+/// What [`Bot::run`] and `--once` start from.
+struct Start {
+    client: Option<Client>,
+    source: ConfigSource,
+    fetch_options: FetchOptions,
+}
+
 /// Why a bot could not run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -540,6 +596,21 @@ pub enum RunError {
     /// The sender could not start.
     #[error("the sender could not start: {0}")]
     Sender(String),
+    /// The bot's collector could not be built (the function given to
+    /// [`Bot::from_fn`] failed).
+    #[error("the bot could not start: {0}")]
+    Collector(BoxError),
+    /// An essential task of the bot (see [`Context::spawn_essential`])
+    /// failed; the bot exits so that its supervisor restarts it.
+    #[error(
+        "the bot's essential task {task:?} failed: {error}; exiting so that the bot is restarted"
+    )]
+    Task {
+        /// The task's name.
+        task: String,
+        /// Why it failed.
+        error: String,
+    },
     /// The scheduler's timer task died; the bot exits so that its supervisor
     /// restarts it.
     #[error("the scheduler failed and no job fires any more; exiting so that the bot is restarted")]

@@ -23,13 +23,14 @@ use tracing::{debug, error, info, warn};
 use super::source::ConfigSource;
 use crate::admin::AdminState;
 use crate::api::Client;
+use crate::collector::Collector;
 use crate::config::EntityConfig;
 use crate::exposition::ValueStore;
 use crate::fetch::FetchOptions;
-use crate::fetch::Skipped;
+use crate::job::{JobId, JobSpec};
 use crate::metrics::{FailureLabels, Metrics};
+use crate::problem::Problems;
 use crate::scheduler::Scheduler;
-use crate::{Collector, JobId, JobSpec};
 
 /// The first retry after a failed refresh, before any config has loaded (with
 /// jitter, between this and twice this); it doubles up to the refresh interval.
@@ -54,8 +55,8 @@ pub(crate) struct Refresher<C: Collector> {
     /// Jobs refused at the last sync (no account while sending), so that each
     /// is warned about once, when it is first refused.
     pub(crate) refused: HashSet<JobId>,
-    /// Entities skipped at the last refresh, and why.
-    pub(crate) problems: HashMap<(u64, Option<String>), String>,
+    /// What was said about the entities' problems.
+    pub(crate) problems: super::problems::Reporter,
     /// The last good config of every entity, by account and entity id, for
     /// a source that can fail in part (Grafolean); `None` for the others,
     /// which need not keep a copy.
@@ -97,7 +98,7 @@ impl<C: Collector> Refresher<C> {
         }
         let mut next = tokio::time::Instant::now();
         let mut loaded_once = false;
-        let mut retry = crate::sender::retry::Backoff::new(FIRST_RETRY * 2, self.every);
+        let mut retry = crate::backoff::Backoff::new(FIRST_RETRY * 2, self.every);
         loop {
             let forced = tokio::select! {
                 () = tokio::time::sleep_until(next) => {
@@ -160,17 +161,17 @@ impl<C: Collector> Refresher<C> {
             .backend_up
             .set(i64::from(self.client.is_some() && loaded.failed.is_empty()));
         let (kept, pending) = self.keep_last_good(&mut loaded);
-        for skipped in &loaded.skipped {
-            let cause = crate::metrics::SkipCause::of(skipped.cause);
-            self.metrics
-                .entity_errors
-                .get_or_create(&crate::metrics::CauseLabels { cause })
-                .inc();
-        }
-        self.report_problems(&loaded.skipped, &loaded.failed);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);
-        let specs = self.refuse_unsendable(self.collector.jobs(&loaded.configs));
+        let mut problems = Problems::default();
+        problems.extend(std::mem::take(&mut loaded.skipped));
+        let specs = self.collector.jobs(&loaded.configs, &mut problems);
+        let problems = problems.into_vec();
+        self.problems
+            .report(&problems, &loaded.failed, &self.metrics);
+        let skipped = problems.len();
+        self.state.set_problems(problems);
+        let specs = self.refuse_unsendable(specs);
         let live: Vec<JobId> = specs.iter().map(|s| s.id.clone()).collect();
         // Before the sync: a new job's first run is kept, a removed job's last
         // run is not.
@@ -208,7 +209,7 @@ impl<C: Collector> Refresher<C> {
             entities = loaded.configs.entities.len(),
             seen = loaded.seen,
             owned = loaded.owned,
-            skipped = loaded.skipped.len(),
+            skipped,
             jobs = live.len(),
             added = summary.added,
             changed = summary.changed,
@@ -296,74 +297,6 @@ impl<C: Collector> Refresher<C> {
                 "config refreshes succeed again"
             );
         }
-    }
-
-    /// Warns about an entity's problem when it appears or changes, and says
-    /// when it is gone; a problem that stays is not repeated at every refresh
-    /// (it stays counted in `grafolean_bot_entity_errors_total`).
-    ///
-    /// The problem of an entity that the backend failed to give this time
-    /// (see `failed`) is neither gone nor new: it stays as it was.
-    fn report_problems(&mut self, skipped: &[Skipped], failed: &[Skipped]) {
-        // Keyed by the raw id, so that entities whose ids are not plain
-        // numbers (`"111"`, `-5`, 2^64) are told apart; an account's own
-        // problem (its entity list) has no id.
-        let mut now: HashMap<(u64, Option<&str>), (&str, &str)> = skipped
-            .iter()
-            .map(|s| {
-                (
-                    (s.account, s.raw_id.as_deref()),
-                    (s.cause, s.reason.as_str()),
-                )
-            })
-            .collect();
-        let unknown = |account: u64, entity: Option<&str>| {
-            failed.iter().any(|f| {
-                f.account == account && (f.raw_id.is_none() || f.raw_id.as_deref() == entity)
-            })
-        };
-        for ((account, entity), reason) in &self.problems {
-            if unknown(*account, entity.as_deref()) {
-                now.entry((*account, entity.as_deref()))
-                    .or_insert(("kept", reason.as_str()));
-            }
-        }
-        for (&(account, entity), &(cause, reason)) in &now {
-            if self
-                .problems
-                .get(&(account, entity.map(str::to_owned)))
-                .map(String::as_str)
-                == Some(reason)
-            {
-                continue;
-            }
-            match (cause, entity) {
-                ("entity_list", _) | (_, None) => {
-                    warn!(account, %reason, "skipping an account whose entities cannot be listed (said once)")
-                }
-                (_, Some(entity)) => {
-                    warn!(account, entity = %entity, %reason, "skipping an entity (said once; it stays skipped until fixed)")
-                }
-            }
-        }
-        for (account, entity) in self.problems.keys() {
-            if !now.contains_key(&(*account, entity.as_deref())) {
-                match entity {
-                    Some(entity) => info!(
-                        account,
-                        entity = %entity,
-                        "a skipped entity is fine again (or gone)"
-                    ),
-                    None => info!(account, "an account's entities can be listed again"),
-                }
-            }
-        }
-        self.problems = now
-            .into_iter()
-            .map(|((account, entity), (_, reason))| {
-                ((account, entity.map(str::to_owned)), reason.to_string())
-            })
-            .collect();
     }
 
     /// While values go to Grafolean, a job without an account would run and

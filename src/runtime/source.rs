@@ -40,10 +40,10 @@ pub struct Loaded {
     pub accounts: usize,
     /// Entities (or accounts' entity lists) left out because their config
     /// is wrong: `(account, entity)` and why.
-    pub skipped: Vec<crate::fetch::Skipped>,
+    pub skipped: Vec<crate::problem::EntityProblem>,
     /// Entities (or accounts' entity lists) that could not be fetched because
     /// the backend failed: what they had stays.
-    pub failed: Vec<crate::fetch::Skipped>,
+    pub failed: Vec<crate::fetch::Unfetched>,
     /// HTTP requests made.
     pub requests: usize,
     /// Entities for this bot before the shard filter.

@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use grafolean_collector::scheduler::{Scheduler, SchedulerOptions};
-//! use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+//! use grafolean_collector::{BoxError, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value};
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
@@ -40,7 +40,7 @@
 //!
 //! impl Collector for Constant {
 //!     type Params = f64;
-//!     fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<f64>> {
+//!     fn jobs(&self, _configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<f64>> {
 //!         vec![JobSpec::new("answer", Intervals::one(1).unwrap(), 42.0)]
 //!     }
 //!     async fn run(&self, _tick: Tick, params: &f64) -> Result<Vec<Value>, BoxError> {
@@ -54,7 +54,9 @@
 //! let scheduler = Scheduler::spawn(collector.clone(), SchedulerOptions::default(), |report| {
 //!     println!("{} at {:?}: {:?}", report.job, report.tick.at, report.outcome);
 //! });
-//! let summary = scheduler.sync(collector.jobs(&JobConfigs::default())).await;
+//! let summary = scheduler
+//!     .sync(collector.jobs(&JobConfigs::default(), &mut Problems::default()))
+//!     .await;
 //! assert_eq!(summary.added, 1);
 //! scheduler.shutdown(Duration::from_secs(5)).await;
 //! # }
@@ -62,8 +64,8 @@
 
 mod clock;
 mod queue;
-mod run;
-mod runner;
+pub(crate) mod run;
+pub(crate) mod runner;
 mod timing;
 
 #[cfg(test)]

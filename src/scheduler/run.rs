@@ -120,13 +120,7 @@ async fn run_task<P: Send + Sync + 'static>(
     let clock = shared.options.clock;
     let started_wall = clock.now();
     let started = Instant::now();
-    let run = AssertUnwindSafe((shared.run)(tick.clone(), spec.clone())).catch_unwind();
-    let outcome = match within(started + timeout, run).await {
-        Some(Ok(Ok(values))) => RunOutcome::Ok(values),
-        Some(Ok(Err(e))) => RunOutcome::Error(e.to_string()),
-        Some(Err(panic)) => RunOutcome::Panicked(panic_message(&*panic)),
-        None => RunOutcome::Timeout,
-    };
+    let outcome = guarded((shared.run)(tick.clone(), spec.clone()), timeout).await;
     log_outcome(&job.run, &spec, &outcome, timeout);
     drop(permit);
     let duration = started.elapsed();
@@ -142,6 +136,21 @@ async fn run_task<P: Send + Sync + 'static>(
         outcome,
     });
     job.finish(Some((started_wall, duration, last_error)));
+}
+
+/// Runs one run of a job under `timeout`, with its panics caught: what
+/// every run of the scheduler goes through, and `--once` too.
+pub(crate) async fn guarded<E: std::fmt::Display>(
+    run: impl Future<Output = Result<Vec<crate::Value>, E>>,
+    timeout: Duration,
+) -> RunOutcome {
+    let run = AssertUnwindSafe(run).catch_unwind();
+    match within(Instant::now() + timeout, run).await {
+        Some(Ok(Ok(values))) => RunOutcome::Ok(values),
+        Some(Ok(Err(e))) => RunOutcome::Error(e.to_string()),
+        Some(Err(panic)) => RunOutcome::Panicked(panic_message(&*panic)),
+        None => RunOutcome::Timeout,
+    }
 }
 
 /// Logs a run's failure when the job starts failing, every time the count of

@@ -265,7 +265,7 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
 
 /// A run's timeout: the configured one, or the job's smallest interval (in
 /// seconds).
-pub(super) fn run_timeout(options: &SchedulerOptions, smallest: u32) -> Duration {
+pub(crate) fn run_timeout(options: &SchedulerOptions, smallest: u32) -> Duration {
     options
         .run_timeout
         .unwrap_or_else(|| Duration::from_secs(u64::from(smallest)))

@@ -62,7 +62,6 @@
 mod backlog;
 mod batch;
 mod deliver;
-pub(crate) mod retry;
 mod spool;
 mod state;
 #[cfg(all(test, feature = "testing"))]

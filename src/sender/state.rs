@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::api::ApiError;
 
-use super::retry::Backoff;
+use crate::backoff::Backoff;
 
 /// How long a 403 on PUT holds before PUT is tried again, so that a
 /// permission granted later takes effect without a restart.

@@ -16,11 +16,11 @@ pub const STOP_WITHIN: Duration = Duration::from_secs(15);
 /// A [`Bot`] running in the background of a test.
 ///
 /// ```no_run
-/// # use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Tick, Value};
+/// # use grafolean_collector::{Bot, BoxError, Collector, JobConfigs, JobSpec, Problems, Tick, Value};
 /// # struct Hello;
 /// # impl Collector for Hello {
 /// #     type Params = ();
-/// #     fn jobs(&self, _: &JobConfigs) -> Vec<JobSpec<()>> { Vec::new() }
+/// #     fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<()>> { Vec::new() }
 /// #     async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> { Ok(Vec::new()) }
 /// # }
 /// # #[tokio::main] async fn main() {
@@ -64,6 +64,29 @@ impl RunningBot {
     /// The admin server's base URL, such as `http://127.0.0.1:41234`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Scrapes the bot's `/metrics`, and returns the value of `series` (a
+    /// metric's name with its labels as the page writes them, such as
+    /// `grafolean_bot_runs_total{outcome="ok"}`), or 0 when it is not there.
+    ///
+    /// # Panics
+    ///
+    /// When `/metrics` does not answer.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics has a body");
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
     }
 
     /// Shuts the bot down as the first SIGTERM would, and returns how its

@@ -29,7 +29,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use grafolean_collector::{Collector, EntityConfig, Intervals, JobConfigs, SensorConfig, Tick};
+use grafolean_collector::{
+    Collector, EntityConfig, Intervals, JobConfigs, Problems, SensorConfig, Tick,
+};
 use grafolean_ping_bot::icmp::{Family, Pinger, PingerOptions, SocketChoice};
 use grafolean_ping_bot::{PingCollector, PingParams};
 
@@ -156,7 +158,7 @@ async fn run(args: Args) {
                 .collect(),
         };
         collector
-            .jobs(&configs)
+            .jobs(&configs, &mut Problems::default())
             .into_iter()
             .map(|job| Some(job.params))
             .collect()

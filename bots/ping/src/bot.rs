@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use grafolean_collector::Bot;
-use grafolean_collector::MappedPath;
+use grafolean_collector::{Bot, BoxError, MappedPath};
+use tokio_util::sync::CancellationToken;
 
-use crate::{PingCollector, Pinger};
+use crate::{PingCollector, Pinger, PingerOptions};
 
 /// The admin server's default address: `127.0.0.1:9742`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -19,46 +19,47 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 /// How often the bot logs a summary of its pings.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
-/// The ping bot, ready for [`Bot::main`] or [`Bot::run`].
+/// The ping bot, ready for [`Bot::main`] or [`Bot::run`]. Its [`Pinger`]
+/// opens its ICMP sockets with `options` when the bot starts, after the
+/// settings validate; a host that does not allow them stops the bot with
+/// [`Pinger::new`]'s error (exit status 1).
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() {
-/// let pinger = grafolean_ping_bot::Pinger::new(Default::default()).unwrap();
-/// grafolean_ping_bot::bot(pinger).main().await;
+/// grafolean_ping_bot::bot(Default::default()).main().await;
 /// # }
 /// ```
-pub fn bot(pinger: Pinger) -> Bot<PingCollector> {
-    let summary = pinger.clone();
-    let pinger_stats = pinger.clone();
-    let collector = PingCollector::new(pinger);
-    let metrics = collector.metrics().clone();
-    let problems = collector.problems.clone();
-    let bot = Bot::new("grafolean-ping-bot", collector)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .with_about(env!("CARGO_PKG_DESCRIPTION"))
-        .with_protocol("ping")
-        .with_default_listen(DEFAULT_LISTEN)
-        .with_default_config(DEFAULT_CONFIG)
-        .with_path_mapper(map_path)
-        .on_start(move || {
-            tokio::spawn(log_summaries(summary));
+pub fn bot(options: PingerOptions) -> Bot<PingCollector> {
+    Bot::from_fn("grafolean-ping-bot", move |ctx| {
+        let pinger = Pinger::new(options)?;
+        let collector = PingCollector::new(pinger.clone());
+        collector.metrics().register(&mut ctx.registry());
+        ctx.registry()
+            .register_collector(Box::new(crate::metrics::PingerCollector(pinger.clone())));
+        ctx.spawn("ping-summary", move |shutdown| {
+            log_summaries(pinger.clone(), shutdown)
         });
-    metrics.register(&mut bot.metrics().registry_mut());
-    bot.metrics()
-        .registry_mut()
-        .register_collector(Box::new(crate::metrics::PingerCollector(pinger_stats)));
-    problems.attach(bot.metrics());
-    bot
+        Ok(collector)
+    })
+    .with_version(env!("CARGO_PKG_VERSION"))
+    .with_about(env!("CARGO_PKG_DESCRIPTION"))
+    .with_protocol("ping")
+    .with_default_listen(DEFAULT_LISTEN)
+    .with_default_config(DEFAULT_CONFIG)
+    .with_path_mapper(map_path)
 }
 
 /// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered,
-/// and the replies that were not this pinger's (`unmatched`).
-async fn log_summaries(pinger: Pinger) {
+/// and the replies that were not this pinger's (`unmatched`), until `shutdown`.
+async fn log_summaries(pinger: Pinger, shutdown: CancellationToken) -> Result<(), BoxError> {
     let mut last = pinger.stats();
     let mut tick = tokio::time::interval(SUMMARY_EVERY);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
         let now = pinger.stats();
         let sent = now.sent - last.sent;
         if sent > 0 {

@@ -32,12 +32,11 @@
 //! is unresolved its address gets no values, and the run is counted on
 //! `/metrics` (see [`crate::metrics`]). A literal address is never looked up.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use grafolean_collector::{
-    BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Metrics, Tick, Value,
+    BoxError, Collector, EntityConfig, JobConfigs, JobSpec, Problems, Tick, Value,
 };
 
 use crate::icmp::{Family, PingError, Pinger};
@@ -115,7 +114,6 @@ pub struct PingCollector {
     pinger: Pinger,
     resolver: Resolver,
     metrics: PingMetrics,
-    pub(crate) problems: Problems,
 }
 
 impl PingCollector {
@@ -125,7 +123,6 @@ impl PingCollector {
             pinger,
             resolver: Resolver::default(),
             metrics: PingMetrics::default(),
-            problems: Problems::default(),
         }
     }
 
@@ -168,20 +165,18 @@ impl PingCollector {
 impl Collector for PingCollector {
     type Params = PingParams;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<PingParams>> {
-        let mut problems = HashMap::new();
+    fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<PingParams>> {
         let jobs: Vec<JobSpec<PingParams>> = configs
             .entities
             .iter()
             .filter_map(|e| {
                 let (job, problem) = job_for(e, &self.pinger, &self.metrics);
                 if let Some(problem) = problem {
-                    problems.insert(e.entity_id, (e.name.clone(), problem));
+                    problems.entity(e, problem);
                 }
                 job
             })
             .collect();
-        self.problems.report(problems);
         let live: std::collections::HashSet<u64> =
             jobs.iter().map(|j| j.params.entity_id).collect();
         self.metrics
@@ -316,27 +311,6 @@ fn job_for(
     .with_label("name", entity.name.clone())
     .with_label("target", target);
     (Some(job), problem)
-}
-
-/// Where the entities' config problems are reported: the SDK's
-/// [`Metrics::report_entity_problems`] (warned once per change, counted in
-/// `grafolean_bot_entity_errors_total{cause="invalid_config"}`), on the
-/// bot's metrics once [`crate::bot`] attached them; a collector used alone
-/// reports into metrics of its own.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Problems(std::sync::Arc<std::sync::OnceLock<Metrics>>);
-
-impl Problems {
-    /// Reports into `metrics` (the bot's) from now on.
-    pub(crate) fn attach(&self, metrics: &Metrics) {
-        let _ = self.0.set(metrics.clone());
-    }
-
-    fn report(&self, now: HashMap<u64, (String, String)>) {
-        self.0
-            .get_or_init(|| Metrics::new("grafolean-ping-bot"))
-            .report_entity_problems(now.into_iter().map(|(id, (name, p))| (id, name, p)));
-    }
 }
 
 /// Refuses packet options this host cannot honour: a source address that is

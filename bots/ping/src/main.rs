@@ -24,23 +24,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
 
-use grafolean_collector::Settings;
-use grafolean_ping_bot::{Pinger, PingerOptions};
+use grafolean_ping_bot::PingerOptions;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Parse first, so that --help works without the privileges ICMP needs.
-    let settings = Settings::parse_for(
-        "grafolean-ping-bot",
-        Some(env!("CARGO_PKG_VERSION")),
-        Some(env!("CARGO_PKG_DESCRIPTION")),
-    );
-    let pinger = match Pinger::new(PingerOptions::default()) {
-        Ok(pinger) => pinger,
-        Err(e) => {
-            eprintln!("grafolean-ping-bot: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    grafolean_ping_bot::bot(pinger).main_with(settings).await
+    // The settings are read first (`--help` needs no privileges); the ICMP
+    // sockets are opened when the bot is built, after they validate.
+    grafolean_ping_bot::bot(PingerOptions::default())
+        .main()
+        .await
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use grafolean_collector::{
-    Collector, EntityConfig, Intervals, JobConfigs, JobId, SensorConfig, Tick,
+    Collector, EntityConfig, Intervals, JobConfigs, JobId, Problems, SensorConfig, Tick,
 };
 use grafolean_ping_bot::settings::Host;
 use grafolean_ping_bot::{PingCollector, PingParams, PingSettings, Pinger, PingerOptions};
@@ -89,7 +89,7 @@ async fn jobs_follow_entities_and_skip_invalid_ones() {
             ),
         ],
     };
-    let jobs = collector().jobs(&configs);
+    let jobs = collector().jobs(&configs, &mut Problems::default());
     let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
     assert_eq!(
         ids,
@@ -149,7 +149,10 @@ async fn run_writes_python_paths_for_affected_sensors_only() {
             vec![sensor(1, Some(10)), sensor(2, Some(60))],
         )],
     };
-    let params = collector.jobs(&configs).remove(0).params;
+    let params = collector
+        .jobs(&configs, &mut Problems::default())
+        .remove(0)
+        .params;
     let tick = |intervals: &[u32]| Tick {
         at: SystemTime::now(),
         affecting: Intervals::new(intervals.iter().copied()).unwrap(),
@@ -220,7 +223,10 @@ async fn stats_paths_are_written_only_when_switched_on() {
                 vec![sensor(1, Some(10))],
             )],
         };
-        let params = collector.jobs(&configs).remove(0).params;
+        let params = collector
+            .jobs(&configs, &mut Problems::default())
+            .remove(0)
+            .params;
         let collector = collector.clone();
         let tick = tick.clone();
         async move { collector.run(tick, &params).await.unwrap() }
@@ -298,7 +304,7 @@ async fn packet_options_are_checked_and_used() {
             with(4, json!({"payload_size": 65_000})),
         ],
     };
-    let jobs = collector.jobs(&configs);
+    let jobs = collector.jobs(&configs, &mut Problems::default());
     let ids: Vec<&JobId> = jobs.iter().map(|j| &j.id).collect();
     assert_eq!(ids, [&JobId::new("entity.1")]);
     let packet = jobs[0].params.settings.packet;
@@ -337,7 +343,7 @@ async fn literal_addresses_get_their_series_with_the_job() {
             ),
         ],
     };
-    let jobs = collector.jobs(&configs);
+    let jobs = collector.jobs(&configs, &mut Problems::default());
     assert!(jobs[0].params.series.iter().all(|s| s.is_some()));
     assert!(jobs[1].params.series.iter().all(|s| !s.is_some()));
 }

@@ -15,7 +15,7 @@ use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeEntity, FakeGrafolean, ProtocolConfig, RunningBot,
     ValueMethod,
 };
-use grafolean_ping_bot::{Pinger, PingerOptions};
+use grafolean_ping_bot::PingerOptions;
 
 /// The entity id in `entity.<id>.…`.
 fn entity_of(path: &str) -> u64 {
@@ -68,8 +68,7 @@ async fn ping_bot_posts_the_python_paths_to_grafolean_inner() {
     let settings = Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()])
         .unwrap()
         .with_bot_token(BOT_TOKEN);
-    let pinger = Pinger::new(PingerOptions::default()).unwrap();
-    let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
+    let bot = RunningBot::start(grafolean_ping_bot::bot(PingerOptions::default()), settings);
 
     // Wait until every entity has sent its success value once.
     let mut by_entity: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::netns::{self, sh};
-use grafolean_collector::{Collector, EntityConfig, Intervals, JobConfigs, SensorConfig, Tick};
+use grafolean_collector::{
+    Collector, EntityConfig, Intervals, JobConfigs, Problems, SensorConfig, Tick,
+};
 use grafolean_ping_bot::metrics::PingMetrics;
 use grafolean_ping_bot::resolve::{Resolver, ResolverOptions};
 use grafolean_ping_bot::{PingCollector, PingParams, Pinger, PingerOptions};
@@ -68,9 +70,12 @@ fn entity(id: u64, details: serde_json::Value) -> EntityConfig {
 }
 
 fn params(collector: &PingCollector, entity: EntityConfig) -> PingParams {
-    let mut jobs = collector.jobs(&JobConfigs {
-        entities: vec![entity],
-    });
+    let mut jobs = collector.jobs(
+        &JobConfigs {
+            entities: vec![entity],
+        },
+        &mut Problems::default(),
+    );
     assert_eq!(jobs.len(), 1);
     jobs.remove(0).params
 }

@@ -5,7 +5,7 @@ use clap::Parser;
 use grafolean_collector::Settings;
 use grafolean_collector::testing::RunningBot;
 use grafolean_collector::testing::prometheus::{Prometheus, value_of};
-use grafolean_ping_bot::{Pinger, PingerOptions};
+use grafolean_ping_bot::PingerOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_running_ping_bot() {
@@ -14,8 +14,7 @@ async fn prometheus_scrapes_the_running_ping_bot() {
         std::env::var_os("BACKEND_URL").is_none(),
         "BACKEND_URL must not be set for this test"
     );
-    let pinger = Pinger::new(PingerOptions::default()).unwrap();
-    let bot = RunningBot::start(grafolean_ping_bot::bot(pinger), settings);
+    let bot = RunningBot::start(grafolean_ping_bot::bot(PingerOptions::default()), settings);
     let target = bot.url().trim_start_matches("http://").to_string();
 
     let prometheus = Prometheus::start(&target);

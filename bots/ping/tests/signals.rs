@@ -171,6 +171,10 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
+    assert!(
+        help.contains("[default: 127.0.0.1:9742]"),
+        "--help names the bot's port:\n{help}"
+    );
     let out = Command::new(BIN)
         .env("BACKEND_URL", "http://127.0.0.1:9/api")
         .env_remove("BOT_TOKEN")

@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use common::netns::{self, Lab, SILENT_V4, SILENT_V6};
-use grafolean_collector::{Collector, EntityConfig, Intervals, JobConfigs, SensorConfig, Tick};
+use grafolean_collector::{
+    Collector, EntityConfig, Intervals, JobConfigs, Problems, SensorConfig, Tick,
+};
 use grafolean_ping_bot::PingCollector;
 use grafolean_ping_bot::icmp::{Family, Pinger, PingerOptions, SocketChoice, SocketKind};
 
@@ -168,9 +170,12 @@ async fn collector_reports_a_silent_entity_as_down_inner() {
         }],
         origin: None,
     };
-    let jobs = collector.jobs(&JobConfigs {
-        entities: vec![entity],
-    });
+    let jobs = collector.jobs(
+        &JobConfigs {
+            entities: vec![entity],
+        },
+        &mut Problems::default(),
+    );
     assert_eq!(jobs.len(), 1);
     let tick = Tick {
         at: SystemTime::now(),

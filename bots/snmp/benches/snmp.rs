@@ -29,7 +29,9 @@ use common::{BIG_TABLE, Snmpd, steal};
 use grafolean_collector::api::BotToken;
 use grafolean_collector::api::{Client, PostValue};
 use grafolean_collector::testing::{FakeAccount, FakeGrafolean};
-use grafolean_collector::{Collector, EntityConfig, JobConfigs, JobSpec, SensorConfig, Tick};
+use grafolean_collector::{
+    Collector, EntityConfig, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
+};
 use grafolean_snmp_bot::agent::Agents;
 use grafolean_snmp_bot::{SnmpCollector, SnmpJob, SnmpSettings};
 use serde_json::{Value as Json, json};
@@ -100,7 +102,7 @@ fn entity(id: u64, ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> 
 }
 
 fn poll_jobs(c: &SnmpCollector, entities: Vec<EntityConfig>) -> Vec<JobSpec<SnmpJob>> {
-    c.jobs(&JobConfigs { entities })
+    c.jobs(&JobConfigs { entities }, &mut Problems::default())
         .into_iter()
         .filter(|s| matches!(s.params, SnmpJob::Poll(_)))
         .collect()

@@ -2,14 +2,10 @@
 //! and Prometheus names.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use grafolean_collector::Bot;
-use grafolean_collector::MappedPath;
+use grafolean_collector::{Bot, MappedPath};
 
-use tokio::task::JoinHandle;
-
-use crate::SnmpCollector;
+use crate::collector::SnmpCollector;
 use crate::state_file::StateKeeper;
 
 /// The admin server's default address: `127.0.0.1:9743` (the ping bot's is 9742).
@@ -22,52 +18,34 @@ pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 
 /// The SNMP bot, ready for [`Bot::main`] or [`Bot::run`]. Its own metrics
 /// (`snmp_device_timeouts_total`, `snmp_sensor_errors_total`) are
-/// registered with the SDK's registry.
+/// registered with the SDK's registry, and with a backend the collector
+/// writes interface entities through the runtime's API client.
 ///
 /// With [`SnmpCollector::with_state_file`], the counter state file is loaded
-/// when the bot starts (before the first config refresh), written
-/// periodically while it runs, and once more at a clean shutdown, after the
-/// running jobs were drained (see [`crate::state_file`]). `--once` does not
-/// use it.
+/// when the bot starts (before the first config refresh), and written
+/// periodically by a supervised task, and once more at a clean shutdown,
+/// after the running jobs were drained (see [`crate::state_file`]). `--once`
+/// loads it and writes it at its end too.
 pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
-    let metrics = collector.metrics();
-    let problems = collector.problems.clone();
-    let keeper = collector.state_file().map(|(path, every)| {
-        (
-            StateKeeper::new(collector.counter_store(), path.into()),
-            every,
-        )
-    });
-    let mut b = Bot::new("grafolean-snmp-bot", collector)
-        .with_protocol("snmp")
-        .with_default_listen(DEFAULT_LISTEN)
-        .with_default_config(DEFAULT_CONFIG)
-        .with_path_mapper(map_path);
-    metrics.register(&mut b.metrics().registry_mut());
-    let _ = problems.set(b.metrics().clone());
-    if let Some((keeper, every)) = keeper {
-        let periodic: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
-        let (k, p) = (keeper.clone(), periodic.clone());
-        b = b
-            .on_start(move || {
-                k.load();
-                *p.lock().unwrap_or_else(PoisonError::into_inner) = Some(k.spawn_periodic(every));
-            })
-            .on_shutdown(move || {
-                if let Some(task) = periodic
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                {
-                    task.abort();
-                }
-                match keeper.save() {
-                    Ok(()) => tracing::info!(state_file = %keeper.path().display(), "counter state written"),
-                    Err(e) => tracing::warn!("{e}"),
-                }
+    Bot::from_fn("grafolean-snmp-bot", move |ctx| {
+        let collector = collector.with_api(ctx.client().cloned());
+        collector.metrics().register(&mut ctx.registry());
+        if let Some((path, every)) = collector.state_file() {
+            let keeper = StateKeeper::new(collector.counter_store(), path.into());
+            keeper.load();
+            ctx.spawn("state-file", move |shutdown| {
+                let keeper = keeper.clone();
+                async move { Ok(keeper.run(every, shutdown).await?) }
             });
-    }
-    b
+        }
+        Ok(collector)
+    })
+    .with_version(env!("CARGO_PKG_VERSION"))
+    .with_about(env!("CARGO_PKG_DESCRIPTION"))
+    .with_protocol("snmp")
+    .with_default_listen(DEFAULT_LISTEN)
+    .with_default_config(DEFAULT_CONFIG)
+    .with_path_mapper(map_path)
 }
 
 /// Prometheus names for SNMP paths: `entity.<id>.snmp.<name>.<index>.<descr>`

@@ -17,13 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_snmp::{Oid, Value as SnmpValue, VarBind};
 use grafolean_collector::api::Client as ApiClient;
 use grafolean_collector::{
-    BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Metrics, Tick, Value,
+    BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, Tick, Value,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -180,12 +180,6 @@ pub struct SnmpCollector {
     api: Option<ApiClient>,
     forbidden: Forbidden,
     interfaces_interval: u32,
-    /// Where the entities' config problems are reported: the SDK's
-    /// `Metrics::report_entity_problems` (warned once per change, counted in
-    /// `grafolean_bot_entity_errors_total{cause="invalid_config"}`), on the
-    /// bot's metrics once [`crate::bot`] attached them; a collector used
-    /// alone reports into metrics of its own.
-    pub(crate) problems: Arc<OnceLock<Metrics>>,
     /// Where counters are kept across restarts.
     state_file: Option<PathBuf>,
     /// How often the state file is written.
@@ -213,10 +207,17 @@ impl SnmpCollector {
             api,
             forbidden: Forbidden::new(interfaces::FORBIDDEN_RECHECK),
             interfaces_interval: INTERFACES_INTERVAL,
-            problems: Arc::default(),
             state_file: None,
             state_save_every: state_file::DEFAULT_SAVE_EVERY,
         }
+    }
+
+    /// Writes interface entities through `api` (the runtime's client, given
+    /// by [`crate::bot()`]); `None` leaves them alone.
+    #[must_use]
+    pub fn with_api(mut self, api: Option<ApiClient>) -> Self {
+        self.api = api;
+        self
     }
 
     /// Keeps the counters across restarts in `path` (`--state-file`): the
@@ -750,10 +751,9 @@ fn sensor_values(
 impl Collector for SnmpCollector {
     type Params = SnmpJob;
 
-    fn jobs(&self, configs: &JobConfigs) -> Vec<JobSpec<SnmpJob>> {
+    fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<SnmpJob>> {
         let mut specs = Vec::with_capacity(configs.entities.len() * 2);
         let mut exprs = ExprCache::default();
-        let mut problems = HashMap::new();
         for entity in &configs.entities {
             let mut notes = Vec::new();
             match jobs_for(
@@ -769,12 +769,9 @@ impl Collector for SnmpCollector {
                 )),
             }
             if !notes.is_empty() {
-                problems.insert(entity.entity_id, (entity.name.clone(), notes.join("; ")));
+                problems.entity(entity, notes.join("; "));
             }
         }
-        self.problems
-            .get_or_init(|| Metrics::new("grafolean-snmp-bot"))
-            .report_entity_problems(problems.into_iter().map(|(id, (name, p))| (id, name, p)));
         // Per-job state: drop what belongs to entities that are gone.
         let live: HashSet<u64> = specs
             .iter()

@@ -51,10 +51,9 @@ async fn main() -> ExitCode {
     // As Settings::parse_for does: a missing .env file is normal.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    // The interfaces job writes entities through its own API client; an
-    // invalid setting is reported by the runtime below.
-    let api = cli.sdk.api_client().ok().flatten();
-    let mut collector = SnmpCollector::new(api);
+    // With a backend, the bot gives the collector the runtime's API client
+    // for the interfaces job.
+    let mut collector = SnmpCollector::new(None);
     if let Some(path) = cli.state_file {
         collector = collector.with_state_file(path);
     }

@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use async_snmp::Oid;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::collector::CounterStore;
 use crate::counters::{Counters, Sample};
@@ -388,19 +389,31 @@ impl StateKeeper {
     }
 
     /// Writes the file every `every` (the first time one `every` from now),
-    /// off the runtime's threads, until the task is aborted.
-    pub fn spawn_periodic(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let keeper = self.clone();
+    /// off the runtime's threads, until `shutdown` is cancelled; then once
+    /// more (the runtime cancels it after the running jobs were drained), and
+    /// returns that write's error, if any.
+    pub async fn run(
+        self,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), StateFileError> {
         let every = every.max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let k = keeper.clone();
-                let _ = tokio::task::spawn_blocking(move || k.save_logged()).await;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = shutdown.cancelled() => break,
             }
-        })
+            let k = self.clone();
+            let _ = tokio::task::spawn_blocking(move || k.save_logged()).await;
+        }
+        let k = self.clone();
+        tokio::task::spawn_blocking(move || k.save())
+            .await
+            .unwrap_or_else(|e| panic!("the final write of the state file panicked: {e}"))?;
+        tracing::info!(state_file = %self.path.display(), "counter state written");
+        Ok(())
     }
 }
 
@@ -657,23 +670,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_periodic_write_runs_until_aborted() {
+    async fn the_periodic_write_runs_until_shutdown_then_writes_once_more() {
         let d = dir("periodic");
         let path = d.join("state.json");
         let keeper = StateKeeper::new(SnmpCollector::default().counter_store(), path.clone());
-        let task = keeper.spawn_periodic(Duration::from_millis(50));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(keeper.run(Duration::from_millis(50), shutdown.clone()));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !path.exists() {
             assert!(std::time::Instant::now() < deadline, "never written");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        task.abort();
-        let _ = task.await;
-        // A write that was under way when the task was aborted still ends.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let first = load(&path).unwrap().unwrap().saved_at;
+        let periodic = load(&path).unwrap().unwrap().saved_at;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let last = load(&path).unwrap().unwrap().saved_at;
+        assert!(last > periodic, "written once more at shutdown");
+        // Nothing is written after the task returned.
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(load(&path).unwrap().unwrap().saved_at, first);
+        assert_eq!(load(&path).unwrap().unwrap().saved_at, last);
         assert_eq!(names(&d), vec!["state.json".to_string()]);
         std::fs::remove_dir_all(d).unwrap();
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{BIG_TABLE, PASS_OID, Snmpd};
 use grafolean_collector::{
-    Collector, EntityConfig, Intervals, JobConfigs, JobSpec, SensorConfig, Tick,
+    Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
 };
 use grafolean_snmp_bot::{SnmpCollector, SnmpJob};
 use serde_json::{Value as Json, json};
@@ -87,7 +87,7 @@ fn v2c() -> Json {
 
 /// The poll job of one entity.
 fn poll_job(c: &SnmpCollector, e: EntityConfig) -> JobSpec<SnmpJob> {
-    let specs = c.jobs(&JobConfigs { entities: vec![e] });
+    let specs = c.jobs(&JobConfigs { entities: vec![e] }, &mut Problems::default());
     specs
         .into_iter()
         .find(|s| matches!(s.params, SnmpJob::Poll(_)))
@@ -523,6 +523,9 @@ async fn only_affected_sensors_run_and_state_is_pruned() {
     );
     assert_eq!(c.entities_with_state(), 1);
     // The entity went away: its state goes with it.
-    assert!(c.jobs(&JobConfigs::default()).is_empty());
+    assert!(
+        c.jobs(&JobConfigs::default(), &mut Problems::default())
+            .is_empty()
+    );
     assert_eq!(c.entities_with_state(), 0);
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use common::{PASS_OID, Snmpd, free_udp_port};
 use grafolean_collector::testing::RunningBot;
-use grafolean_collector::{Collector, EntityConfig, JobConfigs, JobSpec, SensorConfig, Tick};
+use grafolean_collector::{
+    Collector, EntityConfig, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
+};
 use grafolean_snmp_bot::state_file::{
     self, CounterRecord, EntityRecord, LoadOutcome, StateData, StateKeeper,
 };
@@ -239,9 +241,12 @@ fn poll_job(c: &SnmpCollector, ipv4: &str) -> JobSpec<SnmpJob> {
         }],
         origin: None,
     };
-    c.jobs(&JobConfigs {
-        entities: vec![entity],
-    })
+    c.jobs(
+        &JobConfigs {
+            entities: vec![entity],
+        },
+        &mut Problems::default(),
+    )
     .into_iter()
     .find(|s| matches!(s.params, SnmpJob::Poll(_)))
     .expect("a poll job")

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::timing::{job_start, system_to_millis};
 use super::*;
-use crate::{Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Tick, Value};
+use crate::{Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value};
 
 /// The wall time at the start of each test: a multiple of every interval used.
 const BASE_SECS: u64 = 1_700_000_000 - 1_700_000_000 % 3600;
@@ -58,7 +58,7 @@ struct Recorder {
 impl Collector for Recorder {
     type Params = Work;
 
-    fn jobs(&self, _configs: &JobConfigs) -> Vec<JobSpec<Work>> {
+    fn jobs(&self, _configs: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<Work>> {
         Vec::new()
     }
 

@@ -1,6 +1,7 @@
-//! Exponential backoff with jitter, for retrying a backend that is down: the
-//! one backoff of the SDK (the sender's retries, the start-up wait for the
-//! backend, the first refreshes), on `backon`'s exponential backoff.
+//! Exponential backoff with jitter, for retrying what failed: the one
+//! backoff of the SDK (the sender's retries, the start-up wait for the
+//! backend, the first refreshes, the restarts of a bot's supervised tasks),
+//! on `backon`'s exponential backoff.
 //!
 //! The delay of attempt *n* is `min · 2ⁿ⁻¹`, capped at `max`, and then
 //! scaled by a random factor in `[0.5, 1.0)`, so that many bots restarted
