@@ -70,3 +70,55 @@ async fn the_example_bot_runs_standalone_and_exports_its_values() {
     bot.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The README's test of the example against the fake Grafolean backend: an
+/// account, a bot of the `tcp` protocol with the grants Grafolean gives one,
+/// and an entity whose `address` is a listener on loopback. The values reach
+/// the backend, stamped with their tick's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_bot_sends_its_values_to_grafolean() {
+    use grafolean_collector::testing::{
+        FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
+        ProtocolConfig,
+    };
+
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = target.local_addr().unwrap().to_string();
+    tokio::spawn(async move { while target.accept().await.is_ok() {} });
+
+    let fake = FakeGrafolean::start().await;
+    let account = fake.put_account(FakeAccount::new("example"));
+    let bot_user = fake.add_account_bot(account, "tcp");
+    let credential =
+        fake.put_credential(FakeCredential::new(account, "tcp", serde_json::json!({})));
+    let sensor = fake.put_sensor(FakeSensor::new(account, "tcp", Some(1)));
+    let mut entity = FakeEntity::device(account, "web", "127.0.0.1").with_protocol(
+        "tcp",
+        ProtocolConfig {
+            credential,
+            sensors: vec![FakeSensorRef {
+                sensor,
+                interval: None,
+            }],
+            bot: None,
+        },
+    );
+    entity.details = serde_json::json!({ "address": address });
+    let entity = fake.put_entity(entity);
+
+    let settings = Settings::try_parse_from(["tcp-connect", "--backend-url", &fake.url()])
+        .unwrap()
+        .with_bot_token(&bot_user.token);
+    let bot = Bot::new("tcp-connect", tcp_connect::TcpConnect).with_protocol("tcp");
+    let bot = RunningBot::start(bot, settings);
+    let values = tokio::time::timeout(Duration::from_secs(20), fake.wait_for_values(account, 2))
+        .await
+        .expect("values reach Grafolean");
+    assert!(
+        values
+            .iter()
+            .all(|v| v.path == format!("entity.{entity}.tcp.connect_seconds") && v.v < 1.0),
+        "{values:?}"
+    );
+    bot.stop().await.unwrap();
+}

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::Metrics;
-use crate::admin::{self, AdminState, JobRow};
+use crate::admin::{self, AdminState};
+use crate::scheduler::JobStatus;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -89,25 +90,24 @@ async fn chromium_shows_the_job_rows() {
     state.set_status_provider(Arc::new(|| {
         let now = SystemTime::now();
         vec![
-            JobRow {
-                id: "ping.10.0.0.1".into(),
+            JobStatus {
                 labels: vec![("target".into(), "10.0.0.1".into())],
-                intervals: "10s,60s".into(),
                 last_run: Some(now - Duration::from_secs(4)),
                 last_duration: Some(Duration::from_millis(31)),
                 next_firing: Some(now + Duration::from_secs(6)),
                 last_error: None,
                 running: false,
+                intervals: crate::Intervals::new([10, 60]).unwrap(),
+                ..JobStatus::new("ping.10.0.0.1")
             },
-            JobRow {
-                id: "ping.<img src=x onerror=alert(1)>".into(),
+            JobStatus {
                 labels: vec![("target".into(), "bad.example".into())],
-                intervals: "5s".into(),
                 last_run: Some(now - Duration::from_secs(2)),
                 last_duration: Some(Duration::from_secs(5)),
                 next_firing: Some(now + Duration::from_secs(3)),
                 last_error: Some("run timed out after 5 s & gave up".into()),
                 running: true,
+                ..JobStatus::new("ping.<img src=x onerror=alert(1)>")
             },
         ]
     }));

@@ -23,7 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -36,35 +36,14 @@ use tokio::net::TcpListener;
 use crate::exposition::ValueStore;
 use crate::metrics::Metrics;
 use crate::problem::EntityProblem;
+use crate::scheduler::JobStatus;
 
 /// The `Content-Type` of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One job as shown on the status page. The runtime converts the scheduler's
-/// job status into these.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct JobRow {
-    /// The job id.
-    pub id: String,
-    /// The job's labels, such as `target=127.0.0.1`.
-    pub labels: Vec<(String, String)>,
-    /// The intervals, as displayed (for example `10s,60s`).
-    pub intervals: String,
-    /// When the job fires next, if it is scheduled.
-    pub next_firing: Option<SystemTime>,
-    /// When the last run started.
-    pub last_run: Option<SystemTime>,
-    /// How long the last run took.
-    pub last_duration: Option<Duration>,
-    /// The last run's error, if it failed.
-    pub last_error: Option<String>,
-    /// Whether a run is in progress.
-    pub running: bool,
-}
-
 /// Produces the status page's rows; installed by the runtime.
-pub type StatusProvider = Arc<dyn Fn() -> Vec<JobRow> + Send + Sync>;
+pub(crate) type StatusProvider = Arc<dyn Fn() -> Vec<JobStatus> + Send + Sync>;
 
 /// Why the admin server stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +132,6 @@ impl fmt::Debug for AdminState {
 pub struct AdminStateBuilder {
     metrics: Metrics,
     values: ValueStore,
-    status: Option<StatusProvider>,
     version: String,
     backend_configured: bool,
 }
@@ -173,13 +151,6 @@ impl AdminStateBuilder {
     /// with the generic mapping.
     pub fn with_values(mut self, values: ValueStore) -> Self {
         self.values = values;
-        self
-    }
-
-    /// Installs the provider of the status page's rows.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn with_status(mut self, provider: StatusProvider) -> Self {
-        self.status = Some(provider);
         self
     }
 
@@ -206,7 +177,7 @@ impl AdminStateBuilder {
             shared: Arc::new(Shared {
                 metrics: self.metrics,
                 values: self.values,
-                status: RwLock::new(self.status),
+                status: RwLock::new(None),
                 problems: RwLock::new(Arc::new([])),
                 version: self.version,
                 backend_configured: self.backend_configured,
@@ -227,7 +198,6 @@ impl AdminState {
         AdminStateBuilder {
             metrics,
             values: ValueStore::new(),
-            status: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend_configured: false,
         }
@@ -261,7 +231,7 @@ impl AdminState {
     }
 
     /// Replaces the provider of the status page's rows.
-    pub fn set_status_provider(&self, provider: StatusProvider) {
+    pub(crate) fn set_status_provider(&self, provider: StatusProvider) {
         *self
             .shared
             .status
@@ -303,7 +273,7 @@ impl AdminState {
     }
 
     /// The status page's rows, sorted by id.
-    pub fn job_rows(&self) -> Vec<JobRow> {
+    pub(crate) fn job_rows(&self) -> Vec<JobStatus> {
         let provider = self
             .shared
             .status

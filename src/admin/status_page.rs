@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::JobRow;
 use crate::problem::EntityProblem;
+use crate::scheduler::JobStatus;
 
 /// The most config problems the page lists (the rest are counted).
 const MAX_PROBLEMS: usize = 1000;
@@ -48,7 +48,7 @@ code{font-family:ui-monospace,monospace}time{white-space:nowrap}\
 footer{padding:0 24px 16px;color:#667}footer a{color:#345}";
 
 /// Renders the whole page.
-pub(crate) fn render(summary: &Summary<'_>, rows: &[JobRow], now: SystemTime) -> String {
+pub(crate) fn render(summary: &Summary<'_>, rows: &[JobStatus], now: SystemTime) -> String {
     let mut out = String::with_capacity(4096 + rows.len() * 512);
     let title = format!("{} — Grafolean bot", summary.bot);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
@@ -143,13 +143,13 @@ fn item(out: &mut String, name: &str, value: &str) {
     out.push_str("</dd></div>");
 }
 
-fn row_html(out: &mut String, row: &JobRow, now: SystemTime) {
+fn row_html(out: &mut String, row: &JobStatus, now: SystemTime) {
     out.push_str(if row.last_error.is_some() {
         "<tr class=\"job error\"><td><code>"
     } else {
         "<tr class=\"job\"><td><code>"
     });
-    escape(out, &row.id);
+    escape(out, row.id.as_str());
     out.push_str("</code>");
     if row.running {
         out.push_str(" <span class=\"run\">running</span>");
@@ -164,7 +164,7 @@ fn row_html(out: &mut String, row: &JobRow, now: SystemTime) {
         out.push_str("</span>");
     }
     out.push_str("</td><td>");
-    escape(out, &row.intervals);
+    escape(out, &row.intervals.to_string());
     out.push_str("</td><td>");
     when(out, row.last_run, now);
     out.push_str("</td><td>");
@@ -296,19 +296,17 @@ mod tests {
     fn page_escapes_everything_and_lists_rows() {
         let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
         let rows = vec![
-            JobRow {
-                id: "ping.<script>".into(),
+            JobStatus {
                 labels: vec![("target".into(), "a\"&b".into())],
-                intervals: "10s,60s".into(),
                 last_run: Some(now - Duration::from_secs(3)),
                 last_duration: Some(Duration::from_millis(12)),
                 next_firing: Some(now + Duration::from_secs(7)),
                 last_error: Some("timeout <after 5 s>".into()),
                 running: true,
+                ..JobStatus::new("ping.<script>")
             },
-            JobRow {
-                id: "ping.ok".into(),
-                ..JobRow::default()
+            JobStatus {
+                ..JobStatus::new("ping.ok")
             },
         ];
         let page = render(&summary(), &rows, now);

@@ -271,10 +271,9 @@ async fn spawn(state: AdminState) -> (String, tokio::sync::oneshot::Sender<()>) 
 async fn routes_over_http() {
     let s = state();
     s.set_status_provider(Arc::new(|| {
-        vec![JobRow {
-            id: "ping.a".into(),
+        vec![JobStatus {
             last_error: Some("boom".into()),
-            ..JobRow::default()
+            ..JobStatus::new("ping.a")
         }]
     }));
     let (base, stop) = spawn(s.clone()).await;
@@ -342,10 +341,9 @@ async fn a_5_mb_label_value_makes_neither_page_large() {
         .update(&JobId::new("big"), &labels, &[Value::new("a.b", 1.0)]);
     let rows = labels.clone();
     s.set_status_provider(Arc::new(move || {
-        vec![JobRow {
-            id: "big".into(),
+        vec![JobStatus {
             labels: rows.clone(),
-            ..JobRow::default()
+            ..JobStatus::new("big")
         }]
     }));
     let (base, stop) = spawn(s).await;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::admin::{self, AdminState, JobRow};
+use crate::admin::{self, AdminState};
 use crate::api::Client;
 use crate::collector::{BoxError, Collector};
 use crate::exposition::{MappedPath, ValueStore};
@@ -353,22 +353,7 @@ impl<C: Collector> Bot<C> {
         );
         {
             let scheduler = scheduler.clone();
-            state.set_status_provider(Arc::new(move || {
-                scheduler
-                    .status()
-                    .into_iter()
-                    .map(|s| JobRow {
-                        id: s.id.to_string(),
-                        labels: s.labels,
-                        intervals: s.intervals.to_string(),
-                        next_firing: s.next_firing,
-                        last_run: s.last_run,
-                        last_duration: s.last_duration,
-                        last_error: s.last_error,
-                        running: s.running,
-                    })
-                    .collect()
-            }));
+            state.set_status_provider(Arc::new(move || scheduler.status()));
         }
 
         let refresher = Refresher {

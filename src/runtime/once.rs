@@ -4,6 +4,7 @@
 //! each job returns, or why it failed, without waiting for an interval. It
 //! sends nothing unless `--send` is given.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -47,24 +48,41 @@ impl Outcome {
     }
 }
 
-pub(super) async fn run<C: Collector>(mut bot: Bot<C>, settings: Settings) -> ExitCode {
+pub(super) async fn run<C: Collector>(bot: Bot<C>, settings: Settings) -> ExitCode {
+    run_to(
+        bot,
+        settings,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await
+}
+
+/// [`run`], printing the table (or the Prometheus text) to `out` and what
+/// could not run, and why, to `err`.
+async fn run_to<C: Collector>(
+    mut bot: Bot<C>,
+    settings: Settings,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> ExitCode {
     // The same set-up as `Bot::run`: the settings, the config source, and the
     // collector built from its context.
     let start = match bot.set_up(&settings) {
         Ok(start) => start,
         Err(e) => {
-            eprintln!("{e}");
+            let _ = writeln!(err, "{e}");
             return ExitCode::from(if e.is_usage() { 2 } else { 1 });
         }
     };
     let (collector, tasks) = match bot.build(start.client.clone()) {
         Ok(built) => built,
         Err(e) => {
-            eprintln!("{e}");
+            let _ = writeln!(err, "{e}");
             return ExitCode::FAILURE;
         }
     };
-    let exit = run_jobs(&bot, &settings, start, collector).await;
+    let exit = run_jobs(&bot, &settings, start, collector, out, err).await;
     tasks.shutdown(bot.drain_deadline).await;
     exit
 }
@@ -76,25 +94,29 @@ async fn run_jobs<C: Collector>(
     settings: &Settings,
     start: super::Start,
     collector: Arc<C>,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
 ) -> ExitCode {
     let mut loaded = match start.source.load(&start.fetch_options, true).await {
         Ok(loaded) => loaded.unwrap_or_default(),
         Err(e) => {
-            eprintln!("could not load the job configs: {e}");
+            let _ = writeln!(err, "could not load the job configs: {e}");
             return ExitCode::FAILURE;
         }
     };
     for failed in &loaded.failed {
-        match failed.entity {
-            Some(entity) => eprintln!(
+        let _ = match failed.entity {
+            Some(entity) => writeln!(
+                err,
                 "entity {entity} of account {}: not run, the backend failed: {}",
                 failed.account, failed.reason
             ),
-            None => eprintln!(
+            None => writeln!(
+                err,
                 "account {}: not run, the backend failed to list its entities: {}",
                 failed.account, failed.reason
             ),
-        }
+        };
     }
     let mut problems = Problems::default();
     problems.extend(std::mem::take(&mut loaded.skipped));
@@ -107,7 +129,7 @@ async fn run_jobs<C: Collector>(
                 None => format!("entity {id} of account {}", p.account),
             },
         );
-        eprintln!("{entity}: not run ({}): {}", p.cause, p.reason);
+        let _ = writeln!(err, "{entity}: not run ({}): {}", p.cause, p.reason);
     }
     let shard = match start.fetch_options.shard {
         Some(shard) => format!(
@@ -116,7 +138,8 @@ async fn run_jobs<C: Collector>(
         ),
         None => String::new(),
     };
-    eprintln!(
+    let _ = writeln!(
+        err,
         "{} entities, {} jobs from {}{shard}; running each once",
         loaded.configs.entities.len(),
         specs.len(),
@@ -158,7 +181,7 @@ async fn run_jobs<C: Collector>(
     outcomes.sort_by(|a, b| a.job.cmp(&b.job));
 
     match settings.format {
-        OnceFormat::Table => print_table(&outcomes),
+        OnceFormat::Table => print_table(&outcomes, out),
         OnceFormat::Prometheus => {
             let store = bot.values.clone();
             for o in &outcomes {
@@ -166,7 +189,7 @@ async fn run_jobs<C: Collector>(
                     store.update(&JobId::new(o.job.clone()), &o.labels, values);
                 }
             }
-            print!("{}", render(&store));
+            let _ = write!(out, "{}", render(&store));
         }
     }
 
@@ -180,7 +203,7 @@ async fn run_jobs<C: Collector>(
             let sender = match crate::sender::Sender::builder(client, bot.metrics.clone()).build() {
                 Ok(sender) => sender,
                 Err(e) => {
-                    eprintln!("the sender could not start: {e}");
+                    let _ = writeln!(err, "the sender could not start: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -190,14 +213,18 @@ async fn run_jobs<C: Collector>(
                     (RunOutcome::Ok(values), Some(account)) => {
                         sender.submit(account, &JobId::new(o.job), o.tick.at, values);
                     }
-                    (RunOutcome::Ok(_), None) => eprintln!(
-                        "job {name}: not sent, it has no account (make it with JobSpec::for_entity)"
-                    ),
+                    (RunOutcome::Ok(_), None) => {
+                        let _ = writeln!(
+                            err,
+                            "job {name}: not sent, it has no account (make it with JobSpec::for_entity)"
+                        );
+                    }
                     _ => {}
                 }
             }
             let report = sender.shutdown(bot.drain_deadline).await;
-            eprintln!(
+            let _ = writeln!(
+                err,
                 "sent: {} delivered, {} spooled, {} dropped{}",
                 report.delivered,
                 report.spooled,
@@ -208,17 +235,20 @@ async fn run_jobs<C: Collector>(
     }
     let unloaded = loaded.failed.len();
     if unloaded > 0 {
-        eprintln!("{unloaded} entities or accounts could not be loaded: the backend failed");
+        let _ = writeln!(
+            err,
+            "{unloaded} entities or accounts could not be loaded: the backend failed"
+        );
     }
     if failed > 0 {
-        eprintln!("{failed} of {ran} job(s) failed");
+        let _ = writeln!(err, "{failed} of {ran} job(s) failed");
     }
     if ran == 0 {
         let why = match problems.iter().count() {
             0 => "the config has no entity this bot can use".to_string(),
             n => format!("{n} entities could not be used (above)"),
         };
-        eprintln!("nothing ran: {why}");
+        let _ = writeln!(err, "nothing ran: {why}");
     }
     if failed > 0 || unloaded > 0 || ran == 0 {
         ExitCode::FAILURE
@@ -236,7 +266,7 @@ fn render(store: &ValueStore) -> String {
     out
 }
 
-fn print_table(outcomes: &[Outcome]) {
+fn print_table(outcomes: &[Outcome], out: &mut (dyn Write + Send)) {
     let mut rows: Vec<[String; 3]> = vec![["JOB".into(), "PATH".into(), "VALUE".into()]];
     for o in outcomes {
         let name = o.name();
@@ -259,6 +289,106 @@ fn print_table(outcomes: &[Outcome]) {
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1) = (width(0), width(1));
     for r in &rows {
-        println!("{:<w0$}  {:<w1$}  {}", r[0], r[1], r[2]);
+        let _ = writeln!(out, "{:<w0$}  {:<w1$}  {}", r[0], r[1], r[2]);
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::collector::BoxError;
+    use crate::config::JobConfigs;
+    use crate::job::{Intervals, JobSpec};
+    use crate::scheduler::SchedulerOptions;
+    use crate::value::Value;
+
+    /// Three jobs, every 60 s: one answers, one hangs, one panics.
+    struct Mixed;
+
+    impl Collector for Mixed {
+        type Params = u8;
+        fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<u8>> {
+            (0..3)
+                .map(|i| {
+                    JobSpec::new(format!("job{i}"), Intervals::one(60).unwrap(), i)
+                        .with_label("target", format!("10.0.0.{i}"))
+                })
+                .collect()
+        }
+        async fn run(&self, _: Tick, which: &u8) -> Result<Vec<Value>, BoxError> {
+            match which {
+                0 => Ok(vec![Value::new("mixed.answer", 42.0)]),
+                1 => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Vec::new())
+                }
+                _ => panic!("job 2 fell over"),
+            }
+        }
+    }
+
+    async fn once(bot: Bot<Mixed>) -> (ExitCode, String, String, Duration) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        let code = run_to(bot, Settings::default(), &mut out, &mut err).await;
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (code, text(out), text(err), started.elapsed())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_and_a_panicking_job_are_reported_under_the_run_timeout() {
+        let options = SchedulerOptions::default().with_run_timeout(Duration::from_millis(300));
+        let bot = Bot::new("mixed", Mixed).with_scheduler_options(options);
+        let (code, out, err, took) = once(bot).await;
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::FAILURE));
+        // The run timeout, not the job's 60 s interval.
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        let line = |job: &str| {
+            out.lines()
+                .find(|l| l.starts_with(job))
+                .unwrap_or_else(|| panic!("no line for {job}:\n{out}"))
+                .to_string()
+        };
+        assert!(
+            line("job0 (target=10.0.0.0)").contains("mixed.answer"),
+            "{out}"
+        );
+        assert!(
+            line("job1 (target=10.0.0.1)").contains("timed out after 300 ms"),
+            "{out}"
+        );
+        assert!(
+            line("job2 (target=10.0.0.2)").contains("panicked: job 2 fell over"),
+            "{out}"
+        );
+        assert!(err.contains("2 of 3 job(s) failed"), "{err}");
+    }
+
+    /// No job at all (every entity unusable, or none): not a success.
+    #[tokio::test]
+    async fn nothing_to_run_is_a_failure_that_says_why() {
+        struct Nothing;
+        impl Collector for Nothing {
+            type Params = ();
+            fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<()>> {
+                Vec::new()
+            }
+            async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> {
+                Ok(Vec::new())
+            }
+        }
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_to(
+            Bot::new("nothing", Nothing),
+            Settings::default(),
+            &mut out,
+            &mut err,
+        )
+        .await;
+        assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::FAILURE));
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("nothing ran"), "{err}");
     }
 }

@@ -280,6 +280,23 @@ pub(crate) struct JobStatus {
     pub running: bool,
 }
 
+impl JobStatus {
+    /// A job with no run yet, every 10 s: for tests of what shows it.
+    #[cfg(test)]
+    pub(crate) fn new(id: &str) -> Self {
+        Self {
+            id: JobId::new(id),
+            intervals: Intervals::one(10).expect("10 s is an interval"),
+            labels: Vec::new(),
+            next_firing: None,
+            last_run: None,
+            last_duration: None,
+            last_error: None,
+            running: false,
+        }
+    }
+}
+
 /// What a [`Scheduler::sync`] changed, in jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

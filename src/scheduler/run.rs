@@ -178,7 +178,7 @@ fn log_outcome<P>(
     let error = match outcome {
         RunOutcome::Ok(_) | RunOutcome::Skipped => {
             if failures > 0 {
-                tracing::info!(job = %job, ?labels, failures, "job runs again after failing");
+                tracing::info!(job = %job, labels = %Labels(labels), failures, "job runs again after failing");
             }
             return;
         }
@@ -188,12 +188,28 @@ fn log_outcome<P>(
     };
     if failures.is_power_of_two() {
         if failures == 1 {
-            tracing::warn!(job = %job, ?labels, %error, "job run failed");
+            tracing::warn!(job = %job, labels = %Labels(labels), %error, "job run failed");
         } else {
-            tracing::warn!(job = %job, ?labels, %error, failures, "job run still failing ({failures} times in a row)");
+            tracing::warn!(job = %job, labels = %Labels(labels), %error, failures, "job run still failing ({failures} times in a row)");
         }
     } else {
-        tracing::debug!(job = %job, ?labels, %error, failures, "job run failed again");
+        tracing::debug!(job = %job, labels = %Labels(labels), %error, failures, "job run failed again");
+    }
+}
+
+/// A job's labels in a log line: `entity=2,name=router`, not a `Debug`
+/// dump of the pairs.
+struct Labels<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for Labels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
     }
 }
 
