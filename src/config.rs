@@ -2,10 +2,12 @@
 //!
 //! They come from the Grafolean backend ([`crate::fetch`]) or from a local TOML
 //! file ([`crate::standalone`]), in the same shape. A bot turns them into jobs
-//! in [`Collector::jobs`](crate::Collector::jobs). The raw JSON `details` stay
+//! in [`Collector::jobs`](crate::collector::Collector::jobs). The raw JSON `details` stay
 //! available for protocol-specific parsing.
 
 use serde::{Deserialize, Serialize};
+
+use crate::job::{Intervals, JobId, JobSpec};
 
 /// Every entity config a bot should monitor, for its protocol.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -75,8 +77,38 @@ impl EntityConfig {
     }
 
     /// The set of the sensors' intervals, or `None` when no sensor has one.
-    pub fn intervals(&self) -> Option<crate::Intervals> {
-        crate::Intervals::new(self.sensors.iter().filter_map(|s| s.interval)).ok()
+    pub fn intervals(&self) -> Option<Intervals> {
+        Intervals::new(self.sensors.iter().filter_map(|s| s.interval)).ok()
+    }
+}
+
+/// A job made from an entity's config.
+impl<P> JobSpec<P> {
+    /// A spec for one entity's job: its values go to the entity's account, and
+    /// it has the label `entity="<id>"`. `id` must be stable across refreshes
+    /// and unique among the bot's jobs, such as `format!("{}", entity.entity_id)`
+    /// (or `"<id>-interfaces"` for a second job of the same entity).
+    ///
+    /// ```
+    /// use grafolean_collector::{EntityConfig, JobSpec};
+    /// let entity: EntityConfig = serde_json::from_value(serde_json::json!({
+    ///     "account_id": 1, "entity_id": 42, "name": "router", "entity_type": "device",
+    ///     "details": {"ipv4": "127.0.0.1"}, "credential_id": null, "credential_details": {},
+    ///     "sensors": [{"sensor_id": 3, "interval": 60, "details": {}}]
+    /// })).unwrap();
+    /// let spec = JobSpec::for_entity(&entity, "42", entity.intervals().unwrap(), ());
+    /// assert_eq!(spec.account, Some(1));
+    /// assert_eq!(&spec.labels[..], [("entity".to_string(), "42".to_string())]);
+    /// ```
+    pub fn for_entity(
+        entity: &EntityConfig,
+        id: impl Into<JobId>,
+        intervals: Intervals,
+        params: P,
+    ) -> Self {
+        Self::new(id, intervals, params)
+            .with_account(entity.account_id)
+            .with_label("entity", entity.entity_id.to_string())
     }
 }
 

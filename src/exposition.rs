@@ -27,7 +27,7 @@
 //! Then, for both mapped and generic series:
 //!
 //! - the job's labels (such as `target="127.0.0.1"`, from
-//!   [`JobSpec::labels`](crate::JobSpec::labels)) are added, unless the path
+//!   [`JobSpec::labels`](crate::job::JobSpec::labels)) are added, unless the path
 //!   already produced a label of that name;
 //! - metric and label names are sanitised to Prometheus' character sets, and
 //!   label values are escaped;
@@ -48,7 +48,8 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::MetricType;
 
-use crate::{JobId, Value};
+use crate::job::JobId;
+use crate::value::Value;
 
 /// What a path becomes on `/metrics`: a metric name, labels, and a scale.
 ///
@@ -57,8 +58,8 @@ use crate::{JobId, Value};
 /// the label `entity="<id>"`, and the rest becomes `grafolean_value_<segments
 /// joined with _>`, so `entity.42.snmp.if-in.3` is
 /// `grafolean_value_snmp_if_in_3{entity="42"}`. A bot names its own series with
-/// [`Bot::with_path_mapper`](crate::Bot::with_path_mapper); the job's labels
-/// ([`JobSpec::with_label`](crate::JobSpec::with_label)) are added to either.
+/// [`Bot::with_path_mapper`](crate::runtime::Bot::with_path_mapper); the job's labels
+/// ([`JobSpec::with_label`](crate::job::JobSpec::with_label)) are added to either.
 /// Names are sanitised and label values escaped (and capped in length) by the
 /// SDK.
 ///

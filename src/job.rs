@@ -228,33 +228,6 @@ impl<P> JobSpec<P> {
         }
     }
 
-    /// A spec for one entity's job: its values go to the entity's account, and
-    /// it has the label `entity="<id>"`. `id` must be stable across refreshes
-    /// and unique among the bot's jobs, such as `format!("{}", entity.entity_id)`
-    /// (or `"<id>-interfaces"` for a second job of the same entity).
-    ///
-    /// ```
-    /// use grafolean_collector::{EntityConfig, JobSpec};
-    /// let entity: EntityConfig = serde_json::from_value(serde_json::json!({
-    ///     "account_id": 1, "entity_id": 42, "name": "router", "entity_type": "device",
-    ///     "details": {"ipv4": "127.0.0.1"}, "credential_id": null, "credential_details": {},
-    ///     "sensors": [{"sensor_id": 3, "interval": 60, "details": {}}]
-    /// })).unwrap();
-    /// let spec = JobSpec::for_entity(&entity, "42", entity.intervals().unwrap(), ());
-    /// assert_eq!(spec.account, Some(1));
-    /// assert_eq!(&spec.labels[..], [("entity".to_string(), "42".to_string())]);
-    /// ```
-    pub fn for_entity(
-        entity: &crate::EntityConfig,
-        id: impl Into<JobId>,
-        intervals: Intervals,
-        params: P,
-    ) -> Self {
-        Self::new(id, intervals, params)
-            .with_account(entity.account_id)
-            .with_label("entity", entity.entity_id.to_string())
-    }
-
     /// Sets the alignment.
     #[must_use]
     pub fn with_align(mut self, align: Align) -> Self {

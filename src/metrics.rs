@@ -4,7 +4,7 @@
 //! lateness), the refresh loop (refresh duration and errors), the sender
 //! (values sent, buffered, replayed and dropped). A bot registers its own
 //! metrics into the same registry through the
-//! [`Context`](crate::Context) it is built from, and the admin server encodes
+//! [`Context`](crate::runtime::Context) it is built from, and the admin server encodes
 //! it on `/metrics`.
 //!
 //! A bot whose metrics are cheaper to read on demand than to keep current
@@ -65,6 +65,16 @@ pub(crate) enum DropReason {
     shutdown,
 }
 
+impl DropReason {
+    /// Why a value that does not validate is dropped.
+    pub(crate) fn of(error: &crate::value::ValueError) -> Self {
+        match error {
+            crate::value::ValueError::NotFinite { .. } => Self::invalid_value,
+            _ => Self::invalid_path,
+        }
+    }
+}
+
 /// Labels of the dropped-values counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReasonLabels {
@@ -77,7 +87,7 @@ struct ModeLabels {
     mode: &'static str,
 }
 
-/// Labels of the entity errors counter: a [`SkipCause`](crate::SkipCause)
+/// Labels of the entity errors counter: a [`SkipCause`](crate::problem::SkipCause)
 /// in one word.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CauseLabels {
@@ -166,10 +176,9 @@ impl Metrics {
     pub fn new(bot: &str) -> Self {
         // The bot's own metrics go into the root registry under their own
         // names; the SDK's into a sub-registry under `grafolean_bot_`; the
-        // process metrics and (through the admin server) the value gauges are
+        // admin server adds the process metrics and the value gauges as
         // collectors of the root. One encoder writes all of them.
         let mut root = Registry::default();
-        root.register_collector(Box::new(crate::admin::ProcessCollector));
         let registry = root.sub_registry_with_prefix(PREFIX);
         let jobs_scheduled = Gauge::default();
         registry.register(

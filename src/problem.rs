@@ -3,7 +3,7 @@
 //! The refresh finds some (an entity that does not parse, a sensor that
 //! answers 404); a collector finds others while it makes its jobs (a value
 //! out of range), and reports them through the [`Problems`] that
-//! [`Collector::jobs`](crate::Collector::jobs) is given. The runtime treats
+//! [`Collector::jobs`](crate::collector::Collector::jobs) is given. The runtime treats
 //! both alike: it warns about a problem when it appears or changes, says when
 //! it is gone, counts it at every refresh in
 //! `grafolean_bot_entity_errors_total{cause}`, and shows it on the status
@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::EntityConfig;
+use crate::config::EntityConfig;
 
 /// Why an entity was left out: the `cause` label of
 /// `grafolean_bot_entity_errors_total`.
@@ -75,7 +75,7 @@ pub struct EntityProblem {
 }
 
 /// The config problems a collector found while making its jobs; see
-/// [`Collector::jobs`](crate::Collector::jobs).
+/// [`Collector::jobs`](crate::collector::Collector::jobs).
 ///
 /// ```
 /// use grafolean_collector::{EntityConfig, Problems};
@@ -93,7 +93,7 @@ pub struct Problems(Vec<EntityProblem>);
 impl Problems {
     /// Reports that `entity` cannot be used, in whole or in part, and why
     /// (say what to change). Report every problem at every call of
-    /// [`Collector::jobs`](crate::Collector::jobs): one that is not reported
+    /// [`Collector::jobs`](crate::collector::Collector::jobs): one that is not reported
     /// again is taken to be fixed.
     pub fn entity(&mut self, entity: &EntityConfig, problem: impl Into<String>) {
         self.0.push(EntityProblem {

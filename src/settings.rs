@@ -15,6 +15,9 @@ use clap::{CommandFactory, Parser, ValueEnum};
 
 use crate::token::{BotToken, TokenError};
 
+pub(crate) mod error;
+pub use error::SettingsError;
+
 /// The default seconds between config refreshes, as in the Python bots.
 pub(crate) const DEFAULT_REFRESH_SECONDS: u64 = 120;
 /// The default of `--max-response-mib`: the API client's default limit on a
@@ -47,7 +50,7 @@ pub(crate) enum OnceFormat {
 }
 
 /// Every setting of a bot: the flags and environment variables that the README
-/// lists. A bot's `main` gets them from [`Bot::main`](crate::Bot::main), from
+/// lists. A bot's `main` gets them from [`Bot::main`](crate::runtime::Bot::main), from
 /// [`Settings::parse_for`], or flattened into its own clap struct.
 ///
 /// ```
@@ -176,17 +179,6 @@ impl std::fmt::Debug for RawToken {
     }
 }
 
-/// A setting that is invalid.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting {setting}: {reason}")]
-#[non_exhaustive]
-pub struct SettingsError {
-    /// The setting, as a flag and environment variable.
-    pub setting: &'static str,
-    /// Why it is invalid.
-    pub reason: String,
-}
-
 /// Where a validated bot gets its job configs.
 #[derive(Clone, Debug)]
 pub(crate) enum Source {
@@ -279,7 +271,7 @@ impl Settings {
     }
 
     /// The same settings with this replica's share, `i/n` or an ordinal
-    /// (`--shard`, `SHARD`; checked by [`Bot::run`](crate::Bot::run)).
+    /// (`--shard`, `SHARD`; checked by [`Bot::run`](crate::runtime::Bot::run)).
     pub fn with_shard(mut self, shard: impl Into<String>) -> Self {
         self.shard = Some(shard.into());
         self
@@ -294,7 +286,7 @@ impl Settings {
 
     /// Parses the command line, after reading `.env` from the working
     /// directory. `--help` names the binary and nothing else; a bot's `main`
-    /// that parses before it builds its [`Bot`](crate::Bot) uses
+    /// that parses before it builds its [`Bot`](crate::runtime::Bot) uses
     /// [`Settings::parse_for`] to show its own name, version and description.
     #[cfg(feature = "runtime")]
     pub fn from_env_and_args() -> Self {
@@ -387,7 +379,7 @@ impl Settings {
     }
 
     /// This replica's shard (`--shard`, `--shard-count`), if any.
-    pub(crate) fn shard(&self) -> Result<Option<crate::Shard>, SettingsError> {
+    pub(crate) fn shard(&self) -> Result<Option<crate::shard::Shard>, SettingsError> {
         crate::shard::parse(self.shard.as_deref(), self.shard_count.as_deref())
             .map_err(|(setting, reason)| SettingsError { setting, reason })
     }

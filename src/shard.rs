@@ -81,8 +81,8 @@ impl Shard {
     /// Replica `index` (from 0) of `count` replicas; an error names what is
     /// wrong (a count of 0 or above [`Shard::MAX_COUNT`], an index not below
     /// the count) as the `--shard` setting would.
-    pub fn new(index: u32, count: u32) -> Result<Self, crate::SettingsError> {
-        Self::checked(index, count).map_err(|e| crate::SettingsError {
+    pub fn new(index: u32, count: u32) -> Result<Self, crate::settings::error::SettingsError> {
+        Self::checked(index, count).map_err(|e| crate::settings::error::SettingsError {
             setting: "--shard (SHARD)",
             reason: e.to_string(),
         })
@@ -168,7 +168,7 @@ pub(crate) fn owner(entity_id: u64, count: u32) -> u32 {
 }
 
 /// Keeps the entities of `configs` that `shard` owns (all of them without a shard).
-pub(crate) fn retain_owned(shard: Option<&Shard>, configs: &mut crate::JobConfigs) {
+pub(crate) fn retain_owned(shard: Option<&Shard>, configs: &mut crate::config::JobConfigs) {
     if let Some(shard) = shard {
         configs.entities.retain(|e| shard.owns(e.entity_id));
     }

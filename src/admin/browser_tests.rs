@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::Metrics;
 use crate::admin::{self, AdminState};
+use crate::metrics::Metrics;
 use crate::scheduler::JobStatus;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -97,7 +97,7 @@ async fn chromium_shows_the_job_rows() {
                 next_firing: Some(now + Duration::from_secs(6)),
                 last_error: None,
                 running: false,
-                intervals: crate::Intervals::new([10, 60]).unwrap(),
+                intervals: crate::job::Intervals::new([10, 60]).unwrap(),
                 ..JobStatus::new("ping.10.0.0.1")
             },
             JobStatus {

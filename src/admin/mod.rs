@@ -172,6 +172,9 @@ impl AdminStateBuilder {
     /// all of `/metrics`.
     #[must_use]
     pub fn build(self) -> AdminState {
+        // What the admin server adds to the bot's registry: the process's
+        // own metrics and the value gauges.
+        self.metrics.register_collector(ProcessCollector);
         self.metrics.register_collector(self.values.clone());
         AdminState {
             shared: Arc::new(Shared {

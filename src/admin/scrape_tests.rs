@@ -7,10 +7,13 @@
 //! fails with a clear message when it is missing.
 
 use crate::admin::{self, AdminState};
+use crate::exposition::MappedPath;
 use crate::exposition::ValueStore;
+use crate::job::JobId;
+use crate::metrics::Metrics;
 use crate::metrics::Outcome;
 use crate::testing::prometheus::{Prometheus, value_of};
-use crate::{JobId, MappedPath, Metrics, Value};
+use crate::value::Value;
 
 fn ping_mapper(path: &str) -> Option<MappedPath> {
     let (entity, rest) = MappedPath::split_entity(path);

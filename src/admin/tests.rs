@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
 use super::*;
-use crate::{JobId, Value};
+use crate::job::JobId;
+use crate::value::Value;
 
 /// A strict-enough OpenMetrics text parser: every line is a known comment or
 /// a well-formed sample of the family last declared, families are declared

@@ -298,7 +298,7 @@ fn label_values_are_escaped_exactly_once() {
     // The value gauges and the SDK registry are written by one encoder,
     // prometheus-client's, which escapes label values (since 0.26); the SDK
     // must not escape them again.
-    let metrics = crate::Metrics::new("a\"b\\c");
+    let metrics = crate::metrics::Metrics::new("a\"b\\c");
     let text = metrics.encode();
     assert!(
         text.contains(r#"bot="a\"b\\c""#),

@@ -17,7 +17,7 @@ use crate::job::{JobId, Tick};
 use crate::problem::Problems;
 use crate::scheduler::RunOutcome;
 use crate::scheduler::run::guarded;
-use crate::scheduler::runner::run_timeout;
+use crate::scheduler::shared::run_timeout;
 use crate::settings::{OnceFormat, Settings};
 
 /// How many jobs `--once` runs at the same time (at most; the scheduler's

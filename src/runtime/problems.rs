@@ -3,7 +3,7 @@
 //!
 //! It serves the refresh's own skips (an entity that does not parse, a
 //! sensor that answers 404) and a bot's problems (reported through
-//! [`Problems`](crate::Problems) in [`Collector::jobs`](crate::Collector::jobs))
+//! [`Problems`](crate::problem::Problems) in [`Collector::jobs`](crate::collector::Collector::jobs))
 //! alike, so that a config that never changes does not repeat its warnings at
 //! every refresh of a bot that runs for months.
 

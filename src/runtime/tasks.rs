@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::BoxError;
 use crate::backoff::Backoff;
+use crate::collector::BoxError;
 
 /// The first restart of a failed task waits about this long (with jitter);
 /// each failure in a row doubles it, up to [`MAX_RESTART_DELAY`].
@@ -129,7 +129,7 @@ impl Tasks {
                     Ok(Ok(Err(e))) => e.to_string(),
                     Ok(Err(panic)) => format!(
                         "panicked: {}",
-                        crate::scheduler::runner::panic_message(&*panic)
+                        crate::scheduler::shared::panic_message(&*panic)
                     ),
                     // Aborted at the shutdown deadline.
                     Err(_) => return,

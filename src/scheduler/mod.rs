@@ -65,7 +65,8 @@
 mod clock;
 mod queue;
 pub(crate) mod run;
-pub(crate) mod runner;
+mod runner;
+pub(crate) mod shared;
 mod timing;
 
 #[cfg(test)]
@@ -80,11 +81,13 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub(crate) use clock::Clock;
 
+use crate::collector::Collector;
 #[cfg(doc)]
-use crate::Align;
-use crate::{Collector, Intervals, JobId, JobSpec, Tick, Value};
+use crate::job::Align;
+use crate::job::{Intervals, JobId, JobSpec, Tick};
+use crate::value::Value;
 use queue::{Garbage, State};
-use runner::{RunFn, Shared};
+use shared::{RunFn, Shared};
 
 /// The default limit on runs going at once, across all jobs
 /// ([`SchedulerOptions::max_concurrent_runs`]).
@@ -209,7 +212,7 @@ pub struct RunReport {
     pub job: JobId,
     /// The Grafolean account the job's values go to.
     pub account: Option<u64>,
-    /// The job's labels ([`JobSpec::labels`](crate::JobSpec::labels)).
+    /// The job's labels ([`JobSpec::labels`](crate::job::JobSpec::labels)).
     pub labels: Arc<[(String, String)]>,
     /// The firing: its intended time and the intervals due at it.
     pub tick: Tick,

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use super::timing::{self, Millis, millis_to_system};
 use super::{JobStatus, SyncSummary};
-use crate::{Intervals, JobId, JobSpec, Tick};
+use crate::job::{Intervals, JobId, JobSpec, Tick};
 
 /// A job's runs: whether one is going, the queued firing, the last outcome.
 ///
@@ -390,7 +390,7 @@ impl<P> State<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Align, Intervals};
+    use crate::job::{Align, Intervals};
 
     fn spec(id: &str, secs: u32, params: u32) -> JobSpec<u32> {
         JobSpec::new(id, Intervals::one(secs).unwrap(), params)

@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use super::RunOutcome;
 use super::RunReport;
 use super::queue::{RunState, lock_run};
-use super::runner::{Shared, Start, lateness, panic_message, run_timeout};
+use super::shared::{Shared, Start, lateness, panic_message, run_timeout};
 use super::timing::Millis;
-use crate::{JobSpec, Tick};
+use crate::job::{JobSpec, Tick};
 
 /// The most runs whose first poll one starter task makes.
 const RUN_BATCH: usize = 64;
@@ -141,7 +141,7 @@ async fn run_task<P: Send + Sync + 'static>(
 /// Runs one run of a job under `timeout`, with its panics caught: what
 /// every run of the scheduler goes through, and `--once` too.
 pub(crate) async fn guarded<E: std::fmt::Display>(
-    run: impl Future<Output = Result<Vec<crate::Value>, E>>,
+    run: impl Future<Output = Result<Vec<crate::value::Value>, E>>,
     timeout: Duration,
 ) -> RunOutcome {
     let run = AssertUnwindSafe(run).catch_unwind();

@@ -4,36 +4,21 @@
 //! pops the due firings, applies the overlap policy, and hands the runs to
 //! [`run`](super::run). Shutdown stops it, drains the runs and aborts the rest.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::{Due, Queued, RunState, State, lock_run};
+use super::queue::{Due, Queued, State, lock_run};
 use super::run::start_runs;
-use super::timing::{Millis, system_to_millis};
-use super::{OverlapPolicy, RunOutcome, RunReport, SchedulerOptions};
-use crate::{BoxError, JobSpec, Tick, Value};
-
-/// A collector's `run`, with its type erased so that the scheduler is generic
-/// over the params only.
-pub(crate) type RunFn<P> = Box<
-    dyn Fn(
-            Tick,
-            Arc<JobSpec<P>>,
-        ) -> Pin<Box<dyn Future<Output = Result<Vec<Value>, BoxError>> + Send>>
-        + Send
-        + Sync,
->;
+use super::shared::{Shared, Start, lateness, panic_message, run_timeout};
+use super::timing::Millis;
+use super::{OverlapPolicy, RunOutcome, RunReport};
 
 /// How far the wall clock may step back before every job is rescheduled.
 const CLOCK_STEP_BACK: Millis = 1000;
@@ -41,49 +26,6 @@ const CLOCK_STEP_BACK: Millis = 1000;
 /// The longest sleep on the system clock, so that a step of the wall clock is
 /// noticed within this time.
 const MAX_SYSTEM_SLEEP: Duration = Duration::from_secs(1);
-
-/// What the timer loop, the run tasks and the handle share.
-pub(crate) struct Shared<P> {
-    pub state: Mutex<State<P>>,
-    /// Wakes the timer loop (after a sync).
-    pub wake: Notify,
-    /// Signalled when a run finishes (for shutdown's drain).
-    pub idle: Notify,
-    pub permits: Arc<Semaphore>,
-    pub run: RunFn<P>,
-    pub report: Box<dyn Fn(RunReport) + Send + Sync>,
-    pub options: SchedulerOptions,
-    pub stop: CancellationToken,
-    /// Runs in flight (including runs of jobs removed since they started).
-    pub running: AtomicUsize,
-    /// Set by shutdown: no new runs start.
-    pub stopping: AtomicBool,
-    /// Numbers the runs.
-    pub runs: AtomicU64,
-    pub timer: Mutex<Option<JoinHandle<()>>>,
-    /// Held for the whole of a sync, so that syncs do not interleave.
-    pub syncing: tokio::sync::Mutex<()>,
-    /// Cancelled if the timer loop died of a panic: nothing fires any more.
-    pub failed: CancellationToken,
-}
-
-impl<P> Shared<P> {
-    /// Locks the state. A panic never happens while it is held, but if one
-    /// did, the state is still consistent enough to go on.
-    pub fn lock(&self) -> MutexGuard<'_, State<P>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Calls the report callback, catching a panic in it.
-    pub(super) fn report(&self, report: RunReport) {
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.report)(report))) {
-            tracing::error!(
-                panic = panic_message(&*panic),
-                "the report callback panicked"
-            );
-        }
-    }
-}
 
 /// The most firings handled per lock of the state, so that run tasks
 /// finishing on other threads are not held up by a large batch.
@@ -211,15 +153,6 @@ enum Fired<P> {
     Skipped(RunReport),
 }
 
-/// A run that was decided on under the lock, to be spawned after it.
-pub(crate) struct Start<P> {
-    pub run: Arc<Mutex<RunState<P>>>,
-    pub spec: Arc<JobSpec<P>>,
-    pub tick: Tick,
-    pub missed: u64,
-    pub timeout: Duration,
-}
-
 /// Handles one due firing: starts a run, or applies the overlap policy.
 fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> Option<Fired<P>> {
     if shared.stopping.load(Ordering::Acquire) {
@@ -263,18 +196,6 @@ fn fire<P>(shared: &Shared<P>, state: &mut State<P>, due: Due, now: Millis) -> O
     }))
 }
 
-/// A run's timeout: the configured one, or the job's smallest interval (in
-/// seconds).
-pub(crate) fn run_timeout(options: &SchedulerOptions, smallest: u32) -> Duration {
-    options
-        .run_timeout
-        .unwrap_or_else(|| Duration::from_secs(u64::from(smallest)))
-}
-
-pub(super) fn lateness(tick: &Tick, now: Millis) -> Duration {
-    Duration::from_millis((now - system_to_millis(tick.at)).max(0) as u64)
-}
-
 /// Stops the timer loop, drains runs up to `deadline`, aborts the rest.
 pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
     shared.stop.cancel();
@@ -305,17 +226,6 @@ pub(crate) async fn shutdown<P>(shared: &Shared<P>, deadline: Duration) {
         for task in tasks {
             task.abort();
         }
-    }
-}
-
-/// The message of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::{Align, Intervals, JobId};
+use crate::job::{Align, Intervals, JobId};
 
 /// Milliseconds since the UNIX epoch (negative before it).
 pub(crate) type Millis = i64;

@@ -77,7 +77,7 @@ use tracing::warn;
 
 use crate::api::Client;
 use crate::job::JobId;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::value::Value;
 
 use worker::{Config, Msg, Worker};
@@ -269,7 +269,7 @@ impl Sender {
             Ok(()) => true,
             Err(e) => {
                 warn!(job = %job, path = %v.path, error = %e, "dropping an invalid value");
-                self.metrics.dropped(e.reason(), 1);
+                self.metrics.dropped(DropReason::of(&e), 1);
                 false
             }
         });

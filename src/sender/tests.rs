@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::{BotToken, Client};
+use crate::job::JobId;
 use crate::metrics::Metrics;
 use crate::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
-use crate::{JobId, Value};
+use crate::value::Value;
 
 use super::Sender;
 

@@ -18,12 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::Shared;
-
 /// The listening side of the fake: it can stop and start again on the same port.
 pub(crate) struct Server {
     pub addr: SocketAddr,
-    shared: Arc<Shared>,
+    app: Router,
     ctl: Mutex<Ctl>,
 }
 
@@ -38,17 +36,17 @@ struct Ctl {
 
 impl Server {
     /// Binds `127.0.0.1:0` and starts serving.
-    pub fn start(shared: Arc<Shared>) -> io::Result<Arc<Self>> {
+    pub fn start(app: Router) -> io::Result<Arc<Self>> {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let conns = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, conns.clone(), shared.clone()));
+        let task = tokio::spawn(serve(listener, conns.clone(), app.clone()));
         let ctl = Mutex::new(Ctl {
             task: Some(task),
             conns,
             closed: false,
         });
-        Ok(Arc::new(Self { addr, shared, ctl }))
+        Ok(Arc::new(Self { addr, app, ctl }))
     }
 
     /// Listens again on the same port, unless listening already or closed.
@@ -59,7 +57,7 @@ impl Server {
             ctl.task = Some(tokio::spawn(serve(
                 listener,
                 ctl.conns.clone(),
-                self.shared.clone(),
+                self.app.clone(),
             )));
         }
         Ok(())
@@ -93,11 +91,8 @@ impl Server {
     }
 }
 
-/// Serves `shared` on `listener` until the task is aborted.
-async fn serve(listener: TcpListener, conns: CancellationToken, shared: Arc<Shared>) {
-    let app = Router::new()
-        .fallback(super::server::handle)
-        .with_state(shared);
+/// Serves `app` on `listener` until the task is aborted.
+async fn serve(listener: TcpListener, conns: CancellationToken, app: Router) {
     let listener = FakeListener {
         inner: listener,
         conns,

@@ -16,8 +16,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
 
+use super::http::{Req, detail, json_response, text_response};
 use super::model::{Entity, ProtocolConfig, SensorRef, random_id};
-use super::server::{Req, detail, json_response, text_response};
 use super::state::State;
 
 struct Input {

@@ -274,3 +274,28 @@ pub(crate) fn load_fixture_data(s: &mut State) {
         s.entities.insert(e.id, e);
     }
 }
+
+/// The fixture's ping setup, for entities of tests.
+impl ProtocolConfig {
+    /// The fixture data set's ping setup, assigned to the main bot: credential
+    /// [`CREDENTIAL_ID`](CREDENTIAL_ID), sensor [`SENSOR_ID`](SENSOR_ID)
+    /// with `interval` (`None` = the sensor's default, 10 s), bot [`BOT_ID`](BOT_ID).
+    ///
+    /// ```
+    /// use grafolean_collector::testing::{ACCOUNT_ID, FakeEntity, ProtocolConfig};
+    /// let entity = FakeEntity::device(ACCOUNT_ID, "router", "127.0.0.1")
+    ///     .with_id(7)
+    ///     .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1)));
+    /// assert_eq!(entity.protocols["ping"].sensors[0].interval, Some(1));
+    /// ```
+    pub fn fixture_ping(interval: Option<u32>) -> Self {
+        Self {
+            credential: CREDENTIAL_ID,
+            sensors: vec![SensorRef {
+                sensor: SENSOR_ID,
+                interval,
+            }],
+            bot: Some(BOT_ID),
+        }
+    }
+}

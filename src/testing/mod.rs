@@ -61,6 +61,7 @@ mod conn;
 mod entity_writes;
 mod fault;
 mod fixture;
+mod http;
 mod latency;
 mod model;
 pub mod prometheus;
@@ -96,7 +97,7 @@ pub use running::{RunningBot, STOP_WITHIN};
 
 /// The SDK's internal rooms that its own benchmarks drive directly: the admin
 /// state and the value gauges. Not for bots, and not a stable API; a bot gets
-/// all of this from [`Bot`](crate::Bot).
+/// all of this from [`Bot`](crate::runtime::Bot).
 pub mod internals {
     pub use crate::admin::{AdminState, AdminStateBuilder};
     pub use crate::exposition::ValueStore;
@@ -156,7 +157,7 @@ impl io::Write for LogCapture {
 /// assert_eq!(metric_value(&metrics, "grafolean_bot_values_sent_total"), 0.0);
 /// assert_eq!(metric_value(&metrics, "grafolean_bot_jobs_scheduled"), 0.0);
 /// ```
-pub fn metric_value(metrics: &crate::Metrics, series: &str) -> f64 {
+pub fn metric_value(metrics: &crate::metrics::Metrics, series: &str) -> f64 {
     metrics
         .encode()
         .lines()
@@ -266,7 +267,10 @@ impl FakeGrafolean {
             next_seq: AtomicU64::new(0),
             changes: watch::Sender::new(0),
         });
-        let server = conn::Server::start(shared.clone()).expect("bind 127.0.0.1:0");
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let server = conn::Server::start(app).expect("bind 127.0.0.1:0");
         Self { shared, server }
     }
 

@@ -226,30 +226,6 @@ pub struct ProtocolConfig {
     pub bot: Option<u64>,
 }
 
-impl ProtocolConfig {
-    /// The fixture data set's ping setup, assigned to the main bot: credential
-    /// [`CREDENTIAL_ID`](super::CREDENTIAL_ID), sensor [`SENSOR_ID`](super::SENSOR_ID)
-    /// with `interval` (`None` = the sensor's default, 10 s), bot [`BOT_ID`](super::BOT_ID).
-    ///
-    /// ```
-    /// use grafolean_collector::testing::{ACCOUNT_ID, FakeEntity, ProtocolConfig};
-    /// let entity = FakeEntity::device(ACCOUNT_ID, "router", "127.0.0.1")
-    ///     .with_id(7)
-    ///     .with_protocol("ping", ProtocolConfig::fixture_ping(Some(1)));
-    /// assert_eq!(entity.protocols["ping"].sensors[0].interval, Some(1));
-    /// ```
-    pub fn fixture_ping(interval: Option<u32>) -> Self {
-        Self {
-            credential: super::CREDENTIAL_ID,
-            sensors: vec![SensorRef {
-                sensor: super::SENSOR_ID,
-                interval,
-            }],
-            bot: Some(super::BOT_ID),
-        }
-    }
-}
-
 /// A sensor on an entity's protocol.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SensorRef {
@@ -389,7 +365,7 @@ impl RecordedRequest {
 
     /// The value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        super::server::query_pairs(self.query.as_deref())
+        super::http::query_pairs(self.query.as_deref())
             .into_iter()
             .rev()
             .find(|(k, _)| k == name)

@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::collector::Collector;
+use crate::runtime::Bot;
 use crate::runtime::RunError;
 use crate::settings::Settings;
-use crate::{Bot, Collector};
 
 /// How long [`RunningBot::stop`] waits for the bot to shut down.
 pub const STOP_WITHIN: Duration = Duration::from_secs(15);

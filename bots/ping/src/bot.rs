@@ -7,7 +7,8 @@ use std::time::Duration;
 use grafolean_collector::{Bot, BoxError, MappedPath};
 use tokio_util::sync::CancellationToken;
 
-use crate::{PingCollector, Pinger, PingerOptions};
+use crate::collector::PingCollector;
+use crate::icmp::{Pinger, PingerOptions};
 
 /// The admin server's default address: `127.0.0.1:9742`.
 pub const DEFAULT_LISTEN: SocketAddr =

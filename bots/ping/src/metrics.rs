@@ -265,13 +265,13 @@ impl PingMetrics {
     }
 }
 
-/// The pinger's own counters on `/metrics`, read from [`Pinger::stats`](crate::Pinger::stats) at
+/// The pinger's own counters on `/metrics`, read from [`Pinger::stats`](crate::icmp::Pinger::stats) at
 /// each scrape: `ping_echo_requests_sent_total`, `…_answered_total`,
 /// `…_timed_out_total`, `…_send_errors_total`, and
 /// `ping_echo_replies_unmatched_total` (replies that were not this pinger's:
 /// a rise there with several bots on one host is their replies, rejected).
 #[derive(Clone, Debug)]
-pub(crate) struct PingerCollector(pub(crate) crate::Pinger);
+pub(crate) struct PingerCollector(pub(crate) crate::icmp::Pinger);
 
 impl prometheus_client::collector::Collector for PingerCollector {
     fn encode(

@@ -12,7 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use super::timing::{job_start, system_to_millis};
 use super::*;
-use crate::{Align, BoxError, Collector, Intervals, JobConfigs, JobSpec, Problems, Tick, Value};
+use crate::collector::{BoxError, Collector};
+use crate::config::JobConfigs;
+use crate::job::{Align, Intervals, JobSpec, Tick};
+use crate::problem::Problems;
+use crate::value::Value;
 
 /// The wall time at the start of each test: a multiple of every interval used.
 const BASE_SECS: u64 = 1_700_000_000 - 1_700_000_000 % 3600;
