@@ -24,7 +24,7 @@ use grafolean_collector::api::{ApiError, Client, EntityInput};
 use serde_json::json;
 
 use crate::agent::Agent;
-use crate::collector::InterfacesParams;
+use crate::job::InterfacesParams;
 
 /// ifDescr.
 pub const IF_DESCR: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 2];

@@ -30,7 +30,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -39,8 +38,8 @@ use async_snmp::Oid;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::collector::CounterStore;
 use crate::counters::{Counters, Sample};
+use crate::state::{CounterStore, EntityCounters};
 
 /// The file format this bot writes and reads.
 pub const FORMAT: u32 = 1;
@@ -239,22 +238,10 @@ pub struct Restored {
     pub invalid: usize,
 }
 
-/// One entity's state from the file.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct RestoredEntity {
-    /// Its longest interval when it was saved (0: not known).
-    pub longest_interval: u32,
-    /// The agent the readings came from, if known.
-    pub agent: Option<SocketAddr>,
-    /// The readings kept.
-    pub counters: Counters,
-}
-
 /// Turns the file's records into counters, dropping readings older than
 /// twice the entity's longest interval plus 60 s before `now` (the rule
 /// the bot applies in process).
-pub fn restore(data: StateData, now: f64) -> (HashMap<u64, RestoredEntity>, Restored) {
+pub fn restore(data: StateData, now: f64) -> (HashMap<u64, EntityCounters>, Restored) {
     let mut out = HashMap::new();
     let mut report = Restored::default();
     for entity in data.entities {
@@ -291,15 +278,46 @@ pub fn restore(data: StateData, now: f64) -> (HashMap<u64, RestoredEntity>, Rest
             report.counters += counters.len();
             out.insert(
                 entity.entity_id,
-                RestoredEntity {
-                    longest_interval: entity.longest_interval,
-                    agent: entity.agent.as_deref().and_then(|a| a.parse().ok()),
+                EntityCounters::new(
+                    entity.longest_interval,
+                    entity.agent.as_deref().and_then(|a| a.parse().ok()),
                     counters,
-                },
+                ),
             );
         }
     }
     (out, report)
+}
+
+/// Every entity's counters in `store`, as the file keeps them (`saved_at`
+/// 0); entities without counters are left out.
+pub fn snapshot(store: &CounterStore) -> StateData {
+    let mut records = Vec::new();
+    store.for_each(|entity_id, kept| {
+        if kept.counters.is_empty() {
+            return;
+        }
+        records.push(EntityRecord {
+            entity_id,
+            longest_interval: kept.longest_interval,
+            agent: kept.agent.map(|a| a.to_string()),
+            counters: kept
+                .counters
+                .iter()
+                .map(|(oid, s)| CounterRecord {
+                    oid: oid.to_string(),
+                    value: s.value,
+                    at: s.at,
+                    wide: s.wide,
+                })
+                .collect(),
+        });
+    });
+    StateData {
+        format: FORMAT,
+        saved_at: 0.0,
+        entities: records,
+    }
 }
 
 /// The state file of one bot: loads it into the collector's counters,
@@ -375,7 +393,7 @@ impl StateKeeper {
     /// Writes every entity's counters now.
     pub fn save(&self) -> Result<(), StateFileError> {
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut data = self.store.snapshot();
+        let mut data = snapshot(&self.store);
         data.saved_at = unix_now();
         save(&self.path, &data)
     }
@@ -425,272 +443,4 @@ fn unix_now() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::SnmpCollector;
-    use crate::counters::Outcome;
-
-    fn dir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "snmp-state-{name}-{}-{:?}",
-            std::process::id(),
-            std::time::Instant::now()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn names(d: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn data(now: f64, n: usize) -> StateData {
-        StateData {
-            format: FORMAT,
-            saved_at: now,
-            entities: vec![EntityRecord {
-                entity_id: 7,
-                longest_interval: 60,
-                agent: Some("192.0.2.1:161".into()),
-                counters: (0..n)
-                    .map(|i| CounterRecord {
-                        oid: format!("1.3.6.1.2.1.2.2.1.10.{i}"),
-                        value: u64::MAX - i as u64,
-                        at: now - 1.0,
-                        wide: i % 2 == 0,
-                    })
-                    .collect(),
-            }],
-        }
-    }
-
-    #[test]
-    fn a_write_is_complete_json_and_leaves_no_temp_file() {
-        let d = dir("write");
-        let path = d.join("state.json");
-        let now = unix_now();
-        save(&path, &data(now, 3)).unwrap();
-        // Replaced atomically by a larger one.
-        let big = data(now, 5000);
-        save(&path, &big).unwrap();
-        assert_eq!(names(&d), vec!["state.json".to_string()]);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            parsed["entities"][0]["counters"].as_array().unwrap().len(),
-            5000
-        );
-        let loaded = load(&path).unwrap().unwrap();
-        assert_eq!(loaded.entities[0].counters.len(), 5000);
-        assert_eq!(
-            loaded.entities[0].counters[4999].oid,
-            big.entities[0].counters[4999].oid
-        );
-        // u64 values are kept whole.
-        assert_eq!(
-            parsed["entities"][0]["counters"][0]["value"].as_u64(),
-            Some(u64::MAX)
-        );
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn a_failed_write_keeps_the_old_file_and_no_temp_file() {
-        let d = dir("fail");
-        let path = d.join("state.json");
-        save(&path, &data(1.0, 1)).unwrap();
-        let before = std::fs::read(&path).unwrap();
-        // The target is a directory now: the rename fails.
-        let blocked = d.join("blocked");
-        std::fs::create_dir_all(blocked.join("inside")).unwrap();
-        let err = save(&blocked, &data(2.0, 1)).unwrap_err();
-        assert!(matches!(err, StateFileError::Write { .. }), "{err}");
-        assert!(err.to_string().contains("blocked"), "{err}");
-        assert_eq!(std::fs::read(&path).unwrap(), before);
-        assert_eq!(
-            names(&d),
-            vec!["blocked".to_string(), "state.json".to_string()]
-        );
-        // A directory that does not exist.
-        let err = save(&d.join("nope/state.json"), &data(2.0, 1)).unwrap_err();
-        assert!(matches!(err, StateFileError::Write { .. }), "{err}");
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn missing_corrupt_foreign_and_oversized_files() {
-        let d = dir("bad");
-        let path = d.join("state.json");
-        assert!(load(&path).unwrap().is_none());
-        for (text, what) in [
-            ("", "empty"),
-            (
-                "{\"format\": 1, \"saved_at\": 1, \"entities\": [",
-                "truncated",
-            ),
-            ("not json", "garbage"),
-            (
-                "{\"format\": 1, \"saved_at\": 1, \"entities\": [{\"entity_id\": -1, \"counters\": []}]}",
-                "negative id",
-            ),
-        ] {
-            std::fs::write(&path, text).unwrap();
-            let err = load(&path).unwrap_err();
-            assert!(matches!(err, StateFileError::Parse { .. }), "{what}: {err}");
-            assert!(err.to_string().contains("state.json"), "{err}");
-        }
-        std::fs::write(&path, r#"{"format": 2, "saved_at": 1, "entities": []}"#).unwrap();
-        assert!(matches!(
-            load(&path).unwrap_err(),
-            StateFileError::Format { found: 2, .. }
-        ));
-        // Larger than the limit: refused unread (a sparse file).
-        let f = std::fs::File::create(&path).unwrap();
-        f.set_len(MAX_FILE_BYTES + 1).unwrap();
-        let err = load(&path).unwrap_err();
-        assert!(
-            matches!(err, StateFileError::TooLarge { size, .. } if size == MAX_FILE_BYTES + 1),
-            "{err}"
-        );
-        assert!(err.to_string().contains("state.json"), "{err}");
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn a_corrupt_file_leaves_the_counters_empty_and_the_bot_usable() {
-        let d = dir("corrupt");
-        let path = d.join("state.json");
-        std::fs::write(&path, "{\"format\": 1, \"entities\": [{").unwrap();
-        let c = SnmpCollector::default();
-        let keeper = StateKeeper::new(c.counter_store(), path.clone());
-        assert!(matches!(
-            keeper.load(),
-            LoadOutcome::Failed(StateFileError::Parse { .. })
-        ));
-        assert_eq!(c.entities_with_state(), 0);
-        // The next write replaces it with a valid file.
-        keeper.save().unwrap();
-        assert_eq!(load(&path).unwrap().unwrap().entities, vec![]);
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn stale_and_invalid_readings_are_dropped() {
-        let now = 10_000.0;
-        let reading = |oid: &str, at: f64| CounterRecord {
-            oid: oid.into(),
-            value: 5,
-            at,
-            wide: false,
-        };
-        let data = StateData {
-            format: FORMAT,
-            saved_at: now,
-            entities: vec![
-                // Every 60 s: kept for 2 × 60 + 60 = 180 s.
-                EntityRecord {
-                    entity_id: 1,
-                    longest_interval: 60,
-                    agent: Some("192.0.2.1:1161".into()),
-                    counters: vec![
-                        reading("1.3.6.1.9.1", now - 179.0),
-                        reading("1.3.6.1.9.2", now - 181.0),
-                        reading("not an oid", now - 1.0),
-                    ],
-                },
-                // Every 600 s: kept for 1260 s.
-                EntityRecord {
-                    entity_id: 2,
-                    longest_interval: 600,
-                    agent: Some("not an address".into()),
-                    counters: vec![reading("1.3.6.1.9.1", now - 1000.0)],
-                },
-                // Unknown interval: as 60 s. All stale: no state at all.
-                EntityRecord {
-                    entity_id: 3,
-                    longest_interval: 0,
-                    agent: None,
-                    counters: vec![reading("1.3.6.1.9.1", now - 181.0)],
-                },
-            ],
-        };
-        let (entities, r) = restore(data, now);
-        assert_eq!((r.entities, r.counters, r.stale, r.invalid), (2, 2, 2, 1));
-        assert_eq!(entities[&1].counters.len(), 1);
-        assert_eq!(entities[&1].agent, Some("192.0.2.1:1161".parse().unwrap()));
-        assert_eq!(entities[&2].counters.len(), 1);
-        assert_eq!(entities[&2].agent, None);
-        assert!(!entities.contains_key(&3));
-        // A kept reading gives a rate at once.
-        let mut counters = entities[&1].counters.clone();
-        let oid = Oid::parse("1.3.6.1.9.1").unwrap();
-        assert_eq!(
-            counters.update(&oid, 1795, false, now, None),
-            Outcome::Rate(10.0)
-        );
-    }
-
-    #[test]
-    fn a_collectors_counters_survive_a_save_and_load() {
-        let d = dir("roundtrip");
-        let path = d.join("state.json");
-        let now = unix_now();
-        save(&path, &data(now, 4)).unwrap();
-        let c = SnmpCollector::default();
-        let keeper = StateKeeper::new(c.counter_store(), path.clone());
-        match keeper.load() {
-            LoadOutcome::Loaded(r) => assert_eq!((r.entities, r.counters), (1, 4)),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(c.entities_with_state(), 1);
-        std::fs::remove_file(&path).unwrap();
-        keeper.save().unwrap();
-        let again = load(&path).unwrap().unwrap();
-        let mut counters = again.entities[0].counters.clone();
-        counters.sort_by(|a, b| a.oid.cmp(&b.oid));
-        let mut want = data(now, 4).entities[0].counters.clone();
-        want.sort_by(|a, b| a.oid.cmp(&b.oid));
-        // serde_json reads a float back to within one ULP (1e-7 s here).
-        assert_eq!(counters.len(), want.len());
-        for (got, want) in counters.iter().zip(&want) {
-            assert_eq!(
-                (&got.oid, got.value, got.wide),
-                (&want.oid, want.value, want.wide)
-            );
-            assert!((got.at - want.at).abs() < 1e-6, "{got:?} {want:?}");
-        }
-        assert_eq!(again.entities[0].longest_interval, 60);
-        assert_eq!(again.entities[0].agent.as_deref(), Some("192.0.2.1:161"));
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[tokio::test]
-    async fn the_periodic_write_runs_until_shutdown_then_writes_once_more() {
-        let d = dir("periodic");
-        let path = d.join("state.json");
-        let keeper = StateKeeper::new(SnmpCollector::default().counter_store(), path.clone());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(keeper.run(Duration::from_millis(50), shutdown.clone()));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !path.exists() {
-            assert!(std::time::Instant::now() < deadline, "never written");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let periodic = load(&path).unwrap().unwrap().saved_at;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
-        let last = load(&path).unwrap().unwrap().saved_at;
-        assert!(last > periodic, "written once more at shutdown");
-        // Nothing is written after the task returned.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(load(&path).unwrap().unwrap().saved_at, last);
-        assert_eq!(names(&d), vec!["state.json".to_string()]);
-        std::fs::remove_dir_all(d).unwrap();
-    }
-}
+mod tests;

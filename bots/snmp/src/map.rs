@@ -1,0 +1,347 @@
+//! From what an agent answered to Grafolean values: each sensor's rows, the
+//! numbers its expression reads (counters as rates), and the path of each
+//! row. Pure: the answers come in as [`Answers`], the counters' outcomes as
+//! a map (see [`crate::rates`]).
+//!
+//! A sensor without walks has one row, index `0`. With walks, the rows are
+//! those of its first walked column, and every other walked column is
+//! joined to them by index. A row is skipped (and counted) when a joined
+//! column has no value at its index, a counter has no rate yet, a value the
+//! expression reads is not a number, the expression's result is not
+//! finite, or its path was already given in this firing. A sensor fails as
+//! a whole when one of its GETs or walks failed, or a GET answered
+//! `noSuchObject`, `noSuchInstance` or `endOfMibView`.
+
+use std::collections::{HashMap, HashSet};
+
+use async_snmp::{Oid, Value as SnmpValue, VarBind};
+use grafolean_collector::Value;
+
+use crate::counters::Outcome;
+use crate::sensor::{Fetch, PathPart, SensorSpec};
+
+/// What the agent answered in one firing, by OID.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answers {
+    /// The values of the GET, or `None` if it failed.
+    pub got: Option<HashMap<Oid, SnmpValue>>,
+    /// The rows of each walked column whose walk succeeded.
+    pub walks: HashMap<Oid, Vec<VarBind>>,
+}
+
+/// What one firing's sensors gave.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mapped {
+    /// The values, in the sensors' order and then their rows'.
+    pub values: Vec<Value>,
+    /// The rows skipped (see the module's docs).
+    pub skipped_rows: usize,
+    /// One line per sensor that gave nothing: `sensor <id>: <why>`.
+    pub failed_sensors: Vec<String>,
+}
+
+/// The values of `sensors` for entity `entity_id` (paths
+/// `entity.<id>.snmp.<output path>`), from `answers` and the counters'
+/// `outcomes`.
+pub fn map_values(
+    sensors: &[&SensorSpec],
+    answers: &Answers,
+    outcomes: &HashMap<Oid, Outcome>,
+    entity_id: u64,
+) -> Mapped {
+    let mut mapped = Mapped::default();
+    let mut seen = HashSet::new();
+    let prefix = format!("entity.{entity_id}.snmp.");
+    for s in sensors {
+        match sensor_values(s, answers, outcomes, &prefix, &mut mapped.values, &mut seen) {
+            Ok(skipped) => mapped.skipped_rows += skipped,
+            Err(why) => mapped
+                .failed_sensors
+                .push(format!("sensor {}: {why}", s.sensor_id)),
+        }
+    }
+    mapped
+}
+
+/// The fetched data of one of a sensor's OIDs.
+enum Col<'a> {
+    /// A GET's value.
+    One(&'a Oid, &'a SnmpValue),
+    /// A walk's rows.
+    Rows(&'a Oid, &'a [VarBind]),
+}
+
+/// The data of each of `s`'s OIDs, or why the sensor cannot be mapped.
+fn columns<'a>(s: &'a SensorSpec, answers: &'a Answers) -> Result<Vec<Col<'a>>, String> {
+    let mut cols = Vec::with_capacity(s.oids.len());
+    for (oid, fetch) in &s.oids {
+        match fetch {
+            Fetch::Get => {
+                let map = answers
+                    .got
+                    .as_ref()
+                    .ok_or_else(|| format!("the GET of {oid} failed"))?;
+                let value = map.get(oid).ok_or_else(|| format!("{oid}: no value"))?;
+                if matches!(
+                    value,
+                    SnmpValue::NoSuchObject | SnmpValue::NoSuchInstance | SnmpValue::EndOfMibView
+                ) {
+                    return Err(format!("{oid}: {value}"));
+                }
+                cols.push(Col::One(oid, value));
+            }
+            Fetch::Walk => {
+                let rows = answers
+                    .walks
+                    .get(oid)
+                    .ok_or_else(|| format!("the walk of {oid} failed"))?;
+                cols.push(Col::Rows(oid, rows));
+            }
+        }
+    }
+    Ok(cols)
+}
+
+/// A sensor's columns, arranged in rows.
+struct Table<'a> {
+    cols: Vec<Col<'a>>,
+    /// The first walked column, whose rows are the sensor's.
+    first_walk: Option<usize>,
+    /// Each row's index and, with walks, its varbind in the first walk.
+    rows: Vec<(String, Option<&'a VarBind>)>,
+    /// The other walked columns' rows, by index.
+    indexed: Vec<Option<HashMap<String, &'a VarBind>>>,
+}
+
+impl<'a> Table<'a> {
+    fn new(cols: Vec<Col<'a>>) -> Self {
+        let first_walk = cols.iter().position(|c| matches!(c, Col::Rows(..)));
+        let indexed = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Col::Rows(base, rows) if Some(i) != first_walk => Some(
+                    rows.iter()
+                        .map(|vb| (row_index(base, &vb.oid), vb))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        let rows = match first_walk {
+            None => vec![("0".to_string(), None)],
+            Some(i) => match &cols[i] {
+                Col::Rows(base, rows) => rows
+                    .iter()
+                    .map(|vb| (row_index(base, &vb.oid), Some(vb)))
+                    .collect(),
+                Col::One(..) => unreachable!("first_walk points at a walked column"),
+            },
+        };
+        Self {
+            cols,
+            first_walk,
+            rows,
+            indexed,
+        }
+    }
+
+    /// Column `i`'s OID and value in the row `index` (whose varbind in the
+    /// first walk is `first`), or `None` if it has no value there.
+    fn cell(
+        &self,
+        i: usize,
+        index: &str,
+        first: Option<&'a VarBind>,
+    ) -> Option<(&'a Oid, &'a SnmpValue)> {
+        match &self.cols[i] {
+            Col::One(oid, v) => Some((*oid, *v)),
+            Col::Rows(..) if Some(i) == self.first_walk => match first {
+                Some(vb) => Some((&vb.oid, &vb.value)),
+                None => unreachable!("rows of a walk carry their varbind"),
+            },
+            Col::Rows(..) => self.indexed[i]
+                .as_ref()
+                .and_then(|m| m.get(index))
+                .map(|vb| (&vb.oid, &vb.value)),
+        }
+    }
+}
+
+/// One sensor's values, appended to `out`. Returns the rows skipped, or why
+/// the whole sensor failed.
+fn sensor_values(
+    s: &SensorSpec,
+    answers: &Answers,
+    outcomes: &HashMap<Oid, Outcome>,
+    prefix: &str,
+    out: &mut Vec<Value>,
+    seen: &mut HashSet<String>,
+) -> Result<usize, String> {
+    let table = Table::new(columns(s, answers)?);
+    let n = s.oids.len();
+    let in_path: Vec<bool> = (0..n)
+        .map(|i| s.path.contains(&PathPart::Value(i)))
+        .collect();
+    let mut skipped = 0;
+    let mut numbers = vec![f64::NAN; n];
+    let mut texts = vec![String::new(); n];
+    for (index, first) in &table.rows {
+        let row = Row {
+            s,
+            table: &table,
+            index,
+            first: *first,
+        };
+        if !row.read(outcomes, &in_path, &mut numbers, &mut texts) {
+            skipped += 1;
+            continue;
+        }
+        match row.value(prefix, &numbers, &texts, seen) {
+            Some(v) => out.push(v),
+            None => skipped += 1,
+        }
+    }
+    Ok(skipped)
+}
+
+/// One row of one sensor.
+struct Row<'t, 'a> {
+    s: &'t SensorSpec,
+    table: &'t Table<'a>,
+    index: &'t str,
+    first: Option<&'a VarBind>,
+}
+
+impl Row<'_, '_> {
+    /// Puts the numbers the expression reads into `numbers` and the texts
+    /// the path shows into `texts`; `false` (logged) if the row is skipped.
+    fn read(
+        &self,
+        outcomes: &HashMap<Oid, Outcome>,
+        in_path: &[bool],
+        numbers: &mut [f64],
+        texts: &mut [String],
+    ) -> bool {
+        let (s, index) = (self.s, self.index);
+        let uses = s.expression.uses();
+        for i in 0..s.oids.len() {
+            let Some((oid, value)) = self.table.cell(i, index, self.first) else {
+                tracing::debug!(
+                    sensor_id = s.sensor_id,
+                    index,
+                    "missing value for oid index; row skipped"
+                );
+                return false;
+            };
+            if uses.contains(&i) {
+                match value_number(oid, value, outcomes) {
+                    Ok(x) => numbers[i] = x,
+                    Err(Unusable::NoRate) => return false,
+                    Err(Unusable::NotNumeric) => {
+                        tracing::warn!(sensor_id = s.sensor_id, %oid, value = %value_text(value), "value is not a number; row skipped");
+                        return false;
+                    }
+                }
+            }
+            if in_path[i] {
+                texts[i] = value_text(value);
+            }
+        }
+        true
+    }
+
+    /// The row's value from what [`Row::read`] put in `numbers` and
+    /// `texts`; `None` (logged) if the expression gives no finite number or
+    /// the path was already given in this firing.
+    fn value(
+        &self,
+        prefix: &str,
+        numbers: &[f64],
+        texts: &[String],
+        seen: &mut HashSet<String>,
+    ) -> Option<Value> {
+        let (s, index) = (self.s, self.index);
+        let Some(v) = s.expression.eval(numbers) else {
+            tracing::warn!(
+                sensor_id = s.sensor_id,
+                index,
+                expression = s.expression.source(),
+                "the expression's result is not a finite number; row skipped"
+            );
+            return None;
+        };
+        let mut path = String::with_capacity(prefix.len() + 48);
+        path.push_str(prefix);
+        path.push_str(&s.render_path(index, texts));
+        if !seen.insert(path.clone()) {
+            tracing::warn!(
+                sensor_id = s.sensor_id,
+                path,
+                "duplicate path in one firing; row skipped"
+            );
+            return None;
+        }
+        Some(Value::new(path, v))
+    }
+}
+
+/// The text of a value, as easysnmp gave it (for `{$N}`).
+fn value_text(v: &SnmpValue) -> String {
+    match v {
+        SnmpValue::OctetString(b) | SnmpValue::Opaque(b) => String::from_utf8_lossy(b).into_owned(),
+        SnmpValue::Integer(i) => i.to_string(),
+        SnmpValue::Counter32(n)
+        | SnmpValue::Gauge32(n)
+        | SnmpValue::UInteger32(n)
+        | SnmpValue::TimeTicks(n) => n.to_string(),
+        SnmpValue::Counter64(n) => n.to_string(),
+        SnmpValue::IpAddress(a) => std::net::Ipv4Addr::from(*a).to_string(),
+        SnmpValue::ObjectIdentifier(o) => o.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Why a value cannot be used in an expression.
+enum Unusable {
+    /// A counter's first reading or a reset: skip the row.
+    NoRate,
+    /// Not a number.
+    NotNumeric,
+}
+
+/// The number of a value (for `$N` in the expression); counters give rates.
+fn value_number(
+    oid: &Oid,
+    v: &SnmpValue,
+    outcomes: &HashMap<Oid, Outcome>,
+) -> Result<f64, Unusable> {
+    match v {
+        SnmpValue::Counter32(_) | SnmpValue::Counter64(_) => outcomes
+            .get(oid)
+            .and_then(|o| o.rate())
+            .ok_or(Unusable::NoRate),
+        SnmpValue::OctetString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .ok_or(Unusable::NotNumeric),
+        other => other.as_f64().ok_or(Unusable::NotNumeric),
+    }
+}
+
+/// The index of a walked row: every arc after the walked OID, dotted.
+fn row_index(base: &Oid, oid: &Oid) -> String {
+    let arcs = &oid.arcs()[base.len().min(oid.len())..];
+    let mut s = String::with_capacity(arcs.len() * 3);
+    for (i, a) in arcs.iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        use std::fmt::Write;
+        let _ = write!(s, "{a}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;
