@@ -22,6 +22,7 @@ mod collector;
 mod config;
 pub(crate) mod exposition;
 pub mod fetch;
+mod hash;
 mod interval;
 mod job;
 pub(crate) mod metrics;

@@ -10,11 +10,13 @@
 //!
 //! The weight is frozen: FNV-1a (64 bit) over the 20 bytes
 //! `SEED ‖ entity id ‖ replica index` (little-endian `u64`, `u64`, `u32`), then
-//! the `fmix64` finalizer of MurmurHash3, with [`Shard::SEED`] written out
-//! below. It is not `std`'s hasher, whose output may change between releases:
-//! changing this function would reshuffle every deployment on upgrade, so the
-//! tests pin it with vectors computed by an independent implementation
-//! (`src/shard/vectors.py`, which the tests run again).
+//! the `fmix64` finalizer of MurmurHash3 (the crate's one frozen hash,
+//! `src/hash.rs`, which the scheduler's spread phases share), with
+//! [`Shard::SEED`] written out below. It is not `std`'s hasher, whose output
+//! may change between releases: changing this function would reshuffle every
+//! deployment on upgrade, so the tests pin it with vectors computed by an
+//! independent implementation (`src/shard/vectors.py`, which the tests run
+//! again).
 //!
 //! The filter is applied after Grafolean's own bot filter and before anything
 //! is fetched per entity (see [`crate::fetch`]), and to standalone configs.
@@ -130,22 +132,11 @@ impl Shard {
     /// assert_eq!(Shard::weight(1, 0), 0x5537_8c09_b9d7_479d);
     /// ```
     pub fn weight(entity_id: u64, replica: u32) -> u64 {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
         let mut bytes = [0u8; 20];
         bytes[..8].copy_from_slice(&Self::SEED.to_le_bytes());
         bytes[8..16].copy_from_slice(&entity_id.to_le_bytes());
         bytes[16..].copy_from_slice(&replica.to_le_bytes());
-        let mut h = OFFSET;
-        for b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+        crate::hash::fnv1a_fmix64(&bytes)
     }
 }
 

@@ -22,21 +22,11 @@ pub(crate) type Millis = i64;
 /// MurmurHash3 so that the low bits are well mixed.
 ///
 /// This is part of the scheduler's contract: changing it would move the phase
-/// of every [`Align::Spread`] job on upgrade, so it is written out here and not
-/// taken from `std` (whose hasher may change between releases).
+/// of every [`Align::Spread`] job on upgrade, so it is the crate's one frozen
+/// hash (`crate::hash`, shared with the shard weights) and not `std`'s (whose
+/// hasher may change between releases).
 pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(PRIME);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    crate::hash::fnv1a_fmix64(bytes)
 }
 
 /// The largest period (in ms) a spread phase is drawn from. Phases are drawn

@@ -8,6 +8,10 @@
 //! change while a bot runs. It records every request and every stored value,
 //! and it can fail on purpose ([`Fault`], [`FakeGrafolean::refuse_connections`]).
 //!
+//! [`process`] runs a bot's binary in its integration tests: its log read on
+//! a thread, `/metrics` scraped, a SIGTERM stop, and the small helpers such
+//! tests share (free ports, a temporary directory, a file toucher).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
@@ -64,6 +68,7 @@ mod fixture;
 mod http;
 mod latency;
 mod model;
+pub mod process;
 pub mod prometheus;
 mod running;
 mod server;

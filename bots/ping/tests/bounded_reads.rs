@@ -8,7 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{self, BotProcess, wait_until};
+use common::BIN;
+use grafolean_collector::testing::process::{BotCommand, wait_until};
 use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, ENTITY_ID, FakeGrafolean, Fault};
 
 /// The bound the issue sets on the bot's memory while it meets an endless
@@ -33,12 +34,12 @@ async fn an_endless_body_costs_the_bot_an_error_not_its_memory() {
         e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(2);
     }));
     let endless = fake.inject(Fault::endless_body().path_prefix("/api/profile"));
-    let mut command = process::command(process::free_port());
+    let mut command = BotCommand::new(BIN);
     command
         .env("BACKEND_URL", fake.url())
         .env("BOT_TOKEN", BOT_TOKEN)
         .env("JOBS_REFRESH_INTERVAL", "1");
-    let mut bot = BotProcess::spawn(command);
+    let mut bot = command.start();
     let pid = bot.pid();
 
     // The profile never ends: each start-up attempt reads the limit and fails

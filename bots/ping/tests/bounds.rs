@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::standalone::{Standalone, Toucher, sample};
+use common::standalone::Standalone;
+use grafolean_collector::testing::process::{Toucher, sample};
 
 const CONFIG: &str = r#"
 [[entity]]
@@ -34,10 +35,14 @@ fn an_out_of_range_n_packets_skips_only_its_entity() {
     // A refresh every second: the problem is still warned about once.
     let mut bot = Standalone::start_refreshing("bounds", CONFIG, 1);
     let touching = Toucher::start(bot.config_path());
-    let text = bot.wait_for_metrics(Duration::from_secs(20), |t| runs_ok(t) >= 2.0);
+    let text = bot.wait_for_metrics(Duration::from_secs(20), Duration::from_millis(100), |t| {
+        runs_ok(t) >= 2.0
+    });
     let before = runs_ok(&text);
     // It keeps reporting: more runs, and the good entity answered.
-    let text = bot.wait_for_metrics(Duration::from_secs(10), |t| runs_ok(t) >= before + 2.0);
+    let text = bot.wait_for_metrics(Duration::from_secs(10), Duration::from_millis(100), |t| {
+        runs_ok(t) >= before + 2.0
+    });
     let good: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("ping_success_ratio{") && l.contains(r#"entity="1""#))

@@ -16,8 +16,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::netns;
-use common::process::{self, BotProcess, wait_until};
+use common::{BIN, netns};
+use grafolean_collector::testing::process::{BotCommand, BotProcess, wait_until};
 use grafolean_collector::testing::{
     ACCOUNT_ID, BOT_TOKEN, FakeEntity, FakeGrafolean, Fault, ProtocolConfig,
 };
@@ -32,13 +32,13 @@ fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered() {
 
 /// The bot with its spool in `spool`, against `fake`.
 fn start(fake: &FakeGrafolean, spool: &std::path::Path) -> BotProcess {
-    let mut command = process::command(process::free_port());
+    let mut command = BotCommand::new(BIN);
     command
         .arg("--spool-dir")
         .arg(spool)
         .env("BACKEND_URL", fake.url())
         .env("BOT_TOKEN", BOT_TOKEN);
-    BotProcess::spawn(command)
+    command.start()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +65,7 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
         );
     }
     let outage = fake.inject(Fault::status(500).path_contains("/values"));
-    let bot = start(&fake, &spool);
+    let mut bot = start(&fake, &spool);
     wait_until(
         Duration::from_secs(60),
         "the spool's disk to fill up",
@@ -88,7 +88,7 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
     .await;
     // A few more seconds of normal sending, so that the backlog is drained.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = bot.stop();
+    let status = bot.stop_within(Duration::from_secs(30));
     assert!(status.success(), "{status}");
     let delivered = fake.values(ACCOUNT_ID).len();
     // Nothing was lost: each target's runs, every 3 s, all arrived.
@@ -125,7 +125,7 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let bot = start(&fake, &spool);
+    let mut bot = start(&fake, &spool);
     wait_until(Duration::from_secs(30), "values after the restart", || {
         fake.values(ACCOUNT_ID).len() > delivered + 40
     })
@@ -142,7 +142,7 @@ async fn a_spool_on_a_full_disk_replays_nothing_that_was_delivered_inner() {
         replayed, 0,
         "values older than the restart arrived after it"
     );
-    assert!(bot.stop().success());
+    assert!(bot.stop_within(Duration::from_secs(30)).success());
     netns::sh(&format!("umount {}", spool.display()));
     println!(
         "delivered {delivered} values around a full spool; {}",

@@ -115,7 +115,7 @@ fn replicas_never_take_each_others_replies_inner() {
         .iter_mut()
         .enumerate()
         .map(|(i, bot)| {
-            bot.wait_for_metrics(Duration::from_secs(30), |t| {
+            bot.wait_for_metrics(Duration::from_secs(30), Duration::from_millis(100), |t| {
                 total(t, requests, &far) >= 4.0
                     && (i < 4 || total(t, requests, "127.1.") >= (3 * LOOPBACK) as f64)
             })
@@ -137,7 +137,7 @@ fn replicas_never_take_each_others_replies_inner() {
         let got = total(text, answered, "127.1.");
         assert!(got >= 0.99 * sent, "process {i}: {got} of {sent} answered");
     }
-    for bot in bots {
+    for mut bot in bots {
         assert!(bot.stop().success());
     }
     println!("{}", netns::MARKER);
@@ -240,7 +240,7 @@ fn four_replicas_of_2500_targets_take_no_reply_of_another_inner() {
     let texts: Vec<String> = bots
         .iter_mut()
         .map(|bot| {
-            bot.wait_for_metrics(Duration::from_secs(30), |t| {
+            bot.wait_for_metrics(Duration::from_secs(30), Duration::from_millis(100), |t| {
                 total(t, requests, "10.210.") >= (2 * TARGETS) as f64
             })
         })
@@ -277,7 +277,7 @@ fn four_replicas_of_2500_targets_take_no_reply_of_another_inner() {
             assert!(unmatched > 0, "process {i} saw no reply at all");
         }
     }
-    for bot in bots {
+    for mut bot in bots {
         assert!(bot.stop().success());
     }
     println!("{}", netns::MARKER);

@@ -22,10 +22,9 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::netns;
-use common::process::{self, BotProcess};
-use common::standalone::{get, sample};
+use common::{BIN, netns};
 use grafolean_collector::Shard;
+use grafolean_collector::testing::process::{BotCommand, BotProcess, sample};
 use grafolean_collector::testing::{
     FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
     ProtocolConfig,
@@ -78,14 +77,12 @@ fn entity_ids() -> Vec<u64> {
 struct Replica {
     shard: Shard,
     bot: BotProcess,
-    addr: String,
     started: Instant,
 }
 
 impl Replica {
     fn start(fake: &FakeGrafolean, token: &str, shard: Shard) -> Self {
-        let port = process::free_port();
-        let mut command = process::command(port);
+        let mut command = BotCommand::new(BIN);
         command
             .args(["--shard", &shard.to_string()])
             .env("BACKEND_URL", fake.url())
@@ -98,14 +95,13 @@ impl Replica {
             .env("RUST_LOG", "warn");
         Self {
             shard,
-            bot: BotProcess::spawn(command),
-            addr: format!("127.0.0.1:{port}"),
+            bot: command.start(),
             started: Instant::now(),
         }
     }
 
     fn metrics(&self) -> String {
-        get(&self.addr, "/metrics").unwrap_or_default()
+        self.bot.metrics()
     }
 
     fn assert_running(&mut self) {
@@ -175,7 +171,7 @@ impl Replica {
     }
 
     /// SIGTERM; asserts a clean exit. Prints the CPU time it used.
-    fn stop(self) {
+    fn stop(mut self) {
         println!(
             "replica {}: {:.1} s of CPU over {:.0} s",
             self.shard,

@@ -2,133 +2,47 @@
 //! privileges, invalid settings fail before anything starts, and SIGTERM shuts
 //! it down gracefully (a second signal exits at once).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
+use common::BIN;
 use common::hanging::Hanging;
-
-const BIN: &str = env!("CARGO_BIN_EXE_grafolean-ping-bot");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use grafolean_collector::testing::process::{BotCommand, BotProcess, TestDir, free_port};
 
 /// Starts the bot standalone and waits until its admin server answers `/ready`.
-fn start() -> (Child, String) {
-    start_with(&[])
+fn start() -> BotProcess {
+    start_command(BotCommand::new(BIN))
 }
 
 /// [`start`] with extra arguments for the bot.
-fn start_with_args(args: &[&str]) -> (Child, String) {
-    start_full(&[], args)
+fn start_with_args(args: &[&str]) -> BotProcess {
+    let mut command = BotCommand::new(BIN);
+    command.args(args);
+    start_command(command)
 }
 
 /// [`start`], run through `prefix` (such as `prlimit --nofile=…`).
-fn start_with(prefix: &[&str]) -> (Child, String) {
-    start_full(prefix, &[])
+fn start_with(prefix: &[&str]) -> BotProcess {
+    start_command(BotCommand::wrapped(prefix, BIN))
 }
 
-fn start_full(prefix: &[&str], args: &[&str]) -> (Child, String) {
-    let port = free_port();
-    let mut command = match prefix.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    let mut child = command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .env_remove("BACKEND_URL")
-        .env_remove("BOT_TOKEN")
-        .env_remove("BOT_TOKEN_FROM_FILE")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(resp) = http::get_status(&format!("{base}/ready")) {
-            if resp == 200 {
-                return (child, base);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the bot never became ready");
-}
-
-/// A tiny blocking GET over std, so the test needs no HTTP client crate.
-mod http {
-    use std::io::{Read, Write};
-    /// The status code of `GET url`.
-    pub fn get_status(url: &str) -> std::io::Result<u16> {
-        let out = get_body(url)?;
-        Ok(out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
-    }
-
-    /// The whole answer to `GET url`, status line and headers included.
-    pub fn get_body(url: &str) -> std::io::Result<String> {
-        let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest
-            .split_once('/')
-            .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-        let mut s = std::net::TcpStream::connect(host)?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    }
-}
-
-fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bot did not exit in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn start_command(mut command: BotCommand) -> BotProcess {
+    // The log's colours follow the terminal (stderr is a pipe here), not
+    // the kit's NO_COLOR.
+    command.env_remove("NO_COLOR");
+    let mut bot = command.start();
+    bot.wait_ready(Duration::from_secs(20));
+    bot
 }
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let (mut child, _) = start();
-    signal(&child, "-TERM");
-    let status = wait(&mut child, Duration::from_secs(15));
+    let mut bot = start();
+    let status = bot.stop_within(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
-    let log: Vec<String> = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
-    let log = log.join("\n");
+    let log = bot.log().join("\n");
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     // stderr is a pipe here, as when it is redirected to a file or journald:
@@ -219,10 +133,10 @@ fn help_needs_no_privileges_and_bad_settings_fail_early() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// `GET /live` on a new connection, with a deadline.
-fn live(base: &str) -> bool {
+/// `GET /live` from `addr` (`127.0.0.1:port`) on a new connection, with a
+/// deadline.
+fn live(addr: &str) -> bool {
     use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
         return false;
     };
@@ -244,15 +158,15 @@ fn live(base: &str) -> bool {
 fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
     // The bot may open 128 files (soft 64, raised to the hard 128 at start);
     // 300 clients connect and say nothing.
-    let (mut child, base) = start_with(&["prlimit", "--nofile=64:128"]);
-    let addr = base.trim_start_matches("http://").to_string();
+    let mut bot = start_with(&["prlimit", "--nofile=64:128"]);
+    let addr = bot.admin().to_string();
     let idle: Vec<std::net::TcpStream> = (0..300)
         .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
         .collect();
     assert!(idle.len() >= 200, "only {} connected", idle.len());
     for i in 0..10 {
         assert!(
-            live(&base),
+            live(&addr),
             "/live did not answer (try {i}) with {} idle clients",
             idle.len()
         );
@@ -270,14 +184,9 @@ fn live_answers_with_more_idle_clients_than_the_bot_has_files() {
         "{:?}",
         started.elapsed()
     );
-    signal(&child, "-TERM");
-    let status = wait(&mut child, Duration::from_secs(15));
+    let status = bot.stop_within(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
-    let log: String = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let log = bot.log().join("\n");
     assert!(log.contains("raised the soft open-files limit"), "{log}");
 }
 
@@ -323,8 +232,8 @@ fn read_until_closed(
 
 #[test]
 fn a_slow_client_and_an_idle_keep_alive_connection_are_closed_after_10_s() {
-    let (mut child, base) = start();
-    let addr = base.trim_start_matches("http://").to_string();
+    let mut bot = start();
+    let addr = bot.admin().to_string();
     let within = Duration::from_secs(18);
     // Slowloris: a request head that never ends, one header line every 5 s.
     let slow = {
@@ -357,16 +266,14 @@ fn a_slow_client_and_an_idle_keep_alive_connection_are_closed_after_10_s() {
             _ => assert!(got.starts_with("HTTP/1.1 200"), "{what}: {got:?}"),
         }
     }
-    assert!(live(&base), "/live still answers");
-    signal(&child, "-TERM");
-    let status = wait(&mut child, Duration::from_secs(15));
+    assert!(live(bot.admin()), "/live still answers");
+    let status = bot.stop_within(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn sighup_rereads_the_standalone_config() {
-    let dir = std::env::temp_dir().join(format!("ping-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("ping-hup");
     let file = dir.join("targets.toml");
     let entity = |id: u32| {
         format!(
@@ -374,32 +281,25 @@ fn sighup_rereads_the_standalone_config() {
         )
     };
     std::fs::write(&file, entity(1)).unwrap();
-    let (mut child, base) = start_with_args(&["--config", file.to_str().unwrap()]);
-    let metrics = |base: &str| http::get_body(&format!("{base}/metrics")).unwrap_or_default();
+    let mut bot = start_with_args(&["--config", file.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !metrics(&base).contains("entity=\"1\"") {
+    while !bot.metrics().contains("entity=\"1\"") {
         assert!(Instant::now() < deadline, "entity 1 never reported");
         std::thread::sleep(Duration::from_millis(100));
     }
     // The refresh interval is 120 s: only SIGHUP can make the bot see entity 2 now.
     std::fs::write(&file, entity(1) + &entity(2)).unwrap();
-    signal(&child, "-HUP");
+    assert!(bot.signal("-HUP"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !metrics(&base).contains("entity=\"2\"") {
+    while !bot.metrics().contains("entity=\"2\"") {
         assert!(
             Instant::now() < deadline,
             "SIGHUP did not reload the config"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    signal(&child, "-TERM");
-    let status = wait(&mut child, Duration::from_secs(15));
+    let status = bot.stop_within(Duration::from_secs(15));
     assert!(status.success(), "SIGHUP must not stop the bot: {status:?}");
-    let log: String = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let log = bot.log().join("\n");
     assert!(log.contains("SIGHUP received"), "{log}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,7 +9,7 @@ mod standalone;
 
 use std::time::Duration;
 
-use standalone::{Standalone, TestDir, Toucher, sample};
+use grafolean_collector::testing::process::{BotProcess, TestDir, Toucher, sample};
 
 /// Entity 1 is good, entity 2's `retries` is `retries`, entity 3 has a
 /// good sensor and one with a bad expression. Nothing answers on the port.
@@ -35,17 +35,17 @@ fn config(retries: u32) -> String {
     .concat()
 }
 
-fn refreshes(bot: &Standalone) -> usize {
+fn refreshes(bot: &BotProcess) -> usize {
     bot.count(&["refreshed job configs"])
 }
 
 /// Waits for `n` more config refreshes.
-fn wait_refreshes(bot: &mut Standalone, n: usize) {
+fn wait_refreshes(bot: &mut BotProcess, n: usize) {
     let want = refreshes(bot) + n;
     bot.wait_for_log_lines(Duration::from_secs(20), &["refreshed job configs"], want);
 }
 
-fn scheduled(bot: &Standalone) -> Option<f64> {
+fn scheduled(bot: &BotProcess) -> Option<f64> {
     sample(&bot.metrics(), "grafolean_bot_jobs_scheduled")
 }
 
@@ -54,15 +54,15 @@ fn config_problems_are_warned_once_per_change() {
     let dir = TestDir::new("problems");
     let devices = dir.join("devices.toml");
     std::fs::write(&devices, config(99)).unwrap();
-    let mut bot = Standalone::start(&devices, 1, &[]);
+    let mut bot = standalone::start(&devices, 1, &[]);
     // Every refresh reads the file again, as every refresh from Grafolean
     // lists the entities again.
     let _touching = Toucher::start(devices.clone());
     wait_refreshes(&mut bot, 3);
     // Entities 1 and 3 are polled (3 with its good sensor only); 2 is not.
     assert_eq!(scheduled(&bot), Some(2.0));
-    let retries = |bot: &Standalone| bot.count(&["WARN", "entity_id=2", "credential.retries"]);
-    let expression = |bot: &Standalone| bot.count(&["WARN", "entity_id=3", "sensor 2 skipped"]);
+    let retries = |bot: &BotProcess| bot.count(&["WARN", "entity_id=2", "credential.retries"]);
+    let expression = |bot: &BotProcess| bot.count(&["WARN", "entity_id=3", "sensor 2 skipped"]);
     assert_eq!(retries(&bot), 1, "{:#?}", bot.log());
     assert_eq!(bot.count(&["WARN", "credential.retries is 99"]), 1);
     assert_eq!(
@@ -73,7 +73,7 @@ fn config_problems_are_warned_once_per_change() {
     assert_eq!(bot.count(&["WARN", "entity_id=1 "]), 0, "{:#?}", bot.log());
     // Kept in a per-reason counter: two entities with a problem, counted at
     // every refresh.
-    let counted = |bot: &Standalone| {
+    let counted = |bot: &BotProcess| {
         sample(
             &bot.metrics(),
             r#"grafolean_bot_entity_errors_total{cause="invalid_config"}"#,

@@ -9,6 +9,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{BIG_TABLE, PASS_OID, Snmpd};
+use grafolean_collector::testing::process::free_udp_port;
 use grafolean_collector::{
     Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
 };
@@ -401,7 +402,7 @@ async fn closed_and_silent_ports_time_out_within_the_budget() {
         }
         n
     });
-    let closed = format!("127.0.0.1:{}", common::free_udp_port());
+    let closed = format!("127.0.0.1:{}", free_udp_port());
     let mut credential = v2c();
     credential["timeout"] = json!(0.3);
     credential["retries"] = json!(1);

@@ -10,8 +10,9 @@ mod standalone;
 
 use std::time::{Duration, SystemTime};
 
-use common::{PASS_OID, Snmpd, free_udp_port};
+use common::{PASS_OID, Snmpd};
 use grafolean_collector::testing::RunningBot;
+use grafolean_collector::testing::process::{TestDir, free_udp_port, sample, sample_with};
 use grafolean_collector::{
     Collector, EntityConfig, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
 };
@@ -20,7 +21,6 @@ use grafolean_snmp_bot::state_file::{
 };
 use grafolean_snmp_bot::{SnmpCollector, SnmpJob};
 use serde_json::Value as Json;
-use standalone::{Standalone, TestDir, sample, sample_with};
 
 /// snmpd caches a pass script's GETNEXT answers for about a second: wait
 /// longer between changes.
@@ -114,7 +114,7 @@ fn a_restart_with_the_state_file_gives_a_rate_at_the_first_firing() {
     let state = dir.join("counters.json");
     let args = ["--state-file", state.to_str().unwrap()];
 
-    let mut bot = Standalone::start(&devices, 120, &args);
+    let mut bot = standalone::start(&devices, 120, &args);
     bot.wait_for_log(Duration::from_secs(10), &["no counter state file yet"]);
     // Two firings: the counters are known (the second gives rates of 0).
     bot.wait_for_metrics(Duration::from_secs(20), Duration::from_millis(100), |t| {
@@ -143,7 +143,7 @@ fn a_restart_with_the_state_file_gives_a_rate_at_the_first_firing() {
     ]);
     std::thread::sleep(PASS_CACHE);
     let started = unix_now();
-    let mut bot = Standalone::start(&devices, 120, &args);
+    let mut bot = standalone::start(&devices, 120, &args);
     // The first firing already gives both rates: they are there while only
     // one run is counted (a run is counted before its values are exported).
     let text = bot.wait_for_metrics(Duration::from_secs(20), Duration::from_millis(20), |t| {
@@ -194,7 +194,7 @@ fn a_corrupt_state_file_is_one_warning_and_the_bot_runs_with_empty_counters() {
         r#"{"format": 1, "saved_at": 1, "entities": [{"entity_id": 4"#,
     )
     .unwrap();
-    let mut bot = Standalone::start(&devices, 120, &["--state-file", state.to_str().unwrap()]);
+    let mut bot = standalone::start(&devices, 120, &["--state-file", state.to_str().unwrap()]);
     bot.wait_for_metrics(Duration::from_secs(20), Duration::from_millis(100), |t| {
         runs(t, "error") >= 2.0
     });

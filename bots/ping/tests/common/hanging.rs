@@ -5,10 +5,10 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use grafolean_collector::testing::process::{BotCommand, BotProcess};
 use grafolean_collector::testing::{BOT_TOKEN, ENTITY_ID, FakeGrafolean, Fault};
 
 /// A running bot whose values hang in flight. Killed when dropped.
@@ -16,7 +16,7 @@ use grafolean_collector::testing::{BOT_TOKEN, ENTITY_ID, FakeGrafolean, Fault};
 pub struct Hanging {
     /// The fake backend (kept alive while the bot runs).
     pub fake: FakeGrafolean,
-    child: Child,
+    bot: BotProcess,
 }
 
 impl Hanging {
@@ -29,21 +29,14 @@ impl Hanging {
             e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(3);
         }));
         fake.inject(Fault::delay(Duration::from_secs(3600)).path_contains("/values"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_grafolean-ping-bot"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        let mut command = BotCommand::new(super::BIN);
+        command
             .env("BACKEND_URL", fake.url())
-            .env("BOT_TOKEN", BOT_TOKEN)
-            .env_remove("BOT_TOKEN_FROM_FILE")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let bot = Self { fake, child };
+            .env("BOT_TOKEN", BOT_TOKEN);
+        let bot = Self {
+            fake,
+            bot: command.start(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !bot
             .fake
@@ -59,44 +52,16 @@ impl Hanging {
 
     /// Sends `sig` (`-TERM`, `-INT`) to the bot.
     pub fn signal(&self, sig: &str) {
-        assert!(
-            Command::new("kill")
-                .args([sig, &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(self.bot.signal(sig));
     }
 
     /// Waits for the bot to exit, at most `within`; returns its status and
     /// its whole log.
     pub async fn exit_within(&mut self, within: Duration) -> (ExitStatus, String) {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "the bot did not exit within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let mut log = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let status = self.bot.exit_within(within).await;
+        let mut log = self.bot.log().join("\n");
+        log.push('\n');
         (status, log)
-    }
-}
-
-impl Drop for Hanging {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,32 +1,20 @@
 //! The `grafolean-ping-bot` binary run standalone with a TOML config, as an
-//! operator runs it (a [`BotProcess`]: its admin server on a free loopback
-//! port, its log read line by line on a thread).
+//! operator runs it: a [`BotProcess`] (its admin server on a free loopback
+//! port, its log read line by line on a thread) that owns the directory of
+//! its config file.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use super::process::{self, BotProcess};
+use grafolean_collector::testing::process::{BotCommand, BotProcess, TestDir};
 
-/// A running standalone bot. Killed when dropped.
+/// A running standalone bot (a [`BotProcess`]). Killed when dropped.
 #[derive(Debug)]
 pub struct Standalone {
     bot: BotProcess,
-    base: String,
-    dir: Dir,
-}
-
-/// The bot's directory, removed when dropped.
-#[derive(Debug)]
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    dir: TestDir,
 }
 
 impl Standalone {
@@ -36,131 +24,37 @@ impl Standalone {
     }
 
     /// [`Standalone::start`], re-reading the file every `refresh_secs`.
-    #[allow(dead_code)]
     pub fn start_refreshing(name: &str, toml: &str, refresh_secs: u64) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "grafolean-ping-{name}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new(&format!("ping-{name}"));
         let config = dir.join("targets.toml");
         std::fs::write(&config, toml).unwrap();
-        let port = process::free_port();
-        let mut command = process::command(port);
+        let mut command = BotCommand::new(super::BIN);
         command
             .arg("--config")
             .arg(&config)
             .env("JOBS_REFRESH_INTERVAL", refresh_secs.to_string());
         Self {
-            bot: BotProcess::spawn(command),
-            base: format!("127.0.0.1:{port}"),
-            dir: Dir(dir),
+            bot: command.start(),
+            dir,
         }
     }
 
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.0.join("targets.toml")
-    }
-
-    /// The log so far, one line each.
-    pub fn log(&self) -> Vec<String> {
-        self.bot.log()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.bot.is_running()
-    }
-
-    /// `GET /metrics`, or an empty string while the server is not up.
-    pub fn metrics(&self) -> String {
-        get(&self.base, "/metrics").unwrap_or_default()
-    }
-
-    /// Polls `/metrics` until `check` accepts it, and returns that text.
-    pub fn wait_for_metrics(&mut self, within: Duration, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let text = self.metrics();
-            if check(&text) {
-                return text;
-            }
-            assert!(
-                self.is_running(),
-                "the bot exited:\n{}",
-                self.log().join("\n")
-            );
-            assert!(
-                Instant::now() < deadline,
-                "/metrics never matched in {within:?}:\n{text}\nlog:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn stop(self) -> std::process::ExitStatus {
-        self.bot.stop_within(Duration::from_secs(15))
+        self.dir.join("targets.toml")
     }
 }
 
-/// The value of the first sample of `series` (a name with its labels, as
-/// written) in a Prometheus text page, if there is one.
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .split(' ')
-            .next()?
-            .parse()
-            .ok()
-    })
-}
+impl Deref for Standalone {
+    type Target = BotProcess;
 
-/// A tiny blocking GET of `path` from `host` (`127.0.0.1:port`), so the
-/// tests need no HTTP client crate.
-pub fn get(host: &str, path: &str) -> std::io::Result<String> {
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
-}
-
-/// Bumps a file's modification time every 200 ms while it lives, so that
-/// every refresh reads the file again (a refresh does nothing with a file
-/// that did not change).
-pub struct Toucher(Arc<std::sync::atomic::AtomicBool>);
-
-impl Toucher {
-    /// Starts touching `path`.
-    pub fn start(path: PathBuf) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-                    let _ = f.set_modified(std::time::SystemTime::now());
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        Self(stop)
+    fn deref(&self) -> &BotProcess {
+        &self.bot
     }
 }
 
-impl Drop for Toucher {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+impl DerefMut for Standalone {
+    fn deref_mut(&mut self) -> &mut BotProcess {
+        &mut self.bot
     }
 }

@@ -15,11 +15,13 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use grafolean_collector::testing::process::free_udp_port;
 
 /// The subtree served by the test's pass script.
 pub const PASS_OID: &str = "1.3.6.1.4.1.99999";
@@ -47,15 +49,6 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         })
         .unwrap_or(false)
-}
-
-/// A UDP port of 127.0.0.1 that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Snmpd {
