@@ -191,7 +191,7 @@ pub(crate) struct StatusInfo {
 
 /// `GET /profile/` of a bot.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// The bot's own user id; entities name it in `protocols[p].bot`.
     pub user_id: u64,
     /// `bot` for a bot.
@@ -200,7 +200,7 @@ pub struct Profile {
 
 /// One account in `GET /accounts/`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-pub struct Account {
+pub(crate) struct Account {
     /// The account id.
     pub id: u64,
     /// The account name.
@@ -282,7 +282,7 @@ pub struct Sensor {
 
 /// One value in a POST: `{"p": path, "v": value}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PostValue {
+pub(crate) struct PostValue {
     /// The path.
     pub p: String,
     /// The value.
@@ -291,7 +291,7 @@ pub struct PostValue {
 
 /// One value in a PUT: `{"p": path, "t": unix seconds, "v": value}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PutValue {
+pub(crate) struct PutValue {
     /// The path.
     pub p: String,
     /// The measurement time, in UNIX seconds.
@@ -515,12 +515,12 @@ impl Client {
     }
 
     /// `GET /profile/`: the bot's own user id.
-    pub async fn profile(&self) -> Result<Profile, ApiError> {
+    pub(crate) async fn profile(&self) -> Result<Profile, ApiError> {
         self.get("profile/", true).await
     }
 
     /// `GET /accounts/`: the accounts the bot has permissions for.
-    pub async fn accounts(&self) -> Result<Vec<Account>, ApiError> {
+    pub(crate) async fn accounts(&self) -> Result<Vec<Account>, ApiError> {
         Ok(self.get::<List<Account>>("accounts/", true).await?.list)
     }
 
@@ -532,7 +532,10 @@ impl Client {
 
     /// `GET /accounts/{a}/entities/` as raw JSON items, so that one malformed
     /// entity can be skipped without losing the others.
-    pub async fn entity_list_raw(&self, account: u64) -> Result<Vec<serde_json::Value>, ApiError> {
+    pub(crate) async fn entity_list_raw(
+        &self,
+        account: u64,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
         let resource = format!("accounts/{account}/entities/");
         Ok(self
             .get::<List<serde_json::Value>>(&resource, true)
@@ -652,13 +655,21 @@ impl Client {
 
     /// `POST /accounts/{a}/values/`: the backend stamps the batch with its own
     /// time. One invalid item rejects the whole batch, so validate first.
-    pub async fn post_values(&self, account: u64, values: &[PostValue]) -> Result<(), ApiError> {
+    pub(crate) async fn post_values(
+        &self,
+        account: u64,
+        values: &[PostValue],
+    ) -> Result<(), ApiError> {
         self.send(reqwest::Method::POST, account, values).await
     }
 
     /// `PUT /accounts/{a}/values/`: values with their own timestamps. Needs the
     /// PUT permission on `accounts/{a}/values`.
-    pub async fn put_values(&self, account: u64, values: &[PutValue]) -> Result<(), ApiError> {
+    pub(crate) async fn put_values(
+        &self,
+        account: u64,
+        values: &[PutValue],
+    ) -> Result<(), ApiError> {
         self.send(reqwest::Method::PUT, account, values).await
     }
 
@@ -905,3 +916,6 @@ fn truncate(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests;

@@ -28,7 +28,8 @@
 //! `1/n` of the per-entity requests.
 //!
 //! Only a failure of the profile or of the account list fails the whole
-//! refresh; the caller then keeps its previous job set.
+//! refresh (with that request's [`ApiError`]); the caller then keeps its
+//! previous job set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,27 +90,6 @@ impl FetchOptions {
     pub fn with_shard(mut self, shard: Shard) -> Self {
         self.shard = Some(shard);
         self
-    }
-}
-
-/// Why a whole refresh failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The bot's profile could not be read.
-    #[error("could not read the bot's profile: {0}")]
-    Profile(#[source] ApiError),
-    /// The account list could not be read.
-    #[error("could not list the bot's accounts: {0}")]
-    Accounts(#[source] ApiError),
-}
-
-impl FetchError {
-    /// The request's error.
-    pub fn api_error(&self) -> &ApiError {
-        match self {
-            Self::Profile(e) | Self::Accounts(e) => e,
-        }
     }
 }
 
@@ -365,13 +345,19 @@ impl Problem {
 /// `2 + A + C + S` requests: the profile, the account list, one entity list
 /// per account, and one per unique credential and sensor of the entities that
 /// apply (plus one per device that the list gives without `protocols`).
+///
+/// # Errors
+///
+/// The error of the bot's profile or of its account list (the request it
+/// names failed): nothing can be fetched without them. Any other request's
+/// failure is reported in the [`FetchReport`], for what it touched.
 pub async fn fetch_job_configs(
     client: &Client,
     protocol: &str,
     options: &FetchOptions,
-) -> Result<FetchReport, FetchError> {
-    let profile = client.profile().await.map_err(FetchError::Profile)?;
-    let accounts = client.accounts().await.map_err(FetchError::Accounts)?;
+) -> Result<FetchReport, ApiError> {
+    let profile = client.profile().await?;
+    let accounts = client.accounts().await?;
     let refresh = Refresh {
         client,
         protocol,

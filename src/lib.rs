@@ -47,4 +47,5 @@ pub use problem::{EntityProblem, Problems, SkipCause};
 pub use runtime::{Bot, Context, RunError};
 pub use settings::{Settings, SettingsError};
 pub use shard::Shard;
+pub use standalone::StandaloneError;
 pub use value::{Value, ValueError};

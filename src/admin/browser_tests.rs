@@ -141,5 +141,5 @@ async fn chromium_shows_the_job_rows() {
     assert!(dom.contains("10s,60s") && dom.contains("31 ms"), "{dom}");
 
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }

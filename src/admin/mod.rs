@@ -45,32 +45,6 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// Produces the status page's rows; installed by the runtime.
 pub(crate) type StatusProvider = Arc<dyn Fn() -> Vec<JobStatus> + Send + Sync>;
 
-/// Why the admin server stopped or could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr} for the admin server: {source}; choose a free address")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The server failed while running.
-    #[error("the admin server failed: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
-/// Binds a listener for [`serve`], with an error that names the address.
-pub async fn bind(addr: &str) -> Result<TcpListener, AdminError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AdminError::Bind {
-            addr: addr.to_string(),
-            source,
-        })
-}
-
 /// Serves `router` on `listener` until `shutdown` completes, then lets open
 /// requests finish (for a few seconds). Slow, idle and excess clients are cut
 /// off (see [`server`]), so `/live` answers whatever other clients do.
@@ -78,9 +52,8 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), AdminError> {
+) {
     server::serve(listener, router, shutdown, server::connection_cap()).await;
-    Ok(())
 }
 
 /// The routes `/`, `/metrics`, `/live` and `/ready`, with their state.

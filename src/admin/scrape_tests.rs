@@ -116,5 +116,5 @@ async fn prometheus_ingests_our_metrics() {
         .await;
 
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }

@@ -383,7 +383,7 @@ async fn router_mounts_into_an_application() {
     let live = reqwest::get(format!("{base}/live")).await.unwrap();
     assert_eq!(live.status(), 200);
     tx.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }
 
 #[test]

@@ -398,10 +398,8 @@ impl<C: Collector> Bot<C> {
             dropped = report.dropped;
         }
         let _ = stop_admin.send(());
-        match admin_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("{e}"),
-            Err(e) => warn!("admin server task failed: {e}"),
+        if let Err(e) = admin_task.await {
+            warn!("admin server task failed: {e}");
         }
         info!("stopped");
         if let Some(e) = stopped_by {
@@ -465,7 +463,7 @@ impl<C: Collector> Bot<C> {
             AdminState,
             SocketAddr,
             tokio::sync::oneshot::Sender<()>,
-            tokio::task::JoinHandle<Result<(), admin::AdminError>>,
+            tokio::task::JoinHandle<()>,
         ),
         RunError,
     > {
@@ -479,9 +477,12 @@ impl<C: Collector> Bot<C> {
                         SocketAddr::from(([127, 0, 0, 1], 0))
                     }
                 };
-                admin::bind(&addr.to_string())
+                tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(RunError::Admin)?
+                    .map_err(|source| RunError::Admin {
+                        addr: addr.to_string(),
+                        source,
+                    })?
             }
         };
         let admin_addr = listener.local_addr().map_err(RunError::Listen)?;
@@ -572,9 +573,14 @@ pub enum RunError {
     /// The API client could not be built.
     #[error(transparent)]
     Api(crate::api::ApiError),
-    /// The admin server could not start.
-    #[error(transparent)]
-    Admin(admin::AdminError),
+    /// The admin server could not listen on its address.
+    #[error("cannot listen on {addr} for the admin server: {source}; choose a free address")]
+    Admin {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The admin listener could not be used.
     #[error("the admin server's listener failed: {0}")]
     Listen(std::io::Error),

@@ -143,9 +143,7 @@ impl<C: Collector> Refresher<C> {
                     self.state.set_backend_reachable(false);
                 }
                 let cause = match &e {
-                    super::source::RefreshError::Fetch(e) => {
-                        crate::fetch::failure_cause(e.api_error())
-                    }
+                    super::source::RefreshError::Fetch(e) => crate::fetch::failure_cause(e),
                     super::source::RefreshError::File(_) => "file",
                 };
                 let jobs = self.scheduler.job_count();

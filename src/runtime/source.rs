@@ -3,9 +3,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::api::ApiError;
 use crate::api::Client;
 use crate::config::JobConfigs;
-use crate::fetch::{FetchError, FetchOptions, fetch_job_configs};
+use crate::fetch::{FetchOptions, fetch_job_configs};
 use crate::shard;
 use crate::standalone::{self, StandaloneError};
 
@@ -57,7 +58,7 @@ pub struct Loaded {
 pub enum RefreshError {
     /// Fetching from Grafolean failed.
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(#[from] ApiError),
     /// The standalone file is invalid.
     #[error(transparent)]
     File(#[from] StandaloneError),
@@ -67,7 +68,7 @@ impl RefreshError {
     /// Whether the failure means the backend could not be reached.
     pub fn backend_unreachable(&self) -> bool {
         match self {
-            Self::Fetch(e) => !e.api_error().backend_answered(),
+            Self::Fetch(e) => !e.backend_answered(),
             Self::File(_) => false,
         }
     }

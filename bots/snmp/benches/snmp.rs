@@ -26,8 +26,6 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{BIG_TABLE, Snmpd, steal};
-use grafolean_collector::api::BotToken;
-use grafolean_collector::api::{Client, PostValue};
 use grafolean_collector::testing::{FakeAccount, FakeGrafolean};
 use grafolean_collector::{
     Collector, EntityConfig, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
@@ -115,23 +113,26 @@ fn tick(job: &JobSpec<SnmpJob>) -> Tick {
     }
 }
 
-/// One poll and the POST of its values, as the bot's runtime would send them.
+/// One poll and the POST of its values (`[{"p": …, "v": …}]`), as the Python
+/// bot sends them.
 async fn poll_and_send(
     c: &SnmpCollector,
-    api: &Client,
-    account: u64,
+    http: &reqwest::Client,
+    values_url: &str,
     job: &JobSpec<SnmpJob>,
 ) -> usize {
     let values = c.run(tick(job), &job.params).await.expect("a poll");
-    let batch: Vec<PostValue> = values
+    let batch: Vec<serde_json::Value> = values
         .into_iter()
-        .map(|v| PostValue {
-            p: v.path,
-            v: v.value,
-        })
+        .map(|v| json!({"p": v.path, "v": v.value}))
         .collect();
     if !batch.is_empty() {
-        api.post_values(account, &batch).await.expect("a POST");
+        http.post(values_url)
+            .json(&batch)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("a POST");
     }
     batch.len()
 }
@@ -160,9 +161,8 @@ fn bench_poll(agent: &Snmpd) {
     let mut polls_per_s = Vec::new();
     let mut values_per_poll = 0.0;
     rt.block_on(async {
-        let api = Client::builder(fake.url(), BotToken::new(&token).unwrap())
-            .build()
-            .unwrap();
+        let http = reqwest::Client::new();
+        let values_url = format!("{}/accounts/{account}/values/?b={token}", fake.url());
         let c = SnmpCollector::default();
         let credential = json!({"version": "snmpv2c", "snmpv12_community": "public"});
         let jobs = poll_jobs(
@@ -171,7 +171,7 @@ fn bench_poll(agent: &Snmpd) {
                 .map(|id| entity(id, &agent.ipv4(), credential.clone(), default_sensors()))
                 .collect(),
         );
-        let poll = |job| poll_and_send(&c, &api, account, job);
+        let poll = |job| poll_and_send(&c, &http, &values_url, job);
         // Warm-up: clients, learned repetitions, counters.
         for _ in 0..3 {
             futures::future::join_all(jobs.iter().map(poll)).await;

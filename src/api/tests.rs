@@ -1,14 +1,14 @@
-//! The API client against the fake backend: typed errors, the start-up wait,
+//! The API client against the fake backend (here, not in `tests/`, to reach
+//! the client's crate-private requests): typed errors, the start-up wait,
 //! and no token anywhere in what it logs or returns.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use grafolean_collector::api::BotToken;
-use grafolean_collector::api::{ApiError, Client, PostValue, PutValue};
-use grafolean_collector::fetch::{FetchOptions, fetch_job_configs};
-use grafolean_collector::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
+use super::{ApiError, BotToken, Client, PostValue, PutValue};
+use crate::fetch::{FetchOptions, fetch_job_configs};
+use crate::testing::{ACCOUNT_ID, BOT_TOKEN, FakeGrafolean, Fault};
 
 fn client(fake: &FakeGrafolean, timeout: Duration) -> Client {
     Client::builder(fake.url(), BotToken::new(BOT_TOKEN).unwrap())
@@ -278,21 +278,20 @@ async fn every_answer_is_read_with_a_limit() {
         .unwrap_err();
     too_large(err, "GET", "accounts/42/entities", 1 << 20);
     // The answers to writes are small: 4 KiB.
-    let put = [grafolean_collector::api::PutValue {
+    let put = [PutValue {
         p: "a.b".into(),
         t: 1.0,
         v: 1.0,
     }];
     let err = c.put_values(42, &put).await.unwrap_err();
     too_large(err, "PUT", "accounts/42/values", 4096);
-    let post = [grafolean_collector::api::PostValue {
+    let post = [PostValue {
         p: "a.b".into(),
         v: 1.0,
     }];
     let err = c.post_values(42, &post).await.unwrap_err();
     too_large(err, "POST", "accounts/42/values", 4096);
-    let entity =
-        grafolean_collector::api::EntityInput::new("eth0", "interface", serde_json::json!({}));
+    let entity = super::EntityInput::new("eth0", "interface", serde_json::json!({}));
     let err = c.create_entity(42, &entity).await.unwrap_err();
     too_large(err, "POST", "accounts/42/entities", 4096);
     wait_for_drops(&dropped, 4).await;
