@@ -122,13 +122,16 @@ async fn run_jobs<C: Collector>(
     problems.extend(std::mem::take(&mut loaded.skipped));
     let specs = collector.jobs(&loaded.configs, &mut problems);
     for p in problems.iter() {
-        let entity = p.raw_id.as_deref().map_or_else(
-            || format!("account {}", p.account),
-            |id| match &p.name {
-                Some(name) => format!("entity {id} ({name:?}) of account {}", p.account),
-                None => format!("entity {id} of account {}", p.account),
-            },
-        );
+        // A standalone file's entities have no account (0).
+        let of_account = match p.account {
+            0 => String::new(),
+            account => format!(" of account {account}"),
+        };
+        let entity = match (p.raw_id.as_deref(), &p.name) {
+            (None, _) => format!("account {}", p.account),
+            (Some(id), Some(name)) => format!("entity {id} ({name:?}){of_account}"),
+            (Some(id), None) => format!("entity {id}{of_account}"),
+        };
         let _ = writeln!(err, "{entity}: not run ({}): {}", p.cause, p.reason);
     }
     let shard = match start.fetch_options.shard {
