@@ -14,6 +14,7 @@
 
 mod gzip;
 mod process;
+pub(crate) mod readiness;
 pub(crate) mod server;
 mod status_page;
 
@@ -21,7 +22,7 @@ pub(crate) use process::ProcessCollector;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -35,8 +36,8 @@ use tokio::net::TcpListener;
 
 use crate::exposition::ValueStore;
 use crate::metrics::Metrics;
-use crate::problem::EntityProblem;
 use crate::scheduler::JobStatus;
+use readiness::{ProblemBoard, Readiness};
 
 /// The `Content-Type` of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -77,13 +78,10 @@ struct Shared {
     values: ValueStore,
     status: RwLock<Option<StatusProvider>>,
     /// The entities' config problems at the last refresh.
-    problems: RwLock<Arc<[EntityProblem]>>,
+    problems: ProblemBoard,
     version: String,
-    backend_configured: bool,
     started: Instant,
-    config_loaded: AtomicBool,
-    backend_reachable: AtomicBool,
-    shutting_down: AtomicBool,
+    readiness: Readiness,
     /// The size of the last `/metrics` body, to size the next one's buffer.
     last_size: AtomicUsize,
     /// The same for the last gzipped body.
@@ -154,13 +152,11 @@ impl AdminStateBuilder {
                 metrics: self.metrics,
                 values: self.values,
                 status: RwLock::new(None),
-                problems: RwLock::new(Arc::new([])),
+                problems: ProblemBoard::default(),
                 version: self.version,
-                backend_configured: self.backend_configured,
+
                 started: Instant::now(),
-                config_loaded: AtomicBool::new(false),
-                backend_reachable: AtomicBool::new(false),
-                shutting_down: AtomicBool::new(false),
+                readiness: Readiness::new(self.backend_configured),
                 last_size: AtomicUsize::new(0),
                 last_gzip_size: AtomicUsize::new(0),
             }),
@@ -181,29 +177,28 @@ impl AdminState {
 
     /// Records that the job config has been loaded once.
     pub fn set_config_loaded(&self) {
-        self.shared.config_loaded.store(true, Ordering::Relaxed);
+        self.shared.readiness.set_config_loaded();
     }
 
     /// Records whether the Grafolean backend answered the last request.
     pub fn set_backend_reachable(&self, reachable: bool) {
-        self.shared
-            .backend_reachable
-            .store(reachable, Ordering::Relaxed);
-    }
-
-    /// Records the entities' config problems found by the last refresh, for
-    /// the status page.
-    pub(crate) fn set_problems(&self, problems: Vec<EntityProblem>) {
-        *self
-            .shared
-            .problems
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = problems.into();
+        self.shared.readiness.set_backend_reachable(reachable);
     }
 
     /// Records that shutdown has begun: `/ready` answers 503 from now on.
     pub fn set_shutting_down(&self) {
-        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        self.shared.readiness.set_shutting_down();
+    }
+
+    /// The handle that sets what `/ready` answers, for the refresher.
+    pub(crate) fn readiness_handle(&self) -> Readiness {
+        self.shared.readiness.clone()
+    }
+
+    /// The handle of the config problems the status page lists, for the
+    /// refresher.
+    pub(crate) fn problem_board(&self) -> ProblemBoard {
+        self.shared.problems.clone()
     }
 
     /// Replaces the provider of the status page's rows.
@@ -217,16 +212,7 @@ impl AdminState {
 
     /// `Ok` when ready, else the reason, as `/ready` reports it.
     pub fn readiness(&self) -> Result<(), &'static str> {
-        let s = &self.shared;
-        if s.shutting_down.load(Ordering::Relaxed) {
-            Err("shutting down")
-        } else if !s.config_loaded.load(Ordering::Relaxed) {
-            Err("the job config has not loaded yet")
-        } else if s.backend_configured && !s.backend_reachable.load(Ordering::Relaxed) {
-            Err("the Grafolean backend is not reachable")
-        } else {
-            Ok(())
-        }
+        self.shared.readiness.check()
     }
 
     /// Whether `/ready` answers 200.
@@ -293,12 +279,7 @@ impl AdminState {
     /// The status page's HTML, as of `now`.
     pub fn render_status_page(&self, now: SystemTime) -> String {
         let rows = self.job_rows();
-        let problems = self
-            .shared
-            .problems
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let problems = self.shared.problems.get();
         let summary = status_page::Summary {
             bot: self.shared.metrics.bot(),
             version: &self.shared.version,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::source::ConfigSource;
-use crate::admin::AdminState;
+use crate::admin::readiness::{ProblemBoard, Readiness};
 use crate::api::Client;
 use crate::collector::Collector;
 use crate::config::EntityConfig;
@@ -45,7 +45,10 @@ pub(crate) struct Refresher<C: Collector> {
     /// Told the live job set before every sync.
     pub(crate) values: ValueStore,
     pub(crate) metrics: Metrics,
-    pub(crate) state: AdminState,
+    /// What `/ready` answers.
+    pub(crate) readiness: Readiness,
+    /// The config problems the status page lists.
+    pub(crate) board: ProblemBoard,
     /// The API client, when the configs and values go through Grafolean.
     pub(crate) client: Option<Client>,
     pub(crate) ready_attempts: u32,
@@ -140,7 +143,7 @@ impl<C: Collector> Refresher<C> {
                 self.metrics.refresh_errors.inc();
                 if e.backend_unreachable() {
                     self.metrics.backend_up.set(0);
-                    self.state.set_backend_reachable(false);
+                    self.readiness.set_backend_reachable(false);
                 }
                 let cause = match &e {
                     super::source::RefreshError::Fetch(e) => crate::fetch::failure_cause(e),
@@ -168,7 +171,7 @@ impl<C: Collector> Refresher<C> {
         self.problems
             .report(&problems, &loaded.failed, &self.metrics);
         let skipped = problems.len();
-        self.state.set_problems(problems);
+        self.board.set(problems);
         let specs = self.refuse_unsendable(specs);
         let live: Vec<JobId> = specs.iter().map(|s| s.id.clone()).collect();
         // Before the sync: a new job's first run is kept, a removed job's last
@@ -198,10 +201,10 @@ impl<C: Collector> Refresher<C> {
             Outcome::Partial
         } else {
             self.failure_over();
-            self.state.set_config_loaded();
+            self.readiness.set_config_loaded();
             Outcome::Complete
         };
-        self.state.set_backend_reachable(true);
+        self.readiness.set_backend_reachable(true);
         info!(
             accounts = loaded.accounts,
             entities = loaded.configs.entities.len(),
