@@ -29,7 +29,7 @@ fn sender(fake: &FakeGrafolean, metrics: &Metrics, spool: Option<&std::path::Pat
         .with_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let mut b = Sender::builder(client, metrics.clone())
+    let mut b = Sender::builder(client, &mut metrics.registry_mut())
         .with_backoff(Duration::from_millis(10), Duration::from_millis(50))
         .with_buffer_limit(2_000_000);
     if let Some(dir) = spool {

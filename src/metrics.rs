@@ -1,8 +1,9 @@
 //! The SDK's own operational metrics, in one [`prometheus_client`] registry.
 //!
-//! Every part of the runtime records into [`Metrics`]: the scheduler (runs,
-//! lateness), the refresh loop (refresh duration and errors), the sender
-//! (values sent, buffered, replayed and dropped). A bot registers its own
+//! The runtime records into [`Metrics`]: the scheduler (runs, lateness) and
+//! the refresh loop (refresh duration and errors). The sender registers its
+//! own instruments (`crate::sender::metrics`), and so do the bot's
+//! supervised tasks. A bot registers its own
 //! metrics into the same registry through the
 //! [`Context`](crate::runtime::Context) it is built from, and the admin server encodes
 //! it on `/metrics`.
@@ -41,50 +42,6 @@ pub(crate) enum Outcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabels {
     pub(crate) outcome: Outcome,
-}
-
-/// Why values were dropped: the `reason` label of the dropped-values counter.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub(crate) enum DropReason {
-    /// Rejected before sending: the path is not a valid Grafolean path.
-    invalid_path,
-    /// Rejected before sending: the value is not finite.
-    invalid_value,
-    /// An older value of the same path in the same batch.
-    duplicate,
-    /// The send buffer was full.
-    buffer_full,
-    /// A late value could not be replayed: PUT is forbidden.
-    put_forbidden,
-    /// The backend refused the value alone.
-    rejected,
-    /// 403 on POST.
-    forbidden,
-    /// Still unsent when the shutdown deadline passed.
-    shutdown,
-}
-
-impl DropReason {
-    /// Why a value that does not validate is dropped.
-    pub(crate) fn of(error: &crate::value::ValueError) -> Self {
-        match error {
-            crate::value::ValueError::NotFinite { .. } => Self::invalid_value,
-            _ => Self::invalid_path,
-        }
-    }
-}
-
-/// Labels of the dropped-values counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ReasonLabels {
-    pub(crate) reason: DropReason,
-}
-
-/// Labels of the send-mode gauge: `mode` is `put` or `post`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModeLabels {
-    mode: &'static str,
 }
 
 /// Labels of the entity errors counter: a [`SkipCause`](crate::problem::SkipCause)
@@ -141,24 +98,11 @@ pub struct Metrics {
     /// Jobs refused at a sync because they have no account while values go
     /// to Grafolean (counted at every sync that refuses them).
     pub(crate) jobs_refused: Counter,
-    /// 1 when the last request to the backend got an HTTP answer that was not a 5xx.
-    pub(crate) backend_up: Gauge,
-    /// Values accepted by the backend.
-    pub(crate) values_sent: Counter,
-    /// Send attempts that failed and will be retried (counted per value).
-    pub(crate) values_retried: Counter,
-    /// Values currently waiting in the buffer.
-    pub(crate) values_buffered: Gauge,
     /// Every value the sender holds that the backend has not taken yet: the
-    /// backlog, open and ready batches, and requests in flight. Not exported
-    /// (the second-signal message reads it).
+    /// backlog, open and ready batches, and requests in flight. Not exported:
+    /// the runtime gives it to the sender, and the second-signal message
+    /// reads it.
     pub(crate) values_unsent: Gauge,
-    /// Values delivered late, with their original timestamps.
-    pub(crate) values_replayed: Counter,
-    /// Values dropped, by reason.
-    pub(crate) values_dropped: Family<ReasonLabels, Counter>,
-    /// Accounts by how their values go: `put` or `post` (see the sender).
-    send_mode: Family<ModeLabels, Gauge>,
     /// This replica's shard index (0 without sharding).
     pub(crate) shard_index: Gauge,
     /// The number of replicas sharing the bot's entities (1 without sharding).
@@ -234,49 +178,6 @@ impl Metrics {
             "Jobs refused at a sync: they have no Grafolean account while values go to Grafolean",
             jobs_refused.clone(),
         );
-        let backend_up = Gauge::default();
-        registry.register(
-            "backend_up",
-            "1 if the Grafolean backend answered the last request, else 0",
-            backend_up.clone(),
-        );
-        let values_sent = Counter::default();
-        registry.register(
-            "values_sent",
-            "Values accepted by the backend",
-            values_sent.clone(),
-        );
-        let values_retried = Counter::default();
-        registry.register(
-            "values_retried",
-            "Values whose send failed and was retried",
-            values_retried.clone(),
-        );
-        let values_buffered = Gauge::default();
-        registry.register(
-            "values_buffered",
-            "Values waiting in the send buffer",
-            values_buffered.clone(),
-        );
-        let values_replayed = Counter::default();
-        registry.register(
-            "values_replayed",
-            "Values delivered late with their original timestamps",
-            values_replayed.clone(),
-        );
-        let send_mode = Family::<ModeLabels, Gauge>::default();
-        registry.register(
-            "send_mode_accounts",
-            "Accounts the sender writes to, by mode: put (values keep their tick's time, \
-             stored exactly once) or post (PUT forbidden: stamped on arrival, at least once)",
-            send_mode.clone(),
-        );
-        let values_dropped = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "values_dropped",
-            "Values dropped, by reason",
-            values_dropped.clone(),
-        );
         // Sharding: `sum(entities_owned) != max(entities_seen)` over the
         // replicas of one bot means they disagree on the count (see `docs/sharding.md`).
         let shard_index = Gauge::default();
@@ -318,18 +219,11 @@ impl Metrics {
             refresh_failures,
             entity_errors,
             jobs_refused,
-            backend_up,
-            values_sent,
-            values_retried,
-            values_buffered,
             values_unsent: Gauge::default(),
-            values_replayed,
-            values_dropped,
             shard_index,
             shard_count,
             entities_seen,
             entities_owned,
-            send_mode,
             build_info,
         };
         metrics.set_version(env!("CARGO_PKG_VERSION"));
@@ -349,25 +243,9 @@ impl Metrics {
             .set(1);
     }
 
-    /// Sets how many accounts the sender writes to by PUT and by POST.
-    pub(crate) fn set_send_mode(&self, put: usize, post: usize) {
-        for (mode, n) in [("put", put), ("post", post)] {
-            self.send_mode
-                .get_or_create(&ModeLabels { mode })
-                .set(n as i64);
-        }
-    }
-
     /// Counts one run with the given outcome.
     pub(crate) fn run(&self, outcome: Outcome) {
         self.runs.get_or_create(&OutcomeLabels { outcome }).inc();
-    }
-
-    /// Counts `n` dropped values with the given reason.
-    pub(crate) fn dropped(&self, reason: DropReason, n: u64) {
-        self.values_dropped
-            .get_or_create(&ReasonLabels { reason })
-            .inc_by(n);
     }
 
     /// Gives mutable access to the registry, so that a bot can register its own

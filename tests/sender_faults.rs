@@ -48,7 +48,7 @@ fn client(url: &str) -> Client {
 }
 
 fn sender(url: &str, metrics: &Metrics, spool: Option<&PathBuf>) -> Sender {
-    let mut b = Sender::builder(client(url), metrics.clone())
+    let mut b = Sender::builder(client(url), &mut metrics.registry_mut())
         .with_batch_window(Duration::from_millis(50))
         .with_backoff(Duration::from_millis(100), Duration::from_millis(500));
     if let Some(dir) = spool {
@@ -631,7 +631,7 @@ async fn kill_9_during_an_outage_loses_nothing_with_the_spool() {
 async fn a_full_buffer_drops_the_oldest_values() {
     let fake = FakeGrafolean::with_fixture_data().await;
     let metrics = Metrics::new("test");
-    let sender = Sender::builder(client(&fake.url()), metrics.clone())
+    let sender = Sender::builder(client(&fake.url()), &mut metrics.registry_mut())
         .with_batch_window(Duration::from_millis(10))
         .with_backoff(Duration::from_secs(2), Duration::from_secs(2))
         .with_buffer_limit(100)

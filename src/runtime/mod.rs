@@ -329,7 +329,8 @@ impl<C: Collector> Bot<C> {
 
         let sender = match &start.client {
             Some(client) => {
-                let mut builder = Sender::builder(client.clone(), self.metrics.clone());
+                let mut builder = Sender::builder(client.clone(), &mut self.metrics.registry_mut())
+                    .with_unsent_gauge(self.metrics.values_unsent.clone());
                 if let Some(dir) = &settings.spool_dir {
                     builder = builder.with_spool_dir(dir.clone());
                 }
@@ -364,6 +365,7 @@ impl<C: Collector> Bot<C> {
             scheduler: scheduler.clone(),
             values: self.values.clone(),
             metrics: self.metrics.clone(),
+            backend_up: sender.as_ref().map(Sender::backend_up),
             readiness: state.readiness_handle(),
             board: state.problem_board(),
             client: start.client,

@@ -203,7 +203,10 @@ async fn run_jobs<C: Collector>(
     let ran = outcomes.len();
     if settings.send {
         if let Some(client) = start.client {
-            let sender = match crate::sender::Sender::builder(client, bot.metrics.clone()).build() {
+            let sender = crate::sender::Sender::builder(client, &mut bot.metrics.registry_mut())
+                .with_unsent_gauge(bot.metrics.values_unsent.clone())
+                .build();
+            let sender = match sender {
                 Ok(sender) => sender,
                 Err(e) => {
                     let _ = writeln!(err, "the sender could not start: {e}");

@@ -45,6 +45,8 @@ pub(crate) struct Refresher<C: Collector> {
     /// Told the live job set before every sync.
     pub(crate) values: ValueStore,
     pub(crate) metrics: Metrics,
+    /// The sender's `backend_up`, when values go to Grafolean.
+    pub(crate) backend_up: Option<prometheus_client::metrics::gauge::Gauge>,
     /// What `/ready` answers.
     pub(crate) readiness: Readiness,
     /// The config problems the status page lists.
@@ -142,7 +144,7 @@ impl<C: Collector> Refresher<C> {
             Err(e) => {
                 self.metrics.refresh_errors.inc();
                 if e.backend_unreachable() {
-                    self.metrics.backend_up.set(0);
+                    self.set_backend_up(false);
                     self.readiness.set_backend_reachable(false);
                 }
                 let cause = match &e {
@@ -158,9 +160,7 @@ impl<C: Collector> Refresher<C> {
         };
         // A request the backend failed (every such failure is one without
         // an answer that is not a 5xx) leaves `backend_up` at 0.
-        self.metrics
-            .backend_up
-            .set(i64::from(self.client.is_some() && loaded.failed.is_empty()));
+        self.set_backend_up(loaded.failed.is_empty());
         let (kept, pending) = self.keep_last_good(&mut loaded);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);
@@ -224,6 +224,13 @@ impl<C: Collector> Refresher<C> {
             "refreshed job configs"
         );
         outcome
+    }
+
+    /// Sets `backend_up`, when there is a backend.
+    fn set_backend_up(&self, up: bool) {
+        if let Some(gauge) = &self.backend_up {
+            gauge.set(i64::from(up));
+        }
     }
 
     /// Puts back, into `loaded`, the last good config of each entity that the

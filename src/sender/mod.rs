@@ -62,6 +62,7 @@
 mod backlog;
 mod batch;
 mod deliver;
+pub(crate) mod metrics;
 mod spool;
 mod state;
 #[cfg(all(test, feature = "testing"))]
@@ -77,8 +78,10 @@ use tracing::warn;
 
 use crate::api::Client;
 use crate::job::JobId;
-use crate::metrics::{DropReason, Metrics};
+use prometheus_client::registry::Registry;
+
 use crate::value::Value;
+use metrics::{DropReason, SenderMetrics};
 
 use worker::{Config, Msg, Worker};
 
@@ -120,13 +123,13 @@ pub enum SenderError {
 /// ```
 /// use std::time::Duration;
 /// use grafolean_collector::api::Client;
-/// use grafolean_collector::Metrics;
 /// use grafolean_collector::sender::Sender;
 /// use grafolean_collector::api::BotToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let client = Client::builder("http://127.0.0.1:9/api", BotToken::new("t").unwrap()).build().unwrap();
-/// let sender = Sender::builder(client, Metrics::new("example"))
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// let sender = Sender::builder(client, &mut registry)
 ///     .with_batch_window(Duration::from_millis(20))
 ///     .with_max_batch(1_000)
 ///     .build()
@@ -139,12 +142,22 @@ pub enum SenderError {
 #[must_use]
 pub struct SenderBuilder {
     client: Client,
-    metrics: Metrics,
+    metrics: SenderMetrics,
     config: Config,
     spool_dir: Option<PathBuf>,
 }
 
 impl SenderBuilder {
+    /// Counts the values the sender holds and the backend has not taken yet
+    /// into `unsent` (the runtime's, read at a second signal).
+    pub(crate) fn with_unsent_gauge(
+        mut self,
+        unsent: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        self.metrics.values_unsent = unsent;
+        self
+    }
+
     /// Sets the batch window (default `DEFAULT_BATCH_WINDOW`). Zero sends
     /// each submission on its own.
     pub fn with_batch_window(mut self, window: Duration) -> Self {
@@ -244,16 +257,22 @@ pub struct ShutdownReport {
 #[derive(Clone, Debug)]
 pub struct Sender {
     tx: mpsc::UnboundedSender<Msg>,
-    metrics: Metrics,
+    metrics: SenderMetrics,
 }
 
 impl Sender {
-    /// Starts building a sender that delivers through `client` and records
-    /// into `metrics`.
-    pub fn builder(client: Client, metrics: Metrics) -> SenderBuilder {
+    /// The sender's `backend_up` gauge, for the refresher to set too.
+    pub(crate) fn backend_up(&self) -> prometheus_client::metrics::gauge::Gauge {
+        self.metrics.backend_up.clone()
+    }
+
+    /// Starts building a sender that delivers through `client`, and
+    /// registers its instruments in `registry` (`grafolean_bot_values_sent`,
+    /// `…_values_dropped{reason}`, `…_backend_up`, …).
+    pub fn builder(client: Client, registry: &mut Registry) -> SenderBuilder {
         SenderBuilder {
             client,
-            metrics,
+            metrics: SenderMetrics::register(registry),
             config: Config::default(),
             spool_dir: None,
         }
@@ -285,8 +304,7 @@ impl Sender {
         };
         if self.tx.send(msg).is_err() {
             warn!(job = %job, count = n, "the sender was shut down; dropping values");
-            self.metrics
-                .dropped(crate::metrics::DropReason::shutdown, n);
+            self.metrics.dropped(DropReason::shutdown, n);
         }
     }
 

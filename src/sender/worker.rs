@@ -18,9 +18,9 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 use tracing::{info, warn};
 
+use super::metrics::{DropReason, SenderMetrics};
 use crate::api::{Client, PostValue, PutValue};
 use crate::job::JobId;
-use crate::metrics::Metrics;
 use crate::value::Value;
 
 use super::ShutdownReport;
@@ -119,7 +119,7 @@ pub(crate) struct Worker {
     rx: mpsc::UnboundedReceiver<Msg>,
     rx_open: bool,
     client: Client,
-    metrics: Metrics,
+    metrics: SenderMetrics,
     cfg: Config,
     batches: Batches,
     ready: VecDeque<(u64, Vec<Item>)>,
@@ -141,7 +141,7 @@ impl Worker {
     pub(crate) fn new(
         rx: mpsc::UnboundedReceiver<Msg>,
         client: Client,
-        metrics: Metrics,
+        metrics: SenderMetrics,
         cfg: Config,
         spool_dir: Option<&Path>,
     ) -> std::io::Result<Self> {
@@ -316,8 +316,7 @@ impl Worker {
     fn buffer_values(&mut self, account: u64, values: Vec<PutValue>) {
         let dropped = self.backlog.push(account, values);
         if dropped > 0 {
-            self.metrics
-                .dropped(crate::metrics::DropReason::buffer_full, dropped);
+            self.metrics.dropped(DropReason::buffer_full, dropped);
             let now = Instant::now();
             if self.last_full.is_none_or(|t| now - t >= LOG_EVERY) {
                 self.last_full = Some(now);
@@ -378,8 +377,7 @@ impl Worker {
                 count = dups,
                 "a batch had the same path more than once; kept the latest value"
             );
-            self.metrics
-                .dropped(crate::metrics::DropReason::duplicate, dups as u64);
+            self.metrics.dropped(DropReason::duplicate, dups as u64);
         }
         if items.is_empty() {
             return;
@@ -452,7 +450,7 @@ impl Worker {
             if !gone.is_empty() {
                 self.backlog.done(&gone);
                 self.metrics
-                    .dropped(crate::metrics::DropReason::duplicate, gone.len() as u64);
+                    .dropped(DropReason::duplicate, gone.len() as u64);
             }
             if records.is_empty() {
                 return false;

@@ -63,8 +63,10 @@ impl Worker {
                 warn!(account = flight.account, job, path = flight.body.path(i), error = %reason,
                     "the backend rejected a value; dropping it");
             }
-            self.metrics
-                .dropped(crate::metrics::DropReason::rejected, range.len() as u64);
+            self.metrics.dropped(
+                crate::sender::metrics::DropReason::rejected,
+                range.len() as u64,
+            );
         }
         let failed: Vec<usize> = delivery.failed.iter().flat_map(Clone::clone).collect();
         let error = delivery.error.take();
@@ -139,8 +141,10 @@ impl Worker {
             error!(account = flight.account, error = %error.map(ToString::to_string).unwrap_or_default(),
                 "the bot has no permission to send values to this account; dropping them");
         }
-        self.metrics
-            .dropped(crate::metrics::DropReason::forbidden, failed.len() as u64);
+        self.metrics.dropped(
+            crate::sender::metrics::DropReason::forbidden,
+            failed.len() as u64,
+        );
         if let Kind::Newest { .. } | Kind::Replay { .. } = &flight.kind {
             let records = self.records(flight, failed);
             self.backlog.done(&records);
@@ -199,8 +203,10 @@ impl Worker {
                     .cloned()
                     .partition(|r| retry && failed_paths.contains(r.value.p.as_str()));
                 self.backlog.done(&gone);
-                self.metrics
-                    .dropped(crate::metrics::DropReason::put_forbidden, gone.len() as u64);
+                self.metrics.dropped(
+                    crate::sender::metrics::DropReason::put_forbidden,
+                    gone.len() as u64,
+                );
                 if retry {
                     let mut back = back;
                     back.extend(self.records(flight, failed));

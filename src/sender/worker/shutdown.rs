@@ -81,7 +81,7 @@ impl Worker {
                 "values arrived after the sender shut down; dropping them"
             );
             self.metrics
-                .dropped(crate::metrics::DropReason::shutdown, late);
+                .dropped(crate::sender::metrics::DropReason::shutdown, late);
         }
         let mut report = ShutdownReport {
             timed_out: timed_out || self.backlog.len() > 0,
@@ -107,7 +107,7 @@ impl Worker {
                     "could not deliver values before the shutdown deadline; dropping them"
                 );
                 self.metrics
-                    .dropped(crate::metrics::DropReason::shutdown, report.dropped);
+                    .dropped(crate::sender::metrics::DropReason::shutdown, report.dropped);
             }
         }
         self.metrics.values_buffered.set(self.backlog.len() as i64);
