@@ -54,7 +54,7 @@
 //! * **Shutdown.** [`Sender::shutdown`] flushes within a deadline; what is
 //!   left goes to the spool, or is counted as dropped (`shutdown`).
 //!
-//! Every value is accounted for in [`Metrics`]: `values_sent` (accepted by the
+//! Every value is accounted for in the sender's metrics: `values_sent` (accepted by the
 //! backend, live or replayed), `values_replayed` (the part delivered by PUT),
 //! `values_retried` (per failed attempt), `values_buffered` (the backlog's
 //! size now), and `values_dropped` by reason.
