@@ -2,7 +2,6 @@
 //! goes away, not at every refresh: an entity that cannot be read is warned
 //! about once, however many refreshes find it broken.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
@@ -26,20 +25,9 @@ impl Collector for Quiet {
     }
 }
 
-/// The log of this test binary: one global subscriber for all its tests,
-/// which look for lines of their own.
+/// The log of this test binary (one global subscriber for all its tests).
 fn logs() -> &'static LogCapture {
-    static LOGS: OnceLock<LogCapture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_env_filter("info")
-            .init();
-        logs
-    })
+    LogCapture::global()
 }
 
 /// The bot's `/metrics` page, and the value of `series` on it (0 when it is

@@ -7,7 +7,6 @@
 //! looks in the binary's one log capture for lines that name them.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
@@ -41,19 +40,9 @@ impl Collector for Echo {
     }
 }
 
-/// The log of this test binary: one global subscriber for all its tests.
+/// The log of this test binary (one global subscriber for all its tests).
 fn logs() -> &'static LogCapture {
-    static LOGS: OnceLock<LogCapture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_env_filter("info")
-            .init();
-        logs
-    })
+    LogCapture::global()
 }
 
 /// A fake with one account of its own, a bot of the account, and `n`

@@ -4,8 +4,8 @@
 //! and awaited within the drain deadline, not aborted, and one that does not
 //! stop in time is aborted and named.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use grafolean_collector::testing::{LogCapture, RunningBot};
@@ -26,20 +26,9 @@ impl Collector for Idle {
     }
 }
 
-/// The log of this test binary: one global subscriber for all its tests,
-/// which look for lines that name their own tasks.
+/// The log of this test binary (one global subscriber for all its tests).
 fn logs() -> &'static LogCapture {
-    static LOGS: OnceLock<LogCapture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_env_filter("info")
-            .init();
-        logs
-    })
+    LogCapture::global()
 }
 
 async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {

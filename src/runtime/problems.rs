@@ -117,6 +117,20 @@ mod tests {
     use super::*;
     use crate::testing::{LogCapture, metric_value};
 
+    /// This thread's log at `info`, while the guard lives.
+    fn capture() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        let logs = LogCapture::default();
+        let writer = logs.clone();
+        let guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
+        (logs, guard)
+    }
+
     fn problem(reason: &str, name: &str) -> EntityProblem {
         EntityProblem {
             account: 1,
@@ -130,15 +144,7 @@ mod tests {
 
     #[test]
     fn a_problem_is_warned_once_per_change_counted_each_time_and_its_name_capped() {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .finish(),
-        );
+        let (logs, _guard) = capture();
         let metrics = Metrics::new("test");
         let mut reporter = Reporter::default();
         let huge = "n".repeat(5 << 20);
@@ -170,15 +176,7 @@ mod tests {
 
     #[test]
     fn the_problem_of_an_entity_the_backend_failed_to_give_stays() {
-        let logs = LogCapture::default();
-        let writer = logs.clone();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_max_level(tracing::Level::INFO)
-                .finish(),
-        );
+        let (logs, _guard) = capture();
         let metrics = Metrics::new("test");
         let mut reporter = Reporter::default();
         reporter.report(&[problem("bad", "e")], &[], &metrics);

@@ -122,6 +122,30 @@ pub mod internals {
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// The log of this test binary at `info` and above: one global
+    /// subscriber, installed at the first call, whose lines every test of the
+    /// binary shares (so each looks for lines that name its own entities or
+    /// tasks). Panics if another global subscriber was installed first.
+    ///
+    /// ```no_run
+    /// let logs = grafolean_collector::testing::LogCapture::global();
+    /// tracing::warn!(entity = 7, "skipping an entity");
+    /// assert_eq!(logs.count(&["WARN", "entity=7"]), 1);
+    /// ```
+    pub fn global() -> &'static LogCapture {
+        static LOGS: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = LogCapture::default();
+            let writer = logs.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_env_filter("info")
+                .init();
+            logs
+        })
+    }
+
     /// Everything written so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
