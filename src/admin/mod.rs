@@ -132,7 +132,7 @@ impl AdminStateBuilder {
     }
 
     /// Whether a Grafolean backend is configured; if so, `/ready` also waits
-    /// for [`AdminState::set_backend_reachable`]. Default: `false`.
+    /// for the backend to answer (the refresher says so). Default: `false`.
     pub fn with_backend(mut self, configured: bool) -> Self {
         self.backend_configured = configured;
         self
@@ -176,12 +176,14 @@ impl AdminState {
     }
 
     /// Records that the job config has been loaded once.
-    pub fn set_config_loaded(&self) {
+    #[cfg(test)]
+    pub(crate) fn set_config_loaded(&self) {
         self.shared.readiness.set_config_loaded();
     }
 
     /// Records whether the Grafolean backend answered the last request.
-    pub fn set_backend_reachable(&self, reachable: bool) {
+    #[cfg(test)]
+    pub(crate) fn set_backend_reachable(&self, reachable: bool) {
         self.shared.readiness.set_backend_reachable(reachable);
     }
 
