@@ -35,6 +35,7 @@ mod shard;
 pub(crate) mod standalone;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 pub(crate) mod token;
 mod value;
 

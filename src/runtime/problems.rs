@@ -15,6 +15,7 @@ use crate::exposition::capped_label_value;
 use crate::fetch::Unfetched;
 use crate::metrics::{CauseLabels, Metrics};
 use crate::problem::{EntityProblem, SkipCause};
+use crate::text::{MAX_ERROR_BYTES, bounded};
 
 /// What was said about each problem: by account and the entity's raw id
 /// (`None` for an account's own problem), its cause and reason.
@@ -97,7 +98,8 @@ impl Reporter {
 /// Warns about a problem that is new or changed.
 fn warn_about(problem: &EntityProblem) {
     let account = problem.account;
-    let reason = &problem.reason;
+    // One line, bounded: a reason can quote a device's or the backend's text.
+    let reason = &bounded(&problem.reason, 2 * MAX_ERROR_BYTES);
     match (problem.cause, problem.raw_id.as_deref()) {
         (SkipCause::InvalidConfig, entity) => {
             let name = capped_label_value(problem.name.as_deref().unwrap_or(""));

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::metrics::Metrics;
 
 use crate::settings::{LogFormat, Settings};
+use crate::text::EscapingWriter;
 
 /// Sets up logging from `--log-level` and `--log-format`, on stderr. Text logs
 /// are coloured only when stderr is a terminal and `NO_COLOR` is not set
@@ -28,11 +29,15 @@ pub(crate) fn init_logging(settings: &Settings) -> Result<(), String> {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .with_ansi(colour);
     let result = match settings.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        // A value from a device or the backend cannot forge a line, nor
+        // (unless colour is on) reach the terminal with an escape code.
+        LogFormat::Text => builder
+            .with_writer(move || EscapingWriter::new(std::io::stderr(), colour))
+            .try_init(),
+        // JSON escapes by construction.
+        LogFormat::Json => builder.with_writer(std::io::stderr).json().try_init(),
     };
     result.map_err(|e| format!("could not set up logging: {e}"))
 }

@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::collector::BoxError;
+use crate::text::{MAX_ERROR_BYTES, bounded};
 
 /// The first restart of a failed task waits about this long (with jitter);
 /// each failure in a row doubles it, up to [`MAX_RESTART_DELAY`].
@@ -126,10 +127,13 @@ impl Tasks {
                         }
                         return;
                     }
-                    Ok(Ok(Err(e))) => e.to_string(),
+                    Ok(Ok(Err(e))) => bounded(&e.to_string(), MAX_ERROR_BYTES),
                     Ok(Err(panic)) => format!(
                         "panicked: {}",
-                        crate::scheduler::shared::panic_message(&*panic)
+                        bounded(
+                            &crate::scheduler::shared::panic_message(&*panic),
+                            MAX_ERROR_BYTES
+                        )
                     ),
                     // Aborted at the shutdown deadline.
                     Err(_) => return,

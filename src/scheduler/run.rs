@@ -24,6 +24,7 @@ use super::queue::{RunState, lock_run};
 use super::shared::{Shared, Start, lateness, panic_message, run_timeout};
 use super::timing::Millis;
 use crate::job::{JobSpec, Tick};
+use crate::text::{MAX_ERROR_BYTES, bounded};
 
 /// The most runs whose first poll one starter task makes.
 const RUN_BATCH: usize = 64;
@@ -147,8 +148,8 @@ pub(crate) async fn guarded<E: std::fmt::Display>(
     let run = AssertUnwindSafe(run).catch_unwind();
     match within(Instant::now() + timeout, run).await {
         Some(Ok(Ok(values))) => RunOutcome::Ok(values),
-        Some(Ok(Err(e))) => RunOutcome::Error(e.to_string()),
-        Some(Err(panic)) => RunOutcome::Panicked(panic_message(&*panic)),
+        Some(Ok(Err(e))) => RunOutcome::Error(bounded(&e.to_string(), MAX_ERROR_BYTES)),
+        Some(Err(panic)) => RunOutcome::Panicked(bounded(&panic_message(&*panic), MAX_ERROR_BYTES)),
         None => RunOutcome::Timeout,
     }
 }
@@ -276,5 +277,30 @@ impl<P: Send + Sync + 'static> Drop for RunningJob<P> {
         // Aborted (at the shutdown deadline, or with the runtime): free the
         // job and start nothing.
         self.finish(None);
+    }
+}
+
+#[cfg(test)]
+mod guarded_tests {
+    use super::*;
+
+    /// A run's error from a hostile device: 1 MB, with a forged log line in
+    /// it. What the scheduler keeps, logs and shows is one bounded line.
+    #[tokio::test]
+    async fn an_error_is_kept_on_one_line_and_bounded() {
+        let hostile = format!("x\nERROR FORGED LINE \u{1b}[2J{}", "v".repeat(1 << 20));
+        let run = async move { Err::<Vec<crate::value::Value>, _>(hostile) };
+        let RunOutcome::Error(error) = guarded(run, Duration::from_secs(1)).await else {
+            panic!("not an error");
+        };
+        assert!(error.starts_with("x\\nERROR FORGED LINE \\e[2J"), "{error}");
+        assert!(!error.contains('\n') && error.len() < MAX_ERROR_BYTES + 40);
+        let panicking = async { panic!("{}", "p\n".repeat(10_000)) };
+        let RunOutcome::Panicked(message) =
+            guarded::<String>(panicking, Duration::from_secs(1)).await
+        else {
+            panic!("not a panic");
+        };
+        assert!(!message.contains('\n') && message.len() < MAX_ERROR_BYTES + 40);
     }
 }
