@@ -131,8 +131,8 @@ impl AdminStateBuilder {
         self
     }
 
-    /// Whether a Grafolean backend is configured; if so, `/ready` also waits
-    /// for the backend to answer (the refresher says so). Default: `false`.
+    /// Whether a Grafolean backend is configured; if so, the status page says
+    /// whether it answered the last refresh. Default: `false`.
     pub fn with_backend(mut self, configured: bool) -> Self {
         self.backend_configured = configured;
         self
@@ -289,6 +289,7 @@ impl AdminState {
             readiness: self.readiness(),
             value_series: self.shared.values.len(),
             problems: &problems,
+            backend: self.shared.readiness.backend_reachable(),
         };
         status_page::render(&summary, &rows, now)
     }

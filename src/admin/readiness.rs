@@ -7,16 +7,20 @@ use std::sync::{Arc, RwLock};
 
 use crate::problem::EntityProblem;
 
-/// Whether the bot is ready: set by the refresher (the config loaded, the
-/// backend answered) and by the runtime (shutting down), read by `/ready`.
-/// Cheap to clone; all clones share the flags.
+/// Whether the bot is ready: set by the refresher (the config loaded) and by
+/// the runtime (shutting down), read by `/ready`. Ready means "the config
+/// loaded and the jobs are scheduled": a backend that stops answering later
+/// does not make a bot unready (its jobs run on, and their values wait in
+/// the sender), or one backend hiccup would mark every replica of a
+/// StatefulSet unready at once. Whether the backend answers is kept here for
+/// the status page (and is `grafolean_bot_backend_up`). Cheap to clone; all
+/// clones share the flags.
 #[derive(Clone, Debug)]
 pub(crate) struct Readiness(Arc<Flags>);
 
 #[derive(Debug)]
 struct Flags {
-    /// Whether a Grafolean backend is configured: then ready also needs it
-    /// reachable.
+    /// Whether a Grafolean backend is configured.
     backend_configured: bool,
     config_loaded: AtomicBool,
     backend_reachable: AtomicBool,
@@ -56,11 +60,16 @@ impl Readiness {
             Err("shutting down")
         } else if !f.config_loaded.load(Ordering::Relaxed) {
             Err("the job config has not loaded yet")
-        } else if f.backend_configured && !f.backend_reachable.load(Ordering::Relaxed) {
-            Err("the Grafolean backend is not reachable")
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the backend answered the last refresh; `None` without one.
+    pub(crate) fn backend_reachable(&self) -> Option<bool> {
+        self.0
+            .backend_configured
+            .then(|| self.0.backend_reachable.load(Ordering::Relaxed))
     }
 }
 

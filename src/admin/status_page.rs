@@ -28,6 +28,8 @@ pub(crate) struct Summary<'a> {
     pub value_series: usize,
     /// The entities' config problems at the last refresh.
     pub problems: &'a [EntityProblem],
+    /// Whether the backend answered the last refresh; `None` without one.
+    pub backend: Option<bool>,
 }
 
 const STYLE: &str = "\
@@ -72,6 +74,16 @@ pub(crate) fn render(summary: &Summary<'_>, rows: &[JobStatus], now: SystemTime)
         "config problems",
         &summary.problems.len().to_string(),
     );
+    if let Some(reachable) = summary.backend {
+        let (class, text) = match reachable {
+            true => ("ok", "reachable"),
+            false => ("bad", "not reachable (jobs run on; values wait)"),
+        };
+        let _ = write!(
+            out,
+            "<div><dt>backend</dt><dd id=\"backend\" class=\"{class}\">{text}</dd></div>"
+        );
+    }
     let _ = match summary.readiness {
         Ok(()) => write!(
             out,
@@ -257,6 +269,7 @@ mod tests {
             readiness: Err("config not loaded yet"),
             value_series: 3,
             problems: &[],
+            backend: None,
         }
     }
 
