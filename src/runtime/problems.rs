@@ -7,7 +7,7 @@
 //! alike, so that a config that never changes does not repeat its warnings at
 //! every refresh of a bot that runs for months.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::{debug, info, warn};
 
@@ -43,12 +43,20 @@ impl Reporter {
                 })
                 .inc();
         }
+        // What the backend failed to give: whole accounts, and entities by
+        // their raw id (one lookup per problem, not a scan of the failures).
+        let failed_accounts: HashSet<u64> = unfetched
+            .iter()
+            .filter(|f| f.entity.is_none())
+            .map(|f| f.account)
+            .collect();
+        let failed_entities: HashSet<(u64, String)> = unfetched
+            .iter()
+            .filter_map(|f| Some((f.account, f.entity?.to_string())))
+            .collect();
         let unknown = |account: u64, entity: Option<&str>| {
-            unfetched.iter().any(|f| {
-                f.account == account
-                    && (f.entity.is_none()
-                        || entity.is_some_and(|e| f.entity.is_some_and(|id| id.to_string() == e)))
-            })
+            failed_accounts.contains(&account)
+                || entity.is_some_and(|e| failed_entities.contains(&(account, e.to_string())))
         };
         let mut now: HashMap<(u64, Option<String>), (SkipCause, String)> = problems
             .iter()
