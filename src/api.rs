@@ -519,6 +519,13 @@ impl Client {
         self.get("profile/", true).await
     }
 
+    /// `GET /accounts/`: the ids of the accounts the bot has permissions
+    /// for, in the backend's order (for bot jobs that go through every
+    /// account, such as the NetFlow bot's entity suggestions).
+    pub async fn account_ids(&self) -> Result<Vec<u64>, ApiError> {
+        Ok(self.accounts().await?.into_iter().map(|a| a.id).collect())
+    }
+
     /// `GET /accounts/`: the accounts the bot has permissions for.
     pub(crate) async fn accounts(&self) -> Result<Vec<Account>, ApiError> {
         Ok(self.get::<List<Account>>("accounts/", true).await?.list)

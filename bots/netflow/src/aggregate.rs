@@ -1,0 +1,316 @@
+//! What one stretch of time's flows add up to, per exporter and direction:
+//! the totals, per interface, and the keys of the top lists.
+//!
+//! A receive thread adds every flow to the [`Traffic`] of the minute it
+//! arrived in; at the minute's end the windows merge it into the longer
+//! windows (see [`crate::window`]). Every map is a [`TopMap`], so the memory
+//! of a window has a cap and its exactness is known.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use foldhash::fast::RandomState;
+
+use crate::flow::{Direction, Flow};
+use crate::topn::TopMap;
+
+/// How many keys each top-list map holds exactly before it starts to
+/// forget the smallest (see [`crate::topn`]); `--top-keys` sets it.
+pub const DEFAULT_TOP_KEYS: usize = 50_000;
+
+/// How many interfaces of one exporter are counted apart; the flows of
+/// further interfaces are counted in the exporter's totals only, and
+/// [`DirectionTraffic::interfaces_dropped`] says so.
+pub const MAX_INTERFACES: usize = 4096;
+
+/// One interface's bytes and top lists, for one direction.
+#[derive(Clone, Debug)]
+pub struct InterfaceTraffic {
+    /// All bytes.
+    pub bytes: u64,
+    /// Bytes per IP (source for ingress, destination for egress).
+    pub ips: TopMap<IpAddr>,
+    /// Bytes per IP protocol.
+    pub protocols: TopMap<u8>,
+}
+
+impl InterfaceTraffic {
+    fn new(cap: usize) -> Self {
+        Self {
+            bytes: 0,
+            ips: TopMap::new(cap),
+            protocols: TopMap::new(256),
+        }
+    }
+
+    fn merge(&mut self, other: &InterfaceTraffic) {
+        self.bytes += other.bytes;
+        self.ips.merge(&other.ips);
+        self.protocols.merge(&other.protocols);
+    }
+}
+
+/// One exporter's traffic in one direction.
+#[derive(Clone, Debug)]
+pub struct DirectionTraffic {
+    /// All bytes.
+    pub bytes: u64,
+    /// Flows (records) counted.
+    pub flows: u64,
+    /// Per interface.
+    pub interfaces: HashMap<u32, InterfaceTraffic, RandomState>,
+    /// Flows of interfaces past [`MAX_INTERFACES`], counted only in `bytes`.
+    pub interfaces_dropped: u64,
+    /// Bytes per IP (source for ingress, destination for egress).
+    pub ips: TopMap<IpAddr>,
+    /// Bytes per IP protocol.
+    pub protocols: TopMap<u8>,
+    /// Bytes per (source, destination) pair.
+    pub connections: TopMap<(IpAddr, IpAddr)>,
+    /// Bytes per destination port.
+    pub dst_ports: TopMap<u16>,
+    cap: usize,
+}
+
+impl DirectionTraffic {
+    /// Empty, with `cap` keys per top-list map.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            bytes: 0,
+            flows: 0,
+            interfaces: HashMap::default(),
+            interfaces_dropped: 0,
+            ips: TopMap::new(cap),
+            protocols: TopMap::new(256),
+            connections: TopMap::new(cap),
+            dst_ports: TopMap::new(cap.min(65_536)),
+            cap,
+        }
+    }
+
+    /// Counts one flow.
+    #[inline]
+    pub fn add(&mut self, flow: &Flow) {
+        let bytes = flow.bytes;
+        self.bytes += bytes;
+        self.flows += 1;
+        let ip = flow.top_ip();
+        let interface = flow.interface();
+        let cap = self.cap;
+        let n = self.interfaces.len();
+        match self.interfaces.get_mut(&interface) {
+            Some(i) => add_interface(i, ip, flow.protocol, bytes),
+            None if n < MAX_INTERFACES => {
+                let i = self
+                    .interfaces
+                    .entry(interface)
+                    .or_insert_with(|| InterfaceTraffic::new(cap));
+                add_interface(i, ip, flow.protocol, bytes);
+            }
+            None => self.interfaces_dropped += 1,
+        }
+        self.ips.add(ip, bytes);
+        self.protocols.add(flow.protocol, bytes);
+        self.connections.add((flow.src, flow.dst), bytes);
+        self.dst_ports.add(flow.dst_port, bytes);
+    }
+
+    /// Adds everything `other` counted.
+    pub fn merge(&mut self, other: &DirectionTraffic) {
+        self.bytes += other.bytes;
+        self.flows += other.flows;
+        self.interfaces_dropped += other.interfaces_dropped;
+        for (index, traffic) in &other.interfaces {
+            let n = self.interfaces.len();
+            match self.interfaces.get_mut(index) {
+                Some(mine) => mine.merge(traffic),
+                None if n < MAX_INTERFACES => {
+                    self.interfaces.insert(*index, traffic.clone());
+                }
+                None => self.interfaces_dropped += 1,
+            }
+        }
+        self.ips.merge(&other.ips);
+        self.protocols.merge(&other.protocols);
+        self.connections.merge(&other.connections);
+        self.dst_ports.merge(&other.dst_ports);
+    }
+
+    /// Whether every top list is exact (nothing was forgotten past a cap).
+    pub fn exact(&self) -> bool {
+        self.ips.exact()
+            && self.connections.exact()
+            && self.dst_ports.exact()
+            && self
+                .interfaces
+                .values()
+                .all(|i| i.ips.exact() && i.protocols.exact())
+    }
+
+    /// How many keys it holds, over all its maps.
+    pub fn keys(&self) -> usize {
+        self.ips.len()
+            + self.protocols.len()
+            + self.connections.len()
+            + self.dst_ports.len()
+            + self
+                .interfaces
+                .values()
+                .map(|i| i.ips.len() + i.protocols.len())
+                .sum::<usize>()
+    }
+}
+
+#[inline]
+fn add_interface(i: &mut InterfaceTraffic, ip: IpAddr, protocol: u8, bytes: u64) {
+    i.bytes += bytes;
+    i.ips.add(ip, bytes);
+    i.protocols.add(protocol, bytes);
+}
+
+/// Everything counted in one stretch of time: per exporter, per direction.
+#[derive(Clone, Debug)]
+pub struct Traffic {
+    exporters: HashMap<IpAddr, [DirectionTraffic; 2], RandomState>,
+    cap: usize,
+}
+
+impl Traffic {
+    /// Empty, with `cap` keys per top-list map.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            exporters: HashMap::default(),
+            cap,
+        }
+    }
+
+    /// Counts one flow of `exporter`.
+    #[inline]
+    pub fn add(&mut self, exporter: IpAddr, flow: &Flow) {
+        let cap = self.cap;
+        self.exporters
+            .entry(exporter)
+            .or_insert_with(|| [DirectionTraffic::new(cap), DirectionTraffic::new(cap)])
+            [flow.direction.index()]
+        .add(flow);
+    }
+
+    /// Adds everything `other` counted.
+    pub fn merge(&mut self, other: &Traffic) {
+        for (exporter, dirs) in &other.exporters {
+            match self.exporters.get_mut(exporter) {
+                Some(mine) => {
+                    mine[0].merge(&dirs[0]);
+                    mine[1].merge(&dirs[1]);
+                }
+                None => {
+                    self.exporters.insert(*exporter, dirs.clone());
+                }
+            }
+        }
+    }
+
+    /// One exporter's traffic in one direction, if it sent any.
+    pub fn get(&self, exporter: &IpAddr, direction: Direction) -> Option<&DirectionTraffic> {
+        self.exporters.get(exporter).map(|d| &d[direction.index()])
+    }
+
+    /// The exporters that sent flows.
+    pub fn exporters(&self) -> impl Iterator<Item = &IpAddr> {
+        self.exporters.keys()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.exporters.is_empty()
+    }
+
+    /// Whether every top list is exact.
+    pub fn exact(&self) -> bool {
+        self.exporters
+            .values()
+            .all(|d| d[0].exact() && d[1].exact())
+    }
+
+    /// How many keys it holds, over all its maps.
+    pub fn keys(&self) -> usize {
+        self.exporters
+            .values()
+            .map(|d| d[0].keys() + d[1].keys())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, dst: &str, bytes: u64, input: u32, output: u32, dir: Direction) -> Flow {
+        Flow {
+            bytes,
+            packets: 1,
+            protocol: 6,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: 1000,
+            dst_port: 443,
+            input,
+            output,
+            direction: dir,
+        }
+    }
+
+    #[test]
+    fn ingress_counts_by_input_and_source_egress_by_output_and_destination() {
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut t = Traffic::new(100);
+        t.add(
+            exporter,
+            &flow("10.0.0.1", "10.0.0.2", 100, 3, 4, Direction::Ingress),
+        );
+        t.add(
+            exporter,
+            &flow("10.0.0.1", "10.0.0.2", 50, 3, 4, Direction::Egress),
+        );
+        let ingress = t.get(&exporter, Direction::Ingress).unwrap();
+        assert_eq!(ingress.bytes, 100);
+        assert_eq!(ingress.interfaces[&3].bytes, 100);
+        assert!(!ingress.interfaces.contains_key(&4));
+        assert_eq!(
+            ingress.ips.top(1)[0].0,
+            &"10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        let egress = t.get(&exporter, Direction::Egress).unwrap();
+        assert_eq!(egress.interfaces[&4].bytes, 50);
+        assert_eq!(
+            egress.ips.top(1)[0].0,
+            &"10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn merging_two_minutes_adds_them() {
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut a = Traffic::new(100);
+        let mut b = Traffic::new(100);
+        a.add(
+            exporter,
+            &flow("10.0.0.1", "10.0.0.2", 100, 3, 0, Direction::Ingress),
+        );
+        b.add(
+            exporter,
+            &flow("10.0.0.1", "10.0.0.2", 20, 3, 0, Direction::Ingress),
+        );
+        b.add(
+            exporter,
+            &flow("10.0.0.9", "10.0.0.2", 7, 5, 0, Direction::Ingress),
+        );
+        a.merge(&b);
+        let i = a.get(&exporter, Direction::Ingress).unwrap();
+        assert_eq!(i.bytes, 127);
+        assert_eq!(i.flows, 3);
+        assert_eq!(i.interfaces[&3].bytes, 120);
+        assert_eq!(i.interfaces[&5].bytes, 7);
+        assert!(a.exact());
+    }
+}

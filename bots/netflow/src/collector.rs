@@ -1,0 +1,196 @@
+//! The NetFlow bot's collector: one job per account, at every window, that
+//! turns the closed windows into the Python bot's values.
+//!
+//! The flows themselves arrive all the time, through the receivers that the
+//! bot runs as supervised tasks (see [`crate::bot()`]); a job's run only
+//! reads what the windows closed. Its tick is the window's end (the jobs are
+//! aligned to the clock), and the SDK stamps the values with it, so a
+//! repeated send of the same window overwrites, never adds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use grafolean_collector::{
+    Align, BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, Tick, Value,
+};
+
+use crate::output::{EntityFlows, account_values};
+use crate::window::{GRACE, Window, Windows, unix_secs};
+
+/// How long a resolved host name in `details.ipv4` is used before it is
+/// looked up again.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(300);
+
+/// How long a run waits for the windows to close before it gives up.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// One account's job: its NetFlow entities and their exporter addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountJob {
+    /// The account.
+    pub account: u64,
+    /// The entities, with `details.ipv4` as given (an address or a host name).
+    pub entities: Vec<(u64, String)>,
+}
+
+/// Turns NetFlow entities into per-account jobs.
+#[derive(Debug, Clone)]
+pub struct NetflowCollector {
+    windows: Arc<Windows>,
+    names: Arc<Mutex<HashMap<String, (Vec<IpAddr>, Instant)>>>,
+    /// The addresses of the entities of the last refresh, to tell matched
+    /// exporters from unmatched ones.
+    known: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+impl NetflowCollector {
+    /// A collector over `windows`.
+    pub fn new(windows: Arc<Windows>) -> Self {
+        Self {
+            windows,
+            names: Arc::default(),
+            known: Arc::default(),
+        }
+    }
+
+    /// The windows it reads.
+    pub fn windows(&self) -> &Arc<Windows> {
+        &self.windows
+    }
+
+    /// The exporter addresses of the configured entities (host names as
+    /// last resolved).
+    pub fn known_addresses(&self) -> Vec<IpAddr> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every window, in seconds.
+    pub fn intervals() -> Intervals {
+        Intervals::new(Window::ALL.map(|w| w.secs() as u32)).expect("five non-zero intervals")
+    }
+
+    async fn addresses(&self, given: &str) -> Result<Vec<IpAddr>, String> {
+        if let Ok(ip) = given.parse::<IpAddr>() {
+            return Ok(vec![ip.to_canonical()]);
+        }
+        if let Some(hit) = self
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(given)
+            .filter(|(_, at)| at.elapsed() < RESOLVE_EVERY)
+        {
+            return Ok(hit.0.clone());
+        }
+        let found: Vec<IpAddr> = tokio::net::lookup_host((given, 0))
+            .await
+            .map_err(|e| format!("cannot resolve {given:?}: {e}"))?
+            .map(|a| a.ip().to_canonical())
+            .collect();
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.len() > 10_000 {
+            names.clear();
+        }
+        names.insert(given.to_string(), (found.clone(), Instant::now()));
+        Ok(found)
+    }
+}
+
+/// The exporter address in an entity's `details.ipv4`.
+fn exporter_of(entity: &EntityConfig) -> Result<String, String> {
+    match entity.details.get("ipv4") {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+            let s = s.trim();
+            // `host:port` or `a.b.c.d:port` as the SNMP bot's users write
+            // it: the port does not matter to a flow's source.
+            let host = match s.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+                _ => s,
+            };
+            Ok(host.to_string())
+        }
+        Some(other) => Err(format!(
+            "details.ipv4 must be the exporter's address as a string, not {other}"
+        )),
+        None => Err("details.ipv4 is missing: it must be the exporter's address".into()),
+    }
+}
+
+impl Collector for NetflowCollector {
+    type Params = AccountJob;
+
+    fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<AccountJob>> {
+        let mut accounts: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+        let mut known = Vec::new();
+        for entity in &configs.entities {
+            match exporter_of(entity) {
+                Ok(address) => {
+                    if let Ok(ip) = address.parse::<IpAddr>() {
+                        known.push(ip.to_canonical());
+                    }
+                    accounts
+                        .entry(entity.account_id)
+                        .or_default()
+                        .push((entity.entity_id, address));
+                }
+                Err(reason) => problems.entity(entity, reason),
+            }
+        }
+        *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        accounts
+            .into_iter()
+            .map(|(account, entities)| {
+                JobSpec::new(
+                    format!("aggr/{account}"),
+                    Self::intervals(),
+                    AccountJob { account, entities },
+                )
+                .with_account(account)
+                .with_align(Align::Start(UNIX_EPOCH))
+            })
+            .collect()
+    }
+
+    async fn run(&self, tick: Tick, job: &AccountJob) -> Result<Vec<Value>, BoxError> {
+        let end = unix_secs(tick.at);
+        // The receivers count flows until the minute's end; the closer
+        // takes it GRACE later.
+        if !self.windows.wait_closed(end, CLOSE_WAIT + GRACE).await {
+            return Err(format!("the windows ending at {end} were not closed in time").into());
+        }
+        let mut entities = Vec::with_capacity(job.entities.len());
+        let mut unresolved = Vec::new();
+        for (entity_id, given) in &job.entities {
+            match self.addresses(given).await {
+                Ok(addresses) => entities.push(EntityFlows {
+                    entity_id: *entity_id,
+                    addresses,
+                }),
+                Err(e) => {
+                    unresolved.push(format!("entity {entity_id}: {e}"));
+                    entities.push(EntityFlows {
+                        entity_id: *entity_id,
+                        addresses: Vec::new(),
+                    });
+                }
+            }
+        }
+        let mut values = Vec::new();
+        for secs in tick.affecting.iter() {
+            let Some(window) = Window::from_secs(u64::from(secs)) else {
+                continue;
+            };
+            // A partial window (the bot started during it) is not sent.
+            if let Some(traffic) = self.windows.closed(window, end) {
+                account_values(window, &traffic, &entities, &mut values);
+            }
+        }
+        if !unresolved.is_empty() {
+            // The values of the others are sent regardless.
+            tracing::warn!(account = job.account, "{}", unresolved.join("; "));
+        }
+        Ok(values)
+    }
+}
