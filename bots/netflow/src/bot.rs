@@ -34,7 +34,7 @@ const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// [`GRACE`]), the gauges, and with a backend the entity suggestions.
 pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
     Bot::from_fn("grafolean-netflow-bot", move |ctx| {
-        let listen = settings.listen.unwrap_or_else(|| {
+        let listen = settings.netflow_listen.unwrap_or_else(|| {
             // As the Python bot: every address when it works for Grafolean;
             // this machine only when it runs standalone.
             let ip = if ctx.client().is_some() {
@@ -42,7 +42,7 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             } else {
                 IpAddr::V4(Ipv4Addr::LOCALHOST)
             };
-            SocketAddr::new(ip, settings.port)
+            SocketAddr::new(ip, settings.netflow_port)
         });
         let sockets = receiver::bind(listen, settings.receive_threads, settings.receive_buffer)
             .map_err(|e| format!("cannot receive NetFlow on udp {listen}: {e}"))?;

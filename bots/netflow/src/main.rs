@@ -37,3 +37,13 @@ async fn main() -> ExitCode {
         .main_with(cli.sdk)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

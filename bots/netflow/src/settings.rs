@@ -18,7 +18,7 @@ pub struct NetflowSettings {
         default_value_t = 2055,
         help_heading = "NetFlow"
     )]
-    pub port: u16,
+    pub netflow_port: u16,
 
     /// The address to receive on, with its port (such as `0.0.0.0:2055`
     /// or `[::1]:9995`). Default: every address (`[::]`, IPv4 too) with a
@@ -29,7 +29,7 @@ pub struct NetflowSettings {
         value_name = "ADDR:PORT",
         help_heading = "NetFlow"
     )]
-    pub listen: Option<SocketAddr>,
+    pub netflow_listen: Option<SocketAddr>,
 
     /// Receive sockets sharing the port (`SO_REUSEPORT`); one exporter's
     /// datagrams always reach the same one. One is enough for about
@@ -61,8 +61,8 @@ pub struct NetflowSettings {
 impl Default for NetflowSettings {
     fn default() -> Self {
         Self {
-            port: 2055,
-            listen: None,
+            netflow_port: 2055,
+            netflow_listen: None,
             receive_threads: 1,
             receive_buffer: RECEIVE_BUFFER,
             apply_sampling: true,
