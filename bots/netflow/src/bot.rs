@@ -60,6 +60,7 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             SystemTime::now(),
             settings.top_keys,
         ));
+        let exporters = Exporters::default();
         let metrics = NetflowMetrics::default();
         metrics.register(&mut ctx.registry());
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -67,6 +68,7 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             let shard = windows.shard(i);
             let metrics = metrics.clone();
             let apply_sampling = settings.apply_sampling;
+            let exporters = exporters.clone();
             ctx.spawn(&format!("netflow-receiver-{i}"), move |shutdown| {
                 // A restart begins with no templates: the exporter's next
                 // refresh brings them back.
@@ -75,21 +77,19 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
                     Decoder::new(apply_sampling),
                     shard.clone(),
                     metrics.clone(),
+                    exporters.clone(),
                 );
                 async move { Ok(receiver.run(shutdown).await?) }
             });
         }
         let collector = NetflowCollector::new(windows.clone());
-        let exporters = Exporters::default();
         {
             let windows = windows.clone();
-            let exporters = exporters.clone();
             let collector = collector.clone();
             let metrics = metrics.clone();
             ctx.spawn("netflow-windows", move |shutdown| {
                 closer(
                     windows.clone(),
-                    exporters.clone(),
                     collector.clone(),
                     metrics.clone(),
                     shutdown,
@@ -104,11 +104,14 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             });
         }
         if let Some(client) = ctx.client().cloned() {
+            let every = Duration::from_secs(settings.suggest_interval);
             ctx.spawn("netflow-suggest-entities", move |shutdown| {
                 let client = client.clone();
                 let exporters = exporters.clone();
                 async move {
-                    Suggester::default().run(client, exporters, shutdown).await;
+                    Suggester::default()
+                        .run(client, exporters, every, shutdown)
+                        .await;
                     Ok(())
                 }
             });
@@ -123,11 +126,10 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
     .with_path_mapper(map_path)
 }
 
-/// Closes the minutes at their ends (plus [`GRACE`]), and notes the
-/// exporters heard from.
+/// Closes the minutes at their ends (plus [`GRACE`]), and counts the
+/// exporters that match no entity.
 async fn closer(
     windows: Arc<Windows>,
-    exporters: Exporters,
     collector: NetflowCollector,
     metrics: NetflowMetrics,
     shutdown: tokio_util::sync::CancellationToken,
@@ -150,7 +152,6 @@ async fn closer(
             let known = collector.known_addresses();
             let unmatched = heard.iter().filter(|e| !known.contains(e)).count();
             metrics.unmatched.set(unmatched as i64);
-            exporters.extend(heard);
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decode::Decoder;
 use crate::flow::{Direction, Flow};
 use crate::metrics::{ExporterLabels, NetflowMetrics, TrafficLabels};
+use crate::suggest::Exporters;
 use crate::window::{Shard, unix_secs};
 
 /// The receive buffer asked for each socket: 32 MiB. The kernel caps it at
@@ -123,6 +124,7 @@ pub struct Receiver {
     series: HashMap<IpAddr, ExporterSeries, RandomState>,
     flows: Vec<Flow>,
     per_interface: Vec<(u32, Direction, u64, u64)>,
+    exporters: Exporters,
 }
 
 impl Receiver {
@@ -132,6 +134,7 @@ impl Receiver {
         decoder: Decoder,
         shard: Arc<Mutex<Shard>>,
         metrics: NetflowMetrics,
+        exporters: Exporters,
     ) -> Self {
         Self {
             socket,
@@ -141,6 +144,7 @@ impl Receiver {
             series: HashMap::default(),
             flows: Vec::with_capacity(1024),
             per_interface: Vec::new(),
+            exporters,
         }
     }
 
@@ -195,6 +199,12 @@ impl Receiver {
                 }
                 None => self.per_interface.push((key.0, key.1, flow.bytes, 1)),
             }
+        }
+        let new = !self.series.contains_key(&exporter);
+        if new && !self.flows.is_empty() {
+            // Heard from for the first time on this socket: a candidate
+            // for an entity suggestion.
+            self.exporters.insert(exporter);
         }
         let series = self.series(exporter);
         series.datagrams.inc();

@@ -56,6 +56,16 @@ pub struct NetflowSettings {
     /// (`netflow_window_exact` says so).
     #[arg(long, env = "NETFLOW_TOP_KEYS", default_value_t = DEFAULT_TOP_KEYS, help_heading = "NetFlow")]
     pub top_keys: usize,
+
+    /// How often exporters that match no device are suggested as entities
+    /// (with a backend), in seconds.
+    #[arg(
+        long,
+        env = "NETFLOW_SUGGEST_INTERVAL",
+        default_value_t = 120,
+        help_heading = "NetFlow"
+    )]
+    pub suggest_interval: u64,
 }
 
 impl Default for NetflowSettings {
@@ -67,6 +77,7 @@ impl Default for NetflowSettings {
             receive_buffer: RECEIVE_BUFFER,
             apply_sampling: true,
             top_keys: DEFAULT_TOP_KEYS,
+            suggest_interval: 120,
         }
     }
 }

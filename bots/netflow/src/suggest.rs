@@ -1,6 +1,7 @@
 //! Entity suggestions: an exporter that matches no device of an account gets
 //! a device entity named `<ip> (NetFlow exporter)`, as the Python bot's
-//! `maint/suggest_entities` job does, every 2 minutes.
+//! `maint/suggest_entities` job does, every 2 minutes
+//! (`--suggest-interval`).
 //!
 //! Unlike the Python bot:
 //! - an entity is suggested once per account and exporter: one the user
@@ -17,9 +18,6 @@ use std::time::{Duration, Instant};
 use grafolean_collector::api::{ApiError, Client, EntityInput};
 use tokio_util::sync::CancellationToken;
 
-/// How often the suggestions run.
-pub const SUGGEST_EVERY: Duration = Duration::from_secs(120);
-
 /// How long an account whose entity writes were refused is left alone.
 pub const FORBIDDEN_RECHECK: Duration = Duration::from_secs(3600);
 
@@ -30,6 +28,16 @@ pub struct Exporters(Arc<Mutex<HashSet<IpAddr>>>);
 impl Exporters {
     /// The most exporters remembered.
     pub const MAX: usize = 10_000;
+
+    /// Remembers an exporter; returns false when it could not (the set is full).
+    pub fn insert(&self, exporter: IpAddr) -> bool {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= Self::MAX {
+            return set.contains(&exporter);
+        }
+        set.insert(exporter);
+        true
+    }
 
     /// Remembers exporters.
     pub fn extend(&self, exporters: impl IntoIterator<Item = IpAddr>) {
@@ -66,9 +74,15 @@ pub struct Suggester {
 }
 
 impl Suggester {
-    /// Runs every [`SUGGEST_EVERY`] until `shutdown`.
-    pub async fn run(mut self, client: Client, exporters: Exporters, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(SUGGEST_EVERY);
+    /// Runs every `every` until `shutdown`.
+    pub async fn run(
+        mut self,
+        client: Client,
+        exporters: Exporters,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut every = tokio::time::interval(every.max(Duration::from_millis(100)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

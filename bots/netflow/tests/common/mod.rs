@@ -338,3 +338,45 @@ pub fn nfdump_stat(file: &Path, stat: &str, filter: &str) -> Vec<(String, u64)> 
         })
         .collect()
 }
+
+/// The datagrams softflowd sends for `pcap` as `version`, with `args`
+/// added: received here on a loopback socket.
+pub fn capture(dir: &TestDir, pcap: &Path, version: u8, args: &[&str]) -> Vec<Vec<u8>> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    softflowd(dir, pcap, version, &[addr], args);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    while let Ok(n) = socket.recv(&mut buf) {
+        out.push(buf[..n].to_vec());
+    }
+    assert!(!out.is_empty(), "softflowd sent nothing");
+    out
+}
+
+/// A v9 datagram without its template flowsets (id 0): what an exporter
+/// sends between its template refreshes.
+pub fn without_templates(datagram: &[u8]) -> Vec<u8> {
+    assert_eq!(
+        u16::from_be_bytes([datagram[0], datagram[1]]),
+        9,
+        "a v9 datagram"
+    );
+    let mut out = datagram[..20].to_vec();
+    let mut at = 20;
+    while at + 4 <= datagram.len() {
+        let id = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        if len < 4 || at + len > datagram.len() {
+            break;
+        }
+        if id != 0 {
+            out.extend_from_slice(&datagram[at..at + len]);
+        }
+        at += len;
+    }
+    out
+}
