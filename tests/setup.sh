@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh Debian machine, as root: Debian's
 # prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
 # a real browser), iproute2, util-linux and procps (network namespaces, sysctl
-# for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), python3-venv and systemd (examples/deploy/check.sh: a
+# for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), softflowd and nfdump (real NetFlow
+# for the NetFlow bot, and the reference collector), python3-venv and systemd (examples/deploy/check.sh: a
 # virtual environment for its PyPI validators, systemd-analyze); then those
 # validators, pinned (examples/deploy/requirements.txt), into that virtual
 # environment, so that the tests themselves need no network. Installs
@@ -20,6 +21,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 # The SNMP bot's tests run a real agent (snmpd) and use snmpget to see it is up.
 [ -x /usr/sbin/snmpd ] || need="$need snmpd"
 command -v snmpget >/dev/null 2>&1 || need="$need snmp"
+# The NetFlow bot's tests export real NetFlow with softflowd and check the
+# bot's windows against nfcapd/nfdump's.
+command -v softflowd >/dev/null 2>&1 || need="$need softflowd"
+command -v nfcapd >/dev/null 2>&1 || need="$need nfdump"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/setup.sh: the tests need:$need; run as root (or install them with apt-get)" >&2
