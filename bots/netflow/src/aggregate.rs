@@ -16,7 +16,14 @@ use crate::topn::TopMap;
 
 /// How many keys each top-list map holds exactly before it starts to
 /// forget the smallest (see [`crate::topn`]); `--top-keys` sets it.
-pub const DEFAULT_TOP_KEYS: usize = 50_000;
+pub const DEFAULT_TOP_KEYS: usize = 20_000;
+
+/// The per-interface IP maps hold a quarter of the keys of the exporter's
+/// (an exporter has many interfaces, and each interface a share of its
+/// addresses).
+pub fn interface_cap(cap: usize) -> usize {
+    (cap / 4).max(1000)
+}
 
 /// How many interfaces of one exporter are counted apart; the flows of
 /// further interfaces are counted in the exporter's totals only, and
@@ -38,7 +45,7 @@ impl InterfaceTraffic {
     fn new(cap: usize) -> Self {
         Self {
             bytes: 0,
-            ips: TopMap::new(cap),
+            ips: TopMap::new(interface_cap(cap)),
             protocols: TopMap::new(256),
         }
     }
@@ -136,6 +143,18 @@ impl DirectionTraffic {
         self.dst_ports.merge(&other.dst_ports);
     }
 
+    /// Keeps only what a closed window's values need: the top `n` of every map.
+    pub fn keep_top(&mut self, n: usize) {
+        self.ips.keep_top(n);
+        self.protocols.keep_top(n);
+        self.connections.keep_top(n);
+        self.dst_ports.keep_top(n);
+        for i in self.interfaces.values_mut() {
+            i.ips.keep_top(n);
+            i.protocols.keep_top(n);
+        }
+    }
+
     /// Whether every top list is exact (nothing was forgotten past a cap).
     pub fn exact(&self) -> bool {
         self.ips.exact()
@@ -218,6 +237,14 @@ impl Traffic {
     /// The exporters that sent flows.
     pub fn exporters(&self) -> impl Iterator<Item = &IpAddr> {
         self.exporters.keys()
+    }
+
+    /// Keeps only the top `n` of every map (see [`DirectionTraffic::keep_top`]).
+    pub fn keep_top(&mut self, n: usize) {
+        for d in self.exporters.values_mut() {
+            d[0].keep_top(n);
+            d[1].keep_top(n);
+        }
     }
 
     /// Whether nothing was counted.

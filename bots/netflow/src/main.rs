@@ -13,6 +13,13 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options (as the other bots'): freed pages go back to the
+/// system after about 1 s, by a background thread, so that the windows'
+/// maps, rebuilt every minute, do not linger in RSS.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
+
 use clap::Parser;
 use grafolean_collector::Settings;
 use grafolean_netflow_bot::NetflowSettings;

@@ -3,7 +3,7 @@
 //!
 //! A [`TopMap`] adds bytes to keys (IP addresses, protocols, connections,
 //! ports). While it holds at most `cap` keys it is an exact map. When it
-//! grows past one and a half times `cap`, it keeps the `cap` keys with the
+//! grows past one and a quarter times `cap`, it keeps the `cap` keys with the
 //! most bytes and forgets the rest, and the largest count it forgot becomes
 //! its **floor**. A key that arrives after that starts at the floor, as in
 //! Space-Saving (Metwally et al., 2005), so that:
@@ -82,7 +82,7 @@ impl<K: Hash + Eq + Clone + Ord> TopMap<K> {
         });
         entry.bytes = entry.bytes.saturating_add(count.bytes);
         entry.error = entry.error.saturating_add(count.error);
-        if self.map.len() > self.cap + self.cap / 2 {
+        if self.map.len() > self.cap + self.cap / 4 {
             self.prune();
         }
     }
@@ -155,6 +155,20 @@ impl<K: Hash + Eq + Clone + Ord> TopMap<K> {
         }
         all.sort_unstable_by(by);
         all
+    }
+
+    /// Keeps only the `n` keys with the most bytes, for a map that will only
+    /// be asked for its top `n` (a closed window): its exactness and floor
+    /// stay as they were.
+    pub fn keep_top(&mut self, n: usize) {
+        if self.map.len() > n {
+            let keep: Vec<(K, Count)> = self
+                .top(n)
+                .into_iter()
+                .map(|(k, c)| (k.clone(), c))
+                .collect();
+            self.map = keep.into_iter().collect();
+        }
     }
 
     /// Whether every count is exact: no key was ever forgotten.
@@ -255,7 +269,7 @@ mod tests {
                 m.add(k, b);
                 *truth.entry(k).or_insert(0) += b;
             }
-            assert!(m.len() <= cap + cap / 2);
+            assert!(m.len() <= cap + cap / 4);
             check_bounds(&m, &truth);
         }
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::aggregate::Traffic;
+use crate::output::TOP_N;
 
 /// How long after a minute's end the closer takes it, so that datagrams
 /// received just before the end are counted in it.
@@ -294,13 +295,17 @@ fn close_minute(inner: &mut Inner, minute: u64, traffic: Traffic, cap: usize) {
         }
         open.1.merge(&traffic);
         if end % window.secs() == 0 {
-            let (began, t) = inner.open[i].take().expect("just inserted");
+            let (began, mut t) = inner.open[i].take().expect("just inserted");
+            // A closed window is only asked for its top lists.
+            t.keep_top(TOP_N);
             inner.closed[window.index()] = full(began).then(|| Closed {
                 end,
                 traffic: Arc::new(t),
             });
         }
     }
+    let mut traffic = traffic;
+    traffic.keep_top(TOP_N);
     inner.closed[Window::OneMinute.index()] = full(start).then(|| Closed {
         end,
         traffic: Arc::new(traffic),

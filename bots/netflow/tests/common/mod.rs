@@ -343,6 +343,13 @@ pub fn nfdump_stat(file: &Path, stat: &str, filter: &str) -> Vec<(String, u64)> 
 /// added: received here on a loopback socket.
 pub fn capture(dir: &TestDir, pcap: &Path, version: u8, args: &[&str]) -> Vec<Vec<u8>> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // softflowd sends a pcap's flows at once: room for all of them (as
+    // root past net.core.rmem_max).
+    let _ = nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &(256 << 20),
+    );
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -379,4 +386,40 @@ pub fn without_templates(datagram: &[u8]) -> Vec<u8> {
         at += len;
     }
     out
+}
+
+/// `n` distinct UDP flows of one packet each: sources over 10.0.0.0/8,
+/// 1,000 destinations, 100 destination ports, IPv4 only; sizes vary.
+pub fn many_flows(n: u32) -> Vec<Packet> {
+    (0..n)
+        .map(|i| Packet {
+            src: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+            dst: IpAddr::from([192, 168, (i % 1000 / 250) as u8, (i % 250) as u8 + 1]),
+            protocol: if i % 5 == 0 { 6 } else { 17 },
+            src_port: 1024 + (i % 50_000) as u16,
+            dst_port: 1 + (i % 100) as u16,
+            payload: 40 + (i % 1400) as usize,
+        })
+        .collect()
+}
+
+/// (steal, total) jiffies of the whole machine, from `/proc/stat`.
+pub fn steal() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
+}
+
+/// The steal, in % of the machine's time since `from`.
+pub fn steal_since(from: (u64, u64)) -> f64 {
+    let now = steal();
+    let total = now.1.saturating_sub(from.1).max(1);
+    100.0 * now.0.saturating_sub(from.0) as f64 / total as f64
 }
