@@ -65,7 +65,7 @@ fn main() {
         let s0 = steal();
         for _ in 0..7 {
             let mut decoder = Decoder::new(true);
-            let mut traffic = Traffic::new(DEFAULT_TOP_KEYS);
+            let mut traffic = Traffic::minute(DEFAULT_TOP_KEYS);
             let (wall, cpu) = (Instant::now(), thread_cpu_ns());
             let mut flows = 0u64;
             // Several passes per run, so a run lasts long enough to time.

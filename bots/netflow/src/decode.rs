@@ -23,6 +23,7 @@ use netflow_parser::{
     TtlConfig, V9Field,
 };
 
+use crate::fast::{FastPath, RecordSampling};
 use crate::flow::{Direction, Flow};
 
 /// How long a template is kept without being refreshed. Exporters resend
@@ -69,6 +70,10 @@ pub struct Decoder {
     default_rate: HashMap<(SocketAddr, u32), u32, RandomState>,
     expected: HashMap<SequenceKey, u32, RandomState>,
     apply_sampling: bool,
+    fast: FastPath,
+    use_fast: bool,
+    fast_reads: u64,
+    scratch: Vec<(Flow, RecordSampling)>,
 }
 
 impl Decoder {
@@ -94,7 +99,19 @@ impl Decoder {
             default_rate: HashMap::default(),
             expected: HashMap::default(),
             apply_sampling,
+            fast: FastPath::default(),
+            use_fast: true,
+            fast_reads: 0,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Reads every datagram with netflow_parser, without the fast path
+    /// (for tests that compare the two).
+    #[must_use]
+    pub fn without_fast_path(mut self) -> Self {
+        self.use_fast = false;
+        self
     }
 
     /// Decodes one datagram from `from`, appending its flows to `out`.
@@ -108,6 +125,31 @@ impl Decoder {
             sampling: 1,
             ..DatagramReport::default()
         };
+        if self.use_fast {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            let read = self
+                .fast
+                .read(from, datagram, TEMPLATE_TTL, |f, s| scratch.push((f, s)));
+            if let Some(read) = read {
+                self.fast_reads += 1;
+                report.version = read.version;
+                let advance = if read.version == 9 { 1 } else { read.records };
+                report.sequence_lost +=
+                    self.sequence((from, read.version, read.domain), read.sequence, advance);
+                for (flow, s) in scratch.drain(..) {
+                    let sampler = Sampler {
+                        id: s.id,
+                        rate: s.rate,
+                    };
+                    self.push(from, read.domain, flow, sampler, out, &mut report);
+                }
+                self.scratch = scratch;
+                return report;
+            }
+            self.scratch = scratch;
+            self.fast.learn(from, datagram, TEMPLATE_TTL);
+        }
         let result = self.parser.parse_from_source(from, datagram);
         report.malformed = result.error.is_some();
         for packet in &result.packets {
@@ -119,6 +161,11 @@ impl Decoder {
             }
         }
         report
+    }
+
+    /// How many datagrams the fast path read (see [`crate::fast`]).
+    pub fn fast_reads(&self) -> u64 {
+        self.fast_reads
     }
 
     /// How many exporter sources have templates.

@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod bot;
 pub mod collector;
 pub mod decode;
+pub mod fast;
 pub mod flow;
 pub mod labels;
 pub mod metrics;

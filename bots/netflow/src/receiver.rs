@@ -222,22 +222,27 @@ impl Receiver {
         }
         let per_interface = std::mem::take(&mut self.per_interface);
         for (interface, direction, bytes, flows) in &per_interface {
-            let (b, f) = self.traffic(exporter, *interface, *direction);
-            b.inc_by(*bytes);
-            f.inc_by(*flows);
+            self.count_traffic(exporter, *interface, *direction, *bytes, *flows);
         }
         self.per_interface = per_interface;
     }
 
     fn series(&mut self, exporter: IpAddr) -> &mut ExporterSeries {
-        let full = self.series.len() >= MAX_EXPORTER_SERIES;
-        let key = if full && !self.series.contains_key(&exporter) {
+        Self::series_of(&mut self.series, &self.metrics, exporter)
+    }
+
+    fn series_of<'a>(
+        all: &'a mut HashMap<IpAddr, ExporterSeries, RandomState>,
+        metrics: &NetflowMetrics,
+        exporter: IpAddr,
+    ) -> &'a mut ExporterSeries {
+        let full = all.len() >= MAX_EXPORTER_SERIES;
+        let key = if full && !all.contains_key(&exporter) {
             IpAddr::from([0u8; 4])
         } else {
             exporter
         };
-        let metrics = &self.metrics;
-        self.series.entry(key).or_insert_with(|| {
+        all.entry(key).or_insert_with(|| {
             let name = if full {
                 "other".to_string()
             } else {
@@ -258,41 +263,44 @@ impl Receiver {
         })
     }
 
-    fn traffic(
+    fn count_traffic(
         &mut self,
         exporter: IpAddr,
         interface: u32,
         direction: Direction,
-    ) -> (Counter, Counter) {
-        let metrics = self.metrics.clone();
-        let series = self.series(exporter);
-        // Past the aggregate's interface cap, one series for the rest.
-        let capped = series.traffic.len() >= crate::aggregate::MAX_INTERFACES
-            && !series.traffic.contains_key(&(interface, direction));
+        bytes: u64,
+        flows: u64,
+    ) {
+        let metrics = &self.metrics;
+        let series = Self::series_of(&mut self.series, metrics, exporter);
+        if let Some((b, f)) = series.traffic.get(&(interface, direction)) {
+            b.inc_by(bytes);
+            f.inc_by(flows);
+            return;
+        }
+        // A new series: past the aggregate's interface cap, one for the rest.
+        let capped = series.traffic.len() >= crate::aggregate::MAX_INTERFACES;
         let key = if capped {
             (u32::MAX, direction)
         } else {
             (interface, direction)
         };
-        let exporter_name = series.exporter.clone();
-        series
-            .traffic
-            .entry(key)
-            .or_insert_with(|| {
-                let labels = TrafficLabels {
-                    exporter: exporter_name,
-                    interface: if capped {
-                        "other".into()
-                    } else {
-                        interface.to_string()
-                    },
-                    direction: direction.as_str().into(),
-                };
-                (
-                    metrics.bytes.get_or_create(&labels).clone(),
-                    metrics.flows.get_or_create(&labels).clone(),
-                )
-            })
-            .clone()
+        let labels = TrafficLabels {
+            exporter: series.exporter.clone(),
+            interface: if capped {
+                "other".into()
+            } else {
+                interface.to_string()
+            },
+            direction: direction.as_str().into(),
+        };
+        let (b, f) = series.traffic.entry(key).or_insert_with(|| {
+            (
+                metrics.bytes.get_or_create(&labels).clone(),
+                metrics.flows.get_or_create(&labels).clone(),
+            )
+        });
+        b.inc_by(bytes);
+        f.inc_by(flows);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! A [`TopMap`] adds bytes to keys (IP addresses, protocols, connections,
 //! ports). While it holds at most `cap` keys it is an exact map. When it
-//! grows past one and a quarter times `cap`, it keeps the `cap` keys with the
+//! grows past `cap` by its slack (a quarter of `cap`
+//! for a window, as much again for a minute), it keeps the `cap` keys with the
 //! most bytes and forgets the rest, and the largest count it forgot becomes
 //! its **floor**. A key that arrives after that starts at the floor, as in
 //! Space-Saving (Metwally et al., 2005), so that:
@@ -52,16 +53,28 @@ pub struct Count {
 pub struct TopMap<K> {
     map: HashMap<K, Count, RandomState>,
     cap: usize,
+    slack: usize,
     floor: u64,
     forgot: bool,
 }
 
 impl<K: Hash + Eq + Clone + Ord> TopMap<K> {
-    /// An empty map that keeps at least `cap` keys (at least 10).
+    /// An empty map that keeps at least `cap` keys (at least 10), and
+    /// prunes when it holds a quarter more.
     pub fn new(cap: usize) -> Self {
+        Self::with_slack(cap, cap / 4)
+    }
+
+    /// An empty map that keeps at least `cap` keys (at least 10), and
+    /// prunes back to `cap` when it holds `slack` more: a large slack makes
+    /// pruning rarer (a map fed one flow at a time past its cap prunes
+    /// every `slack` new keys, at a cost of `cap + slack`), a small one
+    /// holds less.
+    pub fn with_slack(cap: usize, slack: usize) -> Self {
         Self {
             map: HashMap::default(),
             cap: cap.max(10),
+            slack: slack.max(1),
             floor: 0,
             forgot: false,
         }
@@ -82,7 +95,7 @@ impl<K: Hash + Eq + Clone + Ord> TopMap<K> {
         });
         entry.bytes = entry.bytes.saturating_add(count.bytes);
         entry.error = entry.error.saturating_add(count.error);
-        if self.map.len() > self.cap + self.cap / 4 {
+        if self.map.len() > self.cap + self.slack {
             self.prune();
         }
     }

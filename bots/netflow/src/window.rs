@@ -100,7 +100,7 @@ impl Shard {
     pub fn new(cap: usize) -> Self {
         Self {
             minute: 0,
-            current: Traffic::new(cap),
+            current: Traffic::minute(cap),
             done: Vec::new(),
             cap,
         }
@@ -110,7 +110,7 @@ impl Shard {
     pub fn minute(&mut self, minute: u64) -> &mut Traffic {
         if minute != self.minute {
             if !self.current.is_empty() {
-                let done = std::mem::replace(&mut self.current, Traffic::new(self.cap));
+                let done = std::mem::replace(&mut self.current, Traffic::minute(self.cap));
                 self.done.push((self.minute, done));
             }
             self.minute = minute;
@@ -121,7 +121,7 @@ impl Shard {
     /// Takes the traffic of the minutes before `minute`.
     fn take_before(&mut self, minute: u64) -> Vec<(u64, Traffic)> {
         if self.minute < minute && !self.current.is_empty() {
-            let current = std::mem::replace(&mut self.current, Traffic::new(self.cap));
+            let current = std::mem::replace(&mut self.current, Traffic::minute(self.cap));
             self.done.push((self.minute, current));
         }
         let (before, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.done)

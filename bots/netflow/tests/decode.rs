@@ -200,3 +200,60 @@ fn arbitrary_and_mangled_datagrams_never_panic_and_never_grow_without_bound() {
     let grown = peak_rss_kib().saturating_sub(before);
     assert!(grown < 256 * 1024, "peak RSS grew by {grown} KiB");
 }
+
+#[test]
+fn the_fast_path_reads_what_netflow_parser_reads() {
+    let Some((dir, _)) = setup("netflow-fast") else {
+        return;
+    };
+    let pcap = dir.join("many.pcap");
+    write_pcap(&pcap, &common::many_flows(5_000));
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for (version, args) in [
+        (9u8, &[][..]),
+        (10, &[][..]),
+        (9, &["-T", "ether"][..]),
+        (10, &["-s", "7"][..]),
+    ] {
+        let datagrams = capture(&dir, &pcap, version, args);
+        let from: SocketAddr = "192.0.2.3:9000".parse().unwrap();
+        for sampling in [false, true] {
+            let mut fast = Decoder::new(sampling);
+            let mut slow = Decoder::new(sampling).without_fast_path();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for d in &datagrams {
+                let ra = fast.decode(from, d, &mut a);
+                let rb = slow.decode(from, d, &mut b);
+                assert_eq!(ra, rb, "v{version} {args:?}");
+            }
+            assert_eq!(a, b, "v{version} {args:?} sampling {sampling}");
+            assert!(
+                a.len() >= if args.contains(&"-s") { 500 } else { 5_000 },
+                "{}",
+                a.len()
+            );
+            // Most of them went the fast way (all but those with templates).
+            assert!(
+                fast.fast_reads() * 10 >= datagrams.len() as u64 * 8,
+                "{} of {}",
+                fast.fast_reads(),
+                datagrams.len()
+            );
+            assert_eq!(slow.fast_reads(), 0);
+            // Data sets with bytes changed (not their set headers): both
+            // read the same values from them.
+            for d in datagrams.iter().skip(1).take(200) {
+                let mut d = d.clone();
+                let header = if version == 9 { 24 } else { 20 };
+                for _ in 0..8 {
+                    let at = header + (rng.next() % (d.len() - header) as u64) as usize;
+                    d[at] = rng.next() as u8;
+                }
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                fast.decode(from, &d, &mut a);
+                slow.decode(from, &d, &mut b);
+                assert_eq!(a, b, "mangled v{version} {args:?}");
+            }
+        }
+    }
+}
