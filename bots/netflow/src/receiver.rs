@@ -125,6 +125,8 @@ pub struct Receiver {
     flows: Vec<Flow>,
     per_interface: Vec<(u32, Direction, u64, u64)>,
     exporters: Exporters,
+    /// The exporters given to `exporters` already.
+    noted: std::collections::HashSet<IpAddr, RandomState>,
 }
 
 impl Receiver {
@@ -145,6 +147,7 @@ impl Receiver {
             flows: Vec::with_capacity(1024),
             per_interface: Vec::new(),
             exporters,
+            noted: Default::default(),
         }
     }
 
@@ -200,10 +203,12 @@ impl Receiver {
                 None => self.per_interface.push((key.0, key.1, flow.bytes, 1)),
             }
         }
-        let new = !self.series.contains_key(&exporter);
-        if new && !self.flows.is_empty() {
-            // Heard from for the first time on this socket: a candidate
-            // for an entity suggestion.
+        if !self.flows.is_empty()
+            && self.noted.len() < Exporters::MAX
+            && self.noted.insert(exporter)
+        {
+            // Its first flows on this socket: a candidate for an entity
+            // suggestion.
             self.exporters.insert(exporter);
         }
         let series = self.series(exporter);

@@ -58,6 +58,8 @@ async fn setup(name: &str, grant: bool) -> Option<Setup> {
         ..NetflowSettings::default()
     };
     let bot = RunningBot::start(grafolean_netflow_bot::bot(netflow), settings);
+    // Datagrams sent before the bot binds its port are lost.
+    common::wait_bound(addr).await;
     let dir = TestDir::new(name);
     Some(Setup {
         fake,

@@ -423,3 +423,21 @@ pub fn steal_since(from: (u64, u64)) -> f64 {
     let total = now.1.saturating_sub(from.1).max(1);
     100.0 * now.0.saturating_sub(from.0) as f64 / total as f64
 }
+
+/// Waits (up to 10 s) until a socket is bound to 127.0.0.1:`port` of
+/// `addr` (the bot binds when it starts), as `/proc/net/udp` lists it;
+/// binding it here to find out would take the port from the bot.
+pub async fn wait_bound(addr: SocketAddr) {
+    let local = format!("0100007F:{:04X}", addr.port());
+    for _ in 0..200 {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        if table
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(local.as_str()))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing bound {addr} within 10 s");
+}
