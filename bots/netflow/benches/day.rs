@@ -61,7 +61,7 @@ fn main() {
                 let flow = Flow {
                     bytes: 64 + (n * 7919) % 1400,
                     packets: 1,
-                    protocol: if n % 3 == 0 { 6 } else { 17 },
+                    protocol: if n.is_multiple_of(3) { 6 } else { 17 },
                     src: IpAddr::from(((0x0a00_0000 + n) as u32).to_be_bytes()),
                     dst: IpAddr::from(
                         ((0xac10_0000 + (n * 31) % 0x000f_ffff) as u32).to_be_bytes(),

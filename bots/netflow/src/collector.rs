@@ -26,6 +26,10 @@ pub const RESOLVE_EVERY: Duration = Duration::from_secs(300);
 /// How long a run waits for the windows to close before it gives up.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
+/// Host names of `details.ipv4`, with their addresses and when they were
+/// looked up.
+type Resolved = HashMap<String, (Vec<IpAddr>, Instant)>;
+
 /// One account's job: its NetFlow entities and their exporter addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountJob {
@@ -39,7 +43,7 @@ pub struct AccountJob {
 #[derive(Debug, Clone)]
 pub struct NetflowCollector {
     windows: Arc<Windows>,
-    names: Arc<Mutex<HashMap<String, (Vec<IpAddr>, Instant)>>>,
+    names: Arc<Mutex<Resolved>>,
     /// The addresses of the entities of the last refresh, to tell matched
     /// exporters from unmatched ones.
     known: Arc<Mutex<Vec<IpAddr>>>,

@@ -294,7 +294,7 @@ fn close_minute(inner: &mut Inner, minute: u64, traffic: Traffic, cap: usize) {
             *open = (window_start, Traffic::new(cap));
         }
         open.1.merge(&traffic);
-        if end % window.secs() == 0 {
+        if end.is_multiple_of(window.secs()) {
             let (began, mut t) = inner.open[i].take().expect("just inserted");
             // A closed window is only asked for its top lists.
             t.keep_top(TOP_N);

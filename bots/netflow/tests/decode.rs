@@ -161,7 +161,7 @@ fn arbitrary_and_mangled_datagrams_never_panic_and_never_grow_without_bound() {
     let before = peak_rss_kib();
     let mut malformed = 0u64;
     for round in 0..200_000u32 {
-        let datagram: Vec<u8> = if seeds.is_empty() || round % 4 == 0 {
+        let datagram: Vec<u8> = if seeds.is_empty() || round.is_multiple_of(4) {
             // Random bytes with a plausible version, so the parsers run.
             let len = (rng.next() % 1500) as usize;
             let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -178,7 +178,7 @@ fn arbitrary_and_mangled_datagrams_never_panic_and_never_grow_without_bound() {
                 let at = (rng.next() % d.len() as u64) as usize;
                 d[at] = rng.next() as u8;
             }
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 d.truncate((rng.next() % d.len() as u64) as usize);
             }
             d

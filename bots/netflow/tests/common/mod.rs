@@ -51,7 +51,7 @@ pub fn traffic() -> Vec<Packet> {
     for i in 0..14u16 {
         let src: IpAddr = format!("10.0.0.{}", i + 1).parse().unwrap();
         let dst: IpAddr = format!("192.168.1.{}", 1 + i % 3).parse().unwrap();
-        let protocol = if i % 4 == 0 { 6 } else { 17 };
+        let protocol = if i.is_multiple_of(4) { 6 } else { 17 };
         for k in 0..(1 + i % 3) {
             packets.push(Packet {
                 src,
@@ -91,9 +91,7 @@ fn checksum(bytes: &[u8]) -> u16 {
 pub fn write_pcap(path: &Path, packets: &[Packet]) {
     let mut out = Vec::new();
     // Global header: magic, v2.4, UTC, accuracy, snaplen, Ethernet.
-    for v in [0xa1b2_c3d4u32] {
-        out.extend(v.to_le_bytes());
-    }
+    out.extend(0xa1b2_c3d4u32.to_le_bytes());
     out.extend(2u16.to_le_bytes());
     out.extend(4u16.to_le_bytes());
     out.extend(0u32.to_le_bytes());
@@ -395,7 +393,7 @@ pub fn many_flows(n: u32) -> Vec<Packet> {
         .map(|i| Packet {
             src: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
             dst: IpAddr::from([192, 168, (i % 1000 / 250) as u8, (i % 250) as u8 + 1]),
-            protocol: if i % 5 == 0 { 6 } else { 17 },
+            protocol: if i.is_multiple_of(5) { 6 } else { 17 },
             src_port: 1024 + (i % 50_000) as u16,
             dst_port: 1 + (i % 100) as u16,
             payload: 40 + (i % 1400) as usize,
