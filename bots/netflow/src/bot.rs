@@ -14,6 +14,7 @@ use crate::metrics::{NetflowMetrics, WindowLabels};
 use crate::receiver::{self, Receiver};
 use crate::settings::NetflowSettings;
 use crate::suggest::{Exporters, Suggester};
+use crate::templates::TemplateFile;
 use crate::window::{GRACE, Window, Windows, unix_secs};
 
 /// The admin server's default address: `127.0.0.1:9744` (the ping bot's is
@@ -61,6 +62,19 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             settings.top_keys,
         ));
         let exporters = Exporters::default();
+        let templates = settings.template_file.as_ref().and_then(|path| {
+            match TemplateFile::load(path) {
+                Ok(file) => {
+                    tracing::info!(file = %path.display(), templates = file.len(), "exporters' templates kept in");
+                    Some(Arc::new(file))
+                }
+                Err(e) => {
+                    // Never overwrite a file the bot could not read.
+                    tracing::warn!("templates are not kept across restarts: {e}");
+                    None
+                }
+            }
+        });
         let metrics = NetflowMetrics::default();
         metrics.register(&mut ctx.registry());
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -69,12 +83,17 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             let metrics = metrics.clone();
             let apply_sampling = settings.apply_sampling;
             let exporters = exporters.clone();
+            let templates = templates.clone();
             ctx.spawn(&format!("netflow-receiver-{i}"), move |shutdown| {
-                // A restart begins with no templates: the exporter's next
-                // refresh brings them back.
+                // A restarted receiver has the templates of the file (if
+                // any), else none until the exporter's next refresh.
+                let decoder = match &templates {
+                    Some(t) => Decoder::with_template_store(apply_sampling, t.clone()),
+                    None => Decoder::new(apply_sampling),
+                };
                 let receiver = Receiver::new(
                     socket.clone(),
-                    Decoder::new(apply_sampling),
+                    decoder,
                     shard.clone(),
                     metrics.clone(),
                     exporters.clone(),
@@ -101,6 +120,25 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             let metrics = metrics.clone();
             ctx.spawn("netflow-gauges", move |shutdown| {
                 gauges(windows.clone(), inodes.clone(), metrics.clone(), shutdown)
+            });
+        }
+        if let Some(file) = templates {
+            ctx.spawn("netflow-templates", move |shutdown| {
+                let file = file.clone();
+                async move {
+                    loop {
+                        let stop = tokio::select! {
+                            _ = shutdown.cancelled() => true,
+                            _ = tokio::time::sleep(Duration::from_secs(60)) => false,
+                        };
+                        if let Err(e) = file.save() {
+                            tracing::warn!(file = %file.path().display(), "cannot save the templates: {e}");
+                        }
+                        if stop {
+                            return Ok(());
+                        }
+                    }
+                }
             });
         }
         if let Some(client) = ctx.client().cloned() {

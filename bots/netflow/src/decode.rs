@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::fast::RandomState;
@@ -20,7 +21,7 @@ use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField as I, IPFi
 use netflow_parser::variable_versions::{ipfix, v9};
 use netflow_parser::{
     AutoScopedParser, DataNumber, FieldValue, NetflowPacket, NetflowParser, PendingFlowsConfig,
-    TtlConfig, V9Field,
+    TemplateStore, TtlConfig, V9Field,
 };
 
 use crate::fast::{FastPath, RecordSampling};
@@ -80,6 +81,16 @@ impl Decoder {
     /// A decoder; `apply_sampling` multiplies bytes and packets by the
     /// exporter's sampling rate (off for the Python bot's exact output).
     pub fn new(apply_sampling: bool) -> Self {
+        Self::build(apply_sampling, None)
+    }
+
+    /// A decoder whose templates are also written to (and read back from)
+    /// `store`, so that they survive a restart (see [`crate::templates`]).
+    pub fn with_template_store(apply_sampling: bool, store: Arc<dyn TemplateStore>) -> Self {
+        Self::build(apply_sampling, Some(store))
+    }
+
+    fn build(apply_sampling: bool, store: Option<Arc<dyn TemplateStore>>) -> Self {
         let mut held = PendingFlowsConfig::with_ttl(64, HELD_FOR);
         held.max_total_bytes = HELD_BYTES;
         let builder = NetflowParser::builder()
@@ -90,6 +101,10 @@ impl Decoder {
             // A 64 KB datagram of the smallest records holds more than the
             // crate's default of 1,024 per set, which it drops silently.
             .with_max_records_per_flowset(16_384);
+        let builder = match store {
+            Some(store) => builder.with_template_store(store),
+            None => builder,
+        };
         let parser = AutoScopedParser::try_with_builder(builder)
             .and_then(|p| p.with_max_sources(MAX_SOURCES))
             .expect("the decoder's fixed parser settings are valid");

@@ -24,6 +24,7 @@ pub mod output;
 pub mod receiver;
 pub mod settings;
 pub mod suggest;
+pub mod templates;
 pub mod topn;
 pub mod window;
 

@@ -66,6 +66,17 @@ pub struct NetflowSettings {
         help_heading = "NetFlow"
     )]
     pub suggest_interval: u64,
+
+    /// A file where the exporters' templates are kept across restarts
+    /// (saved every minute and at shutdown), so that their data is read at
+    /// once after a restart. Off by default.
+    #[arg(
+        long,
+        env = "NETFLOW_TEMPLATE_FILE",
+        value_name = "FILE",
+        help_heading = "NetFlow"
+    )]
+    pub template_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NetflowSettings {
@@ -78,6 +89,7 @@ impl Default for NetflowSettings {
             apply_sampling: true,
             top_keys: DEFAULT_TOP_KEYS,
             suggest_interval: 120,
+            template_file: None,
         }
     }
 }

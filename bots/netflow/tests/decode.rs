@@ -257,3 +257,44 @@ fn the_fast_path_reads_what_netflow_parser_reads() {
         }
     }
 }
+
+#[test]
+fn templates_kept_in_a_file_decode_an_exporters_data_after_a_restart() {
+    let Some((dir, pcap)) = setup("netflow-template-file") else {
+        return;
+    };
+    use grafolean_netflow_bot::templates::TemplateFile;
+    use std::sync::Arc;
+    let from: SocketAddr = "192.0.2.5:2055".parse().unwrap();
+    let path = dir.join("templates");
+    for version in [9u8, 10] {
+        let datagrams = capture(&dir, &pcap, version, &[]);
+        let file = Arc::new(TemplateFile::load(&path).unwrap());
+        let mut before = Decoder::with_template_store(false, file.clone());
+        let expected = decode_all(&mut before, from, &datagrams[..1]);
+        file.save().unwrap();
+        assert!(!file.is_empty());
+        // A new process: the file loaded, and data without its template.
+        let file = Arc::new(TemplateFile::load(&path).unwrap());
+        let mut after = Decoder::with_template_store(false, file);
+        let data = if version == 9 {
+            without_templates(&datagrams[0])
+        } else {
+            common::ipfix_without_templates(&datagrams[0])
+        };
+        let mut flows = Vec::new();
+        let report = after.decode(from, &data, &mut flows);
+        assert_eq!(report.template_misses, 0, "v{version}: {report:?}");
+        assert_eq!(flows, expected, "v{version}");
+        // Without the file, the same datagram is held, not decoded.
+        let mut fresh = Decoder::new(false);
+        let mut none = Vec::new();
+        fresh.decode(from, &data, &mut none);
+        assert!(none.is_empty());
+    }
+    // A file that is not the bot's is refused, and left as it was.
+    let other = dir.join("other");
+    std::fs::write(&other, b"not templates").unwrap();
+    assert!(TemplateFile::load(&other).is_err());
+    assert_eq!(std::fs::read(&other).unwrap(), b"not templates");
+}

@@ -439,3 +439,28 @@ pub async fn wait_bound(addr: SocketAddr) {
     }
     panic!("nothing bound {addr} within 10 s");
 }
+
+/// An IPFIX message without its template sets (id 2), its length fixed.
+pub fn ipfix_without_templates(datagram: &[u8]) -> Vec<u8> {
+    assert_eq!(
+        u16::from_be_bytes([datagram[0], datagram[1]]),
+        10,
+        "an IPFIX message"
+    );
+    let mut out = datagram[..16].to_vec();
+    let mut at = 16;
+    while at + 4 <= datagram.len() {
+        let id = u16::from_be_bytes([datagram[at], datagram[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        if len < 4 || at + len > datagram.len() {
+            break;
+        }
+        if id != 2 {
+            out.extend_from_slice(&datagram[at..at + len]);
+        }
+        at += len;
+    }
+    let len = out.len() as u16;
+    out[2..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
