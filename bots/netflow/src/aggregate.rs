@@ -14,6 +14,9 @@ use foldhash::fast::RandomState;
 use crate::flow::{Direction, Flow};
 use crate::topn::TopMap;
 
+/// How many entries each top list has.
+pub const TOP_N: usize = 10;
+
 /// How many keys each top-list map holds exactly before it starts to
 /// forget the smallest (see [`crate::topn`]); `--top-keys` sets it.
 pub const DEFAULT_TOP_KEYS: usize = 20_000;
@@ -24,6 +27,11 @@ pub const DEFAULT_TOP_KEYS: usize = 20_000;
 pub fn interface_cap(cap: usize) -> usize {
     (cap / 4).max(1000)
 }
+
+/// How many exporters one stretch of time counts apart; the flows of
+/// further exporters (a flood of spoofed sources) are not counted, and
+/// [`Traffic::exporters_dropped`] says how many were.
+pub const MAX_EXPORTERS: usize = 10_000;
 
 /// How many interfaces of one exporter are counted apart; the flows of
 /// further interfaces are counted in the exporter's totals only, and
@@ -51,7 +59,7 @@ impl InterfaceTraffic {
     }
 
     fn merge(&mut self, other: &InterfaceTraffic) {
-        self.bytes += other.bytes;
+        self.bytes = self.bytes.saturating_add(other.bytes);
         self.ips.merge(&other.ips);
         self.protocols.merge(&other.protocols);
     }
@@ -66,7 +74,8 @@ pub struct DirectionTraffic {
     pub flows: u64,
     /// Per interface.
     pub interfaces: HashMap<u32, InterfaceTraffic, RandomState>,
-    /// Flows of interfaces past [`MAX_INTERFACES`], counted only in `bytes`.
+    /// Flows (when counted) and interfaces (when merged from another
+    /// stretch) past [`MAX_INTERFACES`], counted only in `bytes`.
     pub interfaces_dropped: u64,
     /// Bytes per IP (source for ingress, destination for egress).
     pub ips: TopMap<IpAddr>,
@@ -112,7 +121,7 @@ impl DirectionTraffic {
     #[inline]
     pub fn add(&mut self, flow: &Flow) {
         let bytes = flow.bytes;
-        self.bytes += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
         self.flows += 1;
         let ip = flow.top_ip();
         let interface = flow.interface();
@@ -137,7 +146,7 @@ impl DirectionTraffic {
 
     /// Adds everything `other` counted.
     pub fn merge(&mut self, other: &DirectionTraffic) {
-        self.bytes += other.bytes;
+        self.bytes = self.bytes.saturating_add(other.bytes);
         self.flows += other.flows;
         self.interfaces_dropped += other.interfaces_dropped;
         for (index, traffic) in &other.interfaces {
@@ -195,7 +204,7 @@ impl DirectionTraffic {
 
 #[inline]
 fn add_interface(i: &mut InterfaceTraffic, ip: IpAddr, protocol: u8, bytes: u64) {
-    i.bytes += bytes;
+    i.bytes = i.bytes.saturating_add(bytes);
     i.ips.add(ip, bytes);
     i.protocols.add(protocol, bytes);
 }
@@ -206,6 +215,8 @@ pub struct Traffic {
     exporters: HashMap<IpAddr, [DirectionTraffic; 2], RandomState>,
     cap: usize,
     minute: bool,
+    /// Flows of exporters past [`MAX_EXPORTERS`], not counted.
+    pub exporters_dropped: u64,
 }
 
 impl Traffic {
@@ -215,6 +226,7 @@ impl Traffic {
             exporters: HashMap::default(),
             cap,
             minute: false,
+            exporters_dropped: 0,
         }
     }
 
@@ -231,26 +243,37 @@ impl Traffic {
     #[inline]
     pub fn add(&mut self, exporter: IpAddr, flow: &Flow) {
         let (cap, minute) = (self.cap, self.minute);
-        self.exporters.entry(exporter).or_insert_with(|| {
-            [
-                DirectionTraffic::new(cap, minute),
-                DirectionTraffic::new(cap, minute),
-            ]
-        })[flow.direction.index()]
-        .add(flow);
+        let n = self.exporters.len();
+        let dirs = match self.exporters.get_mut(&exporter) {
+            Some(dirs) => dirs,
+            None if n < MAX_EXPORTERS => self.exporters.entry(exporter).or_insert_with(|| {
+                [
+                    DirectionTraffic::new(cap, minute),
+                    DirectionTraffic::new(cap, minute),
+                ]
+            }),
+            None => {
+                self.exporters_dropped += 1;
+                return;
+            }
+        };
+        dirs[flow.direction.index()].add(flow);
     }
 
     /// Adds everything `other` counted.
     pub fn merge(&mut self, other: &Traffic) {
+        self.exporters_dropped += other.exporters_dropped;
         for (exporter, dirs) in &other.exporters {
+            let n = self.exporters.len();
             match self.exporters.get_mut(exporter) {
                 Some(mine) => {
                     mine[0].merge(&dirs[0]);
                     mine[1].merge(&dirs[1]);
                 }
-                None => {
+                None if n < MAX_EXPORTERS => {
                     self.exporters.insert(*exporter, dirs.clone());
                 }
+                None => self.exporters_dropped += dirs[0].flows + dirs[1].flows,
             }
         }
     }

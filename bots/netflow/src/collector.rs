@@ -23,6 +23,9 @@ use crate::window::{GRACE, Window, Windows, unix_secs};
 /// looked up again.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(300);
 
+/// How long one name lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a run waits for the windows to close before it gives up.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -88,17 +91,45 @@ impl NetflowCollector {
         {
             return Ok(hit.0.clone());
         }
-        let found: Vec<IpAddr> = tokio::net::lookup_host((given, 0))
-            .await
-            .map_err(|e| format!("cannot resolve {given:?}: {e}"))?
-            .map(|a| a.ip().to_canonical())
-            .collect();
+        // A name that does not resolve is remembered as such (with no
+        // addresses) until it is looked up again, so that each run does not
+        // wait on it.
+        let looked_up =
+            tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((given, 0))).await;
+        let found: Result<Vec<IpAddr>, String> = match looked_up {
+            Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip().to_canonical()).collect()),
+            Ok(Err(e)) => Err(format!("cannot resolve {given:?}: {e}")),
+            Err(_) => Err(format!(
+                "cannot resolve {given:?}: no answer in {LOOKUP_TIMEOUT:?}"
+            )),
+        };
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         if names.len() > 10_000 {
             names.clear();
         }
-        names.insert(given.to_string(), (found.clone(), Instant::now()));
-        Ok(found)
+        names.insert(
+            given.to_string(),
+            (found.clone().unwrap_or_default(), Instant::now()),
+        );
+        found
+    }
+}
+
+/// The host of a `details.ipv4`: trimmed, without a `:port` (as the SNMP
+/// bot's users write `a.b.c.d:port` or `host:port`; the port does not
+/// matter to a flow's source).
+///
+/// ```
+/// use grafolean_netflow_bot::collector::exporter_host;
+/// assert_eq!(exporter_host(" 192.0.2.1:2055 "), "192.0.2.1");
+/// assert_eq!(exporter_host("2001:db8::1"), "2001:db8::1");
+/// assert_eq!(exporter_host("router.lan"), "router.lan");
+/// ```
+pub fn exporter_host(given: &str) -> &str {
+    let s = given.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => s,
     }
 }
 
@@ -106,14 +137,7 @@ impl NetflowCollector {
 fn exporter_of(entity: &EntityConfig) -> Result<String, String> {
     match entity.details.get("ipv4") {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
-            let s = s.trim();
-            // `host:port` or `a.b.c.d:port` as the SNMP bot's users write
-            // it: the port does not matter to a flow's source.
-            let host = match s.rsplit_once(':') {
-                Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
-                _ => s,
-            };
-            Ok(host.to_string())
+            Ok(exporter_host(s).to_string())
         }
         Some(other) => Err(format!(
             "details.ipv4 must be the exporter's address as a string, not {other}"
@@ -164,6 +188,14 @@ impl Collector for NetflowCollector {
         if !self.windows.wait_closed(end, CLOSE_WAIT + GRACE).await {
             return Err(format!("the windows ending at {end} were not closed in time").into());
         }
+        // Take the closed windows now: resolving names below may take a
+        // while, and a window replaced meanwhile would be lost.
+        let closed: Vec<_> = tick
+            .affecting
+            .iter()
+            .filter_map(|secs| Window::from_secs(u64::from(secs)))
+            .filter_map(|w| Some((w, self.windows.closed(w, end)?)))
+            .collect();
         let mut entities = Vec::with_capacity(job.entities.len());
         let mut unresolved = Vec::new();
         for (entity_id, given) in &job.entities {
@@ -182,14 +214,10 @@ impl Collector for NetflowCollector {
             }
         }
         let mut values = Vec::new();
-        for secs in tick.affecting.iter() {
-            let Some(window) = Window::from_secs(u64::from(secs)) else {
-                continue;
-            };
-            // A partial window (the bot started during it) is not sent.
-            if let Some(traffic) = self.windows.closed(window, end) {
-                account_values(window, &traffic, &entities, &mut values);
-            }
+        // A partial window (the bot started during it) was not closed as
+        // complete, and is not sent.
+        for (window, traffic) in &closed {
+            account_values(*window, traffic, &entities, &mut values);
         }
         if !unresolved.is_empty() {
             // The values of the others are sent regardless.

@@ -42,6 +42,13 @@ pub const HELD_BYTES: usize = 2 * 1024 * 1024;
 /// How long such data is held.
 pub const HELD_FOR: Duration = Duration::from_secs(120);
 
+/// How many (exporter, source id) sequences are followed.
+const MAX_SEQUENCES: usize = 100_000;
+
+/// A datagram whose sequence number is this far behind the expected one
+/// came late; farther behind, the exporter restarted.
+const REORDER_WINDOW: u32 = 1 << 16;
+
 /// What one datagram gave, beside its flows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DatagramReport {
@@ -56,6 +63,10 @@ pub struct DatagramReport {
     pub sequence_lost: u64,
     /// The sampling rate applied to this datagram's flows (1: none).
     pub sampling: u32,
+    /// Records not counted, as the Python bot does not count them: without
+    /// bytes (`IN_BYTES`, octetDeltaCount), or with a direction other than
+    /// 0 or 1.
+    pub skipped: u64,
 }
 
 /// Per (exporter, source id): the sequence number expected next.
@@ -74,7 +85,7 @@ pub struct Decoder {
     fast: FastPath,
     use_fast: bool,
     fast_reads: u64,
-    scratch: Vec<(Flow, RecordSampling)>,
+    scratch: Vec<Option<(Flow, RecordSampling)>>,
 }
 
 impl Decoder {
@@ -145,14 +156,18 @@ impl Decoder {
             scratch.clear();
             let read = self
                 .fast
-                .read(from, datagram, TEMPLATE_TTL, |f, s| scratch.push((f, s)));
+                .read(from, datagram, TEMPLATE_TTL, |r| scratch.push(r));
             if let Some(read) = read {
                 self.fast_reads += 1;
                 report.version = read.version;
                 let advance = if read.version == 9 { 1 } else { read.records };
                 report.sequence_lost +=
                     self.sequence((from, read.version, read.domain), read.sequence, advance);
-                for (flow, s) in scratch.drain(..) {
+                for record in scratch.drain(..) {
+                    let Some((flow, s)) = record else {
+                        report.skipped += 1;
+                        continue;
+                    };
                     let sampler = Sampler {
                         id: s.id,
                         rate: s.rate,
@@ -171,7 +186,7 @@ impl Decoder {
             match packet {
                 NetflowPacket::V5(p) => self.v5(from, p, out, &mut report),
                 NetflowPacket::V9(p) => self.v9(from, p, out, &mut report),
-                NetflowPacket::IPFix(p) => self.ipfix(from, p, out, &mut report),
+                NetflowPacket::IPFix(p) => self.ipfix(from, datagram, p, out, &mut report),
                 _ => report.malformed = true,
             }
         }
@@ -189,20 +204,37 @@ impl Decoder {
     }
 
     fn sequence(&mut self, key: SequenceKey, seen: u32, advance: u32) -> u64 {
-        let next = seen.wrapping_add(advance);
-        match self.expected.insert(key, next) {
-            Some(expected) if expected != seen => {
-                let lost = seen.wrapping_sub(expected);
-                // A jump backwards or by more than half the space is a
-                // restart of the exporter, not a loss.
-                if lost < u32::MAX / 2 {
-                    u64::from(lost)
-                } else {
-                    0
-                }
-            }
-            _ => 0,
+        if self.expected.len() >= MAX_SEQUENCES && !self.expected.contains_key(&key) {
+            // A flood of sources (spoofed, or exporters changing ports):
+            // start afresh rather than grow.
+            self.expected.clear();
         }
+        let next = seen.wrapping_add(advance);
+        let Some(expected) = self.expected.get_mut(&key) else {
+            self.expected.insert(key, next);
+            return 0;
+        };
+        let ahead = seen.wrapping_sub(*expected);
+        let behind = expected.wrapping_sub(seen);
+        if behind != 0 && behind < REORDER_WINDOW {
+            // A datagram that came late (reordered): it was counted as
+            // lost when the ones after it came; the count is not taken
+            // back, and what is expected next stays.
+            return 0;
+        }
+        *expected = next;
+        // A jump by more than half the space is a restart of the
+        // exporter, not a loss.
+        if ahead != 0 && ahead < u32::MAX / 2 {
+            u64::from(ahead)
+        } else {
+            0
+        }
+    }
+
+    /// Forgets what `key` expects next: its next datagram starts afresh.
+    fn sequence_reset(&mut self, key: SequenceKey) {
+        self.expected.remove(&key);
     }
 
     fn v5(&mut self, from: SocketAddr, p: &V5, out: &mut Vec<Flow>, report: &mut DatagramReport) {
@@ -253,8 +285,12 @@ impl Decoder {
             match &set.body {
                 v9::FlowSetBody::Data(data) => {
                     for record in &data.fields {
-                        let (flow, sampler) = v9_flow(record);
-                        self.push(from, domain, flow, sampler, out, report);
+                        match v9_flow(record) {
+                            Some((flow, sampler)) => {
+                                self.push(from, domain, flow, sampler, out, report)
+                            }
+                            None => report.skipped += 1,
+                        }
                     }
                 }
                 v9::FlowSetBody::NoTemplate(_) => report.template_misses += 1,
@@ -266,6 +302,7 @@ impl Decoder {
     fn ipfix(
         &mut self,
         from: SocketAddr,
+        datagram: &[u8],
         p: &ipfix::IPFix,
         out: &mut Vec<Flow>,
         report: &mut DatagramReport,
@@ -293,21 +330,45 @@ impl Decoder {
             }
         }
         // IPFIX counts data records: the next message's number is this
-        // one's plus its records.
-        report.sequence_lost +=
-            self.sequence((from, 10, domain), p.header.sequence_number, records);
+        // one's plus its records. A message with a template (held data may
+        // be replayed into its output) or with data whose template is not
+        // known (held, or missed: its records cannot be counted) leaves the
+        // count unknown: start afresh.
+        let uncertain = p.flowsets.iter().any(|set| {
+            !matches!(
+                set.body,
+                ipfix::FlowSetBody::Data(_)
+                    | ipfix::FlowSetBody::V9Data(_)
+                    | ipfix::FlowSetBody::OptionsData(_)
+                    | ipfix::FlowSetBody::V9OptionsData(_)
+            )
+        }) || count_sets(datagram, 16) != p.flowsets.len();
+        if uncertain {
+            self.sequence_reset((from, 10, domain));
+        } else {
+            report.sequence_lost +=
+                self.sequence((from, 10, domain), p.header.sequence_number, records);
+        }
         for set in &p.flowsets {
             match &set.body {
                 ipfix::FlowSetBody::Data(data) => {
                     for record in &data.fields {
-                        let (flow, sampler) = ipfix_flow(record);
-                        self.push(from, domain, flow, sampler, out, report);
+                        match ipfix_flow(record) {
+                            Some((flow, sampler)) => {
+                                self.push(from, domain, flow, sampler, out, report)
+                            }
+                            None => report.skipped += 1,
+                        }
                     }
                 }
                 ipfix::FlowSetBody::V9Data(data) => {
                     for record in &data.fields {
-                        let (flow, sampler) = v9_flow(record);
-                        self.push(from, domain, flow, sampler, out, report);
+                        match v9_flow(record) {
+                            Some((flow, sampler)) => {
+                                self.push(from, domain, flow, sampler, out, report)
+                            }
+                            None => report.skipped += 1,
+                        }
                     }
                 }
                 ipfix::FlowSetBody::NoTemplate(_) => report.template_misses += 1,
@@ -345,18 +406,18 @@ impl Decoder {
 
     fn learn(&mut self, from: SocketAddr, domain: u32, sampler: Sampler) {
         if let Some(rate) = sampler.rate {
-            match sampler.id {
-                Some(id) => {
-                    if self.samplers.len() < 65_536 {
-                        self.samplers.insert((from, domain, id), rate);
-                    }
-                }
-                None => {
-                    if self.default_rate.len() < 65_536 {
-                        self.default_rate.insert((from, domain), rate);
-                    }
-                }
+            // Bounded: a flood of sources starts the tables afresh (real
+            // exporters announce their rates again within minutes).
+            if self.samplers.len() >= 65_536 {
+                self.samplers.clear();
             }
+            if self.default_rate.len() >= 65_536 {
+                self.default_rate.clear();
+            }
+            match sampler.id {
+                Some(id) => self.samplers.insert((from, domain, id), rate),
+                None => self.default_rate.insert((from, domain), rate),
+            };
         }
     }
 
@@ -435,6 +496,22 @@ impl Sampler {
     }
 }
 
+/// How many sets the message in `datagram` has (set headers walked from
+/// `first`), so that sets the parser held or dropped show.
+fn count_sets(datagram: &[u8], first: usize) -> usize {
+    let mut at = first;
+    let mut n = 0;
+    while at + 4 <= datagram.len() {
+        let len = usize::from(u16::from_be_bytes([datagram[at + 2], datagram[at + 3]]));
+        if len < 4 || at + len > datagram.len() {
+            break;
+        }
+        n += 1;
+        at += len;
+    }
+    n
+}
+
 /// 1-in-N from IPFIX's samplingPacketInterval and samplingPacketSpace.
 fn rate_from(interval: Option<u64>, space: Option<u64>) -> Option<u32> {
     match (interval, space) {
@@ -445,13 +522,20 @@ fn rate_from(interval: Option<u64>, space: Option<u64>) -> Option<u32> {
     }
 }
 
-fn v9_flow(record: &[(V9Field, FieldValue)]) -> (Flow, Sampler) {
+/// A v9 record as a flow; `None` when the Python bot would not count it:
+/// no `IN_BYTES` (such as Cisco ASA's NSEL), or a `DIRECTION` that is
+/// neither 0 nor 1.
+fn v9_flow(record: &[(V9Field, FieldValue)]) -> Option<(Flow, Sampler)> {
     let mut flow = Flow::default();
     let mut sampler = Sampler::default();
     let (mut src6, mut dst6) = (None, None);
+    let (mut has_bytes, mut direction) = (false, Some(Direction::Ingress));
     for (field, value) in record {
         match field {
-            V9Field::InBytes => flow.bytes = number(value).unwrap_or(0),
+            V9Field::InBytes => {
+                has_bytes = true;
+                flow.bytes = number(value).unwrap_or(0)
+            }
             V9Field::InPkts => flow.packets = number(value).unwrap_or(0),
             V9Field::Protocol => flow.protocol = number(value).unwrap_or(0) as u8,
             V9Field::L4SrcPort => flow.src_port = number(value).unwrap_or(0) as u16,
@@ -462,27 +546,32 @@ fn v9_flow(record: &[(V9Field, FieldValue)]) -> (Flow, Sampler) {
             V9Field::Ipv4DstAddr => set_ip(&mut flow.dst, value),
             V9Field::Ipv6SrcAddr => src6 = ip(value),
             V9Field::Ipv6DstAddr => dst6 = ip(value),
-            V9Field::Direction => {
-                flow.direction = Direction::from_field(number(value).unwrap_or(0))
-            }
+            V9Field::Direction => direction = Direction::from_field(number(value).unwrap_or(0)),
             other => sampler.read_v9(other, value),
         }
     }
+    flow.direction = direction.filter(|_| has_bytes)?;
     set_v6(&mut flow, src6, dst6);
-    (flow, sampler)
+    Some((flow, sampler))
 }
 
-fn ipfix_flow(record: &[(IPFixField, FieldValue)]) -> (Flow, Sampler) {
+/// An IPFIX record as a flow; `None` without octetDeltaCount or with a
+/// flowDirection that is neither 0 nor 1 (as [`v9_flow`]).
+fn ipfix_flow(record: &[(IPFixField, FieldValue)]) -> Option<(Flow, Sampler)> {
     let mut flow = Flow::default();
     let mut sampler = Sampler::default();
     let (mut src6, mut dst6) = (None, None);
     let (mut interval, mut space) = (None, None);
+    let (mut has_bytes, mut direction) = (false, Some(Direction::Ingress));
     for (field, value) in record {
         let IPFixField::IANA(iana) = field else {
             continue;
         };
         match iana {
-            I::OctetDeltaCount => flow.bytes = number(value).unwrap_or(0),
+            I::OctetDeltaCount => {
+                has_bytes = true;
+                flow.bytes = number(value).unwrap_or(0)
+            }
             I::PacketDeltaCount => flow.packets = number(value).unwrap_or(0),
             I::ProtocolIdentifier => flow.protocol = number(value).unwrap_or(0) as u8,
             I::SourceTransportPort => flow.src_port = number(value).unwrap_or(0) as u16,
@@ -493,13 +582,14 @@ fn ipfix_flow(record: &[(IPFixField, FieldValue)]) -> (Flow, Sampler) {
             I::DestinationIpv4address => set_ip(&mut flow.dst, value),
             I::SourceIpv6address => src6 = ip(value),
             I::DestinationIpv6address => dst6 = ip(value),
-            I::FlowDirection => flow.direction = Direction::from_field(number(value).unwrap_or(0)),
+            I::FlowDirection => direction = Direction::from_field(number(value).unwrap_or(0)),
             _ => sampler.read_ipfix(field, value, &mut interval, &mut space),
         }
     }
+    flow.direction = direction.filter(|_| has_bytes)?;
     sampler.rate = sampler.rate.or_else(|| rate_from(interval, space));
     set_v6(&mut flow, src6, dst6);
-    (flow, sampler)
+    Some((flow, sampler))
 }
 
 /// Any unsigned field as a number, whatever its width on the wire
@@ -532,5 +622,36 @@ fn ip(value: &FieldValue) -> Option<IpAddr> {
 fn set_ip(slot: &mut IpAddr, value: &FieldValue) {
     if let Some(ip) = ip(value) {
         *slot = ip;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_count_gaps_once_and_restarts_not_at_all() {
+        let mut d = Decoder::new(false);
+        let key = ("192.0.2.1:2055".parse().unwrap(), 9, 0);
+        // 1, 3, 2, 4: one datagram late, counted lost once.
+        let lost: Vec<u64> = [1u32, 3, 2, 4]
+            .iter()
+            .map(|&s| d.sequence(key, s, 1))
+            .collect();
+        assert_eq!(lost, [0, 1, 0, 0]);
+        // A real gap: 5 missing.
+        assert_eq!(d.sequence(key, 10, 1), 5);
+        assert_eq!(d.sequence(key, 200_000, 1), 199_989);
+        // The exporter restarts: its numbers begin again, nothing lost.
+        assert_eq!(d.sequence(key, 0, 1), 0);
+        assert_eq!(d.sequence(key, 1, 1), 0);
+        assert_eq!(d.sequence(key, 2, 1), 0);
+        // Across the wrap of the 32-bit counter.
+        let key = ("192.0.2.2:2055".parse().unwrap(), 9, 0);
+        let lost: Vec<u64> = [u32::MAX - 1, u32::MAX, 0, 2]
+            .iter()
+            .map(|&s| d.sequence(key, s, 1))
+            .collect();
+        assert_eq!(lost, [0, 0, 0, 1]);
     }
 }

@@ -110,6 +110,9 @@ pub struct FastPath {
     layouts: HashMap<Key, Layout, RandomState>,
 }
 
+/// The most records per set the fast path reads: the parser's setting.
+const MAX_RECORDS_PER_SET: usize = 16_384;
+
 /// How many layouts are kept (over all exporters).
 const MAX_LAYOUTS: usize = 100_000;
 
@@ -145,6 +148,10 @@ impl FastPath {
             }
             if id == template_set {
                 self.learn_templates(from, version, domain, &datagram[at + 4..at + len], ipfix);
+            } else if id == template_set + 1 {
+                // An options template: an id reused for one is no longer a
+                // data layout (the parser drops it too).
+                self.forget_options(from, version, domain, &datagram[at + 4..at + len]);
             }
             at += len;
         }
@@ -154,6 +161,15 @@ impl FastPath {
             if self.layouts.len() > MAX_LAYOUTS {
                 self.layouts.clear();
             }
+        }
+    }
+
+    fn forget_options(&mut self, from: SocketAddr, version: u16, domain: u32, set: &[u8]) {
+        // Only the first template id of the set is read: options sets hold
+        // one template in practice, and its scope/field counts differ
+        // between v9 (lengths) and IPFIX (counts).
+        if let Some(id) = u16_at(set, 0) {
+            self.layouts.remove(&(from, version, domain, id));
         }
     }
 
@@ -196,7 +212,8 @@ impl FastPath {
                 return;
             }
             let key = (from, version, domain, id);
-            if id >= 256 && fixed && offset > 0 && count > 0 {
+            // The parser refuses records longer than a datagram can hold.
+            if id >= 256 && fixed && offset > 0 && offset <= 65_535 && count > 0 {
                 self.layouts.insert(
                     key,
                     Layout {
@@ -214,14 +231,14 @@ impl FastPath {
     }
 
     /// Reads `datagram` when it holds only data sets of known layouts,
-    /// calling `flow` for every record; `None` (and nothing called) when
-    /// the parser must read it.
+    /// calling `flow` for every record (`None` for one that is not
+    /// counted); `None` (and nothing called) when the parser must read it.
     pub fn read(
         &self,
         from: SocketAddr,
         datagram: &[u8],
         ttl: Duration,
-        mut flow: impl FnMut(Flow, RecordSampling),
+        mut flow: impl FnMut(Option<(Flow, RecordSampling)>),
     ) -> Option<Read> {
         let (version, domain, start, end) = header(datagram)?;
         // First check every set, so that nothing is emitted for a datagram
@@ -238,7 +255,12 @@ impl FastPath {
             if layout.learnt.elapsed() >= ttl {
                 return None;
             }
-            records += ((len - 4) / layout.record_len) as u32;
+            let n = (len - 4) / layout.record_len;
+            // The parser's limit per set (beyond it, it drops records).
+            if n > MAX_RECORDS_PER_SET {
+                return None;
+            }
+            records += n as u32;
             at += len;
         }
         if at != end {
@@ -251,8 +273,7 @@ impl FastPath {
             let layout = &self.layouts[&(from, version, domain, id)];
             let set = &datagram[at + 4..at + len];
             for record in set.chunks_exact(layout.record_len) {
-                let (f, s) = decode(layout, record);
-                flow(f, s);
+                flow(decode(layout, record));
             }
             at += len;
         }
@@ -282,7 +303,10 @@ fn header(d: &[u8]) -> Option<(u16, u32, usize, usize)> {
     }
 }
 
-fn decode(layout: &Layout, record: &[u8]) -> (Flow, RecordSampling) {
+/// A record as a flow, or `None` when it is not counted (no bytes field, or
+/// a direction other than 0 or 1), as the parser's path decides.
+fn decode(layout: &Layout, record: &[u8]) -> Option<(Flow, RecordSampling)> {
+    let (mut has_bytes, mut direction) = (false, Some(Direction::Ingress));
     let mut flow = Flow::default();
     let mut sampling = RecordSampling::default();
     let (mut src6, mut dst6) = (None, None);
@@ -291,7 +315,10 @@ fn decode(layout: &Layout, record: &[u8]) -> (Flow, RecordSampling) {
         let bytes = &record[offset..offset + len];
         let number = || (len <= 8).then(|| be(bytes));
         match field {
-            Field::Bytes => flow.bytes = number().unwrap_or(0),
+            Field::Bytes => {
+                has_bytes = true;
+                flow.bytes = number().unwrap_or(0)
+            }
             Field::Packets => flow.packets = number().unwrap_or(0),
             Field::Protocol => flow.protocol = number().unwrap_or(0) as u8,
             Field::SrcPort => flow.src_port = number().unwrap_or(0) as u16,
@@ -302,7 +329,7 @@ fn decode(layout: &Layout, record: &[u8]) -> (Flow, RecordSampling) {
             Field::Dst4 if len == 4 => flow.dst = IpAddr::V4(Ipv4Addr::from(be(bytes) as u32)),
             Field::Src6 if len == 16 => src6 = Some(ipv6(bytes)),
             Field::Dst6 if len == 16 => dst6 = Some(ipv6(bytes)),
-            Field::Direction => flow.direction = Direction::from_field(number().unwrap_or(0)),
+            Field::Direction => direction = Direction::from_field(number().unwrap_or(0)),
             Field::Rate => {
                 sampling.rate = number()
                     .and_then(|n| u32::try_from(n).ok())
@@ -328,7 +355,8 @@ fn decode(layout: &Layout, record: &[u8]) -> (Flow, RecordSampling) {
     if let Some(dst) = dst6.filter(|a: &IpAddr| !a.is_unspecified()) {
         flow.dst = dst;
     }
-    (flow, sampling)
+    flow.direction = direction.filter(|_| has_bytes)?;
+    Some((flow, sampling))
 }
 
 fn ipv6(bytes: &[u8]) -> IpAddr {

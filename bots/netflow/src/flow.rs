@@ -30,13 +30,14 @@ impl Direction {
         self as usize
     }
 
-    /// From the v9/IPFIX `DIRECTION` / `flowDirection` field (61): 1 is
-    /// egress, anything else ingress (as the Python bot's writer reads it).
-    pub fn from_field(value: u64) -> Self {
-        if value == 1 {
-            Direction::Egress
-        } else {
-            Direction::Ingress
+    /// From the v9/IPFIX `DIRECTION` / `flowDirection` field (61): 0 is
+    /// ingress, 1 egress; any other value is neither, and such a flow is
+    /// not counted (the Python bot stored it, and no query ever counted it).
+    pub fn from_field(value: u64) -> Option<Self> {
+        match value {
+            0 => Some(Direction::Ingress),
+            1 => Some(Direction::Egress),
+            _ => None,
         }
     }
 }

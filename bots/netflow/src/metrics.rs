@@ -48,6 +48,10 @@ pub struct NetflowMetrics {
     /// `netflow_template_misses_total`: data sets whose template was not
     /// known and that could not be held.
     pub template_misses: Family<ExporterLabels, Counter>,
+    /// `netflow_flows_skipped_total`: records not counted, as the Python
+    /// bot does not count them (no bytes field, or a direction other than
+    /// 0 or 1).
+    pub skipped: Family<ExporterLabels, Counter>,
     /// `netflow_sequence_lost_total`: what the exporter's sequence numbers
     /// say was lost on the way (v5 flows, v9 packets, IPFIX records).
     pub sequence_lost: Family<ExporterLabels, Counter>,
@@ -94,6 +98,11 @@ impl NetflowMetrics {
             "netflow_template_misses",
             "Data sets whose template was not known (and not held until it came), per exporter",
             self.template_misses.clone(),
+        );
+        registry.register(
+            "netflow_flows_skipped",
+            "Flow records not counted (no bytes field, or a direction other than 0 or 1), per exporter",
+            self.skipped.clone(),
         );
         registry.register(
             "netflow_sequence_lost",

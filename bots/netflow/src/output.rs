@@ -20,14 +20,11 @@ use std::net::IpAddr;
 
 use grafolean_collector::Value;
 
-use crate::aggregate::{DirectionTraffic, Traffic};
+use crate::aggregate::{DirectionTraffic, TOP_N, Traffic};
 use crate::flow::Direction;
 use crate::labels::{push_ip, push_protocol};
 use crate::topn::TopMap;
 use crate::window::Window;
-
-/// How many entries each top list has.
-pub const TOP_N: usize = 10;
 
 /// An entity whose flows are counted: its id and its exporter addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +65,7 @@ pub fn account_values(
             };
             let entity_prefix = format!("{prefix}.entity.{}", entity.entity_id);
             let bytes = merged.as_ref().map_or(0, |t| t.bytes);
-            account += bytes;
+            account = account.saturating_add(bytes);
             out.push(Value::new(entity_prefix.clone(), bytes as f64));
             if let Some(t) = merged {
                 entity_values(&entity_prefix, &t, out);

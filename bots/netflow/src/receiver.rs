@@ -29,6 +29,9 @@ use crate::window::{Shard, unix_secs};
 /// `net.core.rmem_max` (as root it is forced past that cap).
 pub const RECEIVE_BUFFER: usize = 32 * 1024 * 1024;
 
+/// How many datagrams a receiver reads before it lets other tasks run.
+const RECEIVE_BATCH: u32 = 256;
+
 /// How many exporters get series of their own on `/metrics`; further ones
 /// are counted under `exporter="other"`.
 pub const MAX_EXPORTER_SERIES: usize = 1000;
@@ -107,6 +110,7 @@ struct ExporterSeries {
     datagrams: Counter,
     malformed: Counter,
     template_misses: Counter,
+    skipped: Counter,
     sequence_lost: Counter,
     sampling: prometheus_client::metrics::gauge::Gauge,
     traffic: HashMap<(u32, Direction), (Counter, Counter), RandomState>,
@@ -159,8 +163,20 @@ impl Receiver {
                 _ = shutdown.cancelled() => return Ok(()),
                 ready = self.socket.readable() => ready?,
             }
-            // Drain what is there before waiting again.
+            // Drain what is there before waiting again, but give the
+            // runtime back its worker every so often: under a steady
+            // stream the socket is never empty, and the closer, the jobs,
+            // the admin server and the shutdown must still run.
+            let mut budget = RECEIVE_BATCH;
             loop {
+                if budget == 0 {
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    tokio::task::yield_now().await;
+                    budget = RECEIVE_BATCH;
+                }
+                budget -= 1;
                 match self.socket.try_recv_from(&mut buf) {
                     Ok((n, from)) => self.datagram(from, &buf[..n]),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -197,7 +213,7 @@ impl Receiver {
                 .find(|(i, d, _, _)| (*i, *d) == key)
             {
                 Some(entry) => {
-                    entry.2 += flow.bytes;
+                    entry.2 = entry.2.saturating_add(flow.bytes);
                     entry.3 += 1;
                 }
                 None => self.per_interface.push((key.0, key.1, flow.bytes, 1)),
@@ -215,6 +231,9 @@ impl Receiver {
         series.datagrams.inc();
         if report.malformed {
             series.malformed.inc();
+        }
+        if report.skipped > 0 {
+            series.skipped.inc_by(report.skipped);
         }
         if report.template_misses > 0 {
             series.template_misses.inc_by(report.template_misses);
@@ -260,6 +279,7 @@ impl Receiver {
                 datagrams: metrics.datagrams.get_or_create(&labels).clone(),
                 malformed: metrics.malformed.get_or_create(&labels).clone(),
                 template_misses: metrics.template_misses.get_or_create(&labels).clone(),
+                skipped: metrics.skipped.get_or_create(&labels).clone(),
                 sequence_lost: metrics.sequence_lost.get_or_create(&labels).clone(),
                 sampling: metrics.sampling.get_or_create(&labels).clone(),
                 traffic: HashMap::default(),

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grafolean_collector::api::{ApiError, Client, EntityInput};
+
+use crate::collector::exporter_host;
 use tokio_util::sync::CancellationToken;
 
 /// How long an account whose entity writes were refused is left alone.
@@ -130,12 +132,8 @@ impl Suggester {
                 .iter()
                 .filter(|e| e.entity_type == "device")
                 .filter_map(|e| {
-                    e.details
-                        .get("ipv4")?
-                        .as_str()?
-                        .trim()
-                        .parse::<IpAddr>()
-                        .ok()
+                    let given = e.details.get("ipv4")?.as_str()?;
+                    exporter_host(given).parse::<IpAddr>().ok()
                 })
                 .map(|ip| ip.to_canonical())
                 .collect();

@@ -17,8 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::aggregate::Traffic;
-use crate::output::TOP_N;
+use crate::aggregate::{TOP_N, Traffic};
 
 /// How long after a minute's end the closer takes it, so that datagrams
 /// received just before the end are counted in it.
