@@ -226,3 +226,28 @@ impl Collector for NetflowCollector {
         Ok(values)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_and_an_unknown_one_is_an_error_remembered() {
+        let collector =
+            NetflowCollector::new(Arc::new(Windows::new(1, std::time::SystemTime::now(), 100)));
+        let found = collector.addresses("localhost").await.unwrap();
+        assert!(found.contains(&"127.0.0.1".parse().unwrap()), "{found:?}");
+        assert_eq!(
+            collector.addresses(" 192.0.2.1 ".trim()).await.unwrap(),
+            ["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+        // `.invalid` never resolves (RFC 6761).
+        let e = collector.addresses("exporter.invalid").await.unwrap_err();
+        assert!(e.contains("exporter.invalid"), "{e}");
+        // Remembered: the next run does not wait on it, and has no address.
+        assert_eq!(
+            collector.addresses("exporter.invalid").await.unwrap(),
+            Vec::<IpAddr>::new()
+        );
+    }
+}
