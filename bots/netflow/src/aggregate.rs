@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
+use serde::{Deserialize, Serialize};
 
 use crate::flow::{Direction, Flow};
 use crate::topn::TopMap;
@@ -39,7 +40,7 @@ pub const MAX_EXPORTERS: usize = 10_000;
 pub const MAX_INTERFACES: usize = 4096;
 
 /// One interface's bytes and top lists, for one direction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InterfaceTraffic {
     /// All bytes.
     pub bytes: u64,
@@ -66,7 +67,7 @@ impl InterfaceTraffic {
 }
 
 /// One exporter's traffic in one direction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DirectionTraffic {
     /// All bytes.
     pub bytes: u64,
@@ -210,7 +211,7 @@ fn add_interface(i: &mut InterfaceTraffic, ip: IpAddr, protocol: u8, bytes: u64)
 }
 
 /// Everything counted in one stretch of time: per exporter, per direction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Traffic {
     exporters: HashMap<IpAddr, [DirectionTraffic; 2], RandomState>,
     cap: usize,

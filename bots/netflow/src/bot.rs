@@ -61,6 +61,19 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
             SystemTime::now(),
             settings.top_keys,
         ));
+        let windows_file = settings.windows_file.clone().and_then(|path| {
+            match windows.restore(&path, unix_secs(SystemTime::now())) {
+                Ok(n) => {
+                    tracing::info!(file = %path.display(), restored = n, "open windows kept in");
+                    Some(path)
+                }
+                Err(e) => {
+                    // Never overwrite a file the bot could not read.
+                    tracing::warn!("open windows are not kept across restarts: {e}");
+                    None
+                }
+            }
+        });
         let exporters = Exporters::default();
         let templates = settings.template_file.as_ref().and_then(|path| {
             match TemplateFile::load(path) {
@@ -111,6 +124,7 @@ pub fn bot(settings: NetflowSettings) -> Bot<NetflowCollector> {
                     windows.clone(),
                     collector.clone(),
                     metrics.clone(),
+                    windows_file.clone(),
                     shutdown,
                 )
             });
@@ -170,8 +184,16 @@ async fn closer(
     windows: Arc<Windows>,
     collector: NetflowCollector,
     metrics: NetflowMetrics,
+    file: Option<std::path::PathBuf>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), grafolean_collector::BoxError> {
+    let save = |windows: &Windows| {
+        if let Some(path) = &file
+            && let Err(e) = windows.save(path)
+        {
+            tracing::warn!(file = %path.display(), "cannot save the open windows: {e}");
+        }
+    };
     loop {
         let now = SystemTime::now();
         let secs = unix_secs(now);
@@ -181,10 +203,21 @@ async fn closer(
             .unwrap_or_default()
             + GRACE;
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                // What was counted since the last minute closed goes into
+                // the open windows, and those into the file.
+                if file.is_some() {
+                    windows.absorb_pending();
+                    save(&windows);
+                }
+                return Ok(());
+            }
             _ = tokio::time::sleep(wait) => {}
         }
         windows.close_until(unix_secs(SystemTime::now()));
+        if (next / 60).is_multiple_of(5) {
+            save(&windows);
+        }
         if let Some(last) = windows.closed(Window::OneMinute, next) {
             let heard: Vec<IpAddr> = last.exporters().copied().collect();
             let known = collector.known_addresses();

@@ -77,6 +77,18 @@ pub struct NetflowSettings {
         help_heading = "NetFlow"
     )]
     pub template_file: Option<std::path::PathBuf>,
+
+    /// A file where the open windows (15 min to 24 h) are kept across
+    /// restarts: saved every 5 minutes and at shutdown, put back at start
+    /// when they are still open. Off by default: a restart then loses the
+    /// open windows (nothing is counted twice either way).
+    #[arg(
+        long,
+        env = "NETFLOW_WINDOWS_FILE",
+        value_name = "FILE",
+        help_heading = "NetFlow"
+    )]
+    pub windows_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NetflowSettings {
@@ -90,6 +102,7 @@ impl Default for NetflowSettings {
             top_keys: DEFAULT_TOP_KEYS,
             suggest_interval: 120,
             template_file: None,
+            windows_file: None,
         }
     }
 }

@@ -26,9 +26,10 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use foldhash::fast::RandomState;
+use serde::{Deserialize, Serialize};
 
 /// A key's bytes, and how much of them may be an overestimate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Count {
     /// Bytes: exact when `error` is 0, else an upper bound.
     pub bytes: u64,
@@ -49,7 +50,15 @@ pub struct Count {
 /// assert_eq!(top, [("b", 30)]);
 /// assert!(m.exact());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(
+    into = "TopMapState<K>",
+    from = "TopMapState<K>",
+    bound(
+        serialize = "K: Clone + Serialize",
+        deserialize = "K: Hash + Eq + Deserialize<'de>"
+    )
+)]
 pub struct TopMap<K> {
     map: HashMap<K, Count, RandomState>,
     cap: usize,
@@ -208,6 +217,41 @@ impl<K: Hash + Eq + Clone + Ord> TopMap<K> {
     /// The cap it was made with.
     pub fn cap(&self) -> usize {
         self.cap
+    }
+}
+
+/// A [`TopMap`] as it is written to a state file: its entries as a list,
+/// so that any key (such as an address pair) can be written.
+#[derive(Serialize, Deserialize)]
+struct TopMapState<K> {
+    entries: Vec<(K, Count)>,
+    cap: usize,
+    slack: usize,
+    floor: u64,
+    forgot: bool,
+}
+
+impl<K: Clone> From<TopMap<K>> for TopMapState<K> {
+    fn from(m: TopMap<K>) -> Self {
+        Self {
+            entries: m.map.into_iter().collect(),
+            cap: m.cap,
+            slack: m.slack,
+            floor: m.floor,
+            forgot: m.forgot,
+        }
+    }
+}
+
+impl<K: Hash + Eq> From<TopMapState<K>> for TopMap<K> {
+    fn from(s: TopMapState<K>) -> Self {
+        Self {
+            map: s.entries.into_iter().collect(),
+            cap: s.cap.max(10),
+            slack: s.slack.max(1),
+            floor: s.floor,
+            forgot: s.forgot,
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::aggregate::{TOP_N, Traffic};
@@ -150,6 +151,16 @@ struct Inner {
     open: [Option<(u64, Traffic)>; 4],
     /// The last closed window of each length.
     closed: [Option<Closed>; 5],
+    /// Open windows put back from a windows file: complete when they close,
+    /// though they began before this start.
+    restored: [bool; 4],
+}
+
+/// The open longer windows as a windows file holds them.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    /// (window label, start in UNIX seconds, traffic).
+    open: Vec<(String, u64, Traffic)>,
 }
 
 /// The windows, shared by the receive threads' shards, the closer and the
@@ -182,6 +193,7 @@ impl Windows {
                 next: start / 60,
                 open: Default::default(),
                 closed: Default::default(),
+                restored: [false; 4],
             }),
             cap,
             closed_through: watch::Sender::new(0),
@@ -266,6 +278,99 @@ impl Windows {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Merges what the receivers counted since the last closed minute into
+    /// the open longer windows, without closing anything: at shutdown,
+    /// before [`Windows::save`], so that the minute in progress is kept.
+    pub fn absorb_pending(&self) {
+        let mut pieces = Vec::new();
+        for shard in &self.shards {
+            pieces.extend(lock(shard).take_before(u64::MAX));
+        }
+        let mut inner = lock(&self.inner);
+        for (_, t) in &pieces {
+            let start = inner.next * 60;
+            for (i, window) in Window::ALL[1..].iter().enumerate() {
+                let window_start = start - start % window.secs();
+                let cap = self.cap;
+                let open = inner.open[i].get_or_insert_with(|| (window_start, Traffic::new(cap)));
+                if open.0 == window_start {
+                    open.1.merge(t);
+                }
+            }
+        }
+    }
+
+    /// Writes the open longer windows (15 min to 24 h) to `path`, atomically
+    /// (a temporary file in the same directory, renamed).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let saved = {
+            let inner = lock(&self.inner);
+            Saved {
+                open: Window::ALL[1..]
+                    .iter()
+                    .zip(&inner.open)
+                    .filter_map(|(w, o)| {
+                        o.as_ref()
+                            .map(|(start, t)| (w.label().to_string(), *start, t.clone()))
+                    })
+                    .collect(),
+            }
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("windows")
+        ));
+        let result = (|| {
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Puts back the windows of `path` that are still open at `now` (UNIX
+    /// seconds): they go on counting, and are sent when they close, though
+    /// they began before this start (without what came while the bot was
+    /// down). Windows that ended meanwhile are dropped. Returns how many
+    /// were put back; a missing file is none. A file that is not a windows
+    /// file is an error, and is left alone.
+    pub fn restore(&self, path: &std::path::Path, now: u64) -> std::io::Result<usize> {
+        let bytes = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            other => other?,
+        };
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::other(format!(
+                "{} is not a windows file of this bot: {e}",
+                path.display()
+            ))
+        })?;
+        let mut inner = lock(&self.inner);
+        let mut restored = 0;
+        for (label, start, traffic) in saved.open {
+            let Some(i) = Window::ALL[1..].iter().position(|w| w.label() == label) else {
+                continue;
+            };
+            let window = Window::ALL[1 + i];
+            if start == now - now % window.secs() {
+                inner.open[i] = Some((start, traffic));
+                inner.restored[i] = true;
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
     /// How many keys the open longer windows hold, and whether each is
     /// still exact, for `/metrics`.
     pub fn open_keys(&self) -> Vec<(Window, usize, bool)> {
@@ -291,13 +396,15 @@ fn close_minute(inner: &mut Inner, minute: u64, traffic: Traffic, cap: usize) {
         if open.0 != window_start {
             // A stall skipped this window's end: start afresh.
             *open = (window_start, Traffic::new(cap));
+            inner.restored[i] = false;
         }
         open.1.merge(&traffic);
         if end.is_multiple_of(window.secs()) {
             let (began, mut t) = inner.open[i].take().expect("just inserted");
+            let restored = std::mem::take(&mut inner.restored[i]);
             // A closed window is only asked for its top lists.
             t.keep_top(TOP_N);
-            inner.closed[window.index()] = full(began).then(|| Closed {
+            inner.closed[window.index()] = (full(began) || restored).then(|| Closed {
                 end,
                 traffic: Arc::new(t),
             });
@@ -397,5 +504,76 @@ mod tests {
         add(&w, day + 130, 4);
         assert_eq!(w.close_until(day + 185), 3);
         assert_eq!(bytes(&w, Window::OneMinute, day + 180), Some(4));
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+    use crate::flow::{Direction, Flow};
+    use std::net::IpAddr;
+
+    #[test]
+    fn a_restart_in_the_middle_of_a_day_keeps_what_was_counted() {
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let day = 20_000 * 86_400;
+        let flow = |bytes| Flow {
+            bytes,
+            src: "10.0.0.1".parse().unwrap(),
+            ..Flow::default()
+        };
+        let dir = std::env::temp_dir().join(format!("netflow-windows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("windows.json");
+        // Up from the day's start; 10 h counted, then 30 s of minute 600.
+        let before = Windows::new(1, UNIX_EPOCH + Duration::from_secs(day), 100);
+        for m in 0..600u64 {
+            lock(&before.shard(0))
+                .minute(day / 60 + m)
+                .add(exporter, &flow(1));
+            before.close_until(day + (m + 1) * 60);
+        }
+        lock(&before.shard(0))
+            .minute(day / 60 + 600)
+            .add(exporter, &flow(5));
+        before.absorb_pending();
+        before.save(&path).unwrap();
+        // Down for 4 minutes, then up again mid-minute.
+        let now = day + 604 * 60 + 30;
+        let after = Windows::new(1, UNIX_EPOCH + Duration::from_secs(now), 100);
+        // 15 min (600-614) and 1 h (600-659) began at minute 600, 4 h
+        // (480-719) and 24 h too: all still open.
+        assert_eq!(after.restore(&path, now).unwrap(), 4);
+        let bytes = |w: &Windows, window, end| {
+            w.closed(window, end)
+                .and_then(|t| t.get(&exporter, Direction::Ingress).map(|d| d.bytes))
+        };
+        let mut four_hours = None;
+        for m in 605..(24 * 60) {
+            lock(&after.shard(0))
+                .minute(day / 60 + m)
+                .add(exporter, &flow(2));
+            after.close_until(day + (m + 1) * 60);
+            if m + 1 == 720 {
+                four_hours = bytes(&after, Window::FourHours, day + 720 * 60);
+            }
+        }
+        // The day: 600 + 5 before, 2 per minute from 605 on.
+        assert_eq!(
+            bytes(&after, Window::OneDay, day + 86_400),
+            Some(600 + 5 + 2 * (1440 - 605))
+        );
+        // The 4 h window of minutes 480-719, restored: sent.
+        assert_eq!(four_hours, Some(120 + 5 + 2 * (720 - 605)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A file that is not a windows file is refused.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, b"{}x").unwrap();
+        assert!(
+            Windows::new(1, SystemTime::now(), 100)
+                .restore(&path, now)
+                .is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
