@@ -1,6 +1,6 @@
 //! Decode + aggregate on one core: real softflowd datagrams (v9 and IPFIX,
 //! recorded once on loopback from a pcap of 50,000 distinct flows) decoded
-//! and counted into a minute's [`Traffic`] over and over, on this thread.
+//! and counted into a minute ([`Minute`]) over and over, on this thread.
 //!
 //! ```text
 //! cargo bench -p grafolean-netflow-bot --bench decode
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use common::{capture, installed, many_flows, steal, steal_since, write_pcap};
 use grafolean_collector::testing::process::TestDir;
-use grafolean_netflow_bot::aggregate::{DEFAULT_TOP_KEYS, Traffic};
+use grafolean_netflow_bot::aggregate::{DEFAULT_TOP_KEYS, Minute, Traffic};
 use grafolean_netflow_bot::decode::Decoder;
 
 fn thread_cpu_ns() -> u64 {
@@ -65,7 +65,7 @@ fn main() {
         let s0 = steal();
         for _ in 0..7 {
             let mut decoder = Decoder::new(true);
-            let mut traffic = Traffic::minute(DEFAULT_TOP_KEYS);
+            let mut traffic = Minute::new(DEFAULT_TOP_KEYS);
             let (wall, cpu) = (Instant::now(), thread_cpu_ns());
             let mut flows = 0u64;
             // Several passes per run, so a run lasts long enough to time.
@@ -79,6 +79,8 @@ fn main() {
                     flows += out.len() as u64;
                 }
             }
+            // The minute's end: every key counted into the maps.
+            let traffic = traffic.into_traffic();
             let secs = wall.elapsed().as_secs_f64();
             let cpu = (thread_cpu_ns() - cpu) as f64;
             per_pass = flows / 5;

@@ -121,28 +121,32 @@ impl DirectionTraffic {
     /// Counts one flow.
     #[inline]
     pub fn add(&mut self, flow: &Flow) {
-        let bytes = flow.bytes;
+        self.add_key(&FlowKey::new(flow), flow.bytes, 1);
+    }
+
+    /// Counts `flows` flows of one key, of `bytes` in all.
+    #[inline]
+    fn add_key(&mut self, key: &FlowKey, bytes: u64, flows: u64) {
         self.bytes = self.bytes.saturating_add(bytes);
-        self.flows += 1;
-        let ip = flow.top_ip();
-        let interface = flow.interface();
+        self.flows += flows;
+        let ip = key.top_ip();
         let (cap, minute) = (self.cap, self.minute);
         let n = self.interfaces.len();
-        match self.interfaces.get_mut(&interface) {
-            Some(i) => add_interface(i, ip, flow.protocol, bytes),
+        match self.interfaces.get_mut(&key.interface) {
+            Some(i) => add_interface(i, ip, key.protocol, bytes),
             None if n < MAX_INTERFACES => {
                 let i = self
                     .interfaces
-                    .entry(interface)
+                    .entry(key.interface)
                     .or_insert_with(|| InterfaceTraffic::new(cap, minute));
-                add_interface(i, ip, flow.protocol, bytes);
+                add_interface(i, ip, key.protocol, bytes);
             }
-            None => self.interfaces_dropped += 1,
+            None => self.interfaces_dropped += flows,
         }
         self.ips.add(ip, bytes);
-        self.protocols.add(flow.protocol, bytes);
-        self.connections.add((flow.src, flow.dst), bytes);
-        self.dst_ports.add(flow.dst_port, bytes);
+        self.protocols.add(key.protocol, bytes);
+        self.connections.add((key.src, key.dst), bytes);
+        self.dst_ports.add(key.dst_port, bytes);
     }
 
     /// Adds everything `other` counted.
@@ -233,7 +237,7 @@ impl Traffic {
 
     /// A minute's, fed flow by flow: its maps prune at twice `cap`, so
     /// that a stream of ever new keys costs about two key moves per flow.
-    pub fn minute(cap: usize) -> Self {
+    fn minute(cap: usize) -> Self {
         Self {
             minute: true,
             ..Self::new(cap)
@@ -243,6 +247,12 @@ impl Traffic {
     /// Counts one flow of `exporter`.
     #[inline]
     pub fn add(&mut self, exporter: IpAddr, flow: &Flow) {
+        self.add_key(exporter, &FlowKey::new(flow), flow.bytes, 1);
+    }
+
+    /// Counts `flows` flows of `exporter` with one key, of `bytes` in all.
+    #[inline]
+    fn add_key(&mut self, exporter: IpAddr, key: &FlowKey, bytes: u64, flows: u64) {
         let (cap, minute) = (self.cap, self.minute);
         let n = self.exporters.len();
         let dirs = match self.exporters.get_mut(&exporter) {
@@ -254,11 +264,11 @@ impl Traffic {
                 ]
             }),
             None => {
-                self.exporters_dropped += 1;
+                self.exporters_dropped += flows;
                 return;
             }
         };
-        dirs[flow.direction.index()].add(flow);
+        dirs[key.direction.index()].add_key(key, bytes, flows);
     }
 
     /// Adds everything `other` counted.
@@ -315,6 +325,116 @@ impl Traffic {
             .values()
             .map(|d| d[0].keys() + d[1].keys())
             .sum()
+    }
+
+    /// How many keys each exporter's flows hold, over all its maps.
+    pub fn exporter_keys(&self) -> impl Iterator<Item = (IpAddr, usize)> + '_ {
+        self.exporters
+            .iter()
+            .map(|(e, d)| (*e, d[0].keys() + d[1].keys()))
+    }
+}
+
+/// What the maps of a minute need of a flow: two flows with the same key
+/// count the same everywhere, so a minute adds them up first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    src: IpAddr,
+    dst: IpAddr,
+    interface: u32,
+    dst_port: u16,
+    protocol: u8,
+    direction: Direction,
+}
+
+impl FlowKey {
+    #[inline]
+    fn new(flow: &Flow) -> Self {
+        Self {
+            src: flow.src,
+            dst: flow.dst,
+            interface: flow.interface(),
+            dst_port: flow.dst_port,
+            protocol: flow.protocol,
+            direction: flow.direction,
+        }
+    }
+
+    /// The address in the IP top lists (see [`Flow::top_ip`]).
+    #[inline]
+    fn top_ip(&self) -> IpAddr {
+        match self.direction {
+            Direction::Ingress => self.src,
+            Direction::Egress => self.dst,
+        }
+    }
+}
+
+/// How many distinct flow keys a [`Minute`] adds up before it counts them
+/// into its maps: the most a table of 65,536 entries holds, 5.3 MB.
+pub const MINUTE_CACHE_KEYS: usize = 57_344;
+
+/// One receive thread's minute, fed flow by flow.
+///
+/// A router repeats the same flows all minute long (active timeouts, many
+/// routers exporting the same conversations), and every flow touches seven
+/// maps. So a minute first adds flows up per key (exporter, direction,
+/// interface, addresses, protocol and port) in one map of up to
+/// [`MINUTE_CACHE_KEYS`] keys, and counts each key into the seven maps
+/// once, when that map is full or the minute ends: the same sums, for one
+/// hash lookup per flow.
+#[derive(Debug)]
+pub struct Minute {
+    cache: HashMap<(IpAddr, FlowKey), (u64, u64), RandomState>,
+    traffic: Traffic,
+    limit: usize,
+}
+
+impl Minute {
+    /// An empty minute, with `cap` keys per top-list map.
+    pub fn new(cap: usize) -> Self {
+        Self::with_cache(cap, MINUTE_CACHE_KEYS)
+    }
+
+    /// An empty minute that adds up at most `limit` flow keys at a time.
+    pub fn with_cache(cap: usize, limit: usize) -> Self {
+        Self {
+            cache: HashMap::default(),
+            traffic: Traffic::minute(cap),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Counts one flow of `exporter`.
+    #[inline]
+    pub fn add(&mut self, exporter: IpAddr, flow: &Flow) {
+        let key = (exporter, FlowKey::new(flow));
+        if let Some((bytes, flows)) = self.cache.get_mut(&key) {
+            *bytes = bytes.saturating_add(flow.bytes);
+            *flows += 1;
+            return;
+        }
+        if self.cache.len() >= self.limit {
+            self.flush();
+        }
+        self.cache.insert(key, (flow.bytes, 1));
+    }
+
+    fn flush(&mut self) {
+        for ((exporter, key), (bytes, flows)) in self.cache.drain() {
+            self.traffic.add_key(exporter, &key, bytes, flows);
+        }
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty() && self.traffic.is_empty()
+    }
+
+    /// Everything the minute counted.
+    pub fn into_traffic(mut self) -> Traffic {
+        self.flush();
+        self.traffic
     }
 }
 
@@ -389,5 +509,61 @@ mod tests {
         assert_eq!(i.interfaces[&3].bytes, 120);
         assert_eq!(i.interfaces[&5].bytes, 7);
         assert!(a.exact());
+    }
+
+    #[test]
+    fn a_minute_counts_what_its_maps_would_have_counted_flow_by_flow() {
+        // Flows with keys that repeat and keys that do not, through caches
+        // that flush every few keys and one that never does.
+        let exporters: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        let mut flows = Vec::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = flow(
+                &format!("10.0.{}.{}", x % 3, (x >> 8) % 40),
+                &format!("10.1.0.{}", (x >> 16) % 30),
+                (x >> 24) % 1500,
+                ((x >> 32) % 4) as u32,
+                ((x >> 36) % 4) as u32,
+                if (x >> 40).is_multiple_of(3) {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+            );
+            f.dst_port = ((x >> 44) % 7) as u16;
+            f.protocol = [6, 17, 1][((x >> 50) % 3) as usize];
+            flows.push((exporters[((x >> 60) % 2) as usize], f));
+        }
+        let mut direct = Traffic::minute(10_000);
+        for (e, f) in &flows {
+            direct.add(*e, f);
+        }
+        for limit in [1, 7, 100, usize::MAX] {
+            let mut minute = Minute::with_cache(10_000, limit);
+            for (e, f) in &flows {
+                minute.add(*e, f);
+            }
+            let counted = minute.into_traffic();
+            for e in &exporters {
+                for d in Direction::BOTH {
+                    let (a, b) = (direct.get(e, d).unwrap(), counted.get(e, d).unwrap());
+                    assert_eq!((a.bytes, a.flows), (b.bytes, b.flows), "limit {limit}");
+                    assert_eq!(a.ips.top(1000), b.ips.top(1000));
+                    assert_eq!(a.protocols.top(10), b.protocols.top(10));
+                    assert_eq!(a.connections.top(10_000), b.connections.top(10_000));
+                    assert_eq!(a.dst_ports.top(100), b.dst_ports.top(100));
+                    assert_eq!(a.interfaces.len(), b.interfaces.len());
+                    for (i, t) in &a.interfaces {
+                        assert_eq!(t.bytes, b.interfaces[i].bytes);
+                        assert_eq!(t.ips.top(1000), b.interfaces[i].ips.top(1000));
+                    }
+                }
+            }
+            assert!(counted.exact());
+        }
     }
 }

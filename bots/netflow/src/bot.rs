@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 
 use crate::collector::NetflowCollector;
 use crate::decode::Decoder;
-use crate::metrics::{NetflowMetrics, WindowLabels};
+use crate::metrics::{ExporterWindowLabels, NetflowMetrics, WindowLabels};
 use crate::receiver::{self, Receiver};
 use crate::settings::NetflowSettings;
 use crate::suggest::{Exporters, Suggester};
@@ -235,6 +235,7 @@ async fn gauges(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), grafolean_collector::BoxError> {
     let mut reported = receiver::kernel_drops(&inodes);
+    let mut shown = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -255,6 +256,32 @@ async fn gauges(
                 .get_or_create(&labels)
                 .set(i64::from(exact));
         }
+        // Per exporter, with series for the first ones only (as the
+        // receivers' counters); series of exporters gone are removed.
+        let mut now = std::collections::HashMap::new();
+        for (window, exporters) in windows.open_exporter_keys() {
+            for (i, (exporter, keys)) in exporters.into_iter().enumerate() {
+                let labels = ExporterWindowLabels {
+                    exporter: if i < receiver::MAX_EXPORTER_SERIES {
+                        exporter.to_string()
+                    } else {
+                        "other".into()
+                    },
+                    window: window.label().into(),
+                };
+                *now.entry(labels).or_insert(0) += keys;
+            }
+        }
+        for (labels, keys) in &now {
+            metrics
+                .exporter_keys
+                .get_or_create(labels)
+                .set(*keys as i64);
+        }
+        for gone in shown.iter().filter(|l| !now.contains_key(*l)) {
+            metrics.exporter_keys.remove(gone);
+        }
+        shown = now.into_keys().collect();
     }
 }
 

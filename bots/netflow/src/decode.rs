@@ -69,6 +69,23 @@ pub struct DatagramReport {
     pub skipped: u64,
 }
 
+/// What became of one exporter source's data sets that came before their
+/// template, since the bot first kept that source's templates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Data sets held until their template came.
+    pub held: u64,
+    /// Held data sets decoded when their template came.
+    pub replayed: u64,
+    /// Held data sets given up: their template did not come in time, the
+    /// source held too much, or they did not decode once it came.
+    pub dropped: u64,
+}
+
+/// One exporter source: its address and port, its v9 source id or IPFIX
+/// observation domain, and the version (9 or 10).
+pub type SourceKey = (SocketAddr, u32, u16);
+
 /// Per (exporter, source id): the sequence number expected next.
 type SequenceKey = (SocketAddr, u16, u32);
 
@@ -196,6 +213,33 @@ impl Decoder {
     /// How many datagrams the fast path read (see [`crate::fast`]).
     pub fn fast_reads(&self) -> u64 {
         self.fast_reads
+    }
+
+    /// What became of data that came before its template, per exporter
+    /// source the parser keeps.
+    pub fn held(&self) -> Vec<(SourceKey, Held)> {
+        let held = |info: &netflow_parser::ParserCacheInfo| {
+            let (v9, ipfix) = (&info.v9.metrics, &info.ipfix.metrics);
+            Held {
+                held: v9.pending_cached + ipfix.pending_cached,
+                replayed: v9.pending_replayed + ipfix.pending_replayed,
+                dropped: v9.pending_dropped
+                    + ipfix.pending_dropped
+                    + v9.pending_replay_failed
+                    + ipfix.pending_replay_failed,
+            }
+        };
+        let v9 = self
+            .parser
+            .v9_info()
+            .into_iter()
+            .map(|(k, info)| ((k.addr, k.source_id, 9), held(&info)));
+        let ipfix = self
+            .parser
+            .ipfix_info()
+            .into_iter()
+            .map(|(k, info)| ((k.addr, k.observation_domain_id, 10), held(&info)));
+        v9.chain(ipfix).collect()
     }
 
     /// How many exporter sources have templates.

@@ -32,6 +32,15 @@ pub struct WindowLabels {
     pub window: String,
 }
 
+/// Labels of the per-exporter, per-window series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterWindowLabels {
+    /// The exporter's address.
+    pub exporter: String,
+    /// `15min`, `1h`, `4h` or `24h`.
+    pub window: String,
+}
+
 /// The bot's instruments. Cloning shares them.
 #[derive(Clone, Debug, Default)]
 pub struct NetflowMetrics {
@@ -55,6 +64,18 @@ pub struct NetflowMetrics {
     /// `netflow_sequence_lost_total`: what the exporter's sequence numbers
     /// say was lost on the way (v5 flows, v9 packets, IPFIX records).
     pub sequence_lost: Family<ExporterLabels, Counter>,
+    /// `netflow_held_sets_total`: data sets that came before their
+    /// template and were held until it came.
+    pub held: Family<ExporterLabels, Counter>,
+    /// `netflow_held_sets_replayed_total`: held data sets decoded when
+    /// their template came.
+    pub held_replayed: Family<ExporterLabels, Counter>,
+    /// `netflow_held_sets_dropped_total`: held data sets given up (their
+    /// template did not come within 120 s, or too much was held).
+    pub held_dropped: Family<ExporterLabels, Counter>,
+    /// `netflow_exporter_keys`: keys an exporter's flows hold in each open
+    /// window's maps.
+    pub exporter_keys: Family<ExporterWindowLabels, Gauge>,
     /// `netflow_sampling_rate`: the largest 1-in-N rate applied to the
     /// exporter's last datagram (1: unsampled or not applied).
     pub sampling: Family<ExporterLabels, Gauge>,
@@ -108,6 +129,26 @@ impl NetflowMetrics {
             "netflow_sequence_lost",
             "Flows (v5), packets (v9) or records (IPFIX) lost on the way, by the exporter's sequence numbers",
             self.sequence_lost.clone(),
+        );
+        registry.register(
+            "netflow_held_sets",
+            "Data sets that came before their template and were held until it came, per exporter",
+            self.held.clone(),
+        );
+        registry.register(
+            "netflow_held_sets_replayed",
+            "Held data sets decoded when their template came, per exporter",
+            self.held_replayed.clone(),
+        );
+        registry.register(
+            "netflow_held_sets_dropped",
+            "Held data sets given up (no template within 120 s, or too much held), per exporter",
+            self.held_dropped.clone(),
+        );
+        registry.register(
+            "netflow_exporter_keys",
+            "Distinct keys an exporter's flows hold in the maps of each open window",
+            self.exporter_keys.clone(),
         );
         registry.register(
             "netflow_sampling_rate",

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use foldhash::fast::RandomState;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::Decoder;
+use crate::decode::{Decoder, Held, SourceKey};
 use crate::flow::{Direction, Flow};
 use crate::metrics::{ExporterLabels, NetflowMetrics, TrafficLabels};
 use crate::suggest::Exporters;
@@ -31,6 +31,9 @@ pub const RECEIVE_BUFFER: usize = 32 * 1024 * 1024;
 
 /// How many datagrams a receiver reads before it lets other tasks run.
 const RECEIVE_BATCH: u32 = 256;
+
+/// How often the held data counts are read from the parser.
+const HELD_POLL: Duration = Duration::from_secs(1);
 
 /// How many exporters get series of their own on `/metrics`; further ones
 /// are counted under `exporter="other"`.
@@ -113,6 +116,9 @@ struct ExporterSeries {
     skipped: Counter,
     sequence_lost: Counter,
     sampling: prometheus_client::metrics::gauge::Gauge,
+    held: Counter,
+    held_replayed: Counter,
+    held_dropped: Counter,
     traffic: HashMap<(u32, Direction), (Counter, Counter), RandomState>,
     exporter: String,
 }
@@ -131,6 +137,9 @@ pub struct Receiver {
     exporters: Exporters,
     /// The exporters given to `exporters` already.
     noted: std::collections::HashSet<IpAddr, RandomState>,
+    /// The held data counts last put on `/metrics`, per source.
+    held: HashMap<SourceKey, Held, RandomState>,
+    held_at: Instant,
 }
 
 impl Receiver {
@@ -152,15 +161,23 @@ impl Receiver {
             per_interface: Vec::new(),
             exporters,
             noted: Default::default(),
+            held: HashMap::default(),
+            held_at: Instant::now(),
         }
     }
 
     /// Receives until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) -> io::Result<()> {
         let mut buf = vec![0u8; 65_536];
+        let mut poll = tokio::time::interval(HELD_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = poll.tick() => {
+                    self.poll_held();
+                    continue;
+                }
                 ready = self.socket.readable() => ready?,
             }
             // Drain what is there before waiting again, but give the
@@ -173,6 +190,7 @@ impl Receiver {
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
+                    self.poll_held();
                     tokio::task::yield_now().await;
                     budget = RECEIVE_BATCH;
                 }
@@ -251,6 +269,34 @@ impl Receiver {
         self.per_interface = per_interface;
     }
 
+    /// Puts what became of held data on `/metrics`, at most once a second
+    /// (the parser's counts are per source, read whole).
+    fn poll_held(&mut self) {
+        if self.held_at.elapsed() < HELD_POLL {
+            return;
+        }
+        self.held_at = Instant::now();
+        let mut seen = HashMap::default();
+        for (source, now) in self.decoder.held() {
+            let before = self.held.get(&source).copied().unwrap_or_default();
+            // A source the parser forgot and made afresh counts from zero.
+            let since = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
+            let (held, replayed, dropped) = (
+                since(now.held, before.held),
+                since(now.replayed, before.replayed),
+                since(now.dropped, before.dropped),
+            );
+            if held + replayed + dropped > 0 {
+                let series = self.series(source.0.ip().to_canonical());
+                series.held.inc_by(held);
+                series.held_replayed.inc_by(replayed);
+                series.held_dropped.inc_by(dropped);
+            }
+            seen.insert(source, now);
+        }
+        self.held = seen;
+    }
+
     fn series(&mut self, exporter: IpAddr) -> &mut ExporterSeries {
         Self::series_of(&mut self.series, &self.metrics, exporter)
     }
@@ -282,6 +328,9 @@ impl Receiver {
                 skipped: metrics.skipped.get_or_create(&labels).clone(),
                 sequence_lost: metrics.sequence_lost.get_or_create(&labels).clone(),
                 sampling: metrics.sampling.get_or_create(&labels).clone(),
+                held: metrics.held.get_or_create(&labels).clone(),
+                held_replayed: metrics.held_replayed.get_or_create(&labels).clone(),
+                held_dropped: metrics.held_dropped.get_or_create(&labels).clone(),
                 traffic: HashMap::default(),
                 exporter: name,
             }

@@ -12,13 +12,14 @@
 //! A window that began before the bot started is partial, and is not
 //! given out, as the Python bot skips its first run.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::aggregate::{TOP_N, Traffic};
+use crate::aggregate::{Minute, TOP_N, Traffic};
 
 /// How long after a minute's end the closer takes it, so that datagrams
 /// received just before the end are counted in it.
@@ -90,7 +91,7 @@ pub fn unix_secs(at: SystemTime) -> u64 {
 #[derive(Debug)]
 pub struct Shard {
     minute: u64,
-    current: Traffic,
+    current: Minute,
     done: Vec<(u64, Traffic)>,
     cap: usize,
 }
@@ -100,18 +101,18 @@ impl Shard {
     pub fn new(cap: usize) -> Self {
         Self {
             minute: 0,
-            current: Traffic::minute(cap),
+            current: Minute::new(cap),
             done: Vec::new(),
             cap,
         }
     }
 
     /// The traffic of `minute` (minutes since the epoch), to add flows to.
-    pub fn minute(&mut self, minute: u64) -> &mut Traffic {
+    pub fn minute(&mut self, minute: u64) -> &mut Minute {
         if minute != self.minute {
             if !self.current.is_empty() {
-                let done = std::mem::replace(&mut self.current, Traffic::minute(self.cap));
-                self.done.push((self.minute, done));
+                let done = std::mem::replace(&mut self.current, Minute::new(self.cap));
+                self.done.push((self.minute, done.into_traffic()));
             }
             self.minute = minute;
         }
@@ -121,8 +122,8 @@ impl Shard {
     /// Takes the traffic of the minutes before `minute`.
     fn take_before(&mut self, minute: u64) -> Vec<(u64, Traffic)> {
         if self.minute < minute && !self.current.is_empty() {
-            let current = std::mem::replace(&mut self.current, Traffic::minute(self.cap));
-            self.done.push((self.minute, current));
+            let current = std::mem::replace(&mut self.current, Minute::new(self.cap));
+            self.done.push((self.minute, current.into_traffic()));
         }
         let (before, after): (Vec<_>, Vec<_>) = std::mem::take(&mut self.done)
             .into_iter()
@@ -371,6 +372,17 @@ impl Windows {
         Ok(restored)
     }
 
+    /// How many keys each exporter holds in each open longer window, for
+    /// `/metrics`.
+    pub fn open_exporter_keys(&self) -> Vec<(Window, Vec<(IpAddr, usize)>)> {
+        let inner = lock(&self.inner);
+        Window::ALL[1..]
+            .iter()
+            .zip(&inner.open)
+            .filter_map(|(w, o)| Some((*w, o.as_ref()?.1.exporter_keys().collect())))
+            .collect()
+    }
+
     /// How many keys the open longer windows hold, and whether each is
     /// still exact, for `/metrics`.
     pub fn open_keys(&self) -> Vec<(Window, usize, bool)> {
@@ -493,6 +505,22 @@ mod tests {
         }
         let total: u64 = (0..24 * 60).map(|m| 1 + m % 7).sum();
         assert_eq!(bytes(&w, Window::OneDay, day + 86_400), Some(total));
+    }
+
+    #[test]
+    fn the_keys_of_each_exporter_in_the_open_windows_are_told() {
+        let day = 20_000 * 86_400;
+        let w = Windows::new(1, UNIX_EPOCH + Duration::from_secs(day), 100);
+        assert!(w.open_exporter_keys().is_empty());
+        add(&w, day + 10, 5);
+        w.close_until(day + 60);
+        let keys = w.open_exporter_keys();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for (_, exporters) in keys {
+            // One flow: its IP, protocol, connection and port, and its
+            // interface's IP and protocol.
+            assert_eq!(exporters, vec![("192.0.2.1".parse().unwrap(), 6)]);
+        }
     }
 
     #[test]

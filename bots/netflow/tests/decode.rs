@@ -95,10 +95,26 @@ fn data_before_its_template_is_held_and_counted_when_the_template_comes() {
         let report = decoder.decode(from, &data_only, &mut flows);
         assert!(flows.is_empty());
         assert_eq!(report.template_misses, 0, "{report:?}");
+        let held = |decoder: &Decoder| {
+            let sources = decoder.held();
+            assert_eq!(sources.len(), 1, "{sources:?}");
+            assert_eq!(sources[0].0.2, u16::from(version));
+            sources[0].1
+        };
+        let before = held(&decoder);
+        assert!(before.held >= 1, "{before:?}");
+        assert_eq!((before.replayed, before.dropped), (0, 0), "{before:?}");
         // Then the template (with its data): the held data is decoded too.
         for d in &datagrams {
             decoder.decode(from, d, &mut flows);
         }
+        let after = held(&decoder);
+        assert_eq!(after.held, before.held, "{after:?}");
+        assert_eq!(
+            (after.replayed, after.dropped),
+            (after.held, 0),
+            "{after:?}"
+        );
         let first: Vec<Flow> = decode_all(&mut Decoder::new(false), from, &datagrams[..1]);
         assert_eq!(
             total(&flows),
@@ -161,7 +177,7 @@ fn arbitrary_and_mangled_datagrams_never_panic_and_never_grow_without_bound() {
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut decoder = Decoder::new(true);
-    let mut traffic = grafolean_netflow_bot::aggregate::Traffic::minute(1000);
+    let mut traffic = grafolean_netflow_bot::aggregate::Minute::new(1000);
     let mut flows = Vec::new();
     let before = peak_rss_kib();
     let mut malformed = 0u64;

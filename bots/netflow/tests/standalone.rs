@@ -89,6 +89,49 @@ fn an_ipv6_exporter_is_counted_on_metrics_as_its_flows_come() {
 }
 
 #[test]
+fn data_before_its_template_is_counted_as_held_then_replayed_on_metrics() {
+    if !installed(&["softflowd"]) {
+        return;
+    }
+    let dir = TestDir::new("netflow-standalone-held");
+    let pcap = dir.join("flows.pcap");
+    write_pcap(&pcap, &traffic());
+    let datagrams = common::capture(&dir, &pcap, 9, &[]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let mut command = BotCommand::new(BIN);
+    command.args(["--netflow-listen", &addr.to_string()]);
+    let mut bot = command.start();
+    bot.wait_ready(Duration::from_secs(20));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let exporter = ["exporter=\"127.0.0.1\""];
+    socket
+        .send_to(&common::without_templates(&datagrams[0]), addr)
+        .unwrap();
+    let metrics = bot.wait_for_metrics(Duration::from_secs(10), Duration::from_millis(100), |m| {
+        sample_with(m, "netflow_held_sets_total{", &exporter).is_some_and(|v| v >= 1.0)
+    });
+    assert_eq!(
+        sample_with(&metrics, "netflow_held_sets_replayed_total{", &exporter),
+        Some(0.0),
+        "{metrics}"
+    );
+    for d in &datagrams {
+        socket.send_to(d, addr).unwrap();
+    }
+    let metrics = bot.wait_for_metrics(Duration::from_secs(10), Duration::from_millis(100), |m| {
+        sample_with(m, "netflow_held_sets_replayed_total{", &exporter)
+            == sample_with(m, "netflow_held_sets_total{", &exporter)
+    });
+    assert_eq!(
+        sample_with(&metrics, "netflow_held_sets_dropped_total{", &exporter),
+        Some(0.0),
+        "{metrics}"
+    );
+    let status = bot.stop();
+    assert!(status.success(), "{status:?}\n{}", bot.log().join("\n"));
+}
+
+#[test]
 fn a_port_that_cannot_be_bound_stops_the_bot_with_the_reason() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
