@@ -2,8 +2,8 @@
 # Installs what the tests need on a fresh Debian machine, as root: Debian's
 # prometheus (a real Prometheus scrapes /metrics), chromium (the status page in
 # a real browser), iproute2, util-linux and procps (network namespaces, sysctl
-# for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), softflowd and nfdump (real NetFlow
-# for the NetFlow bot, and the reference collector), python3-venv and systemd (examples/deploy/check.sh: a
+# for the ICMP tests), snmpd and snmp (a real SNMP agent for the SNMP bot), softflowd, nfdump and pmacct (real NetFlow
+# and sFlow for the NetFlow bot, and the reference collectors), python3-venv and systemd (examples/deploy/check.sh: a
 # virtual environment for its PyPI validators, systemd-analyze); then those
 # validators, pinned (examples/deploy/requirements.txt), into that virtual
 # environment, so that the tests themselves need no network. Installs
@@ -25,6 +25,8 @@ command -v snmpget >/dev/null 2>&1 || need="$need snmp"
 # bot's windows against nfcapd/nfdump's.
 command -v softflowd >/dev/null 2>&1 || need="$need softflowd"
 command -v nfcapd >/dev/null 2>&1 || need="$need nfdump"
+# ... and sFlow with pmacct's pmacctd (sfprobe), checked against its sfacctd.
+command -v sfacctd >/dev/null 2>&1 || need="$need pmacct"
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests/setup.sh: the tests need:$need; run as root (or install them with apt-get)" >&2

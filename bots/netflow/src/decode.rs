@@ -1,5 +1,6 @@
-//! Datagrams to flows: NetFlow v5, v9 and IPFIX, with templates kept per
-//! exporter and source id, sampling applied, and every fault counted.
+//! Datagrams to flows: NetFlow v5, v9 and IPFIX (and sFlow v5, through
+//! [`crate::sflow`]), with templates kept per exporter and source id,
+//! sampling applied, and every fault counted.
 //!
 //! The parsing is [netflow_parser](https://docs.rs/netflow_parser)'s
 //! `AutoScopedParser`: templates are keyed by the exporter's address and
@@ -26,6 +27,7 @@ use netflow_parser::{
 
 use crate::fast::{FastPath, RecordSampling};
 use crate::flow::{Direction, Flow};
+use crate::sflow::{self, SflowDecoder};
 
 /// How long a template is kept without being refreshed. Exporters resend
 /// theirs every few minutes (softflowd: every 16 datagrams; Cisco: 30 min
@@ -52,14 +54,15 @@ const REORDER_WINDOW: u32 = 1 << 16;
 /// What one datagram gave, beside its flows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DatagramReport {
-    /// The NetFlow version (5, 9 or 10), or 0 when it could not be read.
+    /// The NetFlow version (5, 9 or 10; sFlow's is 5 too), or 0 when it
+    /// could not be read.
     pub version: u16,
     /// The datagram (or part of it) could not be parsed.
     pub malformed: bool,
     /// Records whose template is not known (and were not held).
     pub template_misses: u64,
-    /// Records, packets (v9) or flows (v5) lost before this datagram, by
-    /// its sequence number.
+    /// Records (IPFIX), packets (v9), flows (v5) or datagrams (sFlow) lost
+    /// before this datagram, by its sequence number.
     pub sequence_lost: u64,
     /// The sampling rate applied to this datagram's flows (1: none).
     pub sampling: u32,
@@ -86,6 +89,10 @@ pub struct Held {
 /// observation domain, and the version (9 or 10).
 pub type SourceKey = (SocketAddr, u32, u16);
 
+/// The version in a [`SequenceKey`] of sFlow datagram sequences (per
+/// sub-agent), apart from NetFlow's 5, 9 and 10.
+const SFLOW: u16 = 6343;
+
 /// Per (exporter, source id): the sequence number expected next.
 type SequenceKey = (SocketAddr, u16, u32);
 
@@ -103,6 +110,7 @@ pub struct Decoder {
     use_fast: bool,
     fast_reads: u64,
     scratch: Vec<Option<(Flow, RecordSampling)>>,
+    sflow: SflowDecoder,
 }
 
 impl Decoder {
@@ -146,6 +154,7 @@ impl Decoder {
             use_fast: true,
             fast_reads: 0,
             scratch: Vec::new(),
+            sflow: SflowDecoder::default(),
         }
     }
 
@@ -168,6 +177,17 @@ impl Decoder {
             sampling: 1,
             ..DatagramReport::default()
         };
+        if sflow::is_sflow(datagram) {
+            let r = self.sflow.decode(datagram, self.apply_sampling, out);
+            report.version = 5;
+            report.malformed = r.malformed;
+            report.sampling = r.sampling;
+            report.skipped = r.skipped;
+            if let Some((_, sub_agent, sequence)) = r.sequence {
+                report.sequence_lost += self.sequence((from, SFLOW, sub_agent), sequence, 1);
+            }
+            return report;
+        }
         if self.use_fast {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();

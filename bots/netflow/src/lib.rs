@@ -1,7 +1,7 @@
 //! # grafolean-netflow-bot
 //!
-//! The Grafolean NetFlow bot: receives NetFlow v5, v9 and IPFIX over UDP
-//! ([`receiver`], [`decode`]), counts each flow in clock-aligned windows
+//! The Grafolean NetFlow bot: receives NetFlow v5, v9 and IPFIX, and sFlow
+//! v5, over UDP ([`receiver`], [`decode`], [`sflow`]), counts each flow in clock-aligned windows
 //! ([`aggregate`], [`window`]) with capped, error-bounded top lists
 //! ([`topn`]), and sends the Python bot's paths and values per account
 //! ([`collector`], [`output`]). One process, no database. It is also a
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod output;
 pub mod receiver;
 pub mod settings;
+pub mod sflow;
 pub mod suggest;
 pub mod templates;
 pub mod topn;

@@ -160,7 +160,7 @@ pub fn installed(programs: &[&str]) -> bool {
             .is_ok_and(|s| s.success());
         if !found {
             eprintln!(
-                "\n!!!!!!!! SKIPPED: {program} is not installed; run `apt-get install softflowd nfdump` (CI does, through tests/setup.sh) !!!!!!!!\n"
+                "\n!!!!!!!! SKIPPED: {program} is not installed; run `apt-get install softflowd nfdump pmacct` (CI does, through tests/setup.sh) !!!!!!!!\n"
             );
             return false;
         }
