@@ -42,3 +42,7 @@ fi
 # that `cargo test` needs no network: nothing is installed when the pinned
 # versions are already there.
 sh "$(dirname "$0")/../examples/deploy/venv.sh" install "${DEPLOY_CHECK_VENV:-/tmp/grafolean-deploy-check}"
+# Likewise the Python SNMP bot's own libraries (mathjspy, python-slugify), at
+# its pinned versions, for the SNMP bot's differential tests.
+sh "$(dirname "$0")/../examples/deploy/venv.sh" install "${SNMP_PARITY_VENV:-/tmp/grafolean-snmp-parity}" \
+  "$(dirname "$0")/../bots/snmp/tests/python/requirements.txt"
