@@ -27,6 +27,7 @@ mod interval;
 mod job;
 pub(crate) mod metrics;
 mod problem;
+pub mod resolve;
 mod runtime;
 pub mod scheduler;
 pub mod sender;

@@ -7,11 +7,12 @@
 //! aligned to the clock), and the SDK stamps the values with it, so a
 //! repeated send of the same window overwrites, never adds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
+use grafolean_collector::resolve::{Family, Resolver, ResolverOptions};
 use grafolean_collector::{
     Align, BoxError, Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, Tick, Value,
 };
@@ -23,15 +24,8 @@ use crate::window::{GRACE, Window, Windows, unix_secs};
 /// looked up again.
 pub const RESOLVE_EVERY: Duration = Duration::from_secs(300);
 
-/// How long one name lookup may take.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long a run waits for the windows to close before it gives up.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
-
-/// Host names of `details.ipv4`, with their addresses and when they were
-/// looked up.
-type Resolved = HashMap<String, (Vec<IpAddr>, Instant)>;
 
 /// One account's job: its NetFlow entities and their exporter addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +40,7 @@ pub struct AccountJob {
 #[derive(Debug, Clone)]
 pub struct NetflowCollector {
     windows: Arc<Windows>,
-    names: Arc<Mutex<Resolved>>,
+    resolver: Resolver,
     /// The addresses of the entities of the last refresh, to tell matched
     /// exporters from unmatched ones.
     known: Arc<Mutex<Vec<IpAddr>>>,
@@ -57,7 +51,7 @@ impl NetflowCollector {
     pub fn new(windows: Arc<Windows>) -> Self {
         Self {
             windows,
-            names: Arc::default(),
+            resolver: Resolver::new(ResolverOptions::default().with_refresh(RESOLVE_EVERY)),
             known: Arc::default(),
         }
     }
@@ -78,40 +72,21 @@ impl NetflowCollector {
         Intervals::new(Window::ALL.map(|w| w.secs() as u32)).expect("five non-zero intervals")
     }
 
+    /// The addresses of an entity's `details.ipv4`: the address, or a host
+    /// name's A and AAAA records (through the shared resolver's cache).
     async fn addresses(&self, given: &str) -> Result<Vec<IpAddr>, String> {
         if let Ok(ip) = given.parse::<IpAddr>() {
             return Ok(vec![ip.to_canonical()]);
         }
-        if let Some(hit) = self
-            .names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(given)
-            .filter(|(_, at)| at.elapsed() < RESOLVE_EVERY)
-        {
-            return Ok(hit.0.clone());
-        }
-        // A name that does not resolve is remembered as such (with no
-        // addresses) until it is looked up again, so that each run does not
-        // wait on it.
-        let looked_up =
-            tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((given, 0))).await;
-        let found: Result<Vec<IpAddr>, String> = match looked_up {
-            Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip().to_canonical()).collect()),
-            Ok(Err(e)) => Err(format!("cannot resolve {given:?}: {e}")),
-            Err(_) => Err(format!(
-                "cannot resolve {given:?}: no answer in {LOOKUP_TIMEOUT:?}"
-            )),
-        };
-        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        if names.len() > 10_000 {
-            names.clear();
-        }
-        names.insert(
-            given.to_string(),
-            (found.clone().unwrap_or_default(), Instant::now()),
+        let (v4, v6) = tokio::join!(
+            self.resolver.resolve(given, Family::V4),
+            self.resolver.resolve(given, Family::V6)
         );
-        found
+        let found: Vec<IpAddr> = [v4.addr(), v6.addr()].into_iter().flatten().collect();
+        if found.is_empty() {
+            return Err(format!("cannot resolve {given:?}"));
+        }
+        Ok(found)
     }
 }
 
@@ -220,8 +195,9 @@ impl Collector for NetflowCollector {
             account_values(*window, traffic, &entities, &mut values);
         }
         if !unresolved.is_empty() {
-            // The values of the others are sent regardless.
-            tracing::warn!(account = job.account, "{}", unresolved.join("; "));
+            // The values of the others are sent regardless; the resolver
+            // warned once when each name became unresolved.
+            tracing::debug!(account = job.account, "{}", unresolved.join("; "));
         }
         Ok(values)
     }
@@ -244,10 +220,9 @@ mod tests {
         // `.invalid` never resolves (RFC 6761).
         let e = collector.addresses("exporter.invalid").await.unwrap_err();
         assert!(e.contains("exporter.invalid"), "{e}");
-        // Remembered: the next run does not wait on it, and has no address.
-        assert_eq!(
-            collector.addresses("exporter.invalid").await.unwrap(),
-            Vec::<IpAddr>::new()
-        );
+        // Remembered: the next run does not look it up again.
+        let lookups = collector.resolver.stats().lookups;
+        assert!(collector.addresses("exporter.invalid").await.is_err());
+        assert_eq!(collector.resolver.stats().lookups, lookups);
     }
 }

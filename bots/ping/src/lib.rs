@@ -47,7 +47,8 @@ pub mod bot;
 pub mod collector;
 pub mod icmp;
 pub mod metrics;
-pub mod resolve;
+/// Host names, through the SDK's shared resolver.
+pub use grafolean_collector::resolve;
 pub mod settings;
 
 pub use bot::bot;

@@ -21,6 +21,7 @@
 //! when [`Collector::jobs`] no longer returns the entity's job.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use async_snmp::Oid;
 
 use grafolean_collector::api::Client as ApiClient;
+use grafolean_collector::resolve::{Family as ResolveFamily, Resolver};
 use grafolean_collector::{BoxError, Collector, JobConfigs, JobSpec, Problems, Tick, Value};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +45,7 @@ use crate::map::{self, Answers, Mapped};
 use crate::plan::{Plan, learned_repetitions};
 use crate::rates;
 use crate::sensor::ExprCache;
+use crate::settings::AgentAddress;
 use crate::state::{CounterStore, EntityState, lock};
 use crate::state_file;
 
@@ -74,6 +77,8 @@ pub struct SnmpCollector {
     state_file: Option<PathBuf>,
     /// How often the state file is written.
     state_save_every: Duration,
+    /// Host names in `details.ipv4`.
+    resolver: Resolver,
 }
 
 impl Default for SnmpCollector {
@@ -95,6 +100,7 @@ impl SnmpCollector {
             interfaces_interval: INTERFACES_INTERVAL,
             state_file: None,
             state_save_every: state_file::DEFAULT_SAVE_EVERY,
+            resolver: Resolver::default(),
         }
     }
 
@@ -167,18 +173,30 @@ impl SnmpCollector {
         }
     }
 
+    /// The agent's address now: a host name's through the shared resolver
+    /// (its last good address is kept through short DNS failures).
+    async fn socket_addr(&self, addr: &AgentAddress) -> Result<SocketAddr, BoxError> {
+        match addr {
+            AgentAddress::Addr(a) => Ok(*a),
+            AgentAddress::Name(name, port) => {
+                match self.resolver.resolve(name, ResolveFamily::V4).await.addr() {
+                    Some(ip) => Ok(SocketAddr::new(ip, *port)),
+                    None => Err(format!("{name} does not resolve to an IPv4 address").into()),
+                }
+            }
+        }
+    }
+
     /// One firing of `entity.<id>`: plan, fetch, map.
     async fn poll(&self, tick: &Tick, params: &PollParams) -> Result<Vec<Value>, BoxError> {
         let plan = Plan::new(&params.sensors, &tick.affecting);
         if plan.is_empty() {
             return Ok(Vec::new());
         }
+        let addr = self.socket_addr(&params.addr).await?;
         let state = self.state.entity(params.entity_id);
-        let cached = lock(&state).use_agent(params.addr);
-        let agent = self
-            .agents
-            .agent(cached, params.addr, &params.settings)
-            .await?;
+        let cached = lock(&state).use_agent(addr);
+        let agent = self.agents.agent(cached, addr, &params.settings).await?;
         lock(&state).client = Some(agent.clone());
 
         let max = params.settings.max_repetitions;
@@ -323,9 +341,10 @@ impl Collector for SnmpCollector {
                 let Some(api) = &self.api else {
                     return Ok(Vec::new());
                 };
+                let addr = self.socket_addr(&p.addr).await?;
                 let state = self.state.entity(p.entity_id);
-                let cached = lock(&state).client.clone();
-                let agent = self.agents.agent(cached, p.addr, &p.settings).await?;
+                let cached = lock(&state).use_agent(addr);
+                let agent = self.agents.agent(cached, addr, &p.settings).await?;
                 interfaces::update(api, &agent, p, &self.forbidden).await?;
                 Ok(Vec::new())
             }

@@ -1,17 +1,28 @@
 //! [`SensorExpr`]: a sensor's `expression`, compiled once and evaluated per
 //! row.
 //!
-//! The Python bot used mathjspy; this uses [exmex](https://docs.rs/exmex),
-//! which parses once and evaluates in tens of nanoseconds. `$N` (the N-th
-//! OID's value) is rewritten to a variable `xN` before parsing. On top of
-//! exmex's float operators (`+ - * / ^`, `min`, `max`, `round`, `sqrt`,
-//! `log`, `sin`, …) it adds `%` and exponent literals such as `1e-3`.
+//! The language is the Python bot's: mathjspy 0.0.9, reproduced step by
+//! step in [`crate::mathjs`] (its odd results included, such as `10/4%3`
+//! being 10) and checked against mathjspy itself by
+//! `tests/parity_expr.rs`. The bot's deliberate differences:
 //!
-//! A result that is not finite (such as a division by zero) is reported as
-//! such, so that the caller skips the row with a warning; mathjspy returned 0.
-
+//! - An expression mathjspy cannot read at all, whatever the values (such
+//!   as `-$1`, `$1 * -1`, `2 ^ -1` or `1e-3 * $1`), is read as ordinary
+//!   arithmetic by [exmex](https://docs.rs/exmex) (`+ - * / ^ %`, `min`,
+//!   `max`, `round`, `sqrt`, `log`, `sin`, …, with exponent literals).
+//!   mathjspy raised on every row of such a sensor.
+//! - A result that is infinite or not a number, or that depends on a
+//!   division by zero, skips the row (with a warning); mathjspy gave 0 for
+//!   the division and the backend refused the others.
+//! - A comparison's result is sent as 1 or 0, where mathjspy gave `true`
+//!   or `false`.
+//! - `irr` is not supported (mathjspy called numpy's, since removed).
+//! - Integers past ±2^127 (mathjspy's are unbounded) are computed as floats.
 use exmex::prelude::*;
 use exmex::{BinOp, FloatOpsFactory, MakeOperators, MatchLiteral, Operator};
+
+pub use crate::mathjs::EvalError;
+use crate::mathjs::{Program, SyntaxError};
 
 /// exmex's float operators, plus `%`.
 #[derive(Clone, Debug)]
@@ -80,21 +91,31 @@ pub enum ExprError {
     },
 }
 
+/// How a [`SensorExpr`] is evaluated.
+#[derive(Clone, Debug)]
+enum Engine {
+    /// As mathjspy does.
+    MathJs(Program),
+    /// As arithmetic (an expression mathjspy cannot read), with the
+    /// 0-based OID position of each exmex variable, in exmex's order.
+    Arithmetic(Box<Expr>, Vec<usize>),
+}
+
 /// A compiled expression.
 ///
 /// ```
 /// use grafolean_snmp_bot::expr::SensorExpr;
-/// let e = SensorExpr::parse("$2 / 1000.0 + $1 % 7 * 1e-3", 2).unwrap();
+/// let e = SensorExpr::parse("$2 / 1000.0 + $1 % 7", 2).unwrap();
 /// assert_eq!(e.uses(), &[0, 1]);
-/// assert_eq!(e.eval(&[9.0, 45000.0]).unwrap(), 45.002);
+/// assert_eq!(e.eval(&[9.0, 45000.0]).unwrap(), 47.0);
+/// // mathjspy's precedence: `%` before `/`.
+/// assert_eq!(SensorExpr::parse("10/4%3", 0).unwrap().eval(&[]).unwrap(), 10.0);
 /// assert!(SensorExpr::parse("$3", 2).is_err());
 /// ```
 #[derive(Clone, Debug)]
 pub struct SensorExpr {
     source: String,
-    expr: Expr,
-    /// The 0-based OID position of each exmex variable, in exmex's order.
-    slots: Vec<usize>,
+    engine: Engine,
 }
 
 impl PartialEq for SensorExpr {
@@ -106,41 +127,40 @@ impl PartialEq for SensorExpr {
 impl SensorExpr {
     /// Parses `expression` for a sensor with `oids` OIDs.
     pub fn parse(expression: &str, oids: usize) -> Result<Self, ExprError> {
-        let mut rewritten = String::with_capacity(expression.len());
-        let mut chars = expression.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-                rewritten.push('x');
-            } else {
-                rewritten.push(c);
-            }
-        }
-        let expr = Expr::parse(&rewritten).map_err(|e| ExprError::Parse {
-            expression: expression.into(),
-            reason: e.to_string(),
-        })?;
-        let mut slots = Vec::new();
-        for name in expr.var_names() {
-            let n = name
-                .strip_prefix('x')
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| ExprError::UnknownName {
-                    expression: expression.into(),
-                    name: name.clone(),
-                })?;
-            if n == 0 || n > oids {
+        // `$N` past the sensor's OIDs, whichever way it is read.
+        let bytes = expression.as_bytes();
+        for (i, _) in expression.match_indices('$') {
+            let digits: String = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .map(|&b| char::from(b))
+                .collect();
+            if let Ok(n) = digits.parse::<usize>()
+                && (n == 0 || n > oids)
+            {
                 return Err(ExprError::NoSuchOid {
                     expression: expression.into(),
                     n,
                     oids,
                 });
             }
-            slots.push(n - 1);
         }
+        let engine = match Program::compile(expression, oids) {
+            Ok(program) => Engine::MathJs(program),
+            Err(SyntaxError(reason)) => match arithmetic(expression, oids) {
+                Ok((expr, slots)) => Engine::Arithmetic(Box::new(expr), slots),
+                Err(ExprError::Parse { .. }) => {
+                    return Err(ExprError::Parse {
+                        expression: expression.into(),
+                        reason,
+                    });
+                }
+                Err(other) => return Err(other),
+            },
+        };
         Ok(Self {
             source: expression.into(),
-            expr,
-            slots,
+            engine,
         })
     }
 
@@ -149,33 +169,83 @@ impl SensorExpr {
         &self.source
     }
 
-    /// The 0-based positions of the OIDs whose values it reads (exmex's
-    /// variable order).
+    /// Whether it is read as mathjspy reads it (else as arithmetic: see the
+    /// module's documentation).
+    pub fn is_mathjspy(&self) -> bool {
+        matches!(self.engine, Engine::MathJs(_))
+    }
+
+    /// The 0-based positions of the OIDs whose values it reads.
     pub fn uses(&self) -> &[usize] {
-        &self.slots
+        match &self.engine {
+            Engine::MathJs(p) => p.vars(),
+            Engine::Arithmetic(_, slots) => slots,
+        }
     }
 
     /// Evaluates it with `values[i]` the value of OID `i` (0-based); only
-    /// the positions in [`SensorExpr::uses`] are read. `None` if the result
-    /// is not finite.
-    pub fn eval(&self, values: &[f64]) -> Option<f64> {
-        let mut small = [0.0; 8];
-        let large: Vec<f64>;
-        let vars: &[f64] = if self.slots.len() <= small.len() {
-            for (v, &slot) in small.iter_mut().zip(&self.slots) {
-                *v = values.get(slot).copied().unwrap_or(f64::NAN);
+    /// the positions in [`SensorExpr::uses`] are read.
+    pub fn eval(&self, values: &[f64]) -> Result<f64, EvalError> {
+        match &self.engine {
+            Engine::MathJs(p) => p.eval(values),
+            Engine::Arithmetic(expr, slots) => {
+                let mut small = [0.0; 8];
+                let large: Vec<f64>;
+                let vars: &[f64] = if slots.len() <= small.len() {
+                    for (v, &slot) in small.iter_mut().zip(slots) {
+                        *v = values.get(slot).copied().unwrap_or(f64::NAN);
+                    }
+                    &small[..slots.len()]
+                } else {
+                    large = slots
+                        .iter()
+                        .map(|&s| values.get(s).copied().unwrap_or(f64::NAN))
+                        .collect();
+                    &large
+                };
+                expr.eval(vars)
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or(EvalError::NotFinite)
             }
-            &small[..self.slots.len()]
-        } else {
-            large = self
-                .slots
-                .iter()
-                .map(|&s| values.get(s).copied().unwrap_or(f64::NAN))
-                .collect();
-            &large
-        };
-        self.expr.eval(vars).ok().filter(|v| v.is_finite())
+        }
     }
+}
+
+/// `expression` as exmex arithmetic, with `$N` as the variable `xN`.
+fn arithmetic(expression: &str, oids: usize) -> Result<(Expr, Vec<usize>), ExprError> {
+    let mut rewritten = String::with_capacity(expression.len());
+    let mut chars = expression.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            rewritten.push('x');
+        } else {
+            rewritten.push(c);
+        }
+    }
+    let expr = Expr::parse(&rewritten).map_err(|e| ExprError::Parse {
+        expression: expression.into(),
+        reason: e.to_string(),
+    })?;
+    let mut slots = Vec::new();
+    for name in expr.var_names() {
+        let n = name
+            .strip_prefix('x')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| ExprError::UnknownName {
+                expression: expression.into(),
+                name: name.clone(),
+            })?;
+        if n == 0 || n > oids {
+            return Err(ExprError::NoSuchOid {
+                expression: expression.into(),
+                n,
+                oids,
+            });
+        }
+        slots.push(n - 1);
+    }
+    Ok((expr, slots))
 }
 
 #[cfg(test)]
@@ -185,48 +255,61 @@ mod tests {
     #[test]
     fn python_examples() {
         let e = SensorExpr::parse("$2", 2).unwrap();
-        assert_eq!(e.eval(&[f64::NAN, 12.0]), Some(12.0));
+        assert_eq!(e.eval(&[f64::NAN, 12.0]), Ok(12.0));
         let e = SensorExpr::parse("$1 + $2", 2).unwrap();
-        assert_eq!(e.eval(&[500.0, 60000.0]), Some(60500.0));
+        assert_eq!(e.eval(&[500.0, 60000.0]), Ok(60500.0));
         let e = SensorExpr::parse("$2 / 1000.0", 2).unwrap();
-        assert_eq!(e.eval(&[0.0, 45000.0]), Some(45.0));
+        assert_eq!(e.eval(&[0.0, 45000.0]), Ok(45.0));
+        assert!(e.is_mathjspy());
     }
 
     #[test]
     fn variables_map_by_number_not_by_name_order() {
         // exmex sorts names, so x10 comes before x2.
-        let e = SensorExpr::parse("$2 - $10", 10).unwrap();
-        let mut values = [0.0; 10];
-        values[1] = 5.0;
-        values[9] = 2.0;
-        assert_eq!(e.eval(&values), Some(3.0));
-    }
-
-    #[test]
-    fn operators_and_literals() {
-        for (expr, want) in [
-            ("7 % 4", 3.0),
-            ("2 ^ 3", 8.0),
-            ("-$1", -2.0),
-            ("$1 * -1", -2.0),
-            ("1e-3 * $1", 0.002),
-            ("max($1, 5)", 5.0),
-            ("round(2.6)", 3.0),
-            ("sqrt(16)", 4.0),
-        ] {
-            assert_eq!(
-                SensorExpr::parse(expr, 1).unwrap().eval(&[2.0]),
-                Some(want),
-                "{expr}"
-            );
+        // The second is arithmetic: mathjspy reads it as `sub(add(, $10, $2))`.
+        for source in ["$2 - $10", "-$10 + $2"] {
+            let e = SensorExpr::parse(source, 10).unwrap();
+            let mut values = [0.0; 10];
+            values[1] = 5.0;
+            values[9] = 2.0;
+            assert_eq!(e.eval(&values), Ok(3.0), "{source}");
         }
     }
 
     #[test]
-    fn non_finite_results_are_none() {
+    fn what_mathjspy_cannot_read_is_arithmetic() {
+        for (expr, want) in [
+            ("-$1", -2.0),
+            ("$1 * -1", -2.0),
+            ("1e-3 * $1", 0.002),
+            ("2 ^ -1", 0.5),
+        ] {
+            let e = SensorExpr::parse(expr, 1).unwrap();
+            assert!(!e.is_mathjspy(), "{expr}");
+            assert_eq!(e.eval(&[2.0]), Ok(want), "{expr}");
+        }
+        for (expr, want) in [
+            ("7 % 4", 3.0),
+            ("2 ^ 3", 8.0),
+            ("max($1, 5)", 5.0),
+            ("round(2.6)", 3.0),
+            ("round(2.5)", 2.0),
+            ("sqrt(16)", 4.0),
+        ] {
+            let e = SensorExpr::parse(expr, 1).unwrap();
+            assert!(e.is_mathjspy(), "{expr}");
+            assert_eq!(e.eval(&[2.0]), Ok(want), "{expr}");
+        }
+    }
+
+    #[test]
+    fn no_number_is_an_error_with_the_reason() {
         let e = SensorExpr::parse("$1 / $2", 2).unwrap();
-        assert_eq!(e.eval(&[1.0, 0.0]), None);
-        assert_eq!(e.eval(&[0.0, 0.0]), None);
+        assert_eq!(e.eval(&[1.0, 0.0]), Err(EvalError::DivisionByZero));
+        let e = SensorExpr::parse("$1 * $2", 2).unwrap();
+        assert_eq!(e.eval(&[1e300, 1e300]), Err(EvalError::NotFinite));
+        let e = SensorExpr::parse("sqrt($1)", 1).unwrap();
+        assert!(matches!(e.eval(&[-1.0]), Err(EvalError::Raised(_))));
     }
 
     #[test]

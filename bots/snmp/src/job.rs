@@ -9,13 +9,12 @@
 //! Both are labelled with the entity's name and agent address, and belong to
 //! the entity's account.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use grafolean_collector::{EntityConfig, Intervals, JobSpec};
 
 use crate::sensor::{ExprCache, SensorSpec};
-use crate::settings::{SettingsError, SnmpSettings, agent_address};
+use crate::settings::{AgentAddress, SettingsError, SnmpSettings, agent_address};
 
 /// What one entity's polling job needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +22,7 @@ pub struct PollParams {
     /// The entity.
     pub entity_id: u64,
     /// The agent's address (`details.ipv4`, port 161 unless given).
-    pub addr: SocketAddr,
+    pub addr: AgentAddress,
     /// The credential's settings.
     pub settings: SnmpSettings,
     /// The sensors that could be parsed.
@@ -38,7 +37,7 @@ pub struct InterfacesParams {
     /// Its account.
     pub account_id: u64,
     /// The agent's address.
-    pub addr: SocketAddr,
+    pub addr: AgentAddress,
     /// The credential's settings.
     pub settings: SnmpSettings,
 }
@@ -99,14 +98,15 @@ pub fn entity_jobs(
     let mut jobs = Vec::with_capacity(2);
     // for_entity: both jobs belong to the entity's account (the SDK refuses a
     // job without one while it sends to Grafolean) and have `entity="<id>"`.
+    let target = addr.to_string();
     let label = |spec: JobSpec<SnmpJob>| {
         spec.with_label("name", entity.name.clone())
-            .with_label("target", addr.to_string())
+            .with_label("target", target.clone())
     };
     if let Ok(intervals) = Intervals::new(sensors.iter().map(|s| s.interval)) {
         let params = PollParams {
             entity_id: entity.entity_id,
-            addr,
+            addr: addr.clone(),
             settings: settings.clone(),
             sensors,
         };

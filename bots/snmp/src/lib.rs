@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod interfaces;
 pub mod job;
 pub mod map;
+mod mathjs;
 pub mod plan;
 pub mod rates;
 pub mod sensor;

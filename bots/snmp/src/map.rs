@@ -7,8 +7,9 @@
 //! those of its first walked column, and every other walked column is
 //! joined to them by index. A row is skipped (and counted) when a joined
 //! column has no value at its index, a counter has no rate yet, a value the
-//! expression reads is not a number, the expression's result is not
-//! finite, or its path was already given in this firing. A sensor fails as
+//! expression reads is not a number, the expression gives no number (see
+//! [`crate::expr::EvalError`]), or its path was already given in this
+//! firing. A sensor fails as
 //! a whole when one of its GETs or walks failed, or a GET answered
 //! `noSuchObject`, `noSuchInstance` or `endOfMibView`.
 
@@ -262,14 +263,17 @@ impl Row<'_, '_> {
         seen: &mut HashSet<String>,
     ) -> Option<Value> {
         let (s, index) = (self.s, self.index);
-        let Some(v) = s.expression.eval(numbers) else {
-            tracing::warn!(
-                sensor_id = s.sensor_id,
-                index,
-                expression = s.expression.source(),
-                "the expression's result is not a finite number; row skipped"
-            );
-            return None;
+        let v = match s.expression.eval(numbers) {
+            Ok(v) => v,
+            Err(why) => {
+                tracing::warn!(
+                    sensor_id = s.sensor_id,
+                    index,
+                    expression = s.expression.source(),
+                    "the expression gives no value ({why}); row skipped"
+                );
+                return None;
+            }
         };
         let mut path = String::with_capacity(prefix.len() + 48);
         path.push_str(prefix);

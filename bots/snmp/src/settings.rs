@@ -311,18 +311,41 @@ fn parse_priv(p: &str) -> Option<PrivProto> {
     })
 }
 
-/// Reads `details.ipv4`, an IPv4 address with an optional `:port` (as
-/// easysnmp accepted), default port 161.
+/// Where an entity's agent is, from `details.ipv4`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AgentAddress {
+    /// An IPv4 address and port.
+    Addr(SocketAddr),
+    /// A host name and port: the name is looked up (its A record) through
+    /// the SDK's shared resolver, and again as its answer ages (see
+    /// [`grafolean_collector::resolve`]).
+    Name(String, u16),
+}
+
+impl std::fmt::Display for AgentAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Addr(a) => a.fmt(f),
+            Self::Name(name, port) => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
+/// Reads `details.ipv4`: an IPv4 address or a host name (as net-snmp
+/// resolved them for the Python bot), with an optional `:port` (as easysnmp
+/// accepted), default port 161.
 ///
 /// ```
-/// use grafolean_snmp_bot::settings::agent_address;
+/// use grafolean_snmp_bot::settings::{AgentAddress, agent_address};
 /// let a = agent_address(&serde_json::json!({"ipv4": "127.0.0.1:16161"})).unwrap();
 /// assert_eq!(a.to_string(), "127.0.0.1:16161");
 /// let a = agent_address(&serde_json::json!({"ipv4": "192.0.2.1"})).unwrap();
-/// assert_eq!(a.port(), 161);
-/// assert!(agent_address(&serde_json::json!({"ipv4": "router"})).is_err());
+/// assert_eq!(a, AgentAddress::Addr("192.0.2.1:161".parse().unwrap()));
+/// let a = agent_address(&serde_json::json!({"ipv4": "router.lan:1161"})).unwrap();
+/// assert_eq!(a, AgentAddress::Name("router.lan".into(), 1161));
+/// assert!(agent_address(&serde_json::json!({"ipv4": "not a host"})).is_err());
 /// ```
-pub fn agent_address(details: &Json) -> Result<SocketAddr, SettingsError> {
+pub fn agent_address(details: &Json) -> Result<AgentAddress, SettingsError> {
     let v = details
         .get("ipv4")
         .filter(|v| !v.is_null() && v.as_str() != Some(""))
@@ -330,22 +353,26 @@ pub fn agent_address(details: &Json) -> Result<SocketAddr, SettingsError> {
             field: "details.ipv4".into(),
         })?;
     let s = v.as_str().map(str::trim).unwrap_or_default();
-    let parsed = match s.split_once(':') {
-        None => s.parse::<Ipv4Addr>().ok().map(|ip| (ip, DEFAULT_PORT)),
-        Some((ip, port)) => ip
-            .parse::<Ipv4Addr>()
-            .ok()
-            .zip(port.parse::<u16>().ok().filter(|&p| p != 0)),
+    let (host, port) = match s.split_once(':') {
+        None => (s, Some(DEFAULT_PORT)),
+        Some((host, port)) => (host, port.parse::<u16>().ok().filter(|&p| p != 0)),
     };
-    parsed
-        .map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(ip, port)))
-        .ok_or_else(|| {
-            invalid(
-                "details.ipv4",
-                v,
-                "an IPv4 address with an optional port, such as 192.0.2.1 or 192.0.2.1:1161",
-            )
-        })
+    let parsed = match (host.parse::<Ipv4Addr>(), port) {
+        (Ok(ip), Some(port)) => Some(AgentAddress::Addr(SocketAddr::V4(SocketAddrV4::new(
+            ip, port,
+        )))),
+        (Err(_), Some(port)) if grafolean_collector::resolve::is_host_name(host) => {
+            Some(AgentAddress::Name(host.to_string(), port))
+        }
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        invalid(
+            "details.ipv4",
+            v,
+            "an IPv4 address or a host name with an optional port, such as 192.0.2.1, 192.0.2.1:1161 or router.example.net",
+        )
+    })
 }
 
 pub(crate) fn invalid(field: &str, value: &Json, expected: &str) -> SettingsError {
@@ -516,13 +543,20 @@ mod tests {
     fn addresses_with_ports() {
         assert_eq!(
             agent_address(&json!({"ipv4": " 10.0.0.1:1161 "})).unwrap(),
-            "10.0.0.1:1161".parse().unwrap()
+            AgentAddress::Addr("10.0.0.1:1161".parse().unwrap())
+        );
+        assert_eq!(
+            agent_address(&json!({"ipv4": "localhost"})).unwrap(),
+            AgentAddress::Name("localhost".into(), 161)
         );
         for bad in [
             json!({}),
             json!({"ipv4": "10.0.0.1:0"}),
             json!({"ipv4": "10.0.0.1:x"}),
             json!({"ipv4": "::1"}),
+            json!({"ipv4": "router:0"}),
+            json!({"ipv4": "a b"}),
+            json!({"ipv4": "10.0.0.256"}),
             json!({"ipv4": 5}),
         ] {
             assert!(agent_address(&bad).is_err(), "{bad}");

@@ -12,7 +12,7 @@ use grafolean_collector::Settings;
 use grafolean_collector::api::BotToken;
 use grafolean_collector::api::Client;
 use grafolean_collector::testing::{
-    FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
+    FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef, LogCapture,
     ProtocolConfig, RunningBot,
 };
 use grafolean_snmp_bot::SnmpCollector;
@@ -28,6 +28,16 @@ struct Setup {
 /// An account with an account bot for `snmp`, one device on `agent` with
 /// Grafolean's "Traffic IN" sensor every second, and the bot running.
 async fn setup(agent: &Snmpd, grant_writes: bool, recheck: Duration) -> Setup {
+    setup_at(&[agent.ipv4()], grant_writes, recheck).await.0
+}
+
+/// As [`setup`], with one device per `details.ipv4` in `addresses` (the
+/// first is [`Setup::device`]); returns them all too.
+async fn setup_at(
+    addresses: &[String],
+    grant_writes: bool,
+    recheck: Duration,
+) -> (Setup, Vec<u64>) {
     let fake = FakeGrafolean::start().await;
     let account = fake.put_account(FakeAccount::new("snmp test"));
     let bot = fake.add_account_bot(account, "snmp");
@@ -50,19 +60,22 @@ async fn setup(agent: &Snmpd, grant_writes: bool, recheck: Duration) -> Setup {
         "expression": "$2", "output_path": "if.in-octets.{$index}.{$1}"
     });
     let sensor = fake.put_sensor(sensor);
-    let device = fake.put_entity(
-        FakeEntity::device(account, "agent", &agent.ipv4()).with_protocol(
-            "snmp",
-            ProtocolConfig {
-                credential,
-                sensors: vec![FakeSensorRef {
-                    sensor,
-                    interval: Some(1),
-                }],
-                bot: Some(bot.id),
-            },
-        ),
-    );
+    let devices: Vec<u64> = addresses
+        .iter()
+        .map(|address| {
+            fake.put_entity(FakeEntity::device(account, "agent", address).with_protocol(
+                "snmp",
+                ProtocolConfig {
+                    credential,
+                    sensors: vec![FakeSensorRef {
+                        sensor,
+                        interval: Some(1),
+                    }],
+                    bot: Some(bot.id),
+                },
+            ))
+        })
+        .collect();
     let settings = Settings::try_parse_from(["grafolean-snmp-bot", "--backend-url", &fake.url()])
         .unwrap()
         .with_bot_token(bot.token.clone());
@@ -73,12 +86,13 @@ async fn setup(agent: &Snmpd, grant_writes: bool, recheck: Duration) -> Setup {
         .with_interfaces_interval(1)
         .with_forbidden_recheck(recheck);
     let bot = RunningBot::start(grafolean_snmp_bot::bot(collector), settings);
-    Setup {
+    let setup = Setup {
         fake,
         account,
-        device,
+        device: devices[0],
         bot,
-    }
+    };
+    (setup, devices)
 }
 
 /// The interface entities under `device`: (snmp_index, name, speed_bps).
@@ -209,5 +223,38 @@ async fn forbidden_entity_writes_do_not_stop_values() {
         !interfaces(&s.fake, s.account, s.device).is_empty()
     })
     .await;
+    s.bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_is_resolved_and_one_that_does_not_resolve_is_named_once() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    let logs = LogCapture::global();
+    let port = agent.ipv4().rsplit_once(':').unwrap().1.to_string();
+    // `.invalid` never resolves (RFC 6761).
+    let (s, devices) = setup_at(
+        &[format!("localhost:{port}"), "agent.invalid".to_string()],
+        true,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let lo = format!("entity.{}.snmp.if.in-octets.1.lo", s.device);
+    wait_for("the lo rate through localhost", || {
+        s.fake.values(s.account).iter().any(|v| v.path == lo)
+    })
+    .await;
+    // Firings every second: the other entity's name is said once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unresolved = logs.count(&["host name unresolved", "agent.invalid"]);
+    assert_eq!(unresolved, 1, "{}", logs.text());
+    let prefix = format!("entity.{}.", devices[1]);
+    assert!(
+        !s.fake
+            .values(s.account)
+            .iter()
+            .any(|v| v.path.starts_with(&prefix))
+    );
     s.bot.stop().await.unwrap();
 }

@@ -13,7 +13,7 @@
 //! +------+------+-------------+-------------+-------------+----------------+----------------+
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 /// ICMPv4 echo request type.
 const V4_ECHO_REQUEST: u8 = 8;
@@ -59,32 +59,7 @@ impl V4Header {
     }
 }
 
-/// The address family of a packet or socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// IPv4 and ICMP.
-    V4,
-    /// IPv6 and ICMPv6.
-    V6,
-}
-
-impl Family {
-    /// The family of an address.
-    pub fn of(addr: IpAddr) -> Self {
-        match addr {
-            IpAddr::V4(_) => Self::V4,
-            IpAddr::V6(_) => Self::V6,
-        }
-    }
-
-    /// `"IPv4"` or `"IPv6"`, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::V4 => "IPv4",
-            Self::V6 => "IPv6",
-        }
-    }
-}
+pub use grafolean_collector::resolve::Family;
 
 /// The fields of an echo reply that matter for matching it to its probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,6 +14,8 @@
 //! - optionally the 10,000-row table `nsExtendOutLine."big"`.
 #![allow(dead_code)]
 
+pub mod python;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,14 +1,15 @@
-//! Host names in `details.ipv4` / `details.ipv6`: a cache in front of the
-//! system resolver.
+//! Host names in entities' addresses (`details.ipv4` / `details.ipv6`): a
+//! cache in front of the system resolver, shared by the bots (the ping bot's
+//! targets, the SNMP bot's agents, the NetFlow bot's exporters).
 //!
 //! A name is looked up with the system resolver (`getaddrinfo`, on Tokio's
-//! blocking pool), as the Python bot's multiping does, so `/etc/hosts`,
+//! blocking pool), as the Python bots did (multiping, net-snmp), so `/etc/hosts`,
 //! search domains, systemd-resolved, nscd and mDNS all work as they do for
 //! every other program on the host. `getaddrinfo` does not tell the record's
 //! TTL, so each name is looked up again every [`ResolverOptions::refresh`]
 //! (60 s by default, kept between 1 s and 1 h): a changed record is seen
-//! within that time. A literal address never comes here; the collector pings
-//! it as it is.
+//! within that time. A literal address never comes here; a bot uses it as it
+//! is.
 //!
 //! One cache entry per `(name, family)`, shared by every entity that names
 //! it. A lookup that fails (or finds no address of the family) keeps the last
@@ -21,12 +22,11 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use grafolean_ping_bot::resolve::{Resolved, Resolver, ResolverOptions};
-//! use grafolean_ping_bot::icmp::Family;
+//! use grafolean_collector::resolve::{Family, Resolved, Resolver, ResolverOptions};
 //! let resolver = Resolver::new(ResolverOptions::default());
 //! match resolver.resolve("router.example.net", Family::V4).await {
-//!     Resolved::Fresh(addr) => println!("ping {addr}"),
-//!     Resolved::Kept(addr) => println!("lookups fail; still pinging {addr}"),
+//!     Resolved::Fresh(addr) => println!("poll {addr}"),
+//!     Resolved::Kept(addr) => println!("lookups fail; still polling {addr}"),
 //!     _ => println!("unresolved: no values"),
 //! }
 //! # }
@@ -45,7 +45,38 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::icmp::Family;
+/// An address family: which record of a name is looked up (A or AAAA).
+///
+/// ```
+/// use grafolean_collector::resolve::Family;
+/// assert_eq!(Family::of("::1".parse().unwrap()), Family::V6);
+/// assert_eq!(Family::V4.name(), "IPv4");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4: the A record.
+    V4,
+    /// IPv6: the AAAA record.
+    V6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Self::V4,
+            IpAddr::V6(_) => Self::V6,
+        }
+    }
+
+    /// `"IPv4"` or `"IPv6"`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V4 => "IPv4",
+            Self::V6 => "IPv6",
+        }
+    }
+}
 
 /// The shortest [`ResolverOptions::refresh`].
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);
@@ -59,7 +90,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// How the [`Resolver`] refreshes and keeps addresses.
 ///
 /// ```
-/// use grafolean_ping_bot::resolve::ResolverOptions;
+/// use grafolean_collector::resolve::ResolverOptions;
 /// use std::time::Duration;
 /// let opts = ResolverOptions::default().with_refresh(Duration::from_millis(10));
 /// assert_eq!(opts.refresh, Duration::from_secs(1)); // the floor
@@ -69,7 +100,7 @@ pub struct ResolverOptions {
     /// How long an answer is used before the name is looked up again.
     /// Default 60 s; [`MIN_REFRESH`] to [`MAX_REFRESH`].
     pub refresh: Duration,
-    /// How long the last good address is still pinged while lookups fail.
+    /// How long the last good address is still used while lookups fail.
     /// Default 5 min.
     pub keep_last_good: Duration,
     /// How long one lookup may take before it counts as failed. Default 5 s.
@@ -124,7 +155,7 @@ pub enum Resolved {
 }
 
 impl Resolved {
-    /// The address to ping, if any.
+    /// The address to use, if any.
     pub fn addr(self) -> Option<IpAddr> {
         match self {
             Self::Fresh(a) | Self::Kept(a) => Some(a),
@@ -269,7 +300,7 @@ impl Resolver {
                     name,
                     family = family.name(),
                     last_address = ?entry.addr,
-                    "host name unresolved: its entities get no ping values until it resolves again"
+                    "host name unresolved: its entities get no values until it resolves again"
                 );
             }
             (Resolved::Fresh(addr), true) => {
@@ -350,7 +381,7 @@ impl Resolver {
 /// looked up.
 ///
 /// ```
-/// use grafolean_ping_bot::resolve::is_host_name;
+/// use grafolean_collector::resolve::is_host_name;
 /// assert!(is_host_name("router-1.example.net"));
 /// assert!(is_host_name("localhost."));
 /// assert!(!is_host_name("127.1"));
