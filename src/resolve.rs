@@ -79,11 +79,11 @@ impl Family {
 }
 
 /// The shortest [`ResolverOptions::refresh`].
-pub const MIN_REFRESH: Duration = Duration::from_secs(1);
+const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// The longest [`ResolverOptions::refresh`].
-pub const MAX_REFRESH: Duration = Duration::from_secs(3600);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
 /// Lookups running at once, at most: each holds a blocking thread.
-pub const MAX_CONCURRENT_LOOKUPS: usize = 16;
+const MAX_CONCURRENT_LOOKUPS: usize = 16;
 /// A cache entry that no run asked for in this long is dropped.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
@@ -98,7 +98,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResolverOptions {
     /// How long an answer is used before the name is looked up again.
-    /// Default 60 s; [`MIN_REFRESH`] to [`MAX_REFRESH`].
+    /// Default 60 s; 1 s to 1 h.
     pub refresh: Duration,
     /// How long the last good address is still used while lookups fail.
     /// Default 5 min.
@@ -118,7 +118,7 @@ impl Default for ResolverOptions {
 }
 
 impl ResolverOptions {
-    /// Sets the refresh period, clamped to [`MIN_REFRESH`]..=[`MAX_REFRESH`].
+    /// Sets the refresh period, clamped to 1 s..=1 h.
     #[must_use]
     pub fn with_refresh(mut self, refresh: Duration) -> Self {
         self.refresh = refresh.clamp(MIN_REFRESH, MAX_REFRESH);
