@@ -276,14 +276,17 @@ async fn counter_outcomes(
     deadline: tokio::time::Instant,
 ) -> HashMap<Oid, Outcome> {
     let readings = rates::readings(answers);
-    let uptime = if rates::needs_uptime(&lock(state).kept.counters, &readings) {
-        fetch::uptime(agent, deadline).await
-    } else {
-        None
+    let decreased = rates::decreased(&lock(state).kept.counters, &readings);
+    let context = match decreased {
+        Some(interfaces) => fetch::decrease_context(agent, deadline, &interfaces).await,
+        None => rates::Context::default(),
     };
-    let rates = rates::update(&mut lock(state).kept.counters, &readings, now, uptime);
+    let rates = rates::update(&mut lock(state).kept.counters, &readings, now, &context);
     if rates.resets > 0 {
         tracing::info!(agent = %agent.addr(), resets = rates.resets, "counters went down (agent restart or Counter64 decrease); their points are skipped this time");
+    }
+    if rates.discontinuities > 0 {
+        tracing::info!(agent = %agent.addr(), discontinuities = rates.discontinuities, "Counter32s went down while the agent stayed up, and not by a wrap (cleared, or faster than their interface); their points are skipped this time");
     }
     if rates.wraps > 0 {
         tracing::debug!(agent = %agent.addr(), wraps = rates.wraps, "Counter32 wraps corrected");

@@ -2,12 +2,19 @@
 //!
 //! Each counter OID of an entity keeps its last value (as `u64`) and the time
 //! it was read. The next reading gives `(new - old) / Δt`. The first reading
-//! gives no value. A Counter32 that went down has either wrapped at 2^32 or
-//! the agent restarted: if the agent's sysUpTime says it has been up since
-//! before the last reading, it wrapped and the delta is `new + 2^32 - old`;
-//! otherwise (or if sysUpTime is unknown) it was reset and the point is
-//! skipped. A Counter64 that went down was reset (it cannot wrap in
-//! practice).
+//! gives no value. A Counter32 that went down has wrapped at 2^32, or the
+//! agent restarted, or the counter was cleared while the agent stayed up (a
+//! `clear counters`, an interface re-created):
+//!
+//! - if the agent's sysUpTime says it restarted since the last reading (or
+//!   sysUpTime is unknown), the point is skipped ([`Outcome::Reset`]);
+//! - if the counter's [`WrapCheck`] says it was cleared since then (IF-MIB's
+//!   `ifCounterDiscontinuityTime`), or the rate across a wrap would be more
+//!   than it can be (above its interface's speed), the point is skipped
+//!   ([`Outcome::Discontinuity`]);
+//! - else it wrapped, and the delta is `new + 2^32 - old`.
+//!
+//! A Counter64 that went down was reset (it cannot wrap in practice).
 
 use std::collections::HashMap;
 
@@ -25,6 +32,21 @@ pub enum Outcome {
     /// The counter was reset (agent restart, or a Counter64 decrease): no
     /// value this time.
     Reset,
+    /// A Counter32 went down while the agent stayed up, and it was not a
+    /// wrap (see [`WrapCheck`]): no value this time.
+    Discontinuity,
+}
+
+/// What tells a Counter32 wrap from a discontinuity when the agent stayed
+/// up.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WrapCheck {
+    /// The agent's sysUpTime (seconds) at the counter's last discontinuity,
+    /// if it tells one (IF-MIB's `ifCounterDiscontinuityTime`; 0 is none).
+    pub discontinuity_at: Option<f64>,
+    /// The most the counter can grow per second, if known (an octet
+    /// counter's interface speed).
+    pub max_rate: Option<f64>,
 }
 
 impl Outcome {
@@ -32,7 +54,7 @@ impl Outcome {
     pub fn rate(self) -> Option<f64> {
         match self {
             Self::Rate(r) | Self::Wrapped(r) => Some(r),
-            Self::First | Self::Reset => None,
+            Self::First | Self::Reset | Self::Discontinuity => None,
         }
     }
 }
@@ -51,14 +73,15 @@ pub struct Sample {
 /// One entity's counters.
 ///
 /// ```
-/// use grafolean_snmp_bot::counters::{Counters, Outcome};
+/// use grafolean_snmp_bot::counters::{Counters, Outcome, WrapCheck};
 /// let oid = async_snmp::Oid::parse("1.3.6.1.2.1.2.2.1.10.1").unwrap();
 /// let mut c = Counters::default();
-/// assert_eq!(c.update(&oid, 100, false, 0.0, None), Outcome::First);
-/// assert_eq!(c.update(&oid, 700, false, 60.0, None), Outcome::Rate(10.0));
+/// assert_eq!(c.update(&oid, 100, false, 0.0, None, WrapCheck::default()), Outcome::First);
+/// assert_eq!(c.update(&oid, 700, false, 60.0, None, WrapCheck::default()), Outcome::Rate(10.0));
 /// // A Counter32 wrap, with the agent up for a day:
 /// assert!(c.decreased(&oid, 40, false));
-/// assert_eq!(c.update(&oid, 40, false, 120.0, Some(86400.0)), Outcome::Wrapped(((1u64 << 32) - 700 + 40) as f64 / 60.0));
+/// let (up, check) = (Some(86400.0), WrapCheck::default());
+/// assert_eq!(c.update(&oid, 40, false, 120.0, up, check), Outcome::Wrapped(((1u64 << 32) - 700 + 40) as f64 / 60.0));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
@@ -80,7 +103,8 @@ impl Counters {
     }
 
     /// Records a reading of `oid` at `now` (UNIX seconds). `wide` is
-    /// Counter64. `uptime` is the agent's sysUpTime in seconds, if known.
+    /// Counter64. `uptime` is the agent's sysUpTime in seconds, if known;
+    /// `check` what else is known of the counter (see the module's docs).
     pub fn update(
         &mut self,
         oid: &Oid,
@@ -88,6 +112,7 @@ impl Counters {
         wide: bool,
         now: f64,
         uptime: Option<f64>,
+        check: WrapCheck,
     ) -> Outcome {
         let new = Sample {
             value,
@@ -109,9 +134,18 @@ impl Counters {
             return Outcome::Rate((value - old.value) as f64 / dt);
         }
         match (wide, uptime) {
-            // Up since before the last reading: a wrap.
+            // Up since before the last reading: a wrap, unless the counter
+            // says it was cleared since, or the wrap would be too fast.
             (false, Some(up)) if up >= dt => {
-                Outcome::Wrapped((value + (1u64 << 32) - old.value) as f64 / dt)
+                let cleared = check
+                    .discontinuity_at
+                    .is_some_and(|at| at > 0.0 && at >= up - dt);
+                let rate = (value + (1u64 << 32) - old.value) as f64 / dt;
+                if cleared || check.max_rate.is_some_and(|max| rate > max) {
+                    Outcome::Discontinuity
+                } else {
+                    Outcome::Wrapped(rate)
+                }
             }
             _ => Outcome::Reset,
         }
@@ -166,32 +200,84 @@ mod tests {
     #[test]
     fn counter32_decrease_without_uptime_or_after_restart_is_a_reset() {
         let mut c = Counters::default();
-        c.update(&oid(), 1000, false, 0.0, None);
-        assert_eq!(c.update(&oid(), 10, false, 10.0, None), Outcome::Reset);
-        assert_eq!(c.update(&oid(), 20, false, 20.0, None), Outcome::Rate(1.0));
+        let no = WrapCheck::default();
+        c.update(&oid(), 1000, false, 0.0, None, no);
+        assert_eq!(c.update(&oid(), 10, false, 10.0, None, no), Outcome::Reset);
+        assert_eq!(
+            c.update(&oid(), 20, false, 20.0, None, no),
+            Outcome::Rate(1.0)
+        );
         // Restarted 5 s ago, read 10 s ago: a reset.
-        assert_eq!(c.update(&oid(), 5, false, 30.0, Some(5.0)), Outcome::Reset);
+        assert_eq!(
+            c.update(&oid(), 5, false, 30.0, Some(5.0), no),
+            Outcome::Reset
+        );
     }
 
     #[test]
     fn counter64_decrease_is_a_reset_and_u64_is_kept_whole() {
         let mut c = Counters::default();
         let big = u64::MAX - 10;
-        c.update(&oid(), big, true, 0.0, None);
+        let no = WrapCheck::default();
+        c.update(&oid(), big, true, 0.0, None, no);
         assert_eq!(
-            c.update(&oid(), u64::MAX, true, 5.0, None),
+            c.update(&oid(), u64::MAX, true, 5.0, None, no),
             Outcome::Rate(2.0)
         );
-        assert_eq!(c.update(&oid(), 3, true, 6.0, Some(1e9)), Outcome::Reset);
+        assert_eq!(
+            c.update(&oid(), 3, true, 6.0, Some(1e9), no),
+            Outcome::Reset
+        );
         assert!(!c.decreased(&oid(), 1, true));
     }
 
     #[test]
     fn type_change_and_forgetting() {
         let mut c = Counters::default();
-        c.update(&oid(), 1, false, 0.0, None);
-        assert_eq!(c.update(&oid(), 2, true, 1.0, None), Outcome::First);
+        let no = WrapCheck::default();
+        c.update(&oid(), 1, false, 0.0, None, no);
+        assert_eq!(c.update(&oid(), 2, true, 1.0, None, no), Outcome::First);
         c.forget_older_than(2.0);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_counter32_cleared_while_the_agent_stayed_up_is_not_a_wrap() {
+        // Read at uptime 1000 s and 1060 s: 3,000 then 10.
+        let read = |check: WrapCheck| {
+            let mut c = Counters::default();
+            c.update(&oid(), 3000, false, 0.0, None, check);
+            c.update(&oid(), 10, false, 60.0, Some(1060.0), check)
+        };
+        let wrapped = ((1u64 << 32) + 10 - 3000) as f64 / 60.0;
+        // Nothing else known: a wrap (71.6 MB/s).
+        assert_eq!(read(WrapCheck::default()), Outcome::Wrapped(wrapped));
+        // Cleared at uptime 1030 s, after the last reading: a discontinuity.
+        let cleared = WrapCheck {
+            discontinuity_at: Some(1030.0),
+            max_rate: None,
+        };
+        assert_eq!(read(cleared), Outcome::Discontinuity);
+        // Cleared before the last reading (or never: 0), so this is a wrap.
+        for at in [900.0, 0.0] {
+            let earlier = WrapCheck {
+                discontinuity_at: Some(at),
+                max_rate: None,
+            };
+            assert_eq!(read(earlier), Outcome::Wrapped(wrapped));
+        }
+        // Faster than the interface: 100 Mbit/s is 12.5 MB/s.
+        let slow = WrapCheck {
+            discontinuity_at: None,
+            max_rate: Some(12.5e6),
+        };
+        assert_eq!(read(slow), Outcome::Discontinuity);
+        // A true wrap within the interface's speed is still a rate.
+        let mut c = Counters::default();
+        c.update(&oid(), 4_294_967_000, false, 0.0, None, slow);
+        assert_eq!(
+            c.update(&oid(), 704, false, 10.0, Some(1e6), slow),
+            Outcome::Wrapped(100.0)
+        );
     }
 }

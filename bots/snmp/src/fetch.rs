@@ -19,10 +19,17 @@ use tokio::time::Instant;
 use crate::agent::{Agent, AgentError};
 use crate::map::Answers;
 use crate::plan::Plan;
+use crate::rates::Context;
 use crate::settings::SnmpSettings;
 
 /// sysUpTime.0, read when a Counter32 went down.
 pub const SYS_UP_TIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
+/// IF-MIB's ifCounterDiscontinuityTime (a column: the ifIndex follows).
+const IF_COUNTER_DISCONTINUITY_TIME: [u32; 11] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 19];
+/// IF-MIB's ifSpeed (bit/s).
+const IF_SPEED: [u32; 10] = [1, 3, 6, 1, 2, 1, 2, 2, 1, 5];
+/// IF-MIB's ifHighSpeed (Mbit/s).
+const IF_HIGH_SPEED: [u32; 11] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 15];
 
 /// The requests a firing makes of an agent.
 pub trait SnmpClient: Sync {
@@ -116,6 +123,68 @@ pub async fn uptime<C: SnmpClient>(client: &C, deadline: Instant) -> Option<f64>
         },
         _ => None,
     }
+}
+
+/// How many interfaces' facts one firing asks for when their counters went
+/// down (an agent restart takes them all down, and sysUpTime says it).
+const MAX_INTERFACES_ASKED: usize = 32;
+
+/// What tells a wrap from a restart or a cleared counter, when a Counter32
+/// went down: the agent's sysUpTime, and (in a request of its own, which a
+/// v1 agent may refuse whole) each of `interfaces`'
+/// `ifCounterDiscontinuityTime`, `ifSpeed` and `ifHighSpeed`. Whatever
+/// cannot be had by `deadline` is unknown.
+pub async fn decrease_context<C: SnmpClient>(
+    client: &C,
+    deadline: Instant,
+    interfaces: &[u32],
+) -> Context {
+    let interfaces = &interfaces[..interfaces.len().min(MAX_INTERFACES_ASKED)];
+    let column = |table: &[u32], index: u32| {
+        let mut arcs = table.to_vec();
+        arcs.push(index);
+        Oid::from_slice(&arcs)
+    };
+    let oids: Vec<Oid> = interfaces
+        .iter()
+        .flat_map(|&i| {
+            [
+                column(&IF_COUNTER_DISCONTINUITY_TIME, i),
+                column(&IF_SPEED, i),
+                column(&IF_HIGH_SPEED, i),
+            ]
+        })
+        .collect();
+    let facts = async {
+        if oids.is_empty() {
+            return HashMap::new();
+        }
+        match tokio::time::timeout_at(deadline, client.get(&oids)).await {
+            Ok(Ok(m)) => m,
+            _ => HashMap::new(),
+        }
+    };
+    let (uptime, facts) = tokio::join!(uptime(client, deadline), facts);
+    let interfaces = interfaces
+        .iter()
+        .map(|&i| {
+            let discontinuity = match facts.get(&column(&IF_COUNTER_DISCONTINUITY_TIME, i)) {
+                Some(SnmpValue::TimeTicks(t)) => Some(f64::from(*t) / 100.0),
+                _ => None,
+            };
+            // ifSpeed is capped at 2^32-1 bit/s; past it, ifHighSpeed (Mbit/s).
+            let speed = match (
+                facts.get(&column(&IF_SPEED, i)),
+                facts.get(&column(&IF_HIGH_SPEED, i)),
+            ) {
+                (_, Some(SnmpValue::Gauge32(m))) if *m > 0 => Some(f64::from(*m) * 1e6),
+                (Some(SnmpValue::Gauge32(b)), _) if *b > 0 && *b < u32::MAX => Some(f64::from(*b)),
+                _ => None,
+            };
+            (i, (discontinuity, speed))
+        })
+        .collect();
+    Context { uptime, interfaces }
 }
 
 /// `f`, or [`AgentError::Budget`] if `deadline` comes first.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{BIG_TABLE, PASS_OID, Snmpd};
+use common::{BIG_TABLE, FAKE_INTERFACES, INTERFACE_OIDS, PASS_OID, Snmpd};
 use grafolean_collector::testing::process::free_udp_port;
 use grafolean_collector::{
     Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
@@ -529,4 +529,81 @@ async fn only_affected_sensors_run_and_state_is_pruned() {
             .is_empty()
     );
     assert_eq!(c.entities_with_state(), 0);
+}
+
+/// The agent's sysUpTime in hundredths of a second, asked with snmpget.
+fn agent_uptime(agent: &Snmpd) -> u64 {
+    let out = std::process::Command::new("snmpget")
+        .args(["-v2c", "-c", "public", "-Ovt", "-t", "1"])
+        .arg(agent.ipv4())
+        .arg("1.3.6.1.2.1.1.3.0")
+        .output()
+        .expect("snmpget runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("sysUpTime: {out:?}"))
+}
+
+#[tokio::test]
+async fn a_cleared_counter_is_not_a_wrap_and_a_wrap_is_still_a_rate() {
+    let Some(agent) = Snmpd::with_fake_interfaces() else {
+        return;
+    };
+    let [octets, speed, discontinuity] = INTERFACE_OIDS;
+    let [slow, told] = FAKE_INTERFACES;
+    // Interface 4242 runs at 10 Mbit/s; 4243 tells when its counters were
+    // last cleared (0: never).
+    let set = |a: u64, b: u64, cleared: u64| {
+        agent.set_interfaces(&[
+            (format!("{octets}.{slow}"), "counter", a.to_string()),
+            (format!("{octets}.{told}"), "counter", b.to_string()),
+            (format!("{speed}.{slow}"), "gauge", "10000000".to_string()),
+            (
+                format!("{discontinuity}.{told}"),
+                "timeticks",
+                cleared.to_string(),
+            ),
+        ]);
+    };
+    let sensors = vec![sensor(1, 10, vec![walk(octets)], "$1", "in.{$index}")];
+    let c = SnmpCollector::default();
+    let job = poll_job(&c, entity(&agent.ipv4(), v2c(), sensors));
+    let path = |i: u32| format!("entity.42.snmp.in.{i}");
+    set(1000, 1000, 0);
+    let v = run(&c, &job).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+    tokio::time::sleep(PASS_CACHE).await;
+    set(3000, 3000, 0);
+    let v = run(&c, &job).await.unwrap();
+    assert!(
+        v.contains_key(&path(slow)) && v.contains_key(&path(told)),
+        "{v:?}"
+    );
+
+    // `clear counters` on both, with the agent up: across a "wrap" 4242
+    // would have carried about 4.3 GB in a second or two, and 4243 says it
+    // was cleared. Neither posts a value.
+    tokio::time::sleep(PASS_CACHE).await;
+    set(10, 10, agent_uptime(&agent));
+    let v = run(&c, &job).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+
+    // Counting again from there; then a true wrap on 4242, within its speed.
+    tokio::time::sleep(PASS_CACHE).await;
+    set(4_294_967_000, 510, agent_uptime(&agent));
+    let start = Instant::now();
+    let v = run(&c, &job).await.unwrap();
+    assert!(v.contains_key(&path(told)), "{v:?}");
+    tokio::time::sleep(PASS_CACHE).await;
+    set(704, 1010, agent_uptime(&agent));
+    let v = run(&c, &job).await.unwrap();
+    let dt = start.elapsed().as_secs_f64();
+    // 4294967296 - 4294967000 + 704 = 1000 bytes, and 500 on 4243.
+    let wrapped = v[&path(slow)];
+    assert!(
+        (wrapped - 1000.0 / dt).abs() < 1000.0 / dt * 0.3,
+        "wrap gave {wrapped} in {dt} s"
+    );
+    assert!(v.contains_key(&path(told)), "{v:?}");
 }

@@ -203,7 +203,7 @@ fn stale_and_invalid_readings_are_dropped() {
     let mut counters = entities[&1].counters.clone();
     let oid = Oid::parse("1.3.6.1.9.1").unwrap();
     assert_eq!(
-        counters.update(&oid, 1795, false, now, None),
+        counters.update(&oid, 1795, false, now, None, Default::default()),
         Outcome::Rate(10.0)
     );
 }

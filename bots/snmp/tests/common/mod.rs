@@ -27,6 +27,19 @@ use grafolean_collector::testing::process::free_udp_port;
 
 /// The subtree served by the test's pass script.
 pub const PASS_OID: &str = "1.3.6.1.4.1.99999";
+/// Interfaces an agent of [`Snmpd::with_fake_interfaces`] makes up (rows
+/// set with [`Snmpd::set_interfaces`]).
+pub const FAKE_INTERFACES: [u32; 2] = [4242, 4243];
+/// The IF-MIB columns served for [`FAKE_INTERFACES`]: ifInOctets (the whole
+/// column: snmpd's own ifTable does not let a walk into a row served
+/// elsewhere), then ifSpeed and ifCounterDiscontinuityTime (their rows,
+/// for GETs; snmpd keeps a pass script's GET answers for good, so set
+/// them before they are first asked for).
+pub const INTERFACE_OIDS: [&str; 3] = [
+    "1.3.6.1.2.1.2.2.1.10",
+    "1.3.6.1.2.1.2.2.1.5",
+    "1.3.6.1.2.1.31.1.1.1.19",
+];
 /// nsExtendOutLine."big" (10,000 rows with `extend big`).
 pub const BIG_TABLE: &str = "1.3.6.1.4.1.8072.1.3.2.4.1.2.3.98.105.103";
 const SNMPD: &str = "/usr/sbin/snmpd";
@@ -39,6 +52,7 @@ pub struct Snmpd {
     dir: PathBuf,
     child: Option<Child>,
     big: bool,
+    fake_interfaces: bool,
 }
 
 fn is_root() -> bool {
@@ -57,6 +71,16 @@ impl Snmpd {
     /// Starts an agent; `big` adds the 10,000-row table. `None` (after a
     /// loud message) if snmpd is not installed.
     pub fn start(big: bool) -> Option<Self> {
+        Self::start_with(big, false)
+    }
+
+    /// Starts an agent whose ifInOctets are those of [`FAKE_INTERFACES`]
+    /// only (see [`INTERFACE_OIDS`]).
+    pub fn with_fake_interfaces() -> Option<Self> {
+        Self::start_with(false, true)
+    }
+
+    fn start_with(big: bool, fake_interfaces: bool) -> Option<Self> {
         if !std::path::Path::new(SNMPD).exists() {
             eprintln!(
                 "\n!!!!!!!! SKIPPED: {SNMPD} is not installed; run `apt-get install snmpd snmp` (CI does) !!!!!!!!\n"
@@ -76,9 +100,11 @@ impl Snmpd {
             dir,
             child: None,
             big,
+            fake_interfaces,
         };
         snmpd.write_files();
         snmpd.set_pass(&[]);
+        snmpd.set_interfaces(&[]);
         snmpd.spawn();
         Some(snmpd)
     }
@@ -95,30 +121,44 @@ impl Snmpd {
              createUser modern SHA-256 \"authpass123\" AES-256 \"privpass123\"\n\
              rouser -s usm modern priv\n\
              sysName snmpcheck\n\
-             pass .{PASS_OID} /bin/sh {d}/pass.sh\n\
+             pass .{PASS_OID} /bin/sh {d}/pass.sh {d}/pass.data .{PASS_OID}\n\
              dontLogTCPWrappersConnects yes\n",
             addr = self.addr
         );
         if self.big {
             conf.push_str("extend big /usr/bin/seq 1 10000\n");
         }
+        // The made-up interfaces, through the same script over their own
+        // data file.
+        if self.fake_interfaces {
+            let [octets, rows @ ..] = INTERFACE_OIDS;
+            let mut subtrees = vec![octets.to_string()];
+            for column in rows {
+                subtrees.extend(FAKE_INTERFACES.map(|i| format!("{column}.{i}")));
+            }
+            for subtree in subtrees {
+                conf.push_str(&format!(
+                    "pass .{subtree} /bin/sh {d}/pass.sh {d}/interfaces.data .{subtree}\n"
+                ));
+            }
+        }
         std::fs::write(self.dir.join("snmpd.conf"), conf).unwrap();
         std::fs::write(self.dir.join("snmp.conf"), "mibs :\n").unwrap();
-        // GET (-g) finds the OID; GETNEXT (-n) the first one after it, by arcs.
-        let script = format!(
-            r#"#!/bin/sh
-exec awk -v mode="$1" -v req="$2" '
-function cmp(a, b,   x, y, n, m, i) {{
+        // GET (-g) finds the OID; GETNEXT (-n) the first one after it, by
+        // arcs, in the data file named first, within the registered subtree
+        // named second.
+        let script = r#"#!/bin/sh
+exec awk -v prefix="$2" -v mode="$3" -v req="$4" '
+function cmp(a, b,   x, y, n, m, i) {
   n = split(a, x, "."); m = split(b, y, ".")
-  for (i = 2; i <= n && i <= m; i++) {{ if (x[i] + 0 < y[i] + 0) return -1; if (x[i] + 0 > y[i] + 0) return 1 }}
+  for (i = 2; i <= n && i <= m; i++) { if (x[i] + 0 < y[i] + 0) return -1; if (x[i] + 0 > y[i] + 0) return 1 }
   return n - m
-}}
-{{
+}
+($1 == prefix || index($1, prefix ".") == 1) {
   hit = (mode == "-g" && $1 == req) || (mode == "-n" && cmp($1, req) > 0)
-  if (hit) {{ v = $0; sub(/^[^ ]+ [^ ]+ /, "", v); print $1; print $2; print v; exit }}
-}}' {d}/pass.data
-"#
-        );
+  if (hit) { v = $0; sub(/^[^ ]+ [^ ]+ /, "", v); print $1; print $2; print v; exit }
+}' "$1"
+"#;
         std::fs::write(self.dir.join("pass.sh"), script).unwrap();
         if is_root() {
             // nobody must be able to read the files and write the persistent dir.
@@ -132,26 +172,45 @@ function cmp(a, b,   x, y, n, m, i) {{
     /// Replaces the pass script's rows: `(oid under PASS_OID, type, value)`,
     /// such as `("1.1", "counter", "5")`. Rows are sorted by OID here.
     pub fn set_pass(&self, rows: &[(&str, &str, &str)]) {
+        let rows: Vec<(String, &str, &str)> = rows
+            .iter()
+            .map(|(o, t, v)| (format!("{PASS_OID}.{o}"), *t, *v))
+            .collect();
+        self.write_rows("pass.data", &rows);
+    }
+
+    /// Replaces the rows of the made-up interfaces: `(full OID, type,
+    /// value)`, each under one of [`INTERFACE_OIDS`] and
+    /// [`FAKE_INTERFACES`], such as `("1.3.6.1.2.1.2.2.1.5.4242", "gauge",
+    /// "10000000")`.
+    pub fn set_interfaces(&self, rows: &[(String, &str, String)]) {
+        let rows: Vec<(String, &str, &str)> = rows
+            .iter()
+            .map(|(o, t, v)| (o.clone(), *t, v.as_str()))
+            .collect();
+        self.write_rows("interfaces.data", &rows);
+    }
+
+    fn write_rows(&self, file: &str, rows: &[(String, &str, &str)]) {
         let mut rows: Vec<(Vec<u32>, String)> = rows
             .iter()
             .map(|(o, t, v)| {
-                let full = format!(".{PASS_OID}.{o}");
-                let arcs = full[1..].split('.').map(|a| a.parse().unwrap()).collect();
-                (arcs, format!("{full} {t} {v}\n"))
+                let arcs = o.split('.').map(|a| a.parse().unwrap()).collect();
+                (arcs, format!(".{o} {t} {v}\n"))
             })
             .collect();
         rows.sort();
-        let tmp = self.dir.join("pass.data.tmp");
+        let tmp = self.dir.join(format!("{file}.tmp"));
         let mut f = std::fs::File::create(&tmp).unwrap();
         for (_, line) in rows {
             f.write_all(line.as_bytes()).unwrap();
         }
         drop(f);
-        std::fs::rename(tmp, self.dir.join("pass.data")).unwrap();
+        std::fs::rename(tmp, self.dir.join(file)).unwrap();
         if is_root() {
             let _ = Command::new("chmod")
                 .arg("a+r")
-                .arg(self.dir.join("pass.data"))
+                .arg(self.dir.join(file))
                 .status();
         }
     }
