@@ -9,13 +9,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_snmp::{
-    Auth, AuthProtocol, Client, DesSaltState, ErrorStatus, Oid, PrivProtocol, Retry, UdpHandle,
-    UdpTransport, UsmConfig, Value as SnmpValue, VarBind, WalkOptions,
+    Auth, AuthProtocol, Client, DesSaltState, ErrorStatus, Oid, PrivProtocol, ResponseShapeAnomaly,
+    Retry, UdpHandle, UdpTransport, UsmConfig, Value as SnmpValue, VarBind, WalkAbortReason,
+    WalkOptions, WalkStream,
 };
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::settings::{AuthProto, PrivProto, SnmpAuth, SnmpSettings, V3Security};
 
@@ -25,6 +29,14 @@ pub const MAX_MESSAGE_SIZE: usize = 65_507;
 /// The most rows one walk may return; a longer walk fails (and only its
 /// sensors with it), so that a runaway table cannot exhaust memory.
 pub const MAX_WALK_ROWS: usize = 100_000;
+
+/// How long after GETNEXT timed out in place of a GETBULK that timed out
+/// (the agent was down, not its GETBULK) it is not tried so again.
+pub const PROBE_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The receive buffer asked for the shared socket (`SO_RCVBUF`), so that a
 /// burst of answers from many devices is not dropped. Linux caps it at
@@ -81,6 +93,22 @@ fn root(e: &async_snmp::Error) -> &async_snmp::Error {
     }
 }
 
+/// Whether a walk stopped at an OID that did not increase: a GETBULK
+/// walk's abort, or a GETNEXT answer that is not a successor.
+fn not_increasing(e: &async_snmp::Error) -> bool {
+    match root(e) {
+        async_snmp::Error::WalkAborted {
+            reason: WalkAbortReason::NonIncreasing,
+            ..
+        } => true,
+        async_snmp::Error::ResponseShape { response, .. } => response
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, ResponseShapeAnomaly::GetNextNotSuccessor { .. })),
+        _ => false,
+    }
+}
+
 fn snmp_status(e: &async_snmp::Error) -> Option<ErrorStatus> {
     match root(e) {
         async_snmp::Error::Snmp { status, .. } => Some(*status),
@@ -100,6 +128,25 @@ pub struct ClientKey {
 pub struct Agent {
     key: ClientKey,
     client: Client<UdpHandle>,
+    shared: Arc<Shared>,
+}
+
+/// What an agent's clones share: its requests in flight, and what was
+/// learned of its GETBULK.
+#[derive(Debug)]
+struct Shared {
+    in_flight: Semaphore,
+    /// GETBULK got no usable answer and GETNEXT did: walk with GETNEXT.
+    bulk_broken: AtomicBool,
+    /// Whether the agent ever answered (then a GETBULK that times out is
+    /// its GETBULK's fault, not the agent's).
+    answered: AtomicBool,
+    /// When GETNEXT was last tried in place of a GETBULK that timed out
+    /// and timed out too, or when the client was made: an agent that never
+    /// answered is probed so at most every [`PROBE_AGAIN_AFTER`].
+    probed_at: Mutex<Instant>,
+    /// Whether a walk that met a non-increasing OID was warned of.
+    warned_order: AtomicBool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -221,7 +268,18 @@ impl Agents {
             .build_with(transport)
             .await
             .map_err(|e| AgentError::from_snmp(addr, &e))?;
-        Ok(Agent { key, client })
+        let shared = Arc::new(Shared {
+            in_flight: Semaphore::new(settings.in_flight as usize),
+            bulk_broken: AtomicBool::new(false),
+            answered: AtomicBool::new(false),
+            probed_at: Mutex::new(Instant::now()),
+            warned_order: AtomicBool::new(false),
+        });
+        Ok(Agent {
+            key,
+            client,
+            shared,
+        })
     }
 }
 
@@ -263,7 +321,12 @@ impl Agent {
         if oids.is_empty() {
             return Ok(HashMap::new());
         }
-        match self.client.get_many(oids).await {
+        let _permit = self.permit().await;
+        let got = self.client.get_many(oids).await;
+        if got.is_ok() {
+            self.shared.answered.store(true, Relaxed);
+        }
+        match got {
             Ok(response) => Ok(response
                 .varbinds
                 .into_iter()
@@ -285,20 +348,25 @@ impl Agent {
         }
     }
 
-    /// Walks the subtree under `oid`, with GETBULK and `repetitions` on
-    /// v2c/v3 (halved on `genErr` or `tooBig`), or GETNEXT on v1.
+    /// A slot among the device's requests in flight.
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.shared
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Walks the subtree under `oid`: with GETBULK and `repetitions` on
+    /// v2c/v3 (halved on `genErr` or `tooBig`), else GETNEXT (v1, the
+    /// credential's `walk_with`, or an agent whose GETBULK got no usable
+    /// answer where GETNEXT did). Rows up to an OID that does not increase
+    /// are kept (with one warning per agent); past [`MAX_WALK_ROWS`] the
+    /// walk fails, naming the limit.
     pub async fn walk(&self, oid: &Oid, repetitions: u32) -> Result<Vec<VarBind>, AgentError> {
-        if self.is_v1() {
-            let stream = self
-                .client
-                .walk_getnext(oid.clone())
-                .map_err(|e| AgentError::from_snmp(self.addr(), &e))?;
-            return match stream.collect().await {
-                Ok(rows) => Ok(rows),
-                // v1 ends a walk past the MIB's end with noSuchName.
-                Err(e) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => Ok(Vec::new()),
-                Err(e) => Err(AgentError::from_snmp(self.addr(), &e)),
-            };
+        let _permit = self.permit().await;
+        if self.is_v1() || self.key.settings.getnext || self.shared.bulk_broken.load(Relaxed) {
+            return self.walk_getnext(oid).await;
         }
         let mut reps = repetitions.max(1);
         loop {
@@ -306,20 +374,89 @@ impl Agent {
                 .client
                 .bulk_walk(oid.clone(), reps)
                 .map_err(|e| AgentError::from_snmp(self.addr(), &e))?;
-            match stream.collect().await {
+            let e = match self.rows(oid, stream).await {
                 Ok(rows) => return Ok(rows),
-                Err(e)
-                    if reps > 1
-                        && matches!(
-                            snmp_status(&e),
-                            Some(ErrorStatus::GenErr | ErrorStatus::TooBig)
-                        ) =>
-                {
-                    tracing::debug!(agent = %self.addr(), %oid, reps, error = %e, "walk failed; retrying with half the repetitions");
-                    reps /= 2;
+                Err(e) => e,
+            };
+            let status = snmp_status(&e);
+            if reps > 1 && matches!(status, Some(ErrorStatus::GenErr | ErrorStatus::TooBig)) {
+                tracing::debug!(agent = %self.addr(), %oid, reps, error = %e, "walk failed; retrying with half the repetitions");
+                reps /= 2;
+                continue;
+            }
+            if !self.bulk_unusable(&e) {
+                return Err(AgentError::from_snmp(self.addr(), &e));
+            }
+            // GETBULK got no usable answer: GETNEXT may.
+            return match self.walk_getnext(oid).await {
+                Ok(rows) => {
+                    if !self.shared.bulk_broken.swap(true, Relaxed) {
+                        tracing::warn!(agent = %self.addr(), %oid, error = %e, "GETBULK gets no usable answer from this agent, GETNEXT does: it is walked with GETNEXT from now on");
+                    }
+                    Ok(rows)
                 }
-                Err(e) => return Err(AgentError::from_snmp(self.addr(), &e)),
+                Err(_) => {
+                    if matches!(root(&e), async_snmp::Error::Timeout { .. }) {
+                        *lock(&self.shared.probed_at) = Instant::now();
+                    }
+                    Err(AgentError::from_snmp(self.addr(), &e))
+                }
+            };
+        }
+    }
+
+    /// Whether a GETBULK walk's failure says GETBULK itself may be what
+    /// the agent cannot do: an error status, an answer that cannot be
+    /// read, or no answer from an agent that answers other requests (or
+    /// that was last probed [`PROBE_AGAIN_AFTER`] ago: a silent agent costs
+    /// one more timeout that often, not at every walk).
+    fn bulk_unusable(&self, e: &async_snmp::Error) -> bool {
+        match root(e) {
+            async_snmp::Error::Timeout { .. } => {
+                self.shared.answered.load(Relaxed)
+                    || lock(&self.shared.probed_at).elapsed() > PROBE_AGAIN_AFTER
+            }
+            async_snmp::Error::WalkAborted { .. } => false,
+            _ => true,
+        }
+    }
+
+    async fn walk_getnext(&self, oid: &Oid) -> Result<Vec<VarBind>, AgentError> {
+        let stream = self
+            .client
+            .walk_getnext(oid.clone())
+            .map_err(|e| AgentError::from_snmp(self.addr(), &e))?;
+        match self.rows(oid, stream).await {
+            Ok(rows) => Ok(rows),
+            // v1 ends a walk past the MIB's end with noSuchName.
+            Err(e) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => Ok(Vec::new()),
+            Err(e) => Err(AgentError::from_snmp(self.addr(), &e)),
+        }
+    }
+
+    /// A walk's rows, as they come; at an OID that does not increase, the
+    /// rows before it (as easysnmp kept them).
+    async fn rows(
+        &self,
+        oid: &Oid,
+        mut stream: WalkStream<UdpHandle>,
+    ) -> Result<Vec<VarBind>, Box<async_snmp::Error>> {
+        let mut rows = Vec::new();
+        while let Some(row) = stream.next().await {
+            match row {
+                Ok(row) => {
+                    self.shared.answered.store(true, Relaxed);
+                    rows.push(row);
+                }
+                Err(e) if not_increasing(&e) => {
+                    if !self.shared.warned_order.swap(true, Relaxed) {
+                        tracing::warn!(agent = %self.addr(), %oid, rows = rows.len(), "the agent answered an OID that does not increase; the rows before it are kept (said once per agent)");
+                    }
+                    return Ok(rows);
+                }
+                Err(e) => return Err(e),
             }
         }
+        Ok(rows)
     }
 }

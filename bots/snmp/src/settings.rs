@@ -159,12 +159,21 @@ pub struct SnmpSettings {
     /// seconds, 1-300, default 10). Sensors not done by then are given up
     /// for this firing; the others' values are kept.
     pub budget: Duration,
+    /// Walk with GETNEXT even on v2c and v3 (`walk_with: "getnext"`; the
+    /// default `"getbulk"` falls back to GETNEXT by itself when GETBULK
+    /// gets no usable answer). v1 always walks with GETNEXT.
+    pub getnext: bool,
+    /// The most requests of one firing in flight to this device at once
+    /// (`max_requests_in_flight`, 1-64, default 4): small agents drop
+    /// bursts.
+    pub in_flight: u32,
 }
 
 const TIMEOUT: RangeInclusive<f64> = 0.1..=60.0;
 const RETRIES: RangeInclusive<u32> = 0..=10;
 const MAX_REPETITIONS: RangeInclusive<u32> = 1..=100;
 const BUDGET: RangeInclusive<f64> = 1.0..=300.0;
+const IN_FLIGHT: RangeInclusive<u32> = 1..=64;
 
 impl SnmpSettings {
     /// Reads the settings from a credential's `details`.
@@ -279,12 +288,31 @@ impl SnmpSettings {
             Some(v) => seconds(v, BUDGET)
                 .ok_or_else(|| invalid("credential.budget", v, "a number of seconds, 1-300"))?,
         };
+        let getnext = match text("walk_with")?.as_deref() {
+            None | Some("getbulk") => false,
+            Some("getnext") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "credential.walk_with",
+                    &Json::String(other.into()),
+                    "getbulk or getnext",
+                ));
+            }
+        };
+        let in_flight = bounded(
+            get("max_requests_in_flight"),
+            "credential.max_requests_in_flight",
+            IN_FLIGHT,
+            4,
+        )?;
         Ok(Self {
             auth,
             timeout,
             retries,
             max_repetitions,
             budget,
+            getnext,
+            in_flight,
         })
     }
 }
@@ -489,6 +517,18 @@ mod tests {
             (
                 json!({"version": "snmpv2c", "retries": 11}),
                 "credential.retries",
+            ),
+            (
+                json!({"version": "snmpv2c", "walk_with": "bulk"}),
+                "credential.walk_with",
+            ),
+            (
+                json!({"version": "snmpv2c", "max_requests_in_flight": 0}),
+                "credential.max_requests_in_flight",
+            ),
+            (
+                json!({"version": "snmpv2c", "max_requests_in_flight": 65}),
+                "credential.max_requests_in_flight",
             ),
             (
                 json!({"version": "snmpv2c", "retries": "-1"}),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{BIG_TABLE, FAKE_INTERFACES, INTERFACE_OIDS, PASS_OID, Snmpd};
+use common::{BIG_TABLE, DropGetBulk, FAKE_INTERFACES, INTERFACE_OIDS, PASS_OID, Snmpd};
 use grafolean_collector::testing::process::free_udp_port;
 use grafolean_collector::{
     Collector, EntityConfig, Intervals, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
@@ -606,4 +606,96 @@ async fn a_cleared_counter_is_not_a_wrap_and_a_wrap_is_still_a_rate() {
         "wrap gave {wrapped} in {dt} s"
     );
     assert!(v.contains_key(&path(told)), "{v:?}");
+}
+
+#[tokio::test]
+async fn walks_fall_back_to_getnext_when_getbulk_gets_no_answer() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    let proxy = DropGetBulk::start(agent.addr);
+    // A GET beside the walk: the agent answers it, so a GETBULK that gets
+    // no answer is GETBULK's fault.
+    let mtu = vec![sensor(
+        1,
+        10,
+        vec![get("1.3.6.1.2.1.1.3.0"), walk("1.3.6.1.2.1.2.2.1.4")],
+        "$2",
+        "if.mtu.{$index}",
+    )];
+    let mut credential = v2c();
+    credential["timeout"] = json!(0.3);
+    credential["retries"] = json!(0);
+    let c = SnmpCollector::default();
+    let job = poll_job(
+        &c,
+        entity(&proxy.addr.to_string(), credential.clone(), mtu.clone()),
+    );
+    // The first walk's GETBULK gets nothing; GETNEXT does, and is kept.
+    let v = run(&c, &job).await.unwrap();
+    assert_eq!(v.get("entity.42.snmp.if.mtu.1"), Some(&65536.0), "{v:?}");
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped >= 1);
+    let start = Instant::now();
+    let v = run(&c, &job).await.unwrap();
+    assert_eq!(v.get("entity.42.snmp.if.mtu.1"), Some(&65536.0), "{v:?}");
+    assert_eq!(
+        proxy.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        dropped,
+        "no GETBULK once it is known not to work"
+    );
+    assert!(start.elapsed() < Duration::from_millis(300), "no timeout");
+
+    // Asked for in the credential: GETNEXT from the start.
+    credential["walk_with"] = json!("getnext");
+    let c = SnmpCollector::default();
+    let job = poll_job(&c, entity(&proxy.addr.to_string(), credential, mtu));
+    let v = run(&c, &job).await.unwrap();
+    assert_eq!(v.get("entity.42.snmp.if.mtu.1"), Some(&65536.0), "{v:?}");
+    assert_eq!(
+        proxy.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        dropped
+    );
+}
+
+#[tokio::test]
+async fn a_walk_keeps_the_rows_before_an_oid_that_does_not_increase() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    // After 6.2 the agent answers 6.1 again.
+    agent.set_pass(&[
+        ("6.1", "integer", "1"),
+        ("6.2", "integer", "2"),
+        ("6.2", "backto", "6.1 integer 9"),
+    ]);
+    let sensors = vec![sensor(
+        1,
+        10,
+        vec![walk(&format!("{PASS_OID}.6"))],
+        "$1",
+        "w.{$index}",
+    )];
+    for credential in [
+        v2c(),
+        json!({"version": "snmpv1", "snmpv12_community": "public"}),
+    ] {
+        let c = SnmpCollector::default();
+        let job = poll_job(
+            &c,
+            entity(&agent.ipv4(), credential.clone(), sensors.clone()),
+        );
+        let v = run(&c, &job).await.unwrap();
+        assert_eq!(
+            v.get("entity.42.snmp.w.1"),
+            Some(&1.0),
+            "{credential}: {v:?}"
+        );
+        assert_eq!(
+            v.get("entity.42.snmp.w.2"),
+            Some(&2.0),
+            "{credential}: {v:?}"
+        );
+        assert_eq!(v.len(), 2, "{v:?}");
+    }
 }

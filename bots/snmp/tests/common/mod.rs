@@ -154,6 +154,11 @@ function cmp(a, b,   x, y, n, m, i) {
   for (i = 2; i <= n && i <= m; i++) { if (x[i] + 0 < y[i] + 0) return -1; if (x[i] + 0 > y[i] + 0) return 1 }
   return n - m
 }
+($1 == prefix || index($1, prefix ".") == 1) && $2 == "backto" {
+  # `OID backto EARLIER TYPE VALUE`: GETNEXT of OID answers EARLIER.
+  if (mode == "-n" && $1 == req) { v = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /, "", v); print $3; print $4; print v; exit }
+  next
+}
 ($1 == prefix || index($1, prefix ".") == 1) {
   hit = (mode == "-g" && $1 == req) || (mode == "-n" && cmp($1, req) > 0)
   if (hit) { v = $0; sub(/^[^ ]+ [^ ]+ /, "", v); print $1; print $2; print v; exit }
@@ -170,11 +175,28 @@ function cmp(a, b,   x, y, n, m, i) {
     }
 
     /// Replaces the pass script's rows: `(oid under PASS_OID, type, value)`,
-    /// such as `("1.1", "counter", "5")`. Rows are sorted by OID here.
+    /// such as `("1.1", "counter", "5")`. Rows are sorted by OID here. A
+    /// row `("6.2", "backto", "6.1 string x")` makes a GETNEXT of 6.2
+    /// answer 6.1 (an OID that does not increase).
     pub fn set_pass(&self, rows: &[(&str, &str, &str)]) {
         let rows: Vec<(String, &str, &str)> = rows
             .iter()
             .map(|(o, t, v)| (format!("{PASS_OID}.{o}"), *t, *v))
+            .collect();
+        let rows: Vec<(String, &str, String)> = rows
+            .into_iter()
+            .map(|(o, t, v)| {
+                let v = if t == "backto" {
+                    format!(".{PASS_OID}.{v}")
+                } else {
+                    v.to_string()
+                };
+                (o, t, v)
+            })
+            .collect();
+        let rows: Vec<(String, &str, &str)> = rows
+            .iter()
+            .map(|(o, t, v)| (o.clone(), *t, v.as_str()))
             .collect();
         self.write_rows("pass.data", &rows);
     }
@@ -308,4 +330,110 @@ pub fn steal() -> (u64, u64) {
         .filter_map(|x| x.parse().ok())
         .collect();
     (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
+}
+
+/// A UDP proxy in front of an agent that drops every GETBULK request (as
+/// agents with a broken GETBULK, or firewalls that filter it, do) and
+/// passes everything else both ways. Stops when dropped.
+#[derive(Debug)]
+pub struct DropGetBulk {
+    /// Where the bot should send its requests.
+    pub addr: SocketAddr,
+    /// GETBULK requests dropped so far.
+    pub dropped: std::sync::Arc<AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The PDU tag of an SNMP message (v1/v2c: after the version and the
+/// community), if it can be read.
+fn pdu_tag(d: &[u8]) -> Option<u8> {
+    // Skips one TLV at `at`, returning the index after it (or, for the
+    // outer SEQUENCE, after its header).
+    let header = |at: usize| -> Option<(usize, usize)> {
+        let first = *d.get(at + 1)?;
+        if first < 0x80 {
+            Some((at + 2, usize::from(first)))
+        } else {
+            let n = usize::from(first & 0x7f);
+            let len = d
+                .get(at + 2..at + 2 + n)?
+                .iter()
+                .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+            Some((at + 2 + n, len))
+        }
+    };
+    let (body, _) = header(0)?;
+    let (v, vlen) = header(body)?;
+    let (c, clen) = header(v + vlen)?;
+    d.get(c + clen).copied()
+}
+
+impl DropGetBulk {
+    /// A proxy on a free port of 127.0.0.1 in front of `agent`.
+    pub fn start(agent: SocketAddr) -> Self {
+        use std::net::UdpSocket;
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(agent).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU32::new(0));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        let front = Arc::new(front);
+        let back = Arc::new(back);
+        {
+            let (front, back, stop, dropped, client) = (
+                front.clone(),
+                back.clone(),
+                stop.clone(),
+                dropped.clone(),
+                client.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    *client.lock().unwrap() = Some(from);
+                    if pdu_tag(&buf[..n]) == Some(0xa5) {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let _ = back.send(&buf[..n]);
+                }
+            });
+        }
+        {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(n) = back.recv(&mut buf) else {
+                        continue;
+                    };
+                    if let Some(to) = *client.lock().unwrap() {
+                        let _ = front.send_to(&buf[..n], to);
+                    }
+                }
+            });
+        }
+        Self {
+            addr,
+            dropped,
+            stop,
+        }
+    }
+}
+
+impl Drop for DropGetBulk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
