@@ -2,7 +2,7 @@
 //! row.
 //!
 //! The language is the Python bot's: mathjspy 0.0.9, reproduced step by
-//! step in [`crate::mathjs`] (its odd results included, such as `10/4%3`
+//! step in `src/mathjs.rs` (its odd results included, such as `10/4%3`
 //! being 10) and checked against mathjspy itself by
 //! `tests/parity_expr.rs`. The bot's deliberate differences:
 //!

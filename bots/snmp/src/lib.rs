@@ -25,6 +25,7 @@ pub mod plan;
 pub mod rates;
 pub mod sensor;
 pub mod settings;
+pub mod slug;
 pub mod state;
 pub mod state_file;
 

@@ -240,13 +240,13 @@ impl Row<'_, '_> {
                     Ok(x) => numbers[i] = x,
                     Err(Unusable::NoRate) => return false,
                     Err(Unusable::NotNumeric) => {
-                        tracing::warn!(sensor_id = s.sensor_id, %oid, value = %value_text(value), "value is not a number; row skipped");
+                        tracing::warn!(sensor_id = s.sensor_id, %oid, value = %value_text(value, s.oids[i].1), "value is not a number; row skipped");
                         return false;
                     }
                 }
             }
             if in_path[i] {
-                texts[i] = value_text(value);
+                texts[i] = value_text(value, s.oids[i].1);
             }
         }
         true
@@ -290,10 +290,41 @@ impl Row<'_, '_> {
     }
 }
 
-/// The text of a value, as easysnmp gave it (for `{$N}`).
-fn value_text(v: &SnmpValue) -> String {
+/// The most bytes of an OCTET STRING that easysnmp gave from a walk (the
+/// buffer of its `netsnmp_walk`); a GET's buffer, 65,536 bytes, holds more
+/// than a message can.
+const EASYSNMP_WALK_TEXT: usize = 4096;
+
+/// The text of a value as easysnmp gave it to the Python bot (`v.value`,
+/// which it slugged for `{$N}`): an OCTET STRING's bytes read as Latin-1, one
+/// character per byte whatever the agent's encoding (UTF-8 `é` is `Ã©`), cut
+/// to 4,096 bytes in a walk; numbers in decimal; net-snmp's Opaque-wrapped
+/// float and double as C's `%f`, its 64-bit numbers in decimal, any other
+/// Opaque as its bytes; an OID with a leading dot; the exceptions in
+/// capitals; NULL and what net-snmp does not print, nothing.
+fn value_text(v: &SnmpValue, fetch: Fetch) -> String {
+    let latin1 = |b: &[u8]| {
+        let cut = match fetch {
+            Fetch::Walk => &b[..b.len().min(EASYSNMP_WALK_TEXT)],
+            Fetch::Get => b,
+        };
+        cut.iter().copied().map(char::from).collect()
+    };
     match v {
-        SnmpValue::OctetString(b) | SnmpValue::Opaque(b) => String::from_utf8_lossy(b).into_owned(),
+        SnmpValue::OctetString(b) => latin1(b),
+        SnmpValue::Opaque(b) => {
+            if let Some(x) = v.as_opaque_float() {
+                c_float(f64::from(x))
+            } else if let Some(x) = v.as_opaque_double() {
+                c_float(x)
+            } else if let Some(n) = v.as_opaque_counter64().or_else(|| v.as_opaque_u64()) {
+                n.to_string()
+            } else if let Some(n) = v.as_opaque_i64() {
+                n.to_string()
+            } else {
+                latin1(b)
+            }
+        }
         SnmpValue::Integer(i) => i.to_string(),
         SnmpValue::Counter32(n)
         | SnmpValue::Gauge32(n)
@@ -301,8 +332,27 @@ fn value_text(v: &SnmpValue) -> String {
         | SnmpValue::TimeTicks(n) => n.to_string(),
         SnmpValue::Counter64(n) => n.to_string(),
         SnmpValue::IpAddress(a) => std::net::Ipv4Addr::from(*a).to_string(),
-        SnmpValue::ObjectIdentifier(o) => o.to_string(),
-        other => other.to_string(),
+        SnmpValue::ObjectIdentifier(o) => {
+            use std::fmt::Write;
+            let mut s = String::with_capacity(o.len() * 3);
+            for a in o.arcs() {
+                let _ = write!(s, ".{a}");
+            }
+            s
+        }
+        SnmpValue::NoSuchObject => "NOSUCHOBJECT".into(),
+        SnmpValue::NoSuchInstance => "NOSUCHINSTANCE".into(),
+        SnmpValue::EndOfMibView => "ENDOFMIBVIEW".into(),
+        _ => String::new(),
+    }
+}
+
+/// C's `printf("%f", x)`.
+fn c_float(x: f64) -> String {
+    match x {
+        x if x.is_nan() && x.is_sign_negative() => "-nan".into(),
+        x if x.is_nan() => "nan".into(),
+        x => format!("{x:.6}"),
     }
 }
 

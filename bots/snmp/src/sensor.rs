@@ -8,10 +8,10 @@
 //! ```
 //!
 //! The output path must match `^([.0-9a-zA-Z_-]+|[{][^}]+[}])+$`, with
-//! `{$index}` (the row's index) and `{$N}` (the N-th OID's value, slugged:
-//! every run of characters outside `[0-9a-zA-Z_-]` becomes `-`) as the only
-//! placeholders. A sensor whose details are invalid is skipped with a
-//! warning when the jobs are built; the entity's other sensors go on.
+//! `{$index}` (the row's index) and `{$N}` (the N-th OID's value, slugged as
+//! the Python bot slugs it: see [`crate::slug`]) as the only placeholders.
+//! A sensor whose details are invalid is skipped with a warning when the
+//! jobs are built; the entity's other sensors go on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 
 use crate::expr::SensorExpr;
 use crate::settings::{SettingsError, invalid};
+use crate::slug::slugify_into;
 
 /// How one OID is fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -255,40 +256,6 @@ fn parse_template(template: &str, oids: usize) -> Option<Vec<PathPart>> {
     Some(parts)
 }
 
-/// python-slugify with `regex_pattern='[^0-9a-zA-Z_-]+'` and
-/// `lowercase=False`, for ASCII text: every run of other characters becomes
-/// one `-`, runs of `-` become one, and leading and trailing `-` are
-/// removed. (python-slugify also transliterates non-ASCII letters, `é` to
-/// `e`; here they are separators.)
-///
-/// ```
-/// use grafolean_snmp_bot::sensor::slugify;
-/// assert_eq!(slugify("Core 6"), "Core-6");
-/// assert_eq!(slugify("asdf.QWER"), "asdf-QWER");
-/// assert_eq!(slugify("  eth0: up! "), "eth0-up");
-/// ```
-pub fn slugify(text: &str) -> String {
-    let mut out = String::new();
-    slugify_into(text, &mut out);
-    out
-}
-
-fn slugify_into(text: &str, out: &mut String) {
-    let start = out.len();
-    let mut dash = false;
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' {
-            if dash && out.len() > start {
-                out.push('-');
-            }
-            dash = false;
-            out.push(c);
-        } else {
-            dash = true;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,13 +329,5 @@ mod tests {
         let mut d = default_traffic_in();
         d["oids"] = json!(vec![json!({"oid": "1.3.6.1", "fetch_method": "get"}); 65]);
         assert!(SensorSpec::parse(1, 60, &d).is_err());
-    }
-
-    #[test]
-    fn slugs() {
-        assert_eq!(slugify("Core 0"), "Core-0");
-        assert_eq!(slugify("a--b"), "a-b");
-        assert_eq!(slugify("é"), "");
-        assert_eq!(slugify("-x-"), "x");
     }
 }

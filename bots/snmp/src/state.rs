@@ -88,7 +88,7 @@ impl EntityState {
 /// use grafolean_snmp_bot::state::{CounterStore, EntityCounters};
 /// let oid = async_snmp::Oid::parse("1.3.6.1.2.1.2.2.1.10.1").unwrap();
 /// let mut counters = Counters::default();
-/// counters.update(&oid, 100, false, 1.0, None);
+/// counters.update(&oid, 100, false, 1.0, None, Default::default());
 /// let store = CounterStore::default();
 /// store.restore([(7, EntityCounters::new(60, None, counters))].into());
 /// assert_eq!(store.len(), 1);

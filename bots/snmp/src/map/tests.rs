@@ -263,3 +263,58 @@ fn a_path_given_twice_in_one_firing_is_skipped() {
     assert_eq!(values(&mapped), vec![("entity.1.snmp.same", 9.0)]);
     assert_eq!(mapped.skipped_rows, 1);
 }
+
+#[test]
+fn value_texts_are_easysnmps() {
+    // An OCTET STRING is read byte by byte as Latin-1, as easysnmp did: UTF-8
+    // `é` is two characters, which the slug makes `A-c`.
+    assert_eq!(value_text(&text("Température"), Fetch::Get), "TempÃ©rature");
+    let s = sensor(1, &[(IF_DESCR, "walk")], "1", "if.{$1}");
+    let answers = Answers {
+        got: got(&[]),
+        walks: HashMap::from([walk(
+            IF_DESCR,
+            &[
+                ("1", text("Température")),
+                ("2", SnmpValue::OctetString(Bytes::from_static(b"caf\xe9"))),
+            ],
+        )]),
+    };
+    let mapped = map_values(&[&s], &answers, &HashMap::new(), 7);
+    assert_eq!(
+        values(&mapped),
+        vec![
+            ("entity.7.snmp.if.TempA-c-rature", 1.0),
+            ("entity.7.snmp.if.cafe", 1.0)
+        ]
+    );
+    // easysnmp's walk buffer holds 4,096 bytes; its GET's, a whole message.
+    let long = SnmpValue::OctetString(Bytes::from(vec![b'a'; 5000]));
+    assert_eq!(value_text(&long, Fetch::Walk).len(), 4096);
+    assert_eq!(value_text(&long, Fetch::Get).len(), 5000);
+    // net-snmp's Opaque float and Counter64, then printed by easysnmp.
+    let float = SnmpValue::Opaque(Bytes::from_static(&[
+        0x9f, 0x78, 0x04, 0x3e, 0x19, 0x99, 0x9a,
+    ]));
+    assert_eq!(value_text(&float, Fetch::Get), "0.150000");
+    let c64 = SnmpValue::Opaque(Bytes::from_static(&[0x9f, 0x76, 0x02, 0x01, 0x00]));
+    assert_eq!(value_text(&c64, Fetch::Get), "256");
+    assert_eq!(
+        value_text(&SnmpValue::Opaque(Bytes::from_static(b"x\xff")), Fetch::Get),
+        "xÿ"
+    );
+    assert_eq!(c_float(f64::NAN), "nan");
+    assert_eq!(c_float(-f64::INFINITY), "-inf");
+    assert_eq!(c_float(2.5), "2.500000");
+    for (v, t) in [
+        (SnmpValue::Integer(-3), "-3"),
+        (SnmpValue::TimeTicks(12345), "12345"),
+        (SnmpValue::Counter64(u64::MAX), "18446744073709551615"),
+        (SnmpValue::IpAddress([10, 0, 0, 1]), "10.0.0.1"),
+        (SnmpValue::ObjectIdentifier(oid("1.3.6.1")), ".1.3.6.1"),
+        (SnmpValue::Null, ""),
+        (SnmpValue::NoSuchInstance, "NOSUCHINSTANCE"),
+    ] {
+        assert_eq!(value_text(&v, Fetch::Walk), t);
+    }
+}

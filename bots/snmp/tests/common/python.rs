@@ -6,23 +6,36 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// Runs `tests/python/<script>` in the virtual environment with `lines` on
-/// its standard input, one per line, and returns its output lines; `None`
-/// (with a loud SKIPPED line) when the environment is not there.
-pub fn run(script: &str, lines: &[String]) -> Option<Vec<String>> {
+/// The virtual environment's interpreter, or `None` (with a loud SKIPPED
+/// line) when the environment is not there.
+pub fn interpreter() -> Option<PathBuf> {
     let venv = std::env::var("SNMP_PARITY_VENV")
         .unwrap_or_else(|_| "/tmp/grafolean-snmp-parity".to_string());
     let python = PathBuf::from(&venv).join("bin/python");
     if !python.exists() {
         eprintln!(
-            "\n!!!!!!!! SKIPPED: no Python environment at {venv}; run tests/setup.sh !!!!!!!!\n"
+            "\n!!!!!!!! SKIPPED: no Python environment at {venv} (the Python bot's pinned libraries); run tests/setup.sh !!!!!!!!\n"
         );
         return None;
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Some(python)
+}
+
+/// `tests/python/<name>`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
-        .join(script);
+        .join(name)
+}
+
+/// Runs `tests/python/<name>` in the virtual environment with `lines` on
+/// its standard input, one per line, and returns its output lines; `None`
+/// (with a loud SKIPPED line) when the environment is not there.
+pub fn run(name: &str, lines: &[String]) -> Option<Vec<String>> {
+    let python = interpreter()?;
+    let path = script(name);
     let mut child = Command::new(python)
+        .arg("-I")
         .arg(&path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
