@@ -31,7 +31,7 @@ pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
         let collector = collector.with_api(ctx.client().cloned());
         collector.metrics().register(&mut ctx.registry());
         if let Some((path, every)) = collector.state_file() {
-            let keeper = StateKeeper::new(collector.counter_store(), path.into());
+            let keeper = StateKeeper::open(collector.counter_store(), path.into())?;
             keeper.load();
             ctx.spawn("state-file", move |shutdown| {
                 let keeper = keeper.clone();

@@ -21,12 +21,26 @@
 //! crash leaves either the old file or the new one, never half of one. It is
 //! written every [`DEFAULT_SAVE_EVERY`] and once more at a clean shutdown.
 //!
-//! At start a missing file is normal; a file that cannot be read, is larger
-//! than [`MAX_FILE_BYTES`] or is not valid is one warning naming the file and
-//! the cause, and the bot starts with empty counters. Readings older than the
-//! in-process rule (twice the entity's longest interval plus 60 s) are
-//! dropped; entities that are no longer configured are dropped at the first
-//! config refresh, as without a file.
+//! At start ([`StateKeeper::open`]):
+//!
+//! - a lock file beside it (`<name>.lock`, holding the PID) stops a second
+//!   bot from sharing the file: that bot does not start, and says which PID
+//!   holds it;
+//! - the directory must take a new file, or the bot does not start (rather
+//!   than find out at the first save, 60 s in);
+//! - temp files left by a crash in the middle of a save are removed;
+//! - something there that is not a regular file (a FIFO, a device, a
+//!   symlink to one) stops the bot, unread: it is never opened in a way
+//!   that could block, nor read past [`MAX_FILE_BYTES`];
+//! - a missing file is normal; a file that cannot be read, is larger than
+//!   [`MAX_FILE_BYTES`] or is not valid (corrupt, another program's, another
+//!   format) is never overwritten: it is moved aside as
+//!   `<name>.corrupt-<UNIX time>`, with one warning naming both and the
+//!   cause, and the bot starts with empty counters.
+//!
+//! Readings older than the in-process rule (twice the entity's longest
+//! interval plus 60 s) are dropped; entities that are no longer configured
+//! are dropped at the first config refresh, as without a file.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
@@ -144,19 +158,79 @@ pub enum StateFileError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Something that is not a regular file is at the path.
+    #[error(
+        "{path} is not a regular file (a FIFO, a device, or a link to one): it is not used as the \
+         counter state file; check --state-file"
+    )]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another bot holds the file's lock.
+    #[error(
+        "the counter state file {path} is in use by another bot (PID {pid}, per {lock}); \
+         give each bot its own --state-file"
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// What the lock file says, or `unknown`.
+        pid: String,
+    },
+    /// The directory does not take a new file (or the lock file cannot be
+    /// made).
+    #[error("the counter state file {path} cannot be kept: {source}; check --state-file")]
+    Directory {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
-/// Reads the file: `None` if it does not exist.
+impl StateFileError {
+    /// Whether the file is there but could not be used as a state file (it
+    /// is then moved aside, never overwritten).
+    fn unusable(&self) -> bool {
+        matches!(
+            self,
+            Self::Read { .. } | Self::TooLarge { .. } | Self::Parse { .. } | Self::Format { .. }
+        )
+    }
+}
+
+/// Reads the file: `None` if it does not exist. Something that is not a
+/// regular file is refused unread (checked before opening, and again on
+/// what was opened, without blocking).
 pub fn load(path: &Path) -> Result<Option<StateData>, StateFileError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| StateFileError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = match std::fs::File::open(path) {
+    let not_a_file = || StateFileError::NotAFile {
+        path: path.to_path_buf(),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(not_a_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(read_err(e)),
     };
+    if !file.metadata().map_err(read_err)?.is_file() {
+        return Err(not_a_file());
+    }
     let too_large = |size| StateFileError::TooLarge {
         path: path.to_path_buf(),
         size,
@@ -196,10 +270,7 @@ pub fn save(path: &Path, data: &StateData) -> Result<(), StateFileError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = directory(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -329,6 +400,8 @@ pub struct StateKeeper {
     store: CounterStore,
     path: PathBuf,
     writing: Arc<Mutex<()>>,
+    /// The lock file, locked for as long as a clone lives.
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 /// What happened when the file was loaded.
@@ -344,13 +417,65 @@ pub enum LoadOutcome {
 }
 
 impl StateKeeper {
-    /// A keeper of `store` in `path`.
+    /// A keeper of `store` in `path`, without the start-up checks of
+    /// [`StateKeeper::open`] (for tests of the file itself).
     pub fn new(store: CounterStore, path: PathBuf) -> Self {
         Self {
             store,
             path,
             writing: Arc::default(),
+            _lock: None,
         }
+    }
+
+    /// A keeper of `store` in `path`, after the start-up checks (see the
+    /// module's docs): the file's lock is taken, its directory takes a new
+    /// file, and crash leftovers are removed. An error means the bot must
+    /// not start.
+    pub fn open(store: CounterStore, path: PathBuf) -> Result<Self, StateFileError> {
+        let dir_err = |source| StateFileError::Directory {
+            path: path.clone(),
+            source,
+        };
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return Err(StateFileError::NotAFile { path });
+        }
+        let lock_path = sibling(&path, ".lock");
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(dir_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "unknown".into());
+                return Err(StateFileError::InUse {
+                    path,
+                    lock: lock_path,
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
+        }
+        lock.set_len(0).map_err(dir_err)?;
+        (&lock)
+            .write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(dir_err)?;
+        let dir = directory(&path);
+        // Writable now, not at the first save.
+        tempfile::tempfile_in(dir).map_err(dir_err)?;
+        remove_temp_files(&path);
+        Ok(Self {
+            _lock: Some(Arc::new(lock)),
+            ..Self::new(store, path)
+        })
     }
 
     /// The file.
@@ -359,7 +484,8 @@ impl StateKeeper {
     }
 
     /// Loads the file into the counters, and logs what happened: a missing
-    /// file at info level, one that cannot be used as one warning.
+    /// file at info level, one that cannot be used as one warning (it is
+    /// moved aside, never overwritten).
     pub fn load(&self) -> LoadOutcome {
         let outcome = match load(&self.path) {
             Ok(None) => LoadOutcome::Missing,
@@ -370,6 +496,20 @@ impl StateKeeper {
             }
             Err(e) => LoadOutcome::Failed(e),
         };
+        if let LoadOutcome::Failed(e) = &outcome
+            && e.unusable()
+        {
+            let aside = sibling(&self.path, &format!(".corrupt-{}", unix_now() as u64));
+            match std::fs::rename(&self.path, &aside) {
+                Ok(()) => {
+                    tracing::warn!(state_file = %self.path.display(), kept_as = %aside.display(), "{e}; it was moved aside, and counters start empty")
+                }
+                Err(m) => {
+                    tracing::warn!(state_file = %self.path.display(), "{e}; it cannot be moved aside ({m}), so it will be overwritten at the first save; counters start empty")
+                }
+            }
+            return outcome;
+        }
         let file = self.path.display();
         match &outcome {
             LoadOutcome::Missing => tracing::info!(
@@ -432,6 +572,46 @@ impl StateKeeper {
             .unwrap_or_else(|e| panic!("the final write of the state file panicked: {e}"))?;
         tracing::info!(state_file = %self.path.display(), "counter state written");
         Ok(())
+    }
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// The directory a state file is in.
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes the temp files a crash in the middle of [`save`] left
+/// (`.<name>.*.tmp`); the caller holds the file's lock.
+fn remove_temp_files(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(directory(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && file.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(removed = %entry.path().display(), "a temp file of an interrupted state-file save was removed")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), "cannot remove a temp file of an interrupted state-file save: {e}")
+                }
+            }
+        }
     }
 }
 

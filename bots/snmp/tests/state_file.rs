@@ -126,7 +126,10 @@ fn a_restart_with_the_state_file_gives_a_rate_at_the_first_firing() {
     assert!(status.success(), "{status:?}\n{}", bot.log().join("\n"));
     assert_eq!(bot.count(&["counter state written"]), 1);
     // One complete JSON file, no temp file beside it.
-    assert_eq!(dir.names(), vec!["counters.json", "devices.toml"]);
+    assert_eq!(
+        dir.names(),
+        vec!["counters.json", "counters.json.lock", "devices.toml"]
+    );
     let file: Json = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(file["format"], 1);
     let (v32, at32, wide32) = saved(&file, &format!("{PASS_OID}.1.1"));
@@ -172,7 +175,10 @@ fn a_restart_with_the_state_file_gives_a_rate_at_the_first_firing() {
         );
     }
     assert!(bot.stop().success());
-    assert_eq!(dir.names(), vec!["counters.json", "devices.toml"]);
+    assert_eq!(
+        dir.names(),
+        vec!["counters.json", "counters.json.lock", "devices.toml"]
+    );
 }
 
 #[test]
@@ -209,15 +215,61 @@ fn a_corrupt_state_file_is_one_warning_and_the_bot_runs_with_empty_counters() {
     assert!(warned[0].contains("is not valid"), "{warned:?}");
     assert!(warned[0].contains("EOF"), "the cause: {warned:?}");
     assert!(
-        warned[0].contains("starting with empty counters"),
+        warned[0].contains("moved aside, and counters start empty"),
         "{warned:?}"
     );
     let status = bot.stop();
     assert!(status.success(), "{status:?}\n{}", bot.log().join("\n"));
-    // The shutdown's write replaced it with a valid (empty) one.
+    // Kept as it was, beside the shutdown's new (empty) file.
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("counters.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&aside[0]).unwrap(),
+        r#"{"format": 1, "saved_at": 1, "entities": [{"entity_id": 4"#
+    );
     let saved: Json = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(saved["format"], 1);
     assert_eq!(saved["entities"], serde_json::json!([]));
+}
+
+#[test]
+fn a_fifo_or_a_shared_state_file_stops_the_bot_at_start_with_the_reason() {
+    let dir = TestDir::new("state-refused");
+    let devices = dir.join("devices.toml");
+    std::fs::write(
+        &devices,
+        config(
+            &format!("127.0.0.1:{}", free_udp_port()),
+            r#"{ version = "snmpv2c", snmpv12_community = "public", timeout = 0.2, retries = 0 }"#,
+        ),
+    )
+    .unwrap();
+    let fifo = dir.join("fifo.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let shared = dir.join("shared.json");
+    let mut first = standalone::start(&devices, 120, &["--state-file", shared.to_str().unwrap()]);
+    first.wait_ready(Duration::from_secs(20));
+    for (path, says) in [
+        (&fifo, "is not a regular file".to_string()),
+        (
+            &shared,
+            format!("in use by another bot (PID {}", first.pid()),
+        ),
+    ] {
+        let mut bot = standalone::start(&devices, 120, &["--state-file", path.to_str().unwrap()]);
+        let started = std::time::Instant::now();
+        while bot.is_running() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!bot.is_running(), "{} did not stop the bot", path.display());
+        let log = bot.log().join("\n");
+        assert!(log.contains(&says), "{log}");
+    }
+    assert!(first.stop().success());
 }
 
 /// The collector's poll job for entity 42 on `ipv4`: one Counter32 walked
@@ -368,5 +420,8 @@ async fn the_bot_writes_the_file_periodically_while_it_runs() {
     }
     assert!(writes.len() >= 2, "written {} times in 5 s", writes.len());
     bot.stop().await.unwrap();
-    assert_eq!(dir.names(), vec!["counters.json", "devices.toml"]);
+    assert_eq!(
+        dir.names(),
+        vec!["counters.json", "counters.json.lock", "devices.toml"]
+    );
 }

@@ -266,3 +266,78 @@ async fn the_periodic_write_runs_until_shutdown_then_writes_once_more() {
     assert_eq!(names(&d), vec!["state.json".to_string()]);
     std::fs::remove_dir_all(d).unwrap();
 }
+
+fn keeper_at(d: &Path) -> Result<StateKeeper, StateFileError> {
+    StateKeeper::open(CounterStore::default(), d.join("state.json"))
+}
+
+#[test]
+fn a_fifo_or_a_device_is_refused_unread_and_without_blocking() {
+    let d = dir("fifo");
+    let fifo = d.join("state.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(load(&fifo), Err(StateFileError::NotAFile { .. })));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let link = d.join("zero.json");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let e = load(&link).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn a_file_that_cannot_be_loaded_is_moved_aside_never_overwritten() {
+    let d = dir("corrupt");
+    let path = d.join("state.json");
+    let foreign = b"{\"not\": \"ours\"} and more bytes that matter to someone";
+    std::fs::write(&path, foreign).unwrap();
+    let keeper = keeper_at(&d).unwrap();
+    assert!(matches!(keeper.load(), LoadOutcome::Failed(_)));
+    let aside: Vec<String> = names(&d)
+        .into_iter()
+        .filter(|n| n.starts_with("state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{:?}", names(&d));
+    assert_eq!(std::fs::read(d.join(&aside[0])).unwrap(), foreign);
+    assert!(!path.exists());
+    // The first save writes a fresh file beside it.
+    keeper.save().unwrap();
+    assert!(load(&path).unwrap().is_some());
+    assert_eq!(std::fs::read(d.join(&aside[0])).unwrap(), foreign);
+}
+
+#[test]
+fn a_crash_temp_file_is_removed_at_start_and_others_are_left() {
+    let d = dir("leftover");
+    std::fs::write(d.join(".state.json.Xy12ab.tmp"), vec![b'x'; 4096]).unwrap();
+    std::fs::write(d.join(".other.json.Xy12ab.tmp"), b"not ours").unwrap();
+    let _keeper = keeper_at(&d).unwrap();
+    assert_eq!(names(&d), vec![".other.json.Xy12ab.tmp", "state.json.lock"]);
+}
+
+#[test]
+fn a_second_keeper_of_the_same_file_is_refused_with_the_holder_s_pid() {
+    let d = dir("twice");
+    let first = keeper_at(&d).unwrap();
+    let e = keeper_at(&d).unwrap_err();
+    assert!(matches!(e, StateFileError::InUse { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("PID {}", std::process::id())),
+        "{e}"
+    );
+    // Freed with the first (and its clones).
+    let clone = first.clone();
+    drop(first);
+    assert!(keeper_at(&d).is_err());
+    drop(clone);
+    assert!(keeper_at(&d).is_ok());
+}
+
+#[test]
+fn a_directory_that_does_not_exist_is_an_error_at_start() {
+    let d = dir("missing");
+    let e =
+        StateKeeper::open(CounterStore::default(), d.join("no/such/dir/state.json")).unwrap_err();
+    assert!(matches!(e, StateFileError::Directory { .. }), "{e}");
+}
