@@ -49,6 +49,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_snmp::Oid;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -401,7 +403,7 @@ pub struct StateKeeper {
     path: PathBuf,
     writing: Arc<Mutex<()>>,
     /// The lock file, locked for as long as a clone lives.
-    _lock: Option<Arc<std::fs::File>>,
+    _lock: Option<Arc<Flock<std::fs::File>>>,
 }
 
 /// What happened when the file was loaded.
@@ -448,9 +450,9 @@ impl StateKeeper {
             .truncate(false)
             .open(&lock_path)
             .map_err(dir_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+        let lock = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
                 let pid = std::fs::read_to_string(&lock_path)
                     .ok()
                     .map(|p| p.trim().to_string())
@@ -462,10 +464,10 @@ impl StateKeeper {
                     pid,
                 });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(dir_err(e)),
-        }
+            Err((_, e)) => return Err(dir_err(e.into())),
+        };
         lock.set_len(0).map_err(dir_err)?;
-        (&lock)
+        (&*lock)
             .write_all(format!("{}\n", std::process::id()).as_bytes())
             .map_err(dir_err)?;
         let dir = directory(&path);
