@@ -59,6 +59,7 @@ struct EntityLabel {
 pub struct SnmpMetrics {
     timeouts: Family<EntityLabel, Counter>,
     sensor_errors: Family<EntityLabel, Counter>,
+    rows_skipped: Family<EntityLabel, Counter>,
 }
 
 /// How often the interfaces job runs.
@@ -229,6 +230,7 @@ impl SnmpCollector {
         let outcomes = counter_outcomes(&agent, &state, &answers, now, deadline).await;
         let mapped = map::map_values(&plan.sensors, &answers, &outcomes, params.entity_id);
         self.report(params, &failures, &mapped);
+        self.report_skips(params, &plan, &mapped, &state);
         let longest = params.sensors.iter().map(|s| s.interval).max();
         lock(&state).age_out(longest.unwrap_or(60), now);
         Ok(mapped.values)
@@ -261,6 +263,69 @@ impl SnmpCollector {
                 skipped_rows = mapped.skipped_rows,
                 "SNMP firing"
             );
+        }
+    }
+}
+
+impl SnmpCollector {
+    /// Counts the rows that gave no value, and says why once per change of
+    /// a sensor's reasons (and once when they are gone), not at every row
+    /// of every firing.
+    fn report_skips(
+        &self,
+        params: &PollParams,
+        plan: &Plan<'_>,
+        mapped: &Mapped,
+        state: &Mutex<EntityState>,
+    ) {
+        let rows: usize = mapped.skips.iter().map(|(_, _, rows)| rows).sum();
+        if rows > 0 {
+            self.metrics
+                .rows_skipped
+                .get_or_create(&Self::label(params.entity_id))
+                .inc_by(rows as u64);
+        }
+        let mut st = lock(state);
+        for sensor in &plan.sensors {
+            let id = sensor.sensor_id;
+            let reasons: Vec<&str> = mapped
+                .skips
+                .iter()
+                .filter(|(s, _, _)| *s == id)
+                .map(|(_, reason, _)| reason.as_str())
+                .collect();
+            let before = st.row_problems.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            if reasons
+                .iter()
+                .copied()
+                .eq(before.iter().map(String::as_str))
+            {
+                continue;
+            }
+            if reasons.is_empty() {
+                tracing::info!(
+                    entity_id = params.entity_id,
+                    sensor_id = id,
+                    "the sensor's rows give values again"
+                );
+                st.row_problems.remove(&id);
+            } else {
+                let skipped: usize = mapped
+                    .skips
+                    .iter()
+                    .filter(|(s, _, _)| *s == id)
+                    .map(|(_, _, rows)| rows)
+                    .sum();
+                tracing::warn!(
+                    entity_id = params.entity_id,
+                    sensor_id = id,
+                    rows = skipped,
+                    "rows skipped: {} (said again only when this changes)",
+                    reasons.join("; ")
+                );
+                st.row_problems
+                    .insert(id, reasons.into_iter().map(String::from).collect());
+            }
         }
     }
 }
@@ -369,6 +434,11 @@ impl SnmpMetrics {
             "Sensors whose values could not be produced in a firing (fetch failed, bad value)",
             self.sensor_errors.clone(),
         );
+        registry.register(
+            "snmp_rows_skipped",
+            "Rows that gave no value (a value that is not a number, an expression with no result, a missing index, a duplicate path); a counter's first reading is not counted",
+            self.rows_skipped.clone(),
+        );
     }
 
     /// The timeouts counted for `entity_id`.
@@ -382,5 +452,6 @@ impl SnmpMetrics {
         let label = SnmpCollector::label(entity_id);
         self.timeouts.remove(&label);
         self.sensor_errors.remove(&label);
+        self.rows_skipped.remove(&label);
     }
 }

@@ -37,6 +37,9 @@ pub struct Mapped {
     pub values: Vec<Value>,
     /// The rows skipped (see the module's docs).
     pub skipped_rows: usize,
+    /// Why rows were skipped, per sensor (a counter's first reading, which
+    /// gives no rate yet, is not a reason): `(sensor, reason, rows)`.
+    pub skips: Vec<(u64, String, usize)>,
     /// One line per sensor that gave nothing: `sensor <id>: <why>`.
     pub failed_sensors: Vec<String>,
 }
@@ -55,7 +58,14 @@ pub fn map_values(
     let prefix = format!("entity.{entity_id}.snmp.");
     for s in sensors {
         match sensor_values(s, answers, outcomes, &prefix, &mut mapped.values, &mut seen) {
-            Ok(skipped) => mapped.skipped_rows += skipped,
+            Ok(skipped) => {
+                for (reason, rows) in skipped {
+                    mapped.skipped_rows += rows;
+                    if let Some(reason) = reason {
+                        mapped.skips.push((s.sensor_id, reason, rows));
+                    }
+                }
+            }
             Err(why) => mapped
                 .failed_sensors
                 .push(format!("sensor {}: {why}", s.sensor_id)),
@@ -169,8 +179,17 @@ impl<'a> Table<'a> {
     }
 }
 
-/// One sensor's values, appended to `out`. Returns the rows skipped, or why
-/// the whole sensor failed.
+/// Why a row gives no value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Skip {
+    /// A counter's first reading: no rate yet (not a problem).
+    NoRate,
+    /// A problem, said in a sentence that does not change from row to row.
+    Because(String),
+}
+
+/// One sensor's values, appended to `out`. Returns the rows skipped per
+/// reason (`None`: no rate yet), or why the whole sensor failed.
 fn sensor_values(
     s: &SensorSpec,
     answers: &Answers,
@@ -178,13 +197,13 @@ fn sensor_values(
     prefix: &str,
     out: &mut Vec<Value>,
     seen: &mut HashSet<String>,
-) -> Result<usize, String> {
+) -> Result<Vec<(Option<String>, usize)>, String> {
     let table = Table::new(columns(s, answers)?);
     let n = s.oids.len();
     let in_path: Vec<bool> = (0..n)
         .map(|i| s.path.contains(&PathPart::Value(i)))
         .collect();
-    let mut skipped = 0;
+    let mut skipped: std::collections::BTreeMap<Skip, usize> = Default::default();
     let mut numbers = vec![f64::NAN; n];
     let mut texts = vec![String::new(); n];
     for (index, first) in &table.rows {
@@ -194,16 +213,21 @@ fn sensor_values(
             index,
             first: *first,
         };
-        if !row.read(outcomes, &in_path, &mut numbers, &mut texts) {
-            skipped += 1;
-            continue;
-        }
-        match row.value(prefix, &numbers, &texts, seen) {
-            Some(v) => out.push(v),
-            None => skipped += 1,
+        let value = row
+            .read(outcomes, &in_path, &mut numbers, &mut texts)
+            .and_then(|()| row.value(prefix, &numbers, &texts, seen));
+        match value {
+            Ok(v) => out.push(v),
+            Err(why) => *skipped.entry(why).or_default() += 1,
         }
     }
-    Ok(skipped)
+    Ok(skipped
+        .into_iter()
+        .map(|(why, rows)| match why {
+            Skip::NoRate => (None, rows),
+            Skip::Because(reason) => (Some(reason), rows),
+        })
+        .collect())
 }
 
 /// One row of one sensor.
@@ -216,32 +240,34 @@ struct Row<'t, 'a> {
 
 impl Row<'_, '_> {
     /// Puts the numbers the expression reads into `numbers` and the texts
-    /// the path shows into `texts`; `false` (logged) if the row is skipped.
+    /// the path shows into `texts`, or says why the row is skipped.
     fn read(
         &self,
         outcomes: &HashMap<Oid, Outcome>,
         in_path: &[bool],
         numbers: &mut [f64],
         texts: &mut [String],
-    ) -> bool {
+    ) -> Result<(), Skip> {
         let (s, index) = (self.s, self.index);
         let uses = s.expression.uses();
         for i in 0..s.oids.len() {
             let Some((oid, value)) = self.table.cell(i, index, self.first) else {
-                tracing::debug!(
-                    sensor_id = s.sensor_id,
-                    index,
-                    "missing value for oid index; row skipped"
-                );
-                return false;
+                return Err(Skip::Because(format!(
+                    "${} ({}) has no value at some of the first walk's indexes",
+                    i + 1,
+                    s.oids[i].0
+                )));
             };
             if uses.contains(&i) {
                 match value_number(oid, value, outcomes) {
                     Ok(x) => numbers[i] = x,
-                    Err(Unusable::NoRate) => return false,
+                    Err(Unusable::NoRate) => return Err(Skip::NoRate),
                     Err(Unusable::NotNumeric) => {
-                        tracing::warn!(sensor_id = s.sensor_id, %oid, value = %value_text(value, s.oids[i].1), "value is not a number; row skipped");
-                        return false;
+                        return Err(Skip::Because(format!(
+                            "${} ({}) is not a number at some indexes",
+                            i + 1,
+                            s.oids[i].0
+                        )));
                     }
                 }
             }
@@ -249,11 +275,11 @@ impl Row<'_, '_> {
                 texts[i] = value_text(value, s.oids[i].1);
             }
         }
-        true
+        Ok(())
     }
 
     /// The row's value from what [`Row::read`] put in `numbers` and
-    /// `texts`; `None` (logged) if the expression gives no finite number or
+    /// `texts`, or why there is none: the expression gives no number, or
     /// the path was already given in this firing.
     fn value(
         &self,
@@ -261,32 +287,23 @@ impl Row<'_, '_> {
         numbers: &[f64],
         texts: &[String],
         seen: &mut HashSet<String>,
-    ) -> Option<Value> {
+    ) -> Result<Value, Skip> {
         let (s, index) = (self.s, self.index);
-        let v = match s.expression.eval(numbers) {
-            Ok(v) => v,
-            Err(why) => {
-                tracing::warn!(
-                    sensor_id = s.sensor_id,
-                    index,
-                    expression = s.expression.source(),
-                    "the expression gives no value ({why}); row skipped"
-                );
-                return None;
-            }
-        };
+        let v = s.expression.eval(numbers).map_err(|why| {
+            Skip::Because(format!(
+                "the expression {:?} gives no value at some indexes ({why})",
+                s.expression.source()
+            ))
+        })?;
         let mut path = String::with_capacity(prefix.len() + 48);
         path.push_str(prefix);
         path.push_str(&s.render_path(index, texts));
         if !seen.insert(path.clone()) {
-            tracing::warn!(
-                sensor_id = s.sensor_id,
-                path,
-                "duplicate path in one firing; row skipped"
-            );
-            return None;
+            return Err(Skip::Because(
+                "its output path gives the same path for several rows (put {$index} in it)".into(),
+            ));
         }
-        Some(Value::new(path, v))
+        Ok(Value::new(path, v))
     }
 }
 

@@ -154,13 +154,7 @@ impl SensorSpec {
         let expression = match cache.0.get(&key) {
             Some(e) => e.clone(),
             None => {
-                let e = Arc::new(SensorExpr::parse(expression, oids.len()).map_err(|e| {
-                    SettingsError::Invalid {
-                        field: "sensor.expression".into(),
-                        value: format!("{expression:?}"),
-                        expected: e.to_string(),
-                    }
-                })?);
+                let e = Arc::new(SensorExpr::parse(expression, oids.len())?);
                 cache.0.insert(key, e.clone());
                 e
             }

@@ -17,12 +17,12 @@ use serde_json::Value as Json;
 pub const DEFAULT_PORT: u16 = 161;
 
 /// Why an entity's config cannot be used. The entity is skipped; the others
-/// go on.
+/// go on. (The caller says where to fix it: Grafolean, or a file's line.)
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SettingsError {
     /// A field has a value that cannot be used.
-    #[error("{field} is {value}, but it must be {expected}; fix it in Grafolean")]
+    #[error("{field} is {value}, but it must be {expected}")]
     Invalid {
         /// The field, such as `credential.timeout` or `details.ipv4`.
         field: String,
@@ -32,11 +32,14 @@ pub enum SettingsError {
         expected: String,
     },
     /// A required field is missing.
-    #[error("{field} is missing; set it in Grafolean")]
+    #[error("{field} is missing")]
     Missing {
         /// The field.
         field: String,
     },
+    /// The sensor's expression cannot be used.
+    #[error("{0}")]
+    Expression(#[from] crate::expr::ExprError),
 }
 
 /// How to authenticate with SNMPv3.

@@ -53,6 +53,9 @@ pub(crate) struct EntityState {
     pub(crate) repetitions: HashMap<Oid, u32>,
     /// Its counters, with the agent they came from.
     pub(crate) kept: EntityCounters,
+    /// Per sensor, why its rows were skipped at the last firing that said
+    /// so (see [`crate::map::Mapped::skips`]).
+    pub(crate) row_problems: HashMap<u64, Vec<String>>,
 }
 
 impl EntityState {

@@ -699,3 +699,62 @@ async fn a_walk_keeps_the_rows_before_an_oid_that_does_not_increase() {
         assert_eq!(v.len(), 2, "{v:?}");
     }
 }
+
+#[tokio::test]
+async fn a_row_that_gives_no_value_is_said_once_per_change_and_counted() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    let logs = grafolean_collector::testing::LogCapture::global();
+    agent.set_pass(&[
+        ("7.1", "integer", "10"),
+        ("7.2", "string", "n/a"),
+        ("7.3", "string", "n/a"),
+    ]);
+    let sensors = vec![sensor(
+        77,
+        10,
+        vec![walk(&format!("{PASS_OID}.7"))],
+        "$1",
+        "rows.{$index}",
+    )];
+    let c = SnmpCollector::default();
+    let mut e = entity(&agent.ipv4(), v2c(), sensors);
+    e.entity_id = 4077;
+    let job = poll_job(&c, e);
+    let said = || logs.count(&["WARN", "entity_id=4077", "sensor_id=77", "is not a number"]);
+    for _ in 0..3 {
+        let v = run(&c, &job).await.unwrap();
+        assert_eq!(v.len(), 1, "{v:?}");
+    }
+    // Three firings of two bad rows: said once, counted six times.
+    assert_eq!(said(), 1, "{}", logs.text());
+    let metrics = {
+        let mut registry = prometheus_client::registry::Registry::default();
+        c.metrics().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    };
+    assert!(
+        metrics.contains("snmp_rows_skipped_total{entity=\"4077\"} 6"),
+        "{metrics}"
+    );
+    // Mended: said once too.
+    tokio::time::sleep(PASS_CACHE).await;
+    agent.set_pass(&[
+        ("7.1", "integer", "10"),
+        ("7.2", "integer", "20"),
+        ("7.3", "integer", "30"),
+    ]);
+    let v = run(&c, &job).await.unwrap();
+    assert_eq!(v.len(), 3, "{v:?}");
+    run(&c, &job).await.unwrap();
+    assert_eq!(
+        logs.count(&["entity_id=4077", "sensor_id=77", "give values again"]),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(said(), 1);
+}
