@@ -99,6 +99,9 @@ pub struct Bot<C: Collector> {
     values: ValueStore,
     ready_attempts: u32,
     drain_deadline: Duration,
+    /// `--once` runs each job twice, this far apart (see
+    /// [`Bot::with_once_warm_up`]).
+    once_warm_up: Option<Duration>,
     /// Notified to refresh now (SIGHUP).
     reload: Arc<tokio::sync::Notify>,
 }
@@ -144,6 +147,7 @@ impl<C: Collector> Bot<C> {
             values: ValueStore::new(),
             ready_attempts: DEFAULT_READY_ATTEMPTS,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            once_warm_up: None,
             reload: Arc::default(),
         }
     }
@@ -174,6 +178,14 @@ impl<C: Collector> Bot<C> {
     /// server takes a free port on 127.0.0.1 and logs it.
     pub fn with_default_listen(mut self, addr: SocketAddr) -> Self {
         self.default_listen = Some(addr);
+        self
+    }
+
+    /// Makes `--once` run every job twice, `gap` apart, and show the second
+    /// run: for bots whose first run only learns (the SNMP bot's counters
+    /// give rates from two readings). Without it, `--once` runs each job once.
+    pub fn with_once_warm_up(mut self, gap: Duration) -> Self {
+        self.once_warm_up = Some(gap);
         self
     }
 

@@ -141,9 +141,16 @@ async fn run_jobs<C: Collector>(
         ),
         None => String::new(),
     };
+    let runs = match bot.once_warm_up {
+        Some(gap) => format!(
+            "running each twice, {} ms apart (the first run only learns; the second is shown)",
+            gap.as_millis()
+        ),
+        None => "running each once".to_string(),
+    };
     let _ = writeln!(
         err,
-        "{} entities, {} jobs from {}{shard}; running each once",
+        "{} entities, {} jobs from {}{shard}; {runs}",
         loaded.configs.entities.len(),
         specs.len(),
         start.source,
@@ -152,35 +159,41 @@ async fn run_jobs<C: Collector>(
     // Each run as the scheduler runs it: under its timeout, panics caught.
     let options = &bot.scheduler_options;
     let concurrency = CONCURRENCY.min(options.max_concurrent_runs.max(1));
-    let mut outcomes: Vec<Outcome> = stream::iter(specs)
-        .map(|spec| {
-            let collector = collector.clone();
-            async move {
-                let tick = Tick::now(&spec.intervals);
-                let timeout = run_timeout(options, spec.intervals.smallest());
-                // Boxed, as the scheduler's runs are: a collector's future can be
-                // deep (the SNMP bot's), and this one nests it further.
-                let run = Box::pin(collector.run(tick.clone(), &spec.params));
-                let outcome = guarded(run, timeout).await;
-                let outcome = match outcome {
-                    RunOutcome::Timeout => RunOutcome::Error(format!(
-                        "timed out after {} ms (the run timeout)",
-                        timeout.as_millis()
-                    )),
-                    other => other,
-                };
-                Outcome {
-                    job: spec.id.to_string(),
-                    account: spec.account,
-                    tick,
-                    labels: spec.labels,
-                    outcome,
+    let run_all = || {
+        stream::iter(&specs)
+            .map(|spec| {
+                let collector = collector.clone();
+                async move {
+                    let tick = Tick::now(&spec.intervals);
+                    let timeout = run_timeout(options, spec.intervals.smallest());
+                    // Boxed, as the scheduler's runs are: a collector's future can be
+                    // deep (the SNMP bot's), and this one nests it further.
+                    let run = Box::pin(collector.run(tick.clone(), &spec.params));
+                    let outcome = guarded(run, timeout).await;
+                    let outcome = match outcome {
+                        RunOutcome::Timeout => RunOutcome::Error(format!(
+                            "timed out after {} ms (the run timeout)",
+                            timeout.as_millis()
+                        )),
+                        other => other,
+                    };
+                    Outcome {
+                        job: spec.id.to_string(),
+                        account: spec.account,
+                        tick,
+                        labels: spec.labels.clone(),
+                        outcome,
+                    }
                 }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<Outcome>>()
+    };
+    if let Some(gap) = bot.once_warm_up {
+        run_all().await;
+        tokio::time::sleep(gap).await;
+    }
+    let mut outcomes = run_all().await;
     outcomes.sort_by(|a, b| a.job.cmp(&b.job));
 
     match settings.format {
@@ -396,5 +409,35 @@ mod tests {
         assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::FAILURE));
         let err = String::from_utf8(err).unwrap();
         assert!(err.contains("nothing ran"), "{err}");
+    }
+
+    /// With a warm-up, each job runs twice and the second run is shown.
+    #[tokio::test]
+    async fn a_warm_up_runs_each_job_twice_and_shows_the_second() {
+        struct Counting(std::sync::atomic::AtomicU32);
+        impl Collector for Counting {
+            type Params = ();
+            fn jobs(&self, _: &JobConfigs, _: &mut Problems) -> Vec<JobSpec<()>> {
+                vec![JobSpec::new("counting", Intervals::one(60).unwrap(), ())]
+            }
+            async fn run(&self, _: Tick, _: &()) -> Result<Vec<Value>, BoxError> {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Ok(vec![Value::new("counting.run", f64::from(n))])
+            }
+        }
+        for (warm_up, want) in [(None, "1"), (Some(Duration::from_millis(200)), "2")] {
+            let mut bot = Bot::new("counting", Counting(Default::default()));
+            if let Some(gap) = warm_up {
+                bot = bot.with_once_warm_up(gap);
+            }
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let started = Instant::now();
+            let code = run_to(bot, Settings::default(), &mut out, &mut err).await;
+            assert_eq!(format!("{code:?}"), format!("{:?}", ExitCode::SUCCESS));
+            let out = String::from_utf8(out).unwrap();
+            let line = out.lines().find(|l| l.contains("counting.run")).unwrap();
+            assert!(line.trim_end().ends_with(want), "{warm_up:?}: {out}");
+            assert!(started.elapsed() >= warm_up.unwrap_or_default());
+        }
     }
 }

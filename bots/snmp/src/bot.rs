@@ -12,6 +12,10 @@ use crate::state_file::StateKeeper;
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9743);
 
+/// How far apart `--once` polls each entity twice, so that counters give
+/// rates (their first reading only learns them).
+pub const ONCE_WARM_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The built-in standalone config: the local agent with Grafolean's three
 /// default SNMP sensors, every 60 s.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
@@ -46,6 +50,8 @@ pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
     .with_default_listen(DEFAULT_LISTEN)
     .with_default_config(DEFAULT_CONFIG)
     .with_path_mapper(map_path)
+    // Counters give rates from two readings: `--once` reads them twice.
+    .with_once_warm_up(ONCE_WARM_UP)
 }
 
 /// Prometheus names for SNMP paths: `entity.<id>.snmp.<name>.<index>.<descr>`

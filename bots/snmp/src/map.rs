@@ -57,7 +57,14 @@ pub fn map_values(
     let mut seen = HashSet::new();
     let prefix = format!("entity.{entity_id}.snmp.");
     for s in sensors {
+        let before = mapped.values.len();
         match sensor_values(s, answers, outcomes, &prefix, &mut mapped.values, &mut seen) {
+            Ok(skipped) if skipped.is_empty() && mapped.values.len() == before => {
+                // Not a failure, but nothing: say so (once per change).
+                mapped
+                    .skips
+                    .push((s.sensor_id, "its walks found no rows".into(), 0));
+            }
             Ok(skipped) => {
                 for (reason, rows) in skipped {
                     mapped.skipped_rows += rows;
