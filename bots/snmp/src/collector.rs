@@ -320,7 +320,7 @@ impl SnmpCollector {
                     entity_id = params.entity_id,
                     sensor_id = id,
                     rows = skipped,
-                    "rows skipped: {} (said again only when this changes)",
+                    "the sensor gives fewer values than it has rows, or none: {} (said again only when this changes)",
                     reasons.join("; ")
                 );
                 st.row_problems
