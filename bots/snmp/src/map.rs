@@ -399,9 +399,18 @@ fn value_number(
             .get(oid)
             .and_then(|o| o.rate())
             .ok_or(Unusable::NoRate),
-        SnmpValue::OctetString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
+        // The Python bot's `float(value)`, of easysnmp's Latin-1 text.
+        SnmpValue::OctetString(b) => {
+            let text: String = b.iter().map(|&c| char::from(c)).collect();
+            crate::mathjs::py_float(text.trim_matches(crate::mathjs::py_space))
+                .ok_or(Unusable::NotNumeric)
+        }
+        // net-snmp's Opaque float and double (UCD's laLoadFloat), which
+        // easysnmp printed as numbers.
+        SnmpValue::Opaque(_) => v
+            .as_opaque_float()
+            .map(f64::from)
+            .or_else(|| v.as_opaque_double())
             .ok_or(Unusable::NotNumeric),
         other => other.as_f64().ok_or(Unusable::NotNumeric),
     }

@@ -215,7 +215,7 @@ pub(crate) struct Program {
 }
 
 /// Python's `str.isspace()`, for `split()` and `strip()`.
-fn py_space(c: char) -> bool {
+pub(crate) fn py_space(c: char) -> bool {
     c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
@@ -350,7 +350,7 @@ fn py_int(t: &str) -> Option<i128> {
 }
 
 /// Python's `float(token)`.
-fn py_float(t: &str) -> Option<f64> {
+pub(crate) fn py_float(t: &str) -> Option<f64> {
     let body = t.strip_prefix(['+', '-']).unwrap_or(t);
     let lower = body.to_ascii_lowercase();
     if matches!(lower.as_str(), "inf" | "infinity" | "nan") {

@@ -166,13 +166,31 @@ fn a_non_numeric_value_skips_its_row_and_numeric_text_counts() {
                 ("2", text("n/a")),
                 ("3", SnmpValue::Integer(-3)),
                 ("4", SnmpValue::ObjectIdentifier(oid("1.3.6"))),
+                // Python's float() of easysnmp's Latin-1 text: NBSP around,
+                // `_` between digits.
+                (
+                    "5",
+                    SnmpValue::OctetString(bytes::Bytes::from_static(b"\xa01_000\xa0")),
+                ),
+                // net-snmp's Opaque float (laLoadFloat): 0.25.
+                (
+                    "6",
+                    SnmpValue::Opaque(bytes::Bytes::from_static(&[
+                        0x9f, 0x78, 0x04, 0x3e, 0x80, 0x00, 0x00,
+                    ])),
+                ),
             ],
         )]),
     };
     let mapped = map_values(&[&s], &answers, &HashMap::new(), 7);
     assert_eq!(
         values(&mapped),
-        vec![("entity.7.snmp.t.1", 42.5), ("entity.7.snmp.t.3", -3.0)]
+        vec![
+            ("entity.7.snmp.t.1", 42.5),
+            ("entity.7.snmp.t.3", -3.0),
+            ("entity.7.snmp.t.5", 1000.0),
+            ("entity.7.snmp.t.6", 0.25)
+        ]
     );
     assert_eq!(mapped.skipped_rows, 2);
     // A value only in the path need not be a number.
