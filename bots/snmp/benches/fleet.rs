@@ -6,7 +6,16 @@
 //! ```text
 //! cargo bench -p grafolean-snmp-bot --bench fleet -- [--entities 10000] [--dead-every 0]
 //!     [--seconds 600] [--warmup 60] [--interval 60] [--scrape-every 15] [--bot <binary>]
+//!     [--backend]
 //! ```
+//!
+//! With `--backend` the bot runs against the project's fake Grafolean (a
+//! real HTTP server in this process, on loopback): one account, its account
+//! bot, the same entities, credential and sensors as Grafolean's API gives
+//! them; the bot fetches its configs every 120 s, sends its values by PUT,
+//! and runs the interfaces job every 300 s (refused by a 403, as Grafolean
+//! grants an account bot only GET on entities). The fake's CPU is this
+//! process's, not the bot's.
 //!
 //! The release binary runs standalone (values to `/metrics` only) from a
 //! generated config: entity `i` polls the agent with v2c, timeout 1 s and 2
@@ -32,7 +41,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Snmpd, steal};
+use common::{DEFAULT_SENSORS, Snmpd, steal};
+use grafolean_collector::testing::{
+    FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
+    ProtocolConfig,
+};
 
 const BOT: &str = env!("CARGO_BIN_EXE_grafolean-snmp-bot");
 
@@ -44,6 +57,7 @@ struct Args {
     interval: u64,
     scrape_every: u64,
     bot: String,
+    backend: bool,
 }
 
 fn parse_args() -> Args {
@@ -55,6 +69,7 @@ fn parse_args() -> Args {
         interval: 60,
         scrape_every: 15,
         bot: BOT.to_string(),
+        backend: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -67,6 +82,7 @@ fn parse_args() -> Args {
             "--interval" => args.interval = value().parse().unwrap(),
             "--scrape-every" => args.scrape_every = value().parse().unwrap(),
             "--bot" => args.bot = value(),
+            "--backend" => args.backend = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -74,33 +90,87 @@ fn parse_args() -> Args {
     args
 }
 
-/// The three default sensors of Grafolean (as in the bot's `default.toml`).
-const SENSORS: &str = r#"
-[[entity.sensors]]
-id = 1
-interval = INTERVAL
-details = { oids = [{ oid = "1.3.6.1.2.1.2.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.2.1.2.2.1.10", fetch_method = "walk" }], expression = "$2", output_path = "if.in-octets.{$index}.{$1}" }
+/// The address of entity `i`: the agent, or the silent port.
+fn address<'a>(args: &Args, i: usize, live: &'a str, dead: &'a str) -> &'a str {
+    if args.dead_every > 0 && i % args.dead_every == args.dead_every - 1 {
+        dead
+    } else {
+        live
+    }
+}
 
-[[entity.sensors]]
-id = 2
-interval = INTERVAL
-details = { oids = [{ oid = "1.3.6.1.2.1.2.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.2.1.2.2.1.16", fetch_method = "walk" }], expression = "$2", output_path = "if.out-octets.{$index}.{$1}" }
+/// The fleet in a fake Grafolean: its URL and the bot's token, and the
+/// account its values go to.
+fn backend(args: &Args, live: &str, dead: &str) -> (FakeGrafolean, String, u64) {
+    let fake = runtime().block_on(FakeGrafolean::start());
+    let account = fake.put_account(FakeAccount::new("fleet"));
+    let bot = fake.add_account_bot(account, "snmp");
+    let credential = fake.put_credential(FakeCredential::new(
+        account,
+        "snmp",
+        serde_json::json!({"version": "snmpv2c", "snmpv12_community": "public", "timeout": 1, "retries": 2}),
+    ));
+    let sensors: Vec<u64> = DEFAULT_SENSORS
+        .into_iter()
+        .map(|(a, b, expression, path)| {
+            let mut sensor = FakeSensor::new(account, "snmp", Some(args.interval as u32));
+            sensor.details = serde_json::json!({
+                "oids": [{"oid": a, "fetch_method": "walk"}, {"oid": b, "fetch_method": "walk"}],
+                "expression": expression, "output_path": path
+            });
+            fake.put_sensor(sensor)
+        })
+        .collect();
+    for i in 0..args.entities {
+        fake.put_entity(
+            FakeEntity::device(account, format!("device-{i}"), address(args, i, live, dead))
+                .with_protocol(
+                    "snmp",
+                    ProtocolConfig {
+                        credential,
+                        sensors: sensors
+                            .iter()
+                            .map(|&sensor| FakeSensorRef {
+                                sensor,
+                                interval: Some(args.interval as u32),
+                            })
+                            .collect(),
+                        bot: Some(bot.id),
+                    },
+                ),
+        );
+    }
+    let url = fake.url();
+    (fake, format!("{url}\n{}", bot.token), account)
+}
 
-[[entity.sensors]]
-id = 3
-interval = INTERVAL
-details = { oids = [{ oid = "1.3.6.1.4.1.2021.13.16.2.1.2", fetch_method = "walk" }, { oid = "1.3.6.1.4.1.2021.13.16.2.1.3", fetch_method = "walk" }], expression = "$2 / 1000.0", output_path = "lmsensors.temp.{$index}.{$1}" }
-"#;
+/// The runtime the fake Grafolean serves on, for the whole run.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
 
 fn config(args: &Args, live: &str, dead: &str) -> String {
-    let sensors = SENSORS.replace("INTERVAL", &args.interval.to_string());
+    let sensors: String = DEFAULT_SENSORS
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b, expression, path))| {
+            format!(
+                "[[entity.sensors]]\nid = {}\ninterval = {}\ndetails = {{ oids = [{{ oid = \"{a}\", fetch_method = \"walk\" }}, {{ oid = \"{b}\", fetch_method = \"walk\" }}], expression = \"{expression}\", output_path = \"{path}\" }}\n\n",
+                i + 1,
+                args.interval
+            )
+        })
+        .collect();
     let mut toml = String::new();
     for i in 0..args.entities {
-        let addr = if args.dead_every > 0 && i % args.dead_every == args.dead_every - 1 {
-            dead
-        } else {
-            live
-        };
+        let addr = address(args, i, live, dead);
         toml.push_str(&format!(
             "[[entity]]\nid = {}\nname = \"device-{i}\"\ndetails = {{ ipv4 = \"{addr}\" }}\n\
              credential = {{ version = \"snmpv2c\", snmpv12_community = \"public\", timeout = 1, retries = 2 }}\n{sensors}\n",
@@ -239,18 +309,26 @@ fn main() {
         .unwrap()
         .port();
     let log = std::fs::File::create(dir.join("bot.log")).unwrap();
-    let mut bot = Command::new(&args.bot)
-        .arg("--config")
-        .arg(&config_path)
+    let mut command = Command::new(&args.bot);
+    command
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("BACKEND_URL")
         .env_remove("BOT_TOKEN")
         .env_remove("BOT_TOKEN_FROM_FILE")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    let fake = if args.backend {
+        let (fake, url_and_token, account) = backend(&args, &agent.ipv4(), &dead);
+        let (url, token) = url_and_token.split_once('\n').unwrap();
+        command.env("BACKEND_URL", url).env("BOT_TOKEN", token);
+        println!("fleet: from a fake Grafolean at {url} (account {account})");
+        Some((fake, account))
+    } else {
+        command.arg("--config").arg(&config_path);
+        None
+    };
+    let mut bot = command.spawn().unwrap();
     let pid = bot.id();
     let started = Instant::now();
     while !get(port, false).contains("grafolean_bot_runs_total") {
@@ -261,6 +339,11 @@ fn main() {
     std::thread::sleep(Duration::from_secs(args.warmup));
 
     let m0 = get(port, false);
+    let stored = |fake: &Option<(FakeGrafolean, u64)>| {
+        fake.as_ref()
+            .map_or(0, |(f, account)| f.values(*account).len())
+    };
+    let stored0 = stored(&fake);
     let (bot0, snmpd0, steal0, at0) = (cpu_s(pid), cpu_s(agent.pid()), steal(), Instant::now());
     let mut rss = Vec::new();
     for second in 1..=args.seconds {
@@ -272,6 +355,7 @@ fn main() {
     }
     let (bot1, snmpd1, steal1, at1) = (cpu_s(pid), cpu_s(agent.pid()), steal(), Instant::now());
     let m1 = get(port, false);
+    let stored1 = stored(&fake);
     let hwm = status_kib(pid, "VmHWM:");
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -332,6 +416,14 @@ fn main() {
             .filter(|l| l.starts_with("snmp_if_") || l.starts_with("snmp_lmsensors"))
             .count()
     );
+    if args.backend {
+        let sent = sum(&m1, "grafolean_bot_values_sent_total", "")
+            - sum(&m0, "grafolean_bot_values_sent_total", "");
+        println!(
+            "| values stored by the fake Grafolean in the window | {} (the bot counted {sent:.0} sent) |",
+            stored1 - stored0
+        );
+    }
     println!(
         "| CPU steal | {:.2} % |",
         100.0 * steal_ticks as f64 / total_ticks.max(1) as f64

@@ -60,29 +60,11 @@ fn default_sensors() -> Vec<SensorConfig> {
         interval: Some(60),
         details: json!({"oids": [walk(a), walk(b)], "expression": e, "output_path": p}),
     };
-    vec![
-        s(
-            1,
-            "1.3.6.1.2.1.2.2.1.2",
-            "1.3.6.1.2.1.2.2.1.10",
-            "$2",
-            "if.in-octets.{$index}.{$1}",
-        ),
-        s(
-            2,
-            "1.3.6.1.2.1.2.2.1.2",
-            "1.3.6.1.2.1.2.2.1.16",
-            "$2",
-            "if.out-octets.{$index}.{$1}",
-        ),
-        s(
-            3,
-            "1.3.6.1.4.1.2021.13.16.2.1.2",
-            "1.3.6.1.4.1.2021.13.16.2.1.3",
-            "$2 / 1000.0",
-            "lmsensors.temp.{$index}.{$1}",
-        ),
-    ]
+    common::DEFAULT_SENSORS
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b, e, p))| s(i as u64 + 1, a, b, e, p))
+        .collect()
 }
 
 fn entity(id: u64, ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> EntityConfig {

@@ -167,8 +167,8 @@ pub struct SnmpSettings {
     /// gets no usable answer). v1 always walks with GETNEXT.
     pub getnext: bool,
     /// The most requests of one firing in flight to this device at once
-    /// (`max_requests_in_flight`, 1-64, default 4): small agents drop
-    /// bursts.
+    /// (`max_requests_in_flight`, 1-64, default 8: Grafolean's default
+    /// sensors make 5, and more wait for a slot): small agents drop bursts.
     pub in_flight: u32,
 }
 
@@ -306,7 +306,7 @@ impl SnmpSettings {
             get("max_requests_in_flight"),
             "credential.max_requests_in_flight",
             IN_FLIGHT,
-            4,
+            8,
         )?;
         Ok(Self {
             auth,

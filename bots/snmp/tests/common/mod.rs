@@ -40,6 +40,28 @@ pub const INTERFACE_OIDS: [&str; 3] = [
     "1.3.6.1.2.1.2.2.1.5",
     "1.3.6.1.2.1.31.1.1.1.19",
 ];
+/// Grafolean's three default SNMP sensors (as in the bot's `default.toml`):
+/// (first walked OID, second walked OID, expression, output path).
+pub const DEFAULT_SENSORS: [(&str, &str, &str, &str); 3] = [
+    (
+        "1.3.6.1.2.1.2.2.1.2",
+        "1.3.6.1.2.1.2.2.1.10",
+        "$2",
+        "if.in-octets.{$index}.{$1}",
+    ),
+    (
+        "1.3.6.1.2.1.2.2.1.2",
+        "1.3.6.1.2.1.2.2.1.16",
+        "$2",
+        "if.out-octets.{$index}.{$1}",
+    ),
+    (
+        "1.3.6.1.4.1.2021.13.16.2.1.2",
+        "1.3.6.1.4.1.2021.13.16.2.1.3",
+        "$2 / 1000.0",
+        "lmsensors.temp.{$index}.{$1}",
+    ),
+];
 /// nsExtendOutLine."big" (10,000 rows with `extend big`).
 pub const BIG_TABLE: &str = "1.3.6.1.4.1.8072.1.3.2.4.1.2.3.98.105.103";
 const SNMPD: &str = "/usr/sbin/snmpd";
