@@ -8,6 +8,7 @@
 //! errors name the resource (the path after `/api/`), never the URL.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -259,9 +260,10 @@ pub struct Credential {
     /// The protocol.
     #[serde(default)]
     pub protocol: String,
-    /// Free-form details (the real backend sends numbers as strings).
+    /// Free-form details (the real backend sends numbers as strings),
+    /// shared by every entity config that uses this credential.
     #[serde(default)]
-    pub details: serde_json::Value,
+    pub details: Arc<serde_json::Value>,
 }
 
 /// `GET .../sensors/{s}`.
@@ -275,9 +277,10 @@ pub struct Sensor {
     /// The default interval in seconds.
     #[serde(default)]
     pub default_interval: Option<u32>,
-    /// Free-form details.
+    /// Free-form details, shared by every entity config that uses this
+    /// sensor.
     #[serde(default)]
-    pub details: serde_json::Value,
+    pub details: Arc<serde_json::Value>,
 }
 
 /// One value in a POST: `{"p": path, "v": value}`.
@@ -363,6 +366,31 @@ struct List<T> {
     list: Vec<T>,
 }
 
+/// A `{"list": [...]}` body whose items are parsed one at a time: at 10,000
+/// entities, the whole list parsed at once was tens of MB of short-lived
+/// JSON values, and the holes they left among the configs built beside them
+/// stayed in RSS.
+pub(crate) struct RawList(Vec<u8>);
+
+impl RawList {
+    /// The items, as JSON text.
+    pub(crate) fn items(&self) -> Vec<&serde_json::value::RawValue> {
+        // The body was checked when it was read.
+        serde_json::from_slice::<List<&serde_json::value::RawValue>>(&self.0)
+            .map(|l| l.list)
+            .unwrap_or_default()
+    }
+}
+
+/// Parses a GET's body as `T`, or says why not, naming the resource.
+fn parse_body<'a, T: Deserialize<'a>>(resource: &str, bytes: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Malformed {
+        method: "GET".into(),
+        resource: trim_resource(resource),
+        reason: parse_problem::<T>(bytes).unwrap_or_else(|| e.to_string()),
+    })
+}
+
 /// Builds a [`Client`].
 ///
 /// ```
@@ -391,7 +419,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets how many idle connections are kept open for reuse.
+    /// Sets how many idle connections are kept open for reuse (default
+    /// [`DEFAULT_MAX_IDLE_CONNECTIONS`]); an idle connection is closed after
+    /// [`IDLE_CONNECTION_TIMEOUT`].
     pub fn with_max_idle_connections(mut self, n: usize) -> Self {
         self.max_idle_per_host = n;
         self
@@ -418,6 +448,7 @@ impl ClientBuilder {
             .timeout(self.timeout)
             .connect_timeout(self.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(self.max_idle_per_host)
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ApiError::InvalidUrl(format!("{backend}: {}", e.without_url())))?;
@@ -457,6 +488,18 @@ impl fmt::Debug for Client {
     }
 }
 
+/// How many idle connections to the backend a client keeps by default: the
+/// sender's requests in flight and some. Each idle connection keeps a read
+/// buffer of up to about 400 KB (hyper's), and a refresh opens as many as its
+/// requests in flight (32): at 64 kept, a 10,000-device SNMP bot held 25 MB in
+/// them.
+pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 8;
+
+/// How long an idle connection to the backend is kept: less than the
+/// refresh interval, so that the connections a refresh opened are closed
+/// before the next one, and those the sender uses every few seconds stay.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Client {
     /// Starts building a client for `backend` (the base URL, ending in `/api`,
     /// as the Python bots' `BACKEND_URL`).
@@ -465,7 +508,7 @@ impl Client {
             backend: backend.into(),
             token,
             timeout: DEFAULT_TIMEOUT,
-            max_idle_per_host: 64,
+            max_idle_per_host: DEFAULT_MAX_IDLE_CONNECTIONS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
@@ -539,15 +582,12 @@ impl Client {
 
     /// `GET /accounts/{a}/entities/` as raw JSON items, so that one malformed
     /// entity can be skipped without losing the others.
-    pub(crate) async fn entity_list_raw(
-        &self,
-        account: u64,
-    ) -> Result<Vec<serde_json::Value>, ApiError> {
+    pub(crate) async fn entity_list_raw(&self, account: u64) -> Result<RawList, ApiError> {
         let resource = format!("accounts/{account}/entities/");
-        Ok(self
-            .get::<List<serde_json::Value>>(&resource, true)
-            .await?
-            .list)
+        let body = self.get_body(&resource, true).await?;
+        // Checked whole now; its items are parsed one at a time later.
+        parse_body::<List<&serde_json::value::RawValue>>(&resource, &body)?;
+        Ok(RawList(body))
     }
 
     /// `GET /accounts/{a}/entities/{e}`.
@@ -693,20 +733,19 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, resource: &str, auth: bool) -> Result<T, ApiError> {
+        let bytes = self.get_body(resource, auth).await?;
+        parse_body(resource, &bytes)
+    }
+
+    /// A GET's body, within the response size limit.
+    async fn get_body(&self, resource: &str, auth: bool) -> Result<Vec<u8>, ApiError> {
         trace!(resource, "GET");
         let request = self.http.get(self.url(resource, auth));
         let mut response = self.execute("GET", resource, request).await?;
         let body = read_limited(&mut response, self.max_response_bytes)
             .await
             .map_err(|e| self.transport_error("GET", resource, e))?;
-        let Some(bytes) = body else {
-            return Err(self.too_large("GET", resource, self.max_response_bytes));
-        };
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed {
-            method: "GET".into(),
-            resource: trim_resource(resource),
-            reason: parse_problem::<T>(&bytes).unwrap_or_else(|| e.to_string()),
-        })
+        body.ok_or_else(|| self.too_large("GET", resource, self.max_response_bytes))
     }
 
     async fn send<T: Serialize>(
@@ -821,7 +860,7 @@ impl Client {
 /// Only for answers of at most [`PARSE_PROBLEM_BYTES`] (an entity, a
 /// credential, a sensor): this parses the body again, twice, and a long
 /// broken answer must cost no more than the limit it was read under.
-fn parse_problem<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+fn parse_problem<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<String> {
     if bytes.len() > PARSE_PROBLEM_BYTES {
         return None;
     }

@@ -5,6 +5,8 @@
 //! in [`Collector::jobs`](crate::collector::Collector::jobs). The raw JSON `details` stay
 //! available for protocol-specific parsing.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Intervals, JobId, JobSpec};
@@ -27,8 +29,13 @@ pub struct JobConfigs {
 ///     entity_type: "device".into(),
 ///     details: serde_json::json!({"ipv4": "127.0.0.1"}),
 ///     credential_id: Some(3),
-///     credential_details: serde_json::json!({}),
-///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+///     credential_details: serde_json::json!({}).into(),
+///     sensors: vec![SensorConfig {
+///         sensor_id: 4,
+///         interval: Some(10),
+///         details: serde_json::json!({}).into(),
+///         origin: None,
+///     }],
 ///     origin: None,
 /// };
 /// assert_eq!(e.intervals().unwrap().smallest(), 10);
@@ -47,8 +54,11 @@ pub struct EntityConfig {
     pub details: serde_json::Value,
     /// The credential's id, when it came from the backend.
     pub credential_id: Option<u64>,
-    /// The credential's `details`, as the backend sent them.
-    pub credential_details: serde_json::Value,
+    /// The credential's `details`, as the backend sent them. Shared: every
+    /// entity config that uses the credential points at one copy, so that
+    /// 10,000 devices on one credential hold it once (build one with
+    /// `json!({...}).into()`).
+    pub credential_details: Arc<serde_json::Value>,
     /// The sensors that apply, with their effective intervals.
     pub sensors: Vec<SensorConfig>,
     /// Where this entity's config was written, for messages that tell the
@@ -120,6 +130,33 @@ pub struct SensorConfig {
     /// The effective interval in seconds: the entity's override, else the
     /// sensor's `default_interval`, else `None`.
     pub interval: Option<u32>,
-    /// The sensor's `details`, as the backend sent them.
-    pub details: serde_json::Value,
+    /// The sensor's `details`, as the backend sent them. Shared, as
+    /// [`EntityConfig::credential_details`] is, by every entity the sensor
+    /// applies to.
+    pub details: Arc<serde_json::Value>,
+    /// Where this sensor was written, as [`EntityConfig::origin`]: `None`
+    /// for Grafolean, `Some("jobs.toml line 14")` for a standalone file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl SensorConfig {
+    /// Where to fix this sensor of `entity`, for messages: its own line in
+    /// a standalone file, else where the entity is
+    /// ([`EntityConfig::fix_in`]).
+    ///
+    /// ```
+    /// # use grafolean_collector::{EntityConfig, SensorConfig};
+    /// let mut e: EntityConfig = serde_json::from_value(serde_json::json!({
+    ///     "account_id": 1, "entity_id": 2, "name": "r", "entity_type": "device",
+    ///     "details": {}, "credential_id": null, "credential_details": {},
+    ///     "sensors": [{"sensor_id": 4, "interval": 60, "details": {}}]
+    /// })).unwrap();
+    /// assert_eq!(e.sensors[0].fix_in(&e), "Grafolean");
+    /// e.sensors[0].origin = Some("jobs.toml line 14".into());
+    /// assert_eq!(e.sensors[0].fix_in(&e), "jobs.toml line 14");
+    /// ```
+    pub fn fix_in<'a>(&'a self, entity: &'a EntityConfig) -> &'a str {
+        self.origin.as_deref().unwrap_or_else(|| entity.fix_in())
+    }
 }

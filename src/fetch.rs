@@ -280,6 +280,7 @@ impl Refresh<'_> {
                     sensor_id: reference.sensor,
                     interval: effective_interval(reference.interval, sensor.default_interval),
                     details: sensor.details.clone(),
+                    origin: None,
                 })
             })
             .collect::<Result<Vec<_>, Problem>>()?;
@@ -408,8 +409,12 @@ pub async fn fetch_job_configs(
                 continue;
             }
         };
-        entities_listed += list.len();
-        for (index, item) in list.into_iter().enumerate() {
+        let items = list.items();
+        entities_listed += items.len();
+        for (index, raw) in items.into_iter().enumerate() {
+            // One item's JSON at a time (see `RawList`); the list was checked
+            // to be JSON when it was read.
+            let item: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
             let id = item.get("id").and_then(serde_json::Value::as_u64);
             let listed_protocols = item.get("protocols").is_some();
             // For a message that names the entity as the backend sent it (one

@@ -15,8 +15,9 @@
 //!
 //! The file is validated when it is read, and every error names its line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -67,7 +68,7 @@ struct EntityEntry {
     details: toml::Table,
     #[serde(default)]
     credential: toml::Table,
-    sensors: Spanned<Vec<SensorEntry>>,
+    sensors: Spanned<Vec<Spanned<SensorEntry>>>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +107,7 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
         invalid(offset, e.message().trim().to_string())
     })?;
     let mut seen = HashSet::new();
+    let mut shared = Shared::default();
     let mut entities = Vec::with_capacity(file.entity.len());
     for (index, entry) in file.entity.into_iter().enumerate() {
         let start = entry.span().start;
@@ -129,6 +131,8 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
         }
         let mut sensors = Vec::with_capacity(entry.sensors.get_ref().len());
         for (i, s) in entry.sensors.into_inner().into_iter().enumerate() {
+            let sensor_start = s.span().start;
+            let s = s.into_inner();
             let interval = Interval::deserialize(s.interval.get_ref().clone()).map_err(|e| {
                 invalid(
                     s.interval.span().start,
@@ -141,7 +145,8 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
             sensors.push(SensorConfig {
                 sensor_id: s.id.unwrap_or(i as u64 + 1),
                 interval: Some(interval.0.get()),
-                details: to_json(s.details),
+                details: shared.get(to_json(s.details)),
+                origin: Some(format!("{origin} line {}", line_of(text, sensor_start))),
             });
         }
         entities.push(EntityConfig {
@@ -151,7 +156,7 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
             entity_type: entry.entity_type,
             details: to_json(entry.details),
             credential_id: None,
-            credential_details: to_json(entry.credential),
+            credential_details: shared.get(to_json(entry.credential)),
             sensors,
             origin: Some(format!("{origin} line {}", line_of(text, start))),
         });
@@ -161,6 +166,23 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
 
 fn to_json(table: toml::Table) -> serde_json::Value {
     serde_json::to_value(table).unwrap_or_default()
+}
+
+/// One copy of each distinct credential or sensor `details`, as the backend's
+/// configs share one per credential and sensor: a file of 10,000 devices that
+/// repeat the same three sensors holds each sensor's details once.
+#[derive(Default)]
+struct Shared(HashMap<String, Arc<serde_json::Value>>);
+
+impl Shared {
+    fn get(&mut self, value: serde_json::Value) -> Arc<serde_json::Value> {
+        // Values are compared as their JSON text (`Value` is not `Hash`);
+        // a table's keys are sorted, so equal tables give equal text.
+        self.0
+            .entry(value.to_string())
+            .or_insert_with(|| Arc::new(value))
+            .clone()
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -250,5 +272,25 @@ mod origin_tests {
         let configs = super::parse(text, "jobs.toml").unwrap();
         let origins: Vec<&str> = configs.entities.iter().map(|e| e.fix_in()).collect();
         assert_eq!(origins, ["jobs.toml line 1", "jobs.toml line 5"]);
+    }
+
+    #[test]
+    fn each_sensor_knows_its_line() {
+        let text = "[[entity]]\nname = \"a\"\nsensors = [\n  { interval = 5 },\n  { interval = 60 },\n]\n\n\
+                    [[entity]]\nname = \"b\"\n\n[[entity.sensors]]\ninterval = 5\n\n[[entity.sensors]]\n\
+                    interval = 60\n";
+        let configs = super::parse(text, "jobs.toml").unwrap();
+        let lines: Vec<Vec<&str>> = configs
+            .entities
+            .iter()
+            .map(|e| e.sensors.iter().map(|s| s.fix_in(e)).collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ["jobs.toml line 4", "jobs.toml line 5"],
+                ["jobs.toml line 11", "jobs.toml line 14"]
+            ]
+        );
     }
 }

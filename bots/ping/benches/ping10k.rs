@@ -272,11 +272,13 @@ fn entity(i: usize, addr: IpAddr, timeout: Duration) -> EntityConfig {
         credential_id: Some(1),
         credential_details: serde_json::json!({
             "n_packets": "1", "timeout": timeout.as_secs_f64().to_string(), "sleep_packets": "0", "retry": "0"
-        }),
+        })
+        .into(),
         sensors: vec![SensorConfig {
             sensor_id: 1,
             interval: Some(10),
-            details: serde_json::json!({}),
+            details: serde_json::json!({}).into(),
+            origin: None,
         }],
         origin: None,
     }

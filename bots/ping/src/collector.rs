@@ -74,8 +74,8 @@ impl PingParams {
     ///     account_id: 1, entity_id: 2, name: "localhost".into(), entity_type: "device".into(),
     ///     details: serde_json::json!({"ipv4": "127.0.0.1"}),
     ///     credential_id: Some(3),
-    ///     credential_details: serde_json::json!({"n_packets": "2"}),
-    ///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}) }],
+    ///     credential_details: serde_json::json!({"n_packets": "2"}).into(),
+    ///     sensors: vec![SensorConfig { sensor_id: 4, interval: Some(10), details: serde_json::json!({}).into(), origin: None }],
     ///     origin: None,
     /// };
     /// let params = PingParams::from_entity(&entity).unwrap();

@@ -15,7 +15,8 @@ fn sensor(sensor_id: u64, interval: Option<u32>) -> SensorConfig {
     SensorConfig {
         sensor_id,
         interval,
-        details: json!({}),
+        details: json!({}).into(),
+        origin: None,
     }
 }
 
@@ -32,7 +33,7 @@ fn entity(
         entity_type: "device".into(),
         details,
         credential_id: Some(884419450),
-        credential_details: credential,
+        credential_details: credential.into(),
         sensors,
         origin: None,
     }

@@ -59,11 +59,12 @@ fn entity(id: u64, details: serde_json::Value) -> EntityConfig {
         entity_type: "device".into(),
         details,
         credential_id: Some(1),
-        credential_details: json!({"n_packets": 1, "timeout": 0.5, "sleep_packets": 0}),
+        credential_details: json!({"n_packets": 1, "timeout": 0.5, "sleep_packets": 0}).into(),
         sensors: vec![SensorConfig {
             sensor_id: 1,
             interval: Some(10),
-            details: json!({}),
+            details: json!({}).into(),
+            origin: None,
         }],
         origin: None,
     }

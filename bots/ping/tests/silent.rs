@@ -162,11 +162,12 @@ async fn collector_reports_a_silent_entity_as_down_inner() {
         entity_type: "device".into(),
         details: serde_json::json!({"ipv4": "10.200.0.2", "ipv6": "fd00:200::2"}),
         credential_id: Some(3),
-        credential_details: serde_json::json!({"n_packets": "2", "timeout": "0.3", "sleep_packets": "0.05", "retry": "1"}),
+        credential_details: serde_json::json!({"n_packets": "2", "timeout": "0.3", "sleep_packets": "0.05", "retry": "1"}).into(),
         sensors: vec![SensorConfig {
             sensor_id: 4,
             interval: Some(10),
-            details: serde_json::json!({}),
+            details: serde_json::json!({}).into(),
+            origin: None,
         }],
         origin: None,
     };

@@ -377,6 +377,7 @@ fn main() {
         .count();
     let lateness = "grafolean_bot_firing_lateness_seconds";
     let (l0, l1) = (buckets(&m0, lateness), buckets(&m1, lateness));
+    let rss_series = rss.clone();
     rss.sort_unstable();
     let (steal_ticks, total_ticks) = (steal1.0 - steal0.0, steal1.1 - steal0.1);
     println!("| what | figure |");
@@ -405,8 +406,9 @@ fn main() {
         100.0 * (snmpd1 - snmpd0) / wall
     );
     println!(
-        "| bot RSS, read every second | median {:.1} MB, max {:.1} MB (VmHWM since start {:.1} MB) |",
+        "| bot RSS, read every second | median {:.1} MB, min {:.1} MB, max {:.1} MB (VmHWM since start {:.1} MB) |",
         rss[rss.len() / 2] as f64 / 1024.0,
+        *rss.first().unwrap_or(&0) as f64 / 1024.0,
         *rss.last().unwrap_or(&0) as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
@@ -428,6 +430,18 @@ fn main() {
         "| CPU steal | {:.2} % |",
         100.0 * steal_ticks as f64 / total_ticks.max(1) as f64
     );
+    if let Some(series) = std::env::var_os("FLEET_RSS_SERIES") {
+        let _ = std::fs::write(
+            series,
+            rss_series
+                .iter()
+                .map(|k| format!("{}\n", k / 1024))
+                .collect::<String>(),
+        );
+    }
     drop(silent);
+    if let Some(keep) = std::env::var_os("FLEET_KEEP_LOG") {
+        let _ = std::fs::copy(dir.join("bot.log"), keep);
+    }
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

@@ -58,7 +58,8 @@ fn default_sensors() -> Vec<SensorConfig> {
     let s = |id, a: &str, b: &str, e: &str, p: &str| SensorConfig {
         sensor_id: id,
         interval: Some(60),
-        details: json!({"oids": [walk(a), walk(b)], "expression": e, "output_path": p}),
+        details: json!({"oids": [walk(a), walk(b)], "expression": e, "output_path": p}).into(),
+        origin: None,
     };
     common::DEFAULT_SENSORS
         .iter()
@@ -75,7 +76,7 @@ fn entity(id: u64, ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> 
         entity_type: "device".into(),
         details: json!({"ipv4": ipv4}),
         credential_id: Some(1),
-        credential_details: credential,
+        credential_details: credential.into(),
         sensors,
         origin: None,
     }
@@ -201,7 +202,8 @@ fn bench_walk(agent: &Snmpd) {
             vec![SensorConfig {
                 sensor_id: 1,
                 interval: Some(60),
-                details: json!({"oids": [walk(BIG_TABLE)], "expression": "$1", "output_path": "big.{$index}"}),
+                details: json!({"oids": [walk(BIG_TABLE)], "expression": "$1", "output_path": "big.{$index}"}).into(),
+                origin: None,
             }]
         };
         for (name, credential) in [

@@ -62,6 +62,16 @@ pub enum AgentError {
     /// The firing's time budget ran out first.
     #[error("the device's time budget ran out")]
     Budget,
+    /// A walk went on past the most rows one walk may return.
+    #[error(
+        "the walk of {oid} gave more than {limit} rows, the most one walk may return; its sensors are skipped"
+    )]
+    TooManyRows {
+        /// The walked column.
+        oid: Oid,
+        /// The limit ([`MAX_WALK_ROWS`] unless [`Agents::with_max_walk_rows`]).
+        limit: usize,
+    },
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -159,10 +169,20 @@ impl std::fmt::Debug for Agent {
 
 /// The shared socket and what every client needs. Cheap to share; binds on
 /// first use (constructors do no I/O).
-#[derive(Default)]
 pub struct Agents {
     transport: OnceCell<UdpTransport>,
     des: OnceCell<DesSaltState>,
+    max_walk_rows: usize,
+}
+
+impl Default for Agents {
+    fn default() -> Self {
+        Self {
+            transport: OnceCell::new(),
+            des: OnceCell::new(),
+            max_walk_rows: MAX_WALK_ROWS,
+        }
+    }
 }
 
 impl std::fmt::Debug for Agents {
@@ -177,6 +197,14 @@ impl Agents {
     /// A pool that binds its socket on first use.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The most rows one walk may return (default [`MAX_WALK_ROWS`]); a
+    /// longer walk fails with [`AgentError::TooManyRows`]. For clients built
+    /// from now on.
+    pub fn with_max_walk_rows(mut self, rows: usize) -> Self {
+        self.max_walk_rows = rows.max(1);
+        self
     }
 
     async fn transport(&self) -> Result<&UdpTransport, AgentError> {
@@ -241,7 +269,7 @@ impl Agents {
             .request_timeout(settings.timeout)
             .retry(retry)
             .walk_options(WalkOptions {
-                result_limit: Some(MAX_WALK_ROWS),
+                result_limit: Some(self.max_walk_rows),
                 ..WalkOptions::default()
             });
         if let SnmpAuth::V3 {
@@ -385,7 +413,7 @@ impl Agent {
                 continue;
             }
             if !self.bulk_unusable(&e) {
-                return Err(AgentError::from_snmp(self.addr(), &e));
+                return Err(self.walk_error(oid, &e));
             }
             // GETBULK got no usable answer: GETNEXT may.
             return match self.walk_getnext(oid).await {
@@ -430,7 +458,21 @@ impl Agent {
             Ok(rows) => Ok(rows),
             // v1 ends a walk past the MIB's end with noSuchName.
             Err(e) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => Ok(Vec::new()),
-            Err(e) => Err(AgentError::from_snmp(self.addr(), &e)),
+            Err(e) => Err(self.walk_error(oid, &e)),
+        }
+    }
+
+    /// A walk's failure: past the row limit, one that names it.
+    fn walk_error(&self, oid: &Oid, e: &async_snmp::Error) -> AgentError {
+        match root(e) {
+            async_snmp::Error::WalkAborted {
+                reason: WalkAbortReason::ResultLimitExceeded { limit },
+                ..
+            } => AgentError::TooManyRows {
+                oid: oid.clone(),
+                limit: *limit,
+            },
+            _ => AgentError::from_snmp(self.addr(), e),
         }
     }
 

@@ -44,7 +44,7 @@ use crate::job::{PollParams, SnmpJob, entity_jobs};
 use crate::map::{self, Answers, Mapped};
 use crate::plan::{Plan, learned_repetitions};
 use crate::rates;
-use crate::sensor::ExprCache;
+use crate::sensor::ParseCache;
 use crate::settings::AgentAddress;
 use crate::state::{CounterStore, EntityState, lock};
 use crate::state_file;
@@ -147,6 +147,16 @@ impl SnmpCollector {
     #[must_use]
     pub fn with_forbidden_recheck(mut self, after: Duration) -> Self {
         self.forbidden = Forbidden::new(after);
+        self
+    }
+
+    /// The most rows one walk may return (default
+    /// [`MAX_WALK_ROWS`](crate::agent::MAX_WALK_ROWS), 100,000): a longer
+    /// walk fails its sensors with a message that names the limit, and the
+    /// entity's other sensors go on.
+    #[must_use]
+    pub fn with_max_walk_rows(mut self, rows: usize) -> Self {
+        self.agents = Agents::new().with_max_walk_rows(rows);
         self
     }
 
@@ -371,13 +381,13 @@ impl Collector for SnmpCollector {
 
     fn jobs(&self, configs: &JobConfigs, problems: &mut Problems) -> Vec<JobSpec<SnmpJob>> {
         let mut specs = Vec::with_capacity(configs.entities.len() * 2);
-        let mut exprs = ExprCache::default();
+        let mut cache = ParseCache::default();
         for entity in &configs.entities {
             let mut notes = Vec::new();
             match entity_jobs(
                 entity,
                 self.api.is_some().then_some(self.interfaces_interval),
-                &mut exprs,
+                &mut cache,
                 &mut notes,
             ) {
                 Ok(mut jobs) => specs.append(&mut jobs),

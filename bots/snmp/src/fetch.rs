@@ -321,13 +321,13 @@ mod tests {
         }
     }
 
-    fn sensors(oids: &[(&str, &str)]) -> Vec<SensorSpec> {
+    fn sensors(oids: &[(&str, &str)]) -> Vec<std::sync::Arc<SensorSpec>> {
         oids.iter()
             .enumerate()
             .map(|(i, (o, f))| {
                 let details = json!({"oids": [{"oid": o, "fetch_method": f}],
                                      "expression": "$1", "output_path": format!("s{i}")});
-                SensorSpec::parse(i as u64, 60, &details).unwrap()
+                std::sync::Arc::new(SensorSpec::parse(i as u64, 60, &details).unwrap())
             })
             .collect()
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use grafolean_collector::{EntityConfig, Intervals, JobSpec};
 
-use crate::sensor::{ExprCache, SensorSpec};
+use crate::sensor::{ParseCache, SensorSpec};
 use crate::settings::{AgentAddress, SettingsError, SnmpSettings, agent_address};
 
 /// What one entity's polling job needs.
@@ -25,8 +25,9 @@ pub struct PollParams {
     pub addr: AgentAddress,
     /// The credential's settings.
     pub settings: SnmpSettings,
-    /// The sensors that could be parsed.
-    pub sensors: Vec<SensorSpec>,
+    /// The sensors that could be parsed (shared with the other entities
+    /// that have the same sensor).
+    pub sensors: Vec<Arc<SensorSpec>>,
 }
 
 /// What one entity's interfaces job needs.
@@ -70,7 +71,7 @@ impl SnmpJob {
 pub fn entity_jobs(
     entity: &EntityConfig,
     interfaces_every: Option<u32>,
-    exprs: &mut ExprCache,
+    cache: &mut ParseCache,
     notes: &mut Vec<String>,
 ) -> Result<Vec<JobSpec<SnmpJob>>, SettingsError> {
     let addr = agent_address(&entity.details)?;
@@ -82,16 +83,16 @@ pub fn entity_jobs(
                 "sensor {} skipped: it has no interval of at least 1 s (0 and none are not \
                  intervals); fix it in {}",
                 s.sensor_id,
-                entity.fix_in()
+                s.fix_in(entity)
             ));
             continue;
         };
-        match SensorSpec::parse_with(s.sensor_id, interval, &s.details, exprs) {
+        match cache.sensor(s.sensor_id, interval, &s.details) {
             Ok(spec) => sensors.push(spec),
             Err(error) => notes.push(format!(
                 "sensor {} skipped: {error}; fix it in {}",
                 s.sensor_id,
-                entity.fix_in()
+                s.fix_in(entity)
             )),
         }
     }

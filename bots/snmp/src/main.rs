@@ -16,16 +16,17 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the
-/// environment still overrides them): freed pages go back to the system
-/// after about 1 s instead of 10 s, and a background thread does it, so
-/// that memory freed by a thread that then sleeps (the blocking thread that
-/// rendered `/metrics`) or a large parse does not linger in RSS. At 10,000
-/// ping targets, RSS read every second: 44 MB, 48-49 MB for a second after
-/// a scrape, where without these options it stayed at 46-70 MB for 10 s
-/// after each scrape.
+/// environment still overrides them): freed pages go back to the system at
+/// once, by a background thread, and two arenas instead of eight (four per
+/// core). A refresh through Grafolean builds every entity's config and jobs
+/// beside the old ones; with jemalloc's defaults the pages they leave behind
+/// stayed in RSS. At 10,000 devices through the fake backend, RSS median
+/// 179 MB with the ping bot's options, 153 MB with these (`fleet --backend`,
+/// BENCHMARKS.md), at the same CPU.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
+pub static malloc_conf: &[u8; 67] =
+    b"background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0,narenas:2\0";
 
 use clap::Parser;
 use grafolean_collector::Settings;

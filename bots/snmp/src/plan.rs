@@ -4,6 +4,7 @@
 //! to the agent (that is [`crate::fetch`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_snmp::Oid;
 use grafolean_collector::Intervals;
@@ -32,15 +33,16 @@ impl<'a> Plan<'a> {
     ///     "oids": [{"oid": "1.3.6.1.2.1.2.2.1.2", "fetch_method": "walk"},
     ///              {"oid": "1.3.6.1.2.1.1.3.0", "fetch_method": "get"}],
     ///     "expression": "$2", "output_path": "up.{$index}"})).unwrap();
-    /// let sensors = [s];
+    /// let sensors = [std::sync::Arc::new(s)];
     /// let every = grafolean_collector::Intervals::one(60).unwrap();
     /// let plan = Plan::new(&sensors, &every);
     /// assert_eq!(plan.gets, vec![async_snmp::Oid::parse("1.3.6.1.2.1.1.3.0").unwrap()]);
     /// assert_eq!(plan.walks.len(), 1);
     /// ```
-    pub fn new(sensors: &'a [SensorSpec], affecting: &Intervals) -> Self {
+    pub fn new(sensors: &'a [Arc<SensorSpec>], affecting: &Intervals) -> Self {
         let sensors: Vec<&SensorSpec> = sensors
             .iter()
+            .map(|s| &**s)
             .filter(|s| affecting.contains(s.interval))
             .collect();
         let mut gets: Vec<Oid> = Vec::new();
@@ -100,7 +102,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sensor(id: u64, interval: u32, oids: &[(&str, &str)]) -> SensorSpec {
+    fn sensor(id: u64, interval: u32, oids: &[(&str, &str)]) -> Arc<SensorSpec> {
         let oids: Vec<_> = oids
             .iter()
             .map(|(o, f)| json!({"oid": o, "fetch_method": f}))
@@ -110,6 +112,7 @@ mod tests {
             interval,
             &json!({"oids": oids, "expression": "$1", "output_path": "x"}),
         )
+        .map(Arc::new)
         .unwrap()
     }
 

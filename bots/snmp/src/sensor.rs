@@ -32,9 +32,40 @@ pub enum Fetch {
     Walk,
 }
 
-/// Compiled expressions by (text, number of OIDs), for one refresh.
+/// What one refresh has parsed, shared by the entities that use it: the
+/// compiled expressions by (text, number of OIDs), and the parsed sensors by
+/// (sensor id, interval, details). 10,000 entities with Grafolean's default
+/// sensors have 3 distinct sensors among 30,000, and hold each once.
 #[derive(Debug, Default)]
-pub struct ExprCache(HashMap<(String, usize), Arc<SensorExpr>>);
+pub struct ParseCache {
+    exprs: HashMap<(String, usize), Arc<SensorExpr>>,
+    /// Keyed by the details' address: the backend's configs share one
+    /// `details` per sensor. The `Arc` in the value keeps that address
+    /// taken while the cache lives.
+    sensors: HashMap<(u64, u32, usize), (Arc<Json>, Parsed)>,
+}
+
+/// A sensor's details, parsed once.
+type Parsed = Result<Arc<SensorSpec>, SettingsError>;
+
+impl ParseCache {
+    /// The sensor parsed from `details` ([`SensorSpec::parse_with`]),
+    /// parsed once for every entity whose config shares these details.
+    pub fn sensor(
+        &mut self,
+        sensor_id: u64,
+        interval: u32,
+        details: &Arc<Json>,
+    ) -> Result<Arc<SensorSpec>, SettingsError> {
+        let key = (sensor_id, interval, Arc::as_ptr(details) as usize);
+        if let Some((_, parsed)) = self.sensors.get(&key) {
+            return parsed.clone();
+        }
+        let parsed = SensorSpec::parse_with(sensor_id, interval, details, self).map(Arc::new);
+        self.sensors.insert(key, (details.clone(), parsed.clone()));
+        parsed
+    }
+}
 
 /// One piece of an output path template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +97,7 @@ pub struct SensorSpec {
     /// The OIDs and how each is fetched; `$N` is `oids[N-1]`.
     pub oids: Vec<(Oid, Fetch)>,
     /// The compiled expression, shared by every sensor with the same one
-    /// (see [`ExprCache`]).
+    /// (see [`ParseCache`]).
     pub expression: Arc<SensorExpr>,
     /// The output path template.
     pub path: Vec<PathPart>,
@@ -85,7 +116,7 @@ impl SensorSpec {
     /// assert_eq!(s.render_path("4", &["eth 0".into(), "".into()]), "if.in-octets.4.eth-0");
     /// ```
     pub fn parse(sensor_id: u64, interval: u32, details: &Json) -> Result<Self, SettingsError> {
-        Self::parse_with(sensor_id, interval, details, &mut ExprCache::default())
+        Self::parse_with(sensor_id, interval, details, &mut ParseCache::default())
     }
 
     /// [`SensorSpec::parse`], sharing compiled expressions through `cache`:
@@ -96,7 +127,7 @@ impl SensorSpec {
         sensor_id: u64,
         interval: u32,
         details: &Json,
-        cache: &mut ExprCache,
+        cache: &mut ParseCache,
     ) -> Result<Self, SettingsError> {
         let list = details
             .get("oids")
@@ -151,11 +182,11 @@ impl SensorSpec {
             });
         }
         let key = (expression.to_string(), oids.len());
-        let expression = match cache.0.get(&key) {
+        let expression = match cache.exprs.get(&key) {
             Some(e) => e.clone(),
             None => {
                 let e = Arc::new(SensorExpr::parse(expression, oids.len())?);
-                cache.0.insert(key, e.clone());
+                cache.exprs.insert(key, e.clone());
                 e
             }
         };

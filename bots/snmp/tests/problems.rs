@@ -70,6 +70,19 @@ fn config_problems_are_warned_once_per_change() {
         1
     );
     assert_eq!(expression(&bot), 1, "{:#?}", bot.log());
+    // The message names the sensor's own line, not its entity's.
+    let text = config(99);
+    let line = text[..text.find("[[entity.sensors]]\nid = 2").unwrap()]
+        .lines()
+        .count()
+        + 1;
+    let fix_in = format!("fix it in {} line {line}", devices.display());
+    assert_eq!(
+        bot.count(&["WARN", "sensor 2 skipped", &fix_in]),
+        1,
+        "{fix_in}: {:#?}",
+        bot.log()
+    );
     assert_eq!(bot.count(&["WARN", "entity_id=1 "]), 0, "{:#?}", bot.log());
     // Kept in a per-reason counter: two entities with a problem, counted at
     // every refresh.

@@ -34,7 +34,8 @@ fn sensor(id: u64, interval: u32, oids: Vec<Json>, expression: &str, path: &str)
     SensorConfig {
         sensor_id: id,
         interval: Some(interval),
-        details: json!({"oids": oids, "expression": expression, "output_path": path}),
+        details: json!({"oids": oids, "expression": expression, "output_path": path}).into(),
+        origin: None,
     }
 }
 
@@ -76,7 +77,7 @@ fn entity(ipv4: &str, credential: Json, sensors: Vec<SensorConfig>) -> EntityCon
         entity_type: "device".into(),
         details: json!({"ipv4": ipv4}),
         credential_id: Some(9),
-        credential_details: credential,
+        credential_details: credential.into(),
         sensors,
         origin: None,
     }
@@ -606,6 +607,64 @@ async fn a_cleared_counter_is_not_a_wrap_and_a_wrap_is_still_a_rate() {
         "wrap gave {wrapped} in {dt} s"
     );
     assert!(v.contains_key(&path(told)), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_walk_over_the_row_limit_fails_its_sensor_naming_the_limit() {
+    let Some(agent) = Snmpd::start(true) else {
+        return;
+    };
+    // The agent itself: GETBULK and GETNEXT both stop at the limit, loudly.
+    let agents = grafolean_snmp_bot::agent::Agents::new().with_max_walk_rows(5);
+    let system = async_snmp::Oid::parse("1.3.6.1.2.1.1").unwrap();
+    for walk_with in ["getbulk", "getnext"] {
+        let mut credential = v2c();
+        credential["walk_with"] = json!(walk_with);
+        let settings =
+            grafolean_snmp_bot::settings::SnmpSettings::from_credential(&credential).unwrap();
+        let a = agents.agent(None, agent.addr, &settings).await.unwrap();
+        let e = a.walk(&system, 10).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the walk of 1.3.6.1.2.1.1 gave more than 5 rows, the most one walk may return; \
+             its sensors are skipped",
+            "{walk_with}"
+        );
+        // Under the limit, the same walk is whole.
+        let whole = grafolean_snmp_bot::agent::Agents::new()
+            .agent(None, agent.addr, &settings)
+            .await
+            .unwrap()
+            .walk(&system, 10)
+            .await
+            .unwrap();
+        assert!(whole.len() > 5, "{walk_with}: {}", whole.len());
+    }
+
+    // Through the collector: the big walk's sensor gives nothing and is
+    // counted as failed; the entity's other sensor goes on.
+    let c = SnmpCollector::default().with_max_walk_rows(100);
+    let job = poll_job(
+        &c,
+        entity(
+            &agent.ipv4(),
+            v2c(),
+            vec![
+                sensor(1, 10, vec![walk(BIG_TABLE)], "$1", "big.{$index}"),
+                sensor(2, 10, vec![get("1.3.6.1.2.1.1.3.0")], "$1", "uptime"),
+            ],
+        ),
+    );
+    let v = run(&c, &job).await.unwrap();
+    assert_eq!(v.keys().collect::<Vec<_>>(), ["entity.42.snmp.uptime"]);
+    let mut registry = prometheus_client::registry::Registry::default();
+    c.metrics().register(&mut registry);
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).unwrap();
+    assert!(
+        metrics.contains("snmp_sensor_errors_total{entity=\"42\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -282,14 +282,17 @@ fn poll_job(c: &SnmpCollector, ipv4: &str) -> JobSpec<SnmpJob> {
         entity_type: "device".into(),
         details: serde_json::json!({"ipv4": ipv4}),
         credential_id: Some(9),
-        credential_details: serde_json::json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+        credential_details:
+            serde_json::json!({"version": "snmpv2c", "snmpv12_community": "public"}).into(),
         sensors: vec![SensorConfig {
             sensor_id: 1,
             interval: Some(60),
             details: serde_json::json!({
                 "oids": [{"oid": format!("{PASS_OID}.2"), "fetch_method": "walk"},
                          {"oid": format!("{PASS_OID}.1"), "fetch_method": "walk"}],
-                "expression": "$2", "output_path": "c32.{$index}.{$1}"}),
+                "expression": "$2", "output_path": "c32.{$index}.{$1}"})
+            .into(),
+            origin: None,
         }],
         origin: None,
     };
