@@ -25,6 +25,7 @@ pub mod fetch;
 mod hash;
 mod interval;
 mod job;
+mod lifecycle;
 pub(crate) mod metrics;
 mod problem;
 pub mod resolve;

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +112,11 @@ pub struct Metrics {
     pub(crate) entities_seen: Gauge,
     /// Entities this replica owned at the last refresh.
     pub(crate) entities_owned: Gauge,
+    /// 1 if the last config load (at start, on a refresh or a reload) was
+    /// whole, else 0 (as Prometheus' own `..._config_last_reload_successful`).
+    pub(crate) reload_successful: Gauge,
+    /// When the last config load that was whole ended, in Unix seconds.
+    pub(crate) reload_success_time: Gauge<f64, AtomicU64>,
     /// One series, 1, labelled with the bot's version and name.
     build_info: Family<BuildLabels, Gauge>,
 }
@@ -205,6 +211,18 @@ impl Metrics {
             "Entities this replica's shard owned at the last refresh",
             entities_owned.clone(),
         );
+        let reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last config load (at start, on a refresh, SIGHUP or POST /-/reload) was whole; a failed one kept the jobs as they were",
+            reload_successful.clone(),
+        );
+        let reload_success_time = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the last whole config load ended",
+            reload_success_time.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register("build_info", "Build information", build_info.clone());
         let metrics = Self {
@@ -224,6 +242,8 @@ impl Metrics {
             shard_count,
             entities_seen,
             entities_owned,
+            reload_successful,
+            reload_success_time,
             build_info,
         };
         metrics.set_version(env!("CARGO_PKG_VERSION"));

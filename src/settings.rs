@@ -135,6 +135,18 @@ pub struct Settings {
     #[cfg_attr(feature = "runtime", arg(long, help_heading = "Admin server"))]
     pub(crate) no_export_values: bool,
 
+    /// Take `POST /-/reload` (as SIGHUP: the configs are loaded again now),
+    /// as Prometheus' flag of the same name. Off by default: 403.
+    #[cfg_attr(
+        feature = "runtime",
+        arg(
+            long = "web.enable-lifecycle",
+            env = "WEB_ENABLE_LIFECYCLE",
+            help_heading = "Admin server"
+        )
+    )]
+    pub(crate) web_enable_lifecycle: bool,
+
     /// The log filter, such as info or grafolean_collector=debug.
     #[cfg_attr(
         feature = "runtime",
@@ -222,6 +234,7 @@ impl Default for Settings {
             config: None,
             listen: None,
             no_export_values: false,
+            web_enable_lifecycle: false,
             log_level: "info".into(),
             log_format: LogFormat::Text,
             once: false,

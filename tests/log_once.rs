@@ -187,7 +187,7 @@ async fn entities_with_odd_ids_are_each_named_once() {
         tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
-            .with_env_filter("info")
+            .with_env_filter(grafolean_collector::testing::TEST_LOG_FILTER)
             .finish(),
     );
     let fake = FakeGrafolean::with_fixture_data().await;

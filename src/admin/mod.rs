@@ -6,6 +6,7 @@
 //! | `/live`    | 200 while the process is up                                   |
 //! | `/ready`   | 200 once the config has loaded and the backend is reachable (or none is configured); 503 before that and during shutdown |
 //! | `/`        | an HTML status page, one row per job                          |
+//! | `/-/reload` | `POST` or `PUT`: reloads the config as SIGHUP does, and answers when it is done (200, or 500 with why); 403 unless `--web.enable-lifecycle` |
 //!
 //! The runtime owns an [`AdminState`] and feeds it: readiness through its
 //! setters, values through [`AdminState::values`], and job rows through the
@@ -31,13 +32,17 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::exposition::ValueStore;
+use crate::lifecycle::Reloads;
 use crate::metrics::Metrics;
 use crate::scheduler::JobStatus;
 use readiness::{ProblemBoard, Readiness};
+
+/// How long `POST /-/reload` waits for the reload it asked for.
+pub const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The `Content-Type` of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -64,6 +69,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/live", get(live))
         .route("/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
 }
 
@@ -82,6 +88,8 @@ struct Shared {
     version: String,
     started: Instant,
     readiness: Readiness,
+    /// Reloads through `POST /-/reload`, when `--web.enable-lifecycle` is on.
+    lifecycle: Option<Reloads>,
     /// The size of the last `/metrics` body, to size the next one's buffer.
     last_size: AtomicUsize,
     /// The same for the last gzipped body.
@@ -105,6 +113,7 @@ pub struct AdminStateBuilder {
     values: ValueStore,
     version: String,
     backend_configured: bool,
+    lifecycle: Option<Reloads>,
 }
 
 impl fmt::Debug for AdminStateBuilder {
@@ -128,6 +137,12 @@ impl AdminStateBuilder {
     /// Sets the version shown on the status page (default: the SDK's).
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
+        self
+    }
+
+    /// Turns on `POST /-/reload` (`--web.enable-lifecycle`), through `reloads`.
+    pub(crate) fn with_lifecycle(mut self, reloads: Reloads) -> Self {
+        self.lifecycle = Some(reloads);
         self
     }
 
@@ -157,6 +172,7 @@ impl AdminStateBuilder {
 
                 started: Instant::now(),
                 readiness: Readiness::new(self.backend_configured),
+                lifecycle: self.lifecycle,
                 last_size: AtomicUsize::new(0),
                 last_gzip_size: AtomicUsize::new(0),
             }),
@@ -172,6 +188,7 @@ impl AdminState {
             values: ValueStore::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend_configured: false,
+            lifecycle: None,
         }
     }
 
@@ -353,6 +370,35 @@ async fn ready(State(state): State<AdminState>) -> Response {
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /-/reload`: as SIGHUP, and answers once the reload is over. 403
+/// (with Prometheus' words) unless `--web.enable-lifecycle` is on.
+async fn reload(State(state): State<AdminState>) -> Response {
+    let Some(reloads) = &state.shared.lifecycle else {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled (start the bot with --web.enable-lifecycle).\n",
+        )
+            .into_response();
+    };
+    tracing::info!("POST /-/reload: reloading the job configs now");
+    match reloads.reload(RELOAD_WAIT).await {
+        Some(Ok(())) => "reloaded\n".into_response(),
+        Some(Err(why)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload the config, the jobs stay as they were: {why}\n"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the reload did not end within {} s (or the bot is stopping)\n",
+                RELOAD_WAIT.as_secs()
+            ),
         )
             .into_response(),
     }

@@ -102,8 +102,8 @@ pub struct Bot<C: Collector> {
     /// `--once` runs each job twice, this far apart (see
     /// [`Bot::with_once_warm_up`]).
     once_warm_up: Option<Duration>,
-    /// Notified to refresh now (SIGHUP).
-    reload: Arc<tokio::sync::Notify>,
+    /// Reloads asked for (SIGHUP, `POST /-/reload`) and their outcomes.
+    reloads: crate::lifecycle::Reloads,
 }
 
 impl<C: Collector> std::fmt::Debug for Bot<C> {
@@ -148,7 +148,7 @@ impl<C: Collector> Bot<C> {
             ready_attempts: DEFAULT_READY_ATTEMPTS,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             once_warm_up: None,
-            reload: Arc::default(),
+            reloads: crate::lifecycle::Reloads::default(),
         }
     }
 
@@ -288,7 +288,7 @@ impl<C: Collector> Bot<C> {
         if settings.once {
             return self.once(settings).await;
         }
-        let signals = process::signals(self.reload.clone(), self.metrics.clone());
+        let signals = process::signals(self.reloads.clone(), self.metrics.clone());
         match self.run(settings, signals).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -369,6 +369,10 @@ impl<C: Collector> Bot<C> {
             state.set_status_provider(Arc::new(move || scheduler.status()));
         }
 
+        let systemd = crate::lifecycle::Systemd::from_env();
+        let watchdog = systemd
+            .watchdog_period()
+            .map(|period| tokio::spawn(systemd.clone().watchdog(period)));
         let refresher = Refresher {
             last_good: matches!(start.source, ConfigSource::Grafolean { .. }).then(HashMap::new),
             collector,
@@ -383,7 +387,9 @@ impl<C: Collector> Bot<C> {
             client: start.client,
             ready_attempts: self.ready_attempts,
             every: settings.refresh_interval(),
-            reload: self.reload.clone(),
+            reloads: self.reloads.clone(),
+            systemd: systemd.clone(),
+            last_error: None,
             refused: Default::default(),
             problems: Default::default(),
             failing: None,
@@ -398,6 +404,10 @@ impl<C: Collector> Bot<C> {
         // Graceful shutdown: stop scheduling, drain, stop the tasks, flush.
         info!("shutting down: draining running jobs and flushing values");
         state.set_shutting_down();
+        systemd.stopping();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         scheduler.shutdown(self.drain_deadline).await;
         tasks.shutdown(self.drain_deadline).await;
         let mut dropped = 0;
@@ -506,6 +516,9 @@ impl<C: Collector> Bot<C> {
             .with_backend(backend);
         if export_values {
             state = state.with_values(self.values.clone());
+        }
+        if settings.web_enable_lifecycle {
+            state = state.with_lifecycle(self.reloads.clone());
         }
         let state = state.build();
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -4,9 +4,8 @@
 
 use std::future::Future;
 use std::io::IsTerminal;
-use std::sync::Arc;
 
-use tokio::sync::Notify;
+use crate::lifecycle::Reloads;
 use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
@@ -49,7 +48,7 @@ pub(crate) fn init_logging(settings: &Settings) -> Result<(), String> {
 ///   bot shuts down gracefully.
 /// - A second one exits at once with 128 + the signal's number (130, 143),
 ///   saying how many values were still unsent.
-pub(crate) fn signals(reload: Arc<Notify>, metrics: Metrics) -> impl Future<Output = ()> + Send {
+pub(crate) fn signals(reload: Reloads, metrics: Metrics) -> impl Future<Output = ()> + Send {
     spawn_reload(reload);
     async move {
         let first = wait_for_stop().await;
@@ -96,14 +95,14 @@ impl Stop {
 }
 
 #[cfg(unix)]
-fn spawn_reload(reload: Arc<Notify>) {
+fn spawn_reload(reload: Reloads) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     info!("SIGHUP received: refreshing the job configs now");
-                    reload.notify_one();
+                    reload.ask();
                 }
             });
         }
@@ -112,7 +111,7 @@ fn spawn_reload(reload: Arc<Notify>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_reload(_reload: Arc<Notify>) {}
+fn spawn_reload(_reload: Reloads) {}
 
 async fn wait_for_stop() -> Stop {
     #[cfg(unix)]

@@ -55,8 +55,14 @@ pub(crate) struct Refresher<C: Collector> {
     pub(crate) client: Option<Client>,
     pub(crate) ready_attempts: u32,
     pub(crate) every: Duration,
-    /// Notified to refresh now, out of turn (SIGHUP).
-    pub(crate) reload: Arc<tokio::sync::Notify>,
+    /// Reloads asked for (SIGHUP, `POST /-/reload`): a refresh now, out of
+    /// turn, whose outcome is told back.
+    pub(crate) reloads: crate::lifecycle::Reloads,
+    /// systemd's notification socket (does nothing without one).
+    pub(crate) systemd: crate::lifecycle::Systemd,
+    /// Why the last refresh failed, whole or in part; `None` after one that
+    /// was whole.
+    pub(crate) last_error: Option<String>,
     /// Jobs refused at the last sync (no account while sending), so that each
     /// is warned about once, when it is first refused.
     pub(crate) refused: HashSet<JobId>,
@@ -105,26 +111,79 @@ impl<C: Collector> Refresher<C> {
         let mut loaded_once = false;
         let mut retry = crate::backoff::Backoff::new(FIRST_RETRY * 2, self.every);
         loop {
-            let forced = tokio::select! {
+            let asked = tokio::select! {
                 () = tokio::time::sleep_until(next) => {
                     next += self.every;
-                    !loaded_once
+                    false
                 }
-                () = self.reload.notified() => {
+                () = self.reloads.asked() => {
                     next = tokio::time::Instant::now() + self.every;
                     true
                 }
             };
+            if asked {
+                self.reloads.begin();
+                if loaded_once {
+                    self.systemd.reloading();
+                }
+            }
             let started = Instant::now();
-            if self.refresh_once(forced).await == Outcome::Complete {
+            let outcome = self.refresh_once(asked || !loaded_once).await;
+            self.metrics
+                .refresh_duration
+                .observe(started.elapsed().as_secs_f64());
+            self.record(outcome);
+            if asked {
+                self.reloads.end(self.last_error.clone());
+            }
+            // `READY=1` after the first load and at the end of every reload
+            // (a failed one keeps the jobs: ready as before, once loaded);
+            // else the status line only.
+            let first = outcome == Outcome::Complete && !loaded_once;
+            if first || (asked && loaded_once) {
+                self.systemd.ready(&self.status_line());
+            } else {
+                self.systemd.status(&self.status_line());
+            }
+            if outcome == Outcome::Complete {
                 loaded_once = true;
             } else if !loaded_once {
                 next = tokio::time::Instant::now() + retry.next_delay();
             }
-            self.metrics
-                .refresh_duration
-                .observe(started.elapsed().as_secs_f64());
         }
+    }
+
+    /// Sets the reload metrics for a refresh that came to `outcome`.
+    fn record(&mut self, outcome: Outcome) {
+        if outcome == Outcome::Complete {
+            self.last_error = None;
+            self.metrics.reload_successful.set(1);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.metrics.reload_success_time.set(now.as_secs_f64());
+        } else {
+            self.metrics.reload_successful.set(0);
+        }
+    }
+
+    /// systemd's `STATUS=`: the jobs, the values waiting to be sent, and the
+    /// config's state.
+    fn status_line(&self) -> String {
+        let mut line = format!("{} jobs scheduled", self.scheduler.job_count());
+        if self.client.is_some() {
+            line += &format!(
+                ", {} values waiting to be sent",
+                self.metrics.values_unsent.get()
+            );
+        }
+        if let Some(e) = &self.last_error {
+            line += &format!(
+                "; the last config load failed: {}",
+                crate::text::bounded(e, crate::text::MAX_ERROR_BYTES)
+            );
+        }
+        line
     }
 
     /// One refresh. `force` reads a standalone file even if it did not
@@ -152,6 +211,7 @@ impl<C: Collector> Refresher<C> {
                     super::source::RefreshError::File(_) => "file",
                 };
                 let jobs = self.scheduler.job_count();
+                self.last_error = Some(e.to_string());
                 self.failure(cause, || {
                     warn!(error = %e, jobs, "config refresh failed; keeping the previous jobs (said once until a refresh succeeds)");
                 });
@@ -188,6 +248,11 @@ impl<C: Collector> Refresher<C> {
                 .collect();
         }
         let outcome = if let Some(first) = loaded.failed.first() {
+            self.last_error = Some(format!(
+                "the backend failed on {} of the refresh's requests: {}",
+                loaded.failed.len(),
+                first.reason
+            ));
             self.failure(first.cause, || {
                 warn!(
                     failed_request = %first.reason,
@@ -205,24 +270,35 @@ impl<C: Collector> Refresher<C> {
             Outcome::Complete
         };
         self.readiness.set_backend_reachable(true);
-        info!(
-            accounts = loaded.accounts,
-            entities = loaded.configs.entities.len(),
-            seen = loaded.seen,
-            owned = loaded.owned,
-            skipped,
-            jobs = live.len(),
-            added = summary.added,
-            changed = summary.changed,
-            removed = summary.removed,
-            unchanged = summary.unchanged,
-            refused = self.refused.len(),
-            kept,
-            pending,
-            requests = loaded.requests,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "refreshed job configs"
-        );
+        // At `info` when the job set changed; a refresh that changed nothing
+        // (every one of a healthy bot) at `debug`.
+        macro_rules! refreshed {
+            ($level:ident) => {
+                tracing::$level!(
+                    accounts = loaded.accounts,
+                    entities = loaded.configs.entities.len(),
+                    seen = loaded.seen,
+                    owned = loaded.owned,
+                    skipped,
+                    jobs = live.len(),
+                    added = summary.added,
+                    changed = summary.changed,
+                    removed = summary.removed,
+                    unchanged = summary.unchanged,
+                    refused = self.refused.len(),
+                    kept,
+                    pending,
+                    requests = loaded.requests,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "refreshed job configs"
+                )
+            };
+        }
+        if summary.added + summary.changed + summary.removed > 0 {
+            refreshed!(info);
+        } else {
+            refreshed!(debug);
+        }
         outcome
     }
 

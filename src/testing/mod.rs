@@ -108,6 +108,12 @@ pub mod internals {
     pub use crate::exposition::ValueStore;
 }
 
+/// The log filter of the bots the tests run ([`process::BotProcess`]) and
+/// of [`LogCapture::global`]: `info`, and the refresh loop's `debug` lines
+/// (a refresh that changed no job logs its summary at `debug`, and tests
+/// count refreshes by it).
+pub const TEST_LOG_FILTER: &str = "info,grafolean_collector::runtime::refresh=debug";
+
 /// Log lines kept in memory, for tests of what a bot logs: give
 /// `move || capture.clone()` to a tracing subscriber as its writer.
 ///
@@ -122,7 +128,7 @@ pub mod internals {
 pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 
 impl LogCapture {
-    /// The log of this test binary at `info` and above: one global
+    /// The log of this test binary at [`TEST_LOG_FILTER`]: one global
     /// subscriber, installed at the first call, whose lines every test of the
     /// binary shares (so each looks for lines that name its own entities or
     /// tasks). Panics if another global subscriber was installed first.
@@ -140,7 +146,7 @@ impl LogCapture {
             tracing_subscriber::fmt()
                 .with_writer(move || writer.clone())
                 .with_ansi(false)
-                .with_env_filter("info")
+                .with_env_filter(crate::testing::TEST_LOG_FILTER)
                 .init();
             logs
         })

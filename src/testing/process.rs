@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::STOP_WITHIN;
+use super::{STOP_WITHIN, TEST_LOG_FILTER};
 
 /// The environment variables of the SDK's settings that [`BotCommand::new`]
 /// removes from the bot's environment, so that a test never picks up a
@@ -106,7 +106,7 @@ pub fn free_udp_port() -> u16 {
 ///
 /// It has the admin server on `127.0.0.1:`[`port`](Self::port) (a
 /// [`free_port`]), none of [`SDK_ENV`] from this process's environment,
-/// `RUST_LOG=info` and `NO_COLOR=1` (an uncoloured log). A test that sets
+/// `RUST_LOG` at [`TEST_LOG_FILTER`] and `NO_COLOR=1` (an uncoloured log). A test that sets
 /// any of these sets it after `new`.
 ///
 /// ```no_run
@@ -158,7 +158,9 @@ impl BotCommand {
         for name in SDK_ENV {
             command.env_remove(name);
         }
-        command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        command
+            .env("RUST_LOG", TEST_LOG_FILTER)
+            .env("NO_COLOR", "1");
         Self { command, port }
     }
 

@@ -17,8 +17,22 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The built-in standalone config: 127.0.0.1 and ::1 every 5 s.
 pub const DEFAULT_CONFIG: &str = include_str!("../default.toml");
 
-/// How often the bot logs a summary of its pings.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// How often the bot logs a summary of its pings at `info` (the environment's
+/// `LOG_SUMMARY_INTERVAL`, in seconds, sets another period). Each round's
+/// figures are logged at `debug`, every [`ROUND_EVERY`].
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(600);
+
+/// How often the bot logs its pings' figures at `debug`.
+pub const ROUND_EVERY: Duration = Duration::from_secs(5);
+
+/// The summary period: `LOG_SUMMARY_INTERVAL` seconds (at least 1), else
+/// [`SUMMARY_EVERY`].
+fn summary_every() -> Duration {
+    std::env::var("LOG_SUMMARY_INTERVAL")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(SUMMARY_EVERY, |s| Duration::from_secs(s.max(1)))
+}
 
 /// The ping bot, ready for [`Bot::main`] or [`Bot::run`]. Its [`Pinger`]
 /// opens its ICMP sockets with `options` when the bot starts, after the
@@ -50,11 +64,17 @@ pub fn bot(options: PingerOptions) -> Bot<PingCollector> {
     .with_path_mapper(map_path)
 }
 
-/// Logs one line per [`SUMMARY_EVERY`] with the echo requests sent and answered,
-/// and the replies that were not this pinger's (`unmatched`), until `shutdown`.
+/// Logs the echo requests sent and answered, the timeouts and send errors,
+/// and the replies that were not this pinger's (`unmatched`): every
+/// [`ROUND_EVERY`] at `debug`, and a summary since the last one every
+/// [`SUMMARY_EVERY`] at `info` (a healthy bot says little else), until
+/// `shutdown`.
 async fn log_summaries(pinger: Pinger, shutdown: CancellationToken) -> Result<(), BoxError> {
-    let mut last = pinger.stats();
-    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    let summary_every = summary_every();
+    let mut round_start = pinger.stats();
+    let mut summary_start = round_start;
+    let mut next_summary = tokio::time::Instant::now() + summary_every;
+    let mut tick = tokio::time::interval(ROUND_EVERY.min(summary_every));
     tick.tick().await;
     loop {
         tokio::select! {
@@ -62,21 +82,35 @@ async fn log_summaries(pinger: Pinger, shutdown: CancellationToken) -> Result<()
             () = shutdown.cancelled() => return Ok(()),
         }
         let now = pinger.stats();
-        let sent = now.sent - last.sent;
-        if sent > 0 {
-            tracing::info!(
-                sent,
-                answered = now.answered - last.answered,
-                timed_out = now.timed_out - last.timed_out,
-                send_errors = now.send_errors - last.send_errors,
-                // Replies that were not this pinger's: another process's
-                // (each raw socket sees every echo reply on the host), late
-                // ones, or another program's.
-                unmatched = now.unmatched - last.unmatched,
+        if now.sent > round_start.sent {
+            let d = now.since(&round_start);
+            tracing::debug!(
+                sent = d.sent,
+                answered = d.answered,
+                timed_out = d.timed_out,
+                send_errors = d.send_errors,
+                unmatched = d.unmatched,
                 "ping round"
             );
         }
-        last = now;
+        round_start = now;
+        if tokio::time::Instant::now() >= next_summary {
+            next_summary += summary_every;
+            let d = now.since(&summary_start);
+            summary_start = now;
+            tracing::info!(
+                sent = d.sent,
+                answered = d.answered,
+                timed_out = d.timed_out,
+                send_errors = d.send_errors,
+                // Replies that were not this pinger's: another process's
+                // (each raw socket sees every echo reply on the host), late
+                // ones, or another program's.
+                unmatched = d.unmatched,
+                minutes = summary_every.as_secs() / 60,
+                "pings since the last summary"
+            );
+        }
     }
 }
 

@@ -96,3 +96,58 @@ async fn prometheus_scrapes_the_running_ping_bot() {
 
     bot.stop().await.unwrap();
 }
+
+/// Every query of the ping bot's dashboard in `monitoring/dashboards`, with
+/// its variables set to match anything, returns data from a real Prometheus
+/// scraping the running bot, here with a Grafolean backend (the fake), so
+/// that the sender's series are there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_returns_data() {
+    use grafolean_collector::testing::{BOT_TOKEN, ENTITY_ID, FakeGrafolean};
+
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../monitoring/dashboards/grafolean-ping-bot.json"
+    ))
+    .unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("\"$job\"", "\".+\"")
+                .replace("\"$instance\"", "\".+\"")
+        })
+        .collect();
+    assert!(queries.len() >= 15, "{queries:?}");
+
+    let fake = FakeGrafolean::with_fixture_data().await;
+    assert!(fake.update_entity(ENTITY_ID, |e| {
+        e.protocols.get_mut("ping").unwrap().sensors[0].interval = Some(1);
+    }));
+    let settings = Settings::try_parse_from(["grafolean-ping-bot", "--backend-url", &fake.url()])
+        .unwrap()
+        .with_bot_token(BOT_TOKEN);
+    let bot = RunningBot::start(grafolean_ping_bot::bot(PingerOptions::default()), settings);
+    let prometheus = Prometheus::start(bot.url().trim_start_matches("http://"));
+    // Enough scrapes for every rate over a minute.
+    prometheus
+        .wait_for(r#"grafolean_bot_runs_total{outcome="ok"}"#, |r| {
+            r.len() == 1 && value_of(&r[0]) >= 5.0
+        })
+        .await;
+    for query in &queries {
+        prometheus
+            .wait_for(query, |r| {
+                !r.is_empty()
+                    && r.iter()
+                        .all(|s| s["value"][1].as_str().is_some_and(|v| v != "NaN"))
+            })
+            .await;
+    }
+    bot.stop().await.unwrap();
+}

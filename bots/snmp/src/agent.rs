@@ -341,6 +341,16 @@ impl Agent {
         matches!(self.key.settings.auth, SnmpAuth::V1 { .. })
     }
 
+    /// Whether this client speaks SNMPv3 (and caches the agent's engine).
+    pub fn is_v3(&self) -> bool {
+        matches!(self.key.settings.auth, SnmpAuth::V3 { .. })
+    }
+
+    /// Whether the agent has answered this client at least once.
+    pub fn has_answered(&self) -> bool {
+        self.shared.answered.load(Relaxed)
+    }
+
     /// GETs `oids` in one PDU (more if the agent says `tooBig`). A missing
     /// OID comes back as `NoSuchObject`/`NoSuchInstance`; on v1, where one
     /// missing OID fails the whole PDU with `noSuchName`, each OID is asked

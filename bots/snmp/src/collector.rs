@@ -207,15 +207,34 @@ impl SnmpCollector {
         let addr = self.socket_addr(&params.addr).await?;
         let state = self.state.entity(params.entity_id);
         let cached = lock(&state).use_agent(addr);
-        let agent = self.agents.agent(cached, addr, &params.settings).await?;
+        let mut agent = self.agents.agent(cached, addr, &params.settings).await?;
         lock(&state).client = Some(agent.clone());
 
         let max = params.settings.max_repetitions;
         let reps = plan.repetitions(&lock(&state).repetitions, max);
         let deadline = tokio::time::Instant::now() + params.settings.budget;
         let fetched = fetch::fetch(&agent, &plan, &reps, deadline).await;
+        let (mut answers, mut failures) = fetched.into_answers();
+        // SNMPv3: an agent that answered and now fails every request may be
+        // back with another engine (a device replaced or reset, its boots
+        // started over): the client's cached engine and keys no longer fit,
+        // and it would fail for good. A new client discovers the engine
+        // again; it is tried once, in what is left of the budget (and not
+        // again until the agent has answered it: a device that is down costs
+        // one more try, not one per firing).
+        if agent.is_v3()
+            && agent.has_answered()
+            && failures.all_failed(&params.settings).is_some()
+            && tokio::time::Instant::now() < deadline
+        {
+            tracing::debug!(entity_id = params.entity_id, agent = %addr, "every SNMPv3 request failed: a new session, with the engine discovered again");
+            agent = self.agents.agent(None, addr, &params.settings).await?;
+            lock(&state).client = Some(agent.clone());
+            (answers, failures) = fetch::fetch(&agent, &plan, &reps, deadline)
+                .await
+                .into_answers();
+        }
         let now = unix_now();
-        let (answers, failures) = fetched.into_answers();
         {
             let mut st = lock(&state);
             for (oid, rows) in &answers.walks {

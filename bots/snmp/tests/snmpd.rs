@@ -224,6 +224,52 @@ async fn v3_sha_aes_md5_des_sha256_aes256() {
     assert!(e.contains("no answer"), "{e}");
 }
 
+/// A device replaced (or reset) answers with another SNMPv3 engine id, its
+/// boots starting over: the bot's cached engine and keys no longer fit. The
+/// values come back within 2 firings, as they did with the Python bot's
+/// session per poll.
+#[tokio::test]
+async fn v3_recovers_after_the_agent_comes_back_with_another_engine() {
+    let Some(mut agent) = Snmpd::start(false) else {
+        return;
+    };
+    let mut credential = v3("grafolean", "SHA", "AES");
+    credential["timeout"] = json!(0.5);
+    credential["retries"] = json!(0);
+    let c = SnmpCollector::default();
+    let uptime = vec![sensor(
+        1,
+        10,
+        vec![get("1.3.6.1.2.1.1.3.0")],
+        "$1",
+        "uptime",
+    )];
+    let job = poll_job(&c, entity(&agent.ipv4(), credential, uptime));
+    let v = run(&c, &job).await.unwrap();
+    assert!(v.contains_key("entity.42.snmp.uptime"), "{v:?}");
+
+    for (round, engine_id) in ["0x8000000001020304", "0x80000000010a0b0c"]
+        .iter()
+        .enumerate()
+    {
+        agent.restart_with_engine_id(engine_id);
+        let first = run(&c, &job).await;
+        let answered = match &first {
+            Ok(v) => v.contains_key("entity.42.snmp.uptime"),
+            Err(_) => false,
+        };
+        if !answered {
+            let second = run(&c, &job).await;
+            assert!(
+                second
+                    .as_ref()
+                    .is_ok_and(|v| v.contains_key("entity.42.snmp.uptime")),
+                "round {round}: no values in 2 firings after the engine changed: {first:?}, then {second:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn counter_rates_wrap_and_agent_restart() {
     let Some(mut agent) = Snmpd::start(false) else {

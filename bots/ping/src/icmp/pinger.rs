@@ -178,6 +178,26 @@ pub struct PingStats {
     pub unmatched: u64,
 }
 
+impl PingStats {
+    /// The counts since `earlier` (a reading of the same pinger).
+    ///
+    /// ```
+    /// use grafolean_ping_bot::icmp::PingStats;
+    /// let a = PingStats { sent: 3, answered: 2, ..Default::default() };
+    /// let b = PingStats { sent: 10, answered: 8, ..Default::default() };
+    /// assert_eq!(b.since(&a), PingStats { sent: 7, answered: 6, ..Default::default() });
+    /// ```
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            sent: self.sent.saturating_sub(earlier.sent),
+            answered: self.answered.saturating_sub(earlier.answered),
+            timed_out: self.timed_out.saturating_sub(earlier.timed_out),
+            send_errors: self.send_errors.saturating_sub(earlier.send_errors),
+            unmatched: self.unmatched.saturating_sub(earlier.unmatched),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     sent: AtomicU64,

@@ -326,6 +326,31 @@ function cmp(a, b,   x, y, n, m, i) {
         self.spawn();
     }
 
+    /// Kills the agent and starts it again with the SNMPv3 engine id
+    /// `engine_id` and its persistent state wiped (engine boots start over
+    /// at 1), as a device replaced or without persistent storage.
+    pub fn restart_with_engine_id(&mut self, engine_id: &str) {
+        self.stop();
+        let conf = self.dir.join("snmpd.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("engineID "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&conf, format!("engineID {engine_id}\n{text}")).unwrap();
+        let persist = self.dir.join("persist");
+        let _ = std::fs::remove_dir_all(&persist);
+        std::fs::create_dir_all(&persist).unwrap();
+        if is_root() {
+            let _ = Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(&self.dir)
+                .status();
+        }
+        self.spawn();
+    }
+
     /// `details.ipv4` for this agent.
     pub fn ipv4(&self) -> String {
         self.addr.to_string()
