@@ -3,7 +3,8 @@
 //! test rules`, and each bot's dashboard is valid JSON whose every panel has a
 //! query. (That every dashboard query returns data from a real Prometheus
 //! scraping a running bot is tested beside each bot: the ping bot's in
-//! `bots/ping/tests/prometheus.rs`.)
+//! `bots/ping/tests/prometheus.rs`, the SNMP bot's in
+//! `bots/snmp/tests/grafolean.rs`; not yet the NetFlow bot's.)
 
 use std::path::Path;
 use std::process::Command;

@@ -128,6 +128,46 @@ impl Prometheus {
     }
 }
 
+/// The queries of a Grafana dashboard's panels (`monitoring/dashboards`),
+/// with its variables set to match anything (`$job` and `$instance` to
+/// `.+`) and `$__rate_interval` to `1m`, ready for [`Prometheus::query`].
+///
+/// ```
+/// let q = grafolean_collector::testing::prometheus::dashboard_queries(
+///     r#"{"panels": [{"targets": [{"expr": "rate(x{job=~\"$job\"}[$__rate_interval])"}]}]}"#,
+/// );
+/// assert_eq!(q, [r#"rate(x{job=~".+"}[1m])"#]);
+/// ```
+pub fn dashboard_queries(dashboard: &str) -> Vec<String> {
+    let dashboard: Json = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+    dashboard["panels"]
+        .as_array()
+        .expect("the dashboard has panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str())
+        .map(|expr| {
+            expr.replace("$__rate_interval", "1m")
+                .replace("\"$job\"", "\".+\"")
+                .replace("\"$instance\"", "\".+\"")
+        })
+        .collect()
+}
+
+impl Prometheus {
+    /// Waits until `q` returns at least one sample, none of them NaN (as a
+    /// dashboard panel that shows data); panics with the last result and
+    /// Prometheus' log after the wait.
+    pub async fn wait_for_data(&self, q: &str) {
+        self.wait_for(q, |r| {
+            !r.is_empty()
+                && r.iter()
+                    .all(|s| s["value"][1].as_str().is_some_and(|v| v != "NaN"))
+        })
+        .await;
+    }
+}
+
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();

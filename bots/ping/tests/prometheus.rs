@@ -4,7 +4,7 @@
 use clap::Parser;
 use grafolean_collector::Settings;
 use grafolean_collector::testing::RunningBot;
-use grafolean_collector::testing::prometheus::{Prometheus, value_of};
+use grafolean_collector::testing::prometheus::{Prometheus, dashboard_queries, value_of};
 use grafolean_ping_bot::PingerOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,24 +105,9 @@ async fn prometheus_scrapes_the_running_ping_bot() {
 async fn every_dashboard_query_returns_data() {
     use grafolean_collector::testing::{BOT_TOKEN, ENTITY_ID, FakeGrafolean};
 
-    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+    let queries = dashboard_queries(include_str!(
         "../../../monitoring/dashboards/grafolean-ping-bot.json"
-    ))
-    .unwrap();
-    let queries: Vec<String> = dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().unwrap().iter())
-        .map(|t| {
-            t["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$__rate_interval", "1m")
-                .replace("\"$job\"", "\".+\"")
-                .replace("\"$instance\"", "\".+\"")
-        })
-        .collect();
+    ));
     assert!(queries.len() >= 15, "{queries:?}");
 
     let fake = FakeGrafolean::with_fixture_data().await;
@@ -141,13 +126,7 @@ async fn every_dashboard_query_returns_data() {
         })
         .await;
     for query in &queries {
-        prometheus
-            .wait_for(query, |r| {
-                !r.is_empty()
-                    && r.iter()
-                        .all(|s| s["value"][1].as_str().is_some_and(|v| v != "NaN"))
-            })
-            .await;
+        prometheus.wait_for_data(query).await;
     }
     bot.stop().await.unwrap();
 }

@@ -258,3 +258,30 @@ async fn a_host_name_is_resolved_and_one_that_does_not_resolve_is_named_once() {
     );
     s.bot.stop().await.unwrap();
 }
+
+/// Every query of the SNMP bot's dashboard in `monitoring/dashboards`
+/// returns data from a real Prometheus scraping the running bot (polling
+/// snmpd, sending to the fake Grafolean).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_returns_data() {
+    use grafolean_collector::testing::prometheus::{Prometheus, dashboard_queries, value_of};
+
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    let queries = dashboard_queries(include_str!(
+        "../../../monitoring/dashboards/grafolean-snmp-bot.json"
+    ));
+    assert!(queries.len() >= 15, "{queries:?}");
+    let s = setup(&agent, true, Duration::from_secs(60)).await;
+    let prometheus = Prometheus::start(s.bot.url().trim_start_matches("http://"));
+    prometheus
+        .wait_for(r#"grafolean_bot_runs_total{outcome="ok"}"#, |r| {
+            !r.is_empty() && r.iter().map(value_of).sum::<f64>() >= 5.0
+        })
+        .await;
+    for query in &queries {
+        prometheus.wait_for_data(query).await;
+    }
+    s.bot.stop().await.unwrap();
+}
