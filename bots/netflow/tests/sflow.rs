@@ -25,6 +25,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_grafolean-netflow-bot");
 /// The ifIndex pmacctd gives its samples' input interface.
 const IF_INDEX: u32 = 5;
 
+/// One test at a time: each runs pmacctd, sfacctd and sockets on ephemeral
+/// ports, and a pmacctd plugin that sends late into a port the other test
+/// has since taken (a bot's) would mix the two streams.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// sfacctd aggregating the stream on `port` three ways, into CSV files in
 /// `dir` refreshed every second.
 fn sfacctd(dir: &TestDir, port: u16) -> Child {
@@ -101,8 +110,10 @@ struct Reference {
 /// datagrams the test received and sfacctd's aggregates of the same.
 fn export(dir: &TestDir, pcap: &Path, rate: u32) -> (Vec<Vec<u8>>, Reference) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // pmacctd's sfprobe plugin is a child process that may still be
+    // sending when pmacctd exits: wait for 1.5 s of silence.
     socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_millis(1500)))
         .unwrap();
     let sf_port = free_udp_port();
     let mut sf = sfacctd(dir, sf_port);
@@ -183,6 +194,7 @@ fn as_strings<K: ToString>(top: Vec<(&K, Count)>) -> BTreeMap<String, u64> {
 
 #[test]
 fn sflow_samples_add_up_to_what_sfacctd_counts() {
+    let _serial = serial();
     let Some((dir, pcap)) = setup("netflow-sflow") else {
         return;
     };
@@ -222,13 +234,34 @@ fn sflow_samples_add_up_to_what_sfacctd_counts() {
         &format!("interface=\"{IF_INDEX}\""),
         "direction=\"ingress\"",
     ];
+    // Every datagram counted first, then the sums compared.
+    let sent = datagrams.len() as f64;
     let metrics = bot.wait_for_metrics(Duration::from_secs(10), Duration::from_millis(100), |m| {
-        sample_with(m, "netflow_flows_total{", &series) == Some(traffic_len() as f64)
+        sample_with(m, "netflow_datagrams_total{", &["exporter=\"127.0.0.1\""]) >= Some(sent)
     });
+    let sizes: Vec<usize> = datagrams.iter().map(Vec::len).collect();
+    let why = format!(
+        "{} datagrams sent, of {sizes:?} bytes:\n{metrics}",
+        sizes.len()
+    );
+    assert_eq!(
+        sample_with(
+            &metrics,
+            "netflow_datagrams_total{",
+            &["exporter=\"127.0.0.1\""]
+        ),
+        Some(sent),
+        "{why}"
+    );
+    assert_eq!(
+        sample_with(&metrics, "netflow_flows_total{", &series),
+        Some(traffic_len() as f64),
+        "{why}"
+    );
     assert_eq!(
         sample_with(&metrics, "netflow_bytes_total{", &series),
         Some(ingress.bytes as f64),
-        "{metrics}"
+        "{why}"
     );
     let status = bot.stop();
     assert!(status.success(), "{status:?}\n{}", bot.log().join("\n"));
@@ -236,6 +269,7 @@ fn sflow_samples_add_up_to_what_sfacctd_counts() {
 
 #[test]
 fn sampled_sflow_is_scaled_by_its_rate_unless_told_not_to() {
+    let _serial = serial();
     let Some((dir, pcap)) = setup("netflow-sflow-sampled") else {
         return;
     };
