@@ -41,6 +41,7 @@ mod text;
 pub(crate) mod token;
 mod value;
 
+pub use admin::web_config::WebConfigError;
 pub use collector::{BoxError, Collector};
 pub use config::{EntityConfig, JobConfigs, SensorConfig};
 pub use exposition::MappedPath;

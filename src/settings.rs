@@ -147,6 +147,21 @@ pub struct Settings {
     )]
     pub(crate) web_enable_lifecycle: bool,
 
+    /// A YAML file in exporter-toolkit's format that turns on TLS (with
+    /// client certificates if wanted), basic auth (bcrypt) and response
+    /// headers for the admin server, as --web.config.file does for
+    /// node_exporter. It is read again when it changes.
+    #[cfg_attr(
+        feature = "runtime",
+        arg(
+            long = "web.config.file",
+            env = "WEB_CONFIG_FILE",
+            value_name = "FILE",
+            help_heading = "Admin server"
+        )
+    )]
+    pub(crate) web_config_file: Option<PathBuf>,
+
     /// The log filter, such as info or grafolean_collector=debug.
     #[cfg_attr(
         feature = "runtime",
@@ -235,6 +250,7 @@ impl Default for Settings {
             listen: None,
             no_export_values: false,
             web_enable_lifecycle: false,
+            web_config_file: None,
             log_level: "info".into(),
             log_format: LogFormat::Text,
             once: false,
@@ -274,6 +290,14 @@ impl Settings {
     /// The same settings with the admin server on `addr` (`--listen`).
     pub fn with_listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// The same settings with the admin server's TLS and basic auth from
+    /// `file` (`--web.config.file`, `WEB_CONFIG_FILE`), in
+    /// [exporter-toolkit's format](https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md).
+    pub fn with_web_config_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.web_config_file = Some(file.into());
         self
     }
 

@@ -115,9 +115,14 @@ async fn chromium_shows_the_job_rows() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(admin::serve(listener, admin::router(state), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(admin::serve(
+        listener,
+        admin::router(state),
+        async {
+            let _ = stopped.await;
+        },
+        None,
+    ));
 
     let dom = tokio::task::spawn_blocking(move || dump_dom(&url))
         .await

@@ -18,6 +18,7 @@ mod process;
 pub(crate) mod readiness;
 pub(crate) mod server;
 mod status_page;
+pub(crate) mod web_config;
 
 pub(crate) use process::ProcessCollector;
 
@@ -53,13 +54,15 @@ pub(crate) type StatusProvider = Arc<dyn Fn() -> Vec<JobStatus> + Send + Sync>;
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets open
 /// requests finish (for a few seconds). Slow, idle and excess clients are cut
-/// off (see [`server`]), so `/live` answers whatever other clients do.
+/// off (see [`server`]), so `/live` answers whatever other clients do. With
+/// `web` (a `--web.config.file`), TLS, basic auth and headers as it says.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    web: Option<web_config::WebConfig>,
 ) {
-    server::serve(listener, router, shutdown, server::connection_cap()).await;
+    server::serve(listener, router, shutdown, server::connection_cap(), web).await;
 }
 
 /// The routes `/`, `/metrics`, `/live` and `/ready`, with their state.

@@ -58,6 +58,7 @@ async fn prometheus_ingests_our_metrics() {
         async {
             let _ = stopped.await;
         },
+        None,
     ));
 
     let prometheus = Prometheus::start(&addr.to_string());
@@ -117,4 +118,89 @@ async fn prometheus_ingests_our_metrics() {
 
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+/// A real Prometheus scrapes over HTTPS with a client certificate and basic
+/// auth, as its `tls_config` and `basic_auth` say, from a server run by a
+/// `--web.config.file`; a scrape without the password is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_over_https_with_a_client_certificate_and_basic_auth() {
+    use crate::admin::web_config::WebConfig;
+    use crate::admin::web_config::test_certs::Ca;
+
+    let dir = std::env::temp_dir().join(format!(
+        "grafolean-scrape-tls-{}-{}",
+        std::process::id(),
+        crate::testing::random_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = Ca::new("test CA");
+    let server = ca.server();
+    let client = ca.client("prometheus");
+    for (name, text) in [
+        ("ca.crt", &ca.cert),
+        ("server.crt", &server.cert),
+        ("server.key", &server.key),
+        ("client.crt", &client.cert),
+        ("client.key", &client.key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n\
+             basic_auth_users:\n  prometheus: {}\n",
+            bcrypt::hash("scrape-secret", 4).unwrap()
+        ),
+    )
+    .unwrap();
+
+    let metrics = Metrics::new("tls-scrape-test");
+    let state = AdminState::builder(metrics).build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(admin::serve(
+        listener,
+        admin::router(state),
+        async {
+            let _ = stopped.await;
+        },
+        Some(WebConfig::load(&web).unwrap()),
+    ));
+
+    let d = dir.display();
+    let tls = format!(
+        "    scheme: https\n    tls_config:\n      ca_file: {d}/ca.crt\n      \
+         cert_file: {d}/client.crt\n      key_file: {d}/client.key\n      server_name: localhost\n"
+    );
+    let right = Prometheus::start_with(
+        &addr.to_string(),
+        &format!(
+            "{tls}    basic_auth:\n      username: prometheus\n      password: scrape-secret\n"
+        ),
+    );
+    let wrong = Prometheus::start_with(
+        &addr.to_string(),
+        &format!("{tls}    basic_auth:\n      username: prometheus\n      password: guess\n"),
+    );
+    right
+        .wait_for("up", |r| r.len() == 1 && value_of(&r[0]) == 1.0)
+        .await;
+    right
+        .wait_for("grafolean_bot_build_info", |r| {
+            r.len() == 1 && r[0]["metric"]["bot"] == "tls-scrape-test"
+        })
+        .await;
+    // The other one's scrapes fail (401): `up` is 0 there.
+    wrong
+        .wait_for("up", |r| r.len() == 1 && value_of(&r[0]) == 0.0)
+        .await;
+
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

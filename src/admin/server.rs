@@ -26,6 +26,8 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
+use super::web_config::{self, WebConfig};
+
 /// How long a client may take to send a request's head (and how long an idle
 /// keep-alive connection is kept).
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,13 +98,27 @@ impl Burst {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// The answer to a plain HTTP request on a TLS port (Go's words).
+const PLAIN_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
+Client sent an HTTP request to an HTTPS server.\n";
+
+/// Serves `router` on `listener` until `shutdown` completes, with TLS and
+/// basic auth when `web` says so.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     cap: usize,
+    web: Option<WebConfig>,
 ) {
+    let router = match &web {
+        Some(web) => router.layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            web_config::guard,
+        )),
+        None => router,
+    };
     let open: Arc<Mutex<Open>> = Arc::default();
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -127,14 +143,45 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            );
-        let conn = graceful.watch(conn);
+        let tls = web.as_ref().and_then(|w| w.current().tls.clone());
+        let watcher = graceful.watcher();
+        let router = router.clone();
+        let conn = async move {
+            match tls {
+                None => watcher.watch(connection(stream, router)).await,
+                Some(tls) => {
+                    // The handshake within the header-read timeout, as a
+                    // request's head would be.
+                    let accepted = tokio::time::timeout(HEADER_READ_TIMEOUT, async {
+                        let mut first = [0u8; 1];
+                        stream.peek(&mut first).await?;
+                        if first[0] != 0x16 {
+                            // Not a TLS handshake record: plain HTTP, most likely.
+                            use tokio::io::AsyncWriteExt;
+                            let mut stream = stream;
+                            let _ = stream.write_all(PLAIN_ON_TLS).await;
+                            let _ = stream.shutdown().await;
+                            return Err(std::io::Error::other(
+                                "a plain HTTP request on the TLS port",
+                            ));
+                        }
+                        tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+                    })
+                    .await;
+                    match accepted {
+                        Ok(Ok(stream)) => watcher.watch(connection(stream, router)).await,
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "admin TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            debug!("admin TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        };
         let mut guard = open.lock().unwrap_or_else(|e| e.into_inner());
         while guard.conns.len() >= cap {
             if let Some((_, oldest)) = guard.conns.pop_front() {
@@ -157,6 +204,7 @@ pub(crate) async fn serve(
         guard.conns.push_back((id, task.abort_handle()));
     }
     drop(listener);
+    drop(web);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
@@ -167,6 +215,20 @@ pub(crate) async fn serve(
     for (_, conn) in &open.conns {
         conn.abort();
     }
+}
+
+/// One HTTP/1 connection on `io`, with the header-read timeout.
+fn connection<I>(
+    io: I,
+    router: Router,
+) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<Router>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router))
 }
 
 #[cfg(test)]

@@ -274,9 +274,14 @@ async fn spawn(state: AdminState) -> (String, tokio::sync::oneshot::Sender<()>) 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, router(state), async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(serve(
+        listener,
+        router(state),
+        async {
+            let _ = rx.await;
+        },
+        None,
+    ));
     (base, tx)
 }
 
@@ -387,9 +392,14 @@ async fn router_mounts_into_an_application() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, app, async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        app,
+        async {
+            let _ = rx.await;
+        },
+        None,
+    ));
     let hello = reqwest::get(format!("{base}/hello")).await.unwrap();
     assert_eq!(hello.text().await.unwrap(), "hello");
     let live = reqwest::get(format!("{base}/live")).await.unwrap();

@@ -492,6 +492,12 @@ impl<C: Collector> Bot<C> {
         ),
         RunError,
     > {
+        let web = settings
+            .web_config_file
+            .as_deref()
+            .map(admin::web_config::WebConfig::load)
+            .transpose()
+            .map_err(RunError::WebConfig)?;
         let listener = match self.listener.take() {
             Some(l) => tokio::net::TcpListener::from_std(l).map_err(RunError::Listen)?,
             None => {
@@ -528,6 +534,7 @@ impl<C: Collector> Bot<C> {
             async move {
                 let _ = admin_stopped.await;
             },
+            web,
         ));
         Ok((state, admin_addr, stop_admin, admin_task))
     }
@@ -609,6 +616,9 @@ pub enum RunError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The admin server's `--web.config.file` is invalid.
+    #[error(transparent)]
+    WebConfig(crate::admin::web_config::WebConfigError),
     /// The admin listener could not be used.
     #[error("the admin server's listener failed: {0}")]
     Listen(std::io::Error),
@@ -663,7 +673,7 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::Settings(_) | Self::Config(_) | Self::NoProtocol { .. }
+            Self::Settings(_) | Self::Config(_) | Self::WebConfig(_) | Self::NoProtocol { .. }
         )
     }
 }

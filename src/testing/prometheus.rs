@@ -42,6 +42,17 @@ impl Prometheus {
     ///
     /// When the binary is missing (with an install hint) or cannot start.
     pub fn start(target: &str) -> Self {
+        Self::start_with(target, "")
+    }
+
+    /// [`start`](Self::start) with more settings for the scrape job, in
+    /// Prometheus' YAML, each line indented by four spaces, such as
+    /// `"    scheme: https\n    tls_config:\n      ca_file: /tmp/ca.crt\n"`.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(target: &str, job: &str) -> Self {
         assert!(
             std::path::Path::new(PROMETHEUS).exists(),
             "{PROMETHEUS} is missing: install it with `apt-get install -y prometheus` (.ci/run does)"
@@ -54,7 +65,7 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).expect("a temporary directory");
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-             scrape_configs:\n  - job_name: bot\n    static_configs:\n      - targets: ['{target}']\n"
+             scrape_configs:\n  - job_name: bot\n    static_configs:\n      - targets: ['{target}']\n{job}"
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("the config file");
         // A free port: bind, read it, release it.
