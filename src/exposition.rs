@@ -408,6 +408,47 @@ impl ValueStore {
         }
     }
 
+    /// Up to `max` of the series `job` wrote at its last update, as
+    /// `name{labels}` without the job's own labels, with their values; and
+    /// how many it wrote. For the status page.
+    pub(crate) fn job_values(&self, job: &JobId, max: usize) -> (Vec<(String, f64)>, usize) {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let Some(written) = inner.jobs.get(job) else {
+            return (Vec::new(), 0);
+        };
+        let own: Vec<String> = written
+            .labels
+            .iter()
+            .map(|(n, _)| sanitize_label_name(n))
+            .collect();
+        let shown = written
+            .series
+            .iter()
+            .take(max)
+            .map(|((name, labels), _, sample)| {
+                let mut series = name.to_string();
+                let mut first = true;
+                let mut parts = labels.split('\0');
+                while let (Some(n), Some(v)) = (parts.next(), parts.next()) {
+                    if own.iter().any(|o| o == n) {
+                        continue;
+                    }
+                    series.push(if first { '{' } else { ',' });
+                    first = false;
+                    series.push_str(n);
+                    series.push_str("=\"");
+                    series.push_str(v);
+                    series.push('"');
+                }
+                if !first {
+                    series.push('}');
+                }
+                (series, sample.value())
+            })
+            .collect();
+        (shown, written.series.len())
+    }
+
     /// Removes every series of `job`.
     #[cfg(any(test, feature = "testing"))]
     pub fn remove_job(&self, job: &JobId) {

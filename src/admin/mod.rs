@@ -5,7 +5,8 @@
 //! | `/metrics` | OpenMetrics text: the SDK registry (and the bot's own metrics), the `process_*` metrics, and the collected values as gauges ([`crate::exposition`]) |
 //! | `/live`    | 200 while the process is up                                   |
 //! | `/ready`   | 200 once the config has loaded and the backend is reachable (or none is configured); 503 before that and during shutdown |
-//! | `/`        | an HTML status page, one row per job                          |
+//! | `/`        | an HTML status page: a page of jobs (failing first) with their last run, error and values; `?q=` searches, `?state=failing` filters, `?page=` pages |
+//! | `/api/jobs` | the same, in JSON, for scripts                               |
 //! | `/-/reload` | `POST` or `PUT`: reloads the config as SIGHUP does, and answers when it is done (200, or 500 with why); 403 unless `--web.enable-lifecycle` |
 //!
 //! The runtime owns an [`AdminState`] and feeds it: readiness through its
@@ -30,13 +31,14 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::exposition::ValueStore;
+use crate::job::JobId;
 use crate::lifecycle::Reloads;
 use crate::metrics::Metrics;
 use crate::scheduler::JobStatus;
@@ -69,6 +71,7 @@ pub async fn serve(
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(status_page))
+        .route("/api/jobs", get(jobs_json))
         .route("/metrics", get(metrics))
         .route("/live", get(live))
         .route("/ready", get(ready))
@@ -300,7 +303,16 @@ impl AdminState {
 
     /// The status page's HTML, as of `now`.
     pub fn render_status_page(&self, now: SystemTime) -> String {
-        let rows = self.job_rows();
+        self.render_status_page_for(&status_page::JobQuery::default(), now)
+    }
+
+    /// The status page for `query` (search, state, page).
+    pub(crate) fn render_status_page_for(
+        &self,
+        query: &status_page::JobQuery,
+        now: SystemTime,
+    ) -> String {
+        let selection = status_page::select(self.job_rows(), query);
         let problems = self.shared.problems.get();
         let summary = status_page::Summary {
             bot: self.shared.metrics.bot(),
@@ -311,7 +323,15 @@ impl AdminState {
             problems: &problems,
             backend: self.shared.readiness.backend_reachable(),
         };
-        status_page::render(&summary, &rows, now)
+        let values = |job: &JobId| self.shared.values.job_values(job, status_page::MAX_VALUES);
+        status_page::render(&summary, query, &selection, &values, now)
+    }
+
+    /// `/api/jobs` for `query`: the status page's selection in JSON.
+    pub(crate) fn render_jobs_json(&self, query: &status_page::JobQuery) -> String {
+        let selection = status_page::select(self.job_rows(), query);
+        let values = |job: &JobId| self.shared.values.job_values(job, status_page::MAX_VALUES);
+        status_page::render_json(query, &selection, &values)
     }
 }
 
@@ -363,6 +383,23 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
     }
 }
 
+/// `/api/jobs?state=failing&q=...&page=&per_page=`: the status page's
+/// selection in JSON.
+async fn jobs_json(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
+    let query = status_page::JobQuery::parse(query.as_deref());
+    match tokio::task::spawn_blocking(move || state.render_jobs_json(&query)).await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "listing the jobs failed (the status provider panicked?)");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "listing the jobs failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn live() -> &'static str {
     "live\n"
 }
@@ -407,8 +444,13 @@ async fn reload(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn status_page(State(state): State<AdminState>) -> Response {
-    match tokio::task::spawn_blocking(move || state.render_status_page(SystemTime::now())).await {
+async fn status_page(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Response {
+    let query = status_page::JobQuery::parse(query.as_deref());
+    match tokio::task::spawn_blocking(move || {
+        state.render_status_page_for(&query, SystemTime::now())
+    })
+    .await
+    {
         Ok(page) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering the status page failed (the status provider panicked?)");
