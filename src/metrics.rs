@@ -64,6 +64,10 @@ pub(crate) struct FailureLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
+    /// The commit the SDK was built from (`unknown` outside a git checkout).
+    revision: &'static str,
+    /// The compiler's version.
+    rustc_version: &'static str,
     bot: String,
 }
 
@@ -258,6 +262,8 @@ impl Metrics {
         self.build_info
             .get_or_create(&BuildLabels {
                 version: crate::exposition::capped_label_value(version).into_owned(),
+                revision: env!("GRAFOLEAN_BUILD_REVISION"),
+                rustc_version: env!("GRAFOLEAN_BUILD_RUSTC"),
                 bot: crate::exposition::capped_label_value(&self.bot).into_owned(),
             })
             .set(1);

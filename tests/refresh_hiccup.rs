@@ -428,3 +428,52 @@ async fn a_bot_that_starts_on_a_failing_backend_waits_for_a_whole_load() {
     }
     bot.stop().await.unwrap();
 }
+
+/// The whole backend answers 503 for 60 s after the first load (issue 21's
+/// readiness for Kubernetes): `/ready` stays 200 at every check, the bot
+/// says the backend is down (`grafolean_bot_backend_up` 0), the jobs run on
+/// and every value of the outage is delivered once the backend is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_down_for_a_minute_keeps_the_bot_ready_and_every_value() {
+    let world = World::new(3).await;
+    let fake = &world.fake;
+    let bot = world.start();
+    assert!(eventually(20, async || ready(&bot).await).await);
+    assert!(
+        eventually(10, async || metric(&bot, "grafolean_bot_backend_up").await
+            == 1.0)
+        .await
+    );
+
+    let start = unix_now();
+    let fault = fake.inject(Fault::status(503).path_prefix("/api/"));
+    let mut checks = 0;
+    let mut saw_down = false;
+    while unix_now() - start < 60.0 {
+        assert!(
+            ready(&bot).await,
+            "/ready turned 503 {:.1} s into the outage",
+            unix_now() - start
+        );
+        saw_down |= metric(&bot, "grafolean_bot_backend_up").await == 0.0;
+        assert_eq!(metric(&bot, "grafolean_bot_jobs_scheduled").await, 3.0);
+        checks += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let end = unix_now();
+    assert!(checks >= 50, "{checks} checks");
+    assert!(saw_down, "grafolean_bot_backend_up never read 0");
+    assert!(fake.remove_fault(fault));
+    assert!(
+        eventually(30, async || metric(&bot, "grafolean_bot_backend_up").await
+            == 1.0)
+        .await
+    );
+    // What waited is delivered.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bot.stop().await.unwrap();
+    let values = fake.values(world.account);
+    for &entity in &world.entities {
+        every_slot_once(&values, entity, start + 1.0, end - 1.0);
+    }
+}

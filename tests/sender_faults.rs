@@ -665,6 +665,35 @@ async fn a_full_buffer_drops_the_oldest_values() {
     assert_exactly_once(&stored, base, 5..10, |_| true);
 }
 
+/// The backend was down long enough that the next try is a minute away,
+/// and is back when the bot stops: the shutdown tries once more at once and
+/// delivers everything, where it used to drop it all without a try (found
+/// by the readiness test of a backend down for a minute).
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_tries_once_more_before_dropping() {
+    let fake = FakeGrafolean::with_fixture_data().await;
+    let metrics = Metrics::new("test");
+    let sender = Sender::builder(client(&fake.url()), &mut metrics.registry_mut())
+        .with_batch_window(Duration::from_millis(10))
+        .with_backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let fault = fake.inject(Fault::status(503).path_contains("/values"));
+    let job = JobId::new("test");
+    let base = base_time();
+    sender.submit(ACCOUNT_ID, &job, at(base, 0), tick_values(0));
+    wait_until(Duration::from_secs(5), "the tick in the backlog", || {
+        gauge(&metrics, "values_buffered") >= PATHS as i64
+    })
+    .await;
+    fake.remove_fault(fault);
+    // The next try is about 60 s away; the drain deadline is 5 s.
+    let report = sender.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.dropped, 0, "{report:?}");
+    assert!(!report.timed_out, "{report:?}");
+    assert_exactly_once(&fake.values(ACCOUNT_ID), base, 0..1, |_| true);
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_without_spool_counts_what_is_left_as_dropped() {
     let fake = FakeGrafolean::with_fixture_data().await;

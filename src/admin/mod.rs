@@ -302,6 +302,7 @@ impl AdminState {
     }
 
     /// The status page's HTML, as of `now`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn render_status_page(&self, now: SystemTime) -> String {
         self.render_status_page_for(&status_page::JobQuery::default(), now)
     }

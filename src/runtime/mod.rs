@@ -382,6 +382,7 @@ impl<C: Collector> Bot<C> {
             values: self.values.clone(),
             metrics: self.metrics.clone(),
             backend_up: sender.as_ref().map(Sender::backend_up),
+            sender: sender.clone(),
             readiness: state.readiness_handle(),
             board: state.problem_board(),
             client: start.client,

@@ -47,6 +47,9 @@ pub(crate) struct Refresher<C: Collector> {
     pub(crate) metrics: Metrics,
     /// The sender's `backend_up`, when values go to Grafolean.
     pub(crate) backend_up: Option<prometheus_client::metrics::gauge::Gauge>,
+    /// The sender, told when a refresh got every answer, so that values
+    /// waiting for the backend are tried at once.
+    pub(crate) sender: Option<crate::sender::Sender>,
     /// What `/ready` answers.
     pub(crate) readiness: Readiness,
     /// The config problems the status page lists.
@@ -221,6 +224,11 @@ impl<C: Collector> Refresher<C> {
         // A request the backend failed (every such failure is one without
         // an answer that is not a 5xx) leaves `backend_up` at 0.
         self.set_backend_up(loaded.failed.is_empty());
+        if loaded.failed.is_empty() {
+            if let Some(sender) = &self.sender {
+                sender.backend_answered();
+            }
+        }
         let (kept, pending) = self.keep_last_good(&mut loaded);
         self.metrics.entities_seen.set(loaded.seen as i64);
         self.metrics.entities_owned.set(loaded.owned as i64);

@@ -51,8 +51,11 @@
 //!   It holds the values that wait for the backend; a live batch is only in
 //!   memory while it is open (one batch window) or in flight, so a crash
 //!   while the backend is up loses at most those.
-//! * **Shutdown.** [`Sender::shutdown`] flushes within a deadline; what is
-//!   left goes to the spool, or is counted as dropped (`shutdown`).
+//!   A config refresh that got every answer tells the sender, which then
+//!   tries at once instead of at the backoff's deadline (up to a minute).
+//! * **Shutdown.** [`Sender::shutdown`] flushes within a deadline (with one
+//!   try at once if the backend seemed down); what is left goes to the
+//!   spool, or is counted as dropped (`shutdown`).
 //!
 //! Every value is accounted for in the sender's metrics: `values_sent` (accepted by the
 //! backend, live or replayed), `values_replayed` (the part delivered by PUT),
@@ -261,6 +264,13 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// Tells the sender the backend answered another request of the bot's
+    /// (a config refresh): values waiting for a backend that seemed down are
+    /// tried now instead of at the backoff's next deadline (up to a minute).
+    pub(crate) fn backend_answered(&self) {
+        let _ = self.tx.send(Msg::BackendAnswered);
+    }
+
     /// The sender's `backend_up` gauge, for the refresher to set too.
     pub(crate) fn backend_up(&self) -> prometheus_client::metrics::gauge::Gauge {
         self.metrics.backend_up.clone()

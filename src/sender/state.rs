@@ -156,6 +156,19 @@ impl Link {
         change
     }
 
+    /// Brings the next probe forward to `now`, while down and waiting: the
+    /// backend answered something else (a config refresh), or a shutdown
+    /// wants one more try before its deadline. True if it did.
+    pub(crate) fn retry_now(&mut self, now: Instant) -> bool {
+        match self.phase {
+            Phase::Down { retry_at } if retry_at > now => {
+                self.phase = Phase::Down { retry_at: now };
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The backend answered a request (the probe, or a request that was in
     /// flight when it went down): it is up.
     pub(crate) fn on_answer(&mut self) -> Change {

@@ -73,6 +73,9 @@ pub(crate) enum Msg {
         job: Arc<JobId>,
         values: Vec<Value>,
     },
+    /// The backend answered another request of the bot's: if down, try the
+    /// backlog now rather than at the backoff's deadline.
+    BackendAnswered,
     /// Flush and stop.
     Shutdown {
         deadline: Duration,
@@ -271,6 +274,13 @@ impl Worker {
                 }
             }
             Msg::Shutdown { deadline, reply } => self.start_shutdown(deadline, Some(reply)),
+            Msg::BackendAnswered => {
+                if self.backlog.queued() > 0 && self.link.retry_now(Instant::now()) {
+                    tracing::debug!(
+                        "the backend answered a config refresh: trying the waiting values now"
+                    );
+                }
+            }
         }
     }
 

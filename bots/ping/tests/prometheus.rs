@@ -27,6 +27,24 @@ async fn prometheus_scrapes_the_running_ping_bot() {
             |r| r.len() == 1,
         )
         .await;
+    // The build's facts: the compiler, and the commit (this test runs from a
+    // git checkout, as CI's clean clone is).
+    let info = prometheus
+        .query(r#"grafolean_bot_build_info{bot="grafolean-ping-bot"}"#)
+        .await
+        .unwrap();
+    let labels = &info[0]["metric"];
+    assert!(
+        labels["rustc_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{labels}"
+    );
+    let revision = labels["revision"].as_str().unwrap_or_default();
+    assert!(
+        revision.len() == 12 && revision.chars().all(|c| c.is_ascii_hexdigit()),
+        "{labels}"
+    );
     prometheus
         .wait_for("grafolean_bot_jobs_scheduled", |r| {
             r.len() == 1 && value_of(&r[0]) == 2.0

@@ -28,6 +28,12 @@ impl Worker {
                 for (account, items) in self.batches.take_all() {
                     self.close_batch(account, items);
                 }
+                // Down, with values waiting and the next try after the
+                // deadline: one try now, rather than none before they are
+                // dropped (the backend may be back since).
+                if self.backlog.queued() > 0 && self.link.retry_now(Instant::now()) {
+                    debug!("sender shutting down while the backend seemed down: one more try now");
+                }
             }
         }
     }
@@ -73,6 +79,7 @@ impl Worker {
                     })
                     .replies
                     .push(reply),
+                Msg::BackendAnswered => {}
             }
         }
         if late > 0 {
