@@ -40,11 +40,13 @@ pub(crate) fn bounded(text: &str, max: usize) -> String {
 /// last newline is kept. With `keep_escapes` (colour on a terminal), ESC is
 /// kept for the formatter's own colours.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))] // the runtime's logging uses it
 pub(crate) struct EscapingWriter<W> {
     inner: W,
     keep_escapes: bool,
 }
 
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 impl<W> EscapingWriter<W> {
     /// Escapes what goes through to `inner`.
     pub(crate) fn new(inner: W, keep_escapes: bool) -> Self {

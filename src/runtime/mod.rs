@@ -104,6 +104,9 @@ pub struct Bot<C: Collector> {
     once_warm_up: Option<Duration>,
     /// Reloads asked for (SIGHUP, `POST /-/reload`) and their outcomes.
     reloads: crate::lifecycle::Reloads,
+    /// Dependencies whose log events are counted, not written, by default
+    /// (see [`Bot::with_quiet_log_target`]).
+    quiet_log_targets: Vec<&'static str>,
 }
 
 impl<C: Collector> std::fmt::Debug for Bot<C> {
@@ -149,7 +152,23 @@ impl<C: Collector> Bot<C> {
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             once_warm_up: None,
             reloads: crate::lifecycle::Reloads::default(),
+            quiet_log_targets: Vec::new(),
         }
+    }
+
+    /// Keeps a dependency's own log lines (those of `target`, a crate's
+    /// module path such as `async_snmp`) out of the log, and counts its
+    /// warnings and errors instead, in
+    /// `grafolean_bot_dependency_log_events_total{target, level}`: a crate
+    /// that logs an ERROR per device per firing (a timeout) would write
+    /// thousands of lines a minute for a network of dead devices, which the
+    /// bot already reports in its own words, with backoff. A `--log-level`
+    /// (`RUST_LOG`) that names the target, such as `info,async_snmp=debug`,
+    /// shows them again. Only [`Bot::main`] sets up logging; a program that
+    /// sets its own subscriber decides for itself.
+    pub fn with_quiet_log_target(mut self, target: &'static str) -> Self {
+        self.quiet_log_targets.push(target);
+        self
     }
 
     /// One line on what the bot does, shown by `--help` (by default, none).
@@ -280,7 +299,7 @@ impl<C: Collector> Bot<C> {
     /// 130 or 143 on a second SIGINT or SIGTERM (128 + the signal's number).
     #[cfg(feature = "runtime")]
     pub async fn main_with(self, settings: Settings) -> ExitCode {
-        if let Err(e) = process::init_logging(&settings) {
+        if let Err(e) = process::init_logging(&settings, &self.quiet_log_targets, &self.metrics) {
             eprintln!("{e}");
             return ExitCode::from(2);
         }

@@ -17,8 +17,25 @@ use crate::text::EscapingWriter;
 /// are coloured only when stderr is a terminal and `NO_COLOR` is not set
 /// (<https://no-color.org>), so a log redirected to a file or to journald
 /// holds no escape codes.
-pub(crate) fn init_logging(settings: &Settings) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level).map_err(|e| {
+///
+/// The events of the `quiet` targets are not written unless the log level
+/// names them; their warnings and errors are counted in `metrics` instead.
+pub(crate) fn init_logging(
+    settings: &Settings,
+    quiet: &[&'static str],
+    metrics: &Metrics,
+) -> Result<(), String> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let mut directives = settings.log_level.clone();
+    for target in quiet {
+        if !settings.log_level.contains(target) {
+            directives.push_str(&format!(",{target}=off"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).map_err(|e| {
         format!(
             "invalid setting --log-level (RUST_LOG) {:?}: {e}",
             settings.log_level
@@ -26,19 +43,99 @@ pub(crate) fn init_logging(settings: &Settings) -> Result<(), String> {
     })?;
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour);
-    let result = match settings.log_format {
+    let output = match settings.log_format {
         // A value from a device or the backend cannot forge a line, nor
         // (unless colour is on) reach the terminal with an escape code.
-        LogFormat::Text => builder
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
             .with_writer(move || EscapingWriter::new(std::io::stderr(), colour))
-            .try_init(),
+            .boxed(),
         // JSON escapes by construction.
-        LogFormat::Json => builder.with_writer(std::io::stderr).json().try_init(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
-    result.map_err(|e| format!("could not set up logging: {e}"))
+    let counter = DependencyEvents::register(metrics, quiet).map(|c| {
+        let targets = c.targets.clone();
+        c.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+            m.is_event()
+                && *m.level() <= tracing::Level::WARN
+                && targets.iter().any(|t| is_under(m.target(), t))
+        }))
+    });
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(counter)
+        .try_init()
+        .map_err(|e| format!("could not set up logging: {e}"))
+}
+
+/// Labels of `grafolean_bot_dependency_log_events_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DependencyLabels {
+    target: &'static str,
+    level: &'static str,
+}
+
+/// Counts the warnings and errors of the quiet targets.
+struct DependencyEvents {
+    targets: Vec<&'static str>,
+    events: prometheus_client::metrics::family::Family<
+        DependencyLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl DependencyEvents {
+    fn register(metrics: &Metrics, targets: &[&'static str]) -> Option<Self> {
+        if targets.is_empty() {
+            return None;
+        }
+        let events = prometheus_client::metrics::family::Family::default();
+        metrics
+            .registry_mut()
+            .sub_registry_with_prefix(crate::metrics::PREFIX)
+            .register(
+            "dependency_log_events",
+            "Warnings and errors a dependency logged, kept out of the log by default (RUST_LOG=<target>=warn shows them)",
+            events.clone(),
+        );
+        for target in targets {
+            for level in ["warn", "error"] {
+                // Present at 0, so that a rate works from the start.
+                let _ = events.get_or_create(&DependencyLabels { target, level });
+            }
+        }
+        Some(Self {
+            targets: targets.to_vec(),
+            events,
+        })
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DependencyEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let metadata = event.metadata();
+        let Some(target) = self.targets.iter().find(|t| is_under(metadata.target(), t)) else {
+            return;
+        };
+        let level = if *metadata.level() == tracing::Level::ERROR {
+            "error"
+        } else {
+            "warn"
+        };
+        self.events
+            .get_or_create(&DependencyLabels { target, level })
+            .inc();
+    }
+}
+
+/// Whether `target` is `module` or inside it.
+fn is_under(target: &str, module: &str) -> bool {
+    target
+        .strip_prefix(module)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
 }
 
 /// The signals a daemon is expected to handle:

@@ -63,6 +63,7 @@
 //! ```
 
 mod clock;
+mod log_budget;
 mod queue;
 pub(crate) mod run;
 mod runner;
@@ -353,6 +354,7 @@ impl<P: Clone + PartialEq + Send + Sync + 'static> Scheduler<P> {
             timer: Mutex::new(None),
             syncing: tokio::sync::Mutex::new(()),
             failed: CancellationToken::new(),
+            log_budget: log_budget::LogBudget::default(),
         });
         let timer = tokio::spawn(runner::guarded_timer_loop(shared.clone()));
         *shared.timer.lock().unwrap_or_else(|e| e.into_inner()) = Some(timer);

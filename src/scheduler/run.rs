@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::RunOutcome;
 use super::RunReport;
+use super::log_budget::LogBudget;
 use super::queue::{RunState, lock_run};
 use super::shared::{Shared, Start, lateness, panic_message, run_timeout};
 use super::timing::Millis;
@@ -122,7 +123,7 @@ async fn run_task<P: Send + Sync + 'static>(
     let started_wall = clock.now();
     let started = Instant::now();
     let outcome = guarded((shared.run)(tick.clone(), spec.clone()), timeout).await;
-    log_outcome(&job.run, &spec, &outcome, timeout);
+    log_outcome(&job.run, &shared.log_budget, &spec, &outcome, timeout);
     drop(permit);
     let duration = started.elapsed();
     let last_error = outcome.error();
@@ -161,6 +162,7 @@ pub(crate) async fn guarded<E: std::fmt::Display>(
 /// the runs metric and shown on the status page all the same.
 fn log_outcome<P>(
     run: &Mutex<RunState<P>>,
+    budget: &LogBudget,
     spec: &JobSpec<P>,
     outcome: &RunOutcome,
     timeout: Duration,
@@ -178,7 +180,7 @@ fn log_outcome<P>(
     let (job, labels) = (&spec.id, &spec.labels);
     let error = match outcome {
         RunOutcome::Ok(_) | RunOutcome::Skipped => {
-            if failures > 0 {
+            if failures > 0 && budget.take(true) {
                 tracing::info!(job = %job, labels = %Labels(labels), failures, "job runs again after failing");
             }
             return;
@@ -187,7 +189,7 @@ fn log_outcome<P>(
         RunOutcome::Panicked(message) => format!("panicked: {message}"),
         RunOutcome::Timeout => format!("timed out after {} ms", timeout.as_millis()),
     };
-    if failures.is_power_of_two() {
+    if failures.is_power_of_two() && budget.take(false) {
         if failures == 1 {
             tracing::warn!(job = %job, labels = %Labels(labels), %error, "job run failed");
         } else {

@@ -55,6 +55,8 @@ pub(crate) struct Shared<P> {
     pub syncing: tokio::sync::Mutex<()>,
     /// Cancelled if the timer loop died of a panic: nothing fires any more.
     pub failed: CancellationToken,
+    /// The per-job failure lines' budget.
+    pub log_budget: super::log_budget::LogBudget,
 }
 
 impl<P> Shared<P> {

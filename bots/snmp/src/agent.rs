@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,37 @@ pub const MAX_MESSAGE_SIZE: usize = 65_507;
 /// The most rows one walk may return; a longer walk fails (and only its
 /// sensors with it), so that a runaway table cannot exhaust memory.
 pub const MAX_WALK_ROWS: usize = 100_000;
+
+/// The most rows the walks of one firing of one device may hold together:
+/// 16 endless columns stop here, not at 16 × [`MAX_WALK_ROWS`] (at about
+/// 180 bytes a row, some 36 MB rather than 290 MB).
+pub const MAX_FIRING_ROWS: usize = 200_000;
+
+/// The most rows all the walks in progress in the process may hold
+/// together (some 180 MB): past it, a walk fails rather than the process
+/// growing without end when many devices answer endless walks at once.
+pub const MAX_PROCESS_ROWS: usize = 1_000_000;
+
+/// The rows held by the walks in progress, process-wide.
+static PROCESS_ROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Rows a walk in progress counts in [`PROCESS_ROWS`], given back when the
+/// walk ends.
+struct ProcessRows(usize);
+
+impl ProcessRows {
+    /// One more row; false past [`MAX_PROCESS_ROWS`].
+    fn add(&mut self) -> bool {
+        self.0 += 1;
+        PROCESS_ROWS.fetch_add(1, Relaxed) < MAX_PROCESS_ROWS
+    }
+}
+
+impl Drop for ProcessRows {
+    fn drop(&mut self) {
+        PROCESS_ROWS.fetch_sub(self.0, Relaxed);
+    }
+}
 
 /// How long after GETNEXT timed out in place of a GETBULK that timed out
 /// (the agent was down, not its GETBULK) it is not tried so again.
@@ -62,6 +93,19 @@ pub enum AgentError {
     /// The firing's time budget ran out first.
     #[error("the device's time budget ran out")]
     Budget,
+    /// The walks of a firing, or of the whole process, went past the rows
+    /// they may hold together ([`MAX_FIRING_ROWS`], [`MAX_PROCESS_ROWS`]).
+    #[error(
+        "the walk of {oid} was stopped: the walks of this {scope} hold more than {limit} rows together; its sensors are skipped"
+    )]
+    RowBudget {
+        /// The walk that went past.
+        oid: Oid,
+        /// `firing` or `process`.
+        scope: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// A walk went on past the most rows one walk may return.
     #[error(
         "the walk of {oid} gave more than {limit} rows, the most one walk may return; its sensors are skipped"
@@ -72,9 +116,119 @@ pub enum AgentError {
         /// The limit ([`MAX_WALK_ROWS`] unless [`Agents::with_max_walk_rows`]).
         limit: usize,
     },
+    /// An SNMPv3 agent refused the request and said why (a USM report).
+    #[error("the SNMPv3 agent at {addr} refused the request: {cause}")]
+    V3 {
+        /// The agent.
+        addr: SocketAddr,
+        /// Why.
+        cause: V3Cause,
+    },
+    /// The answer did not fit the request (other OIDs than asked, more or
+    /// fewer varbinds): it is not used.
+    #[error("the answer of {addr} does not fit the request: {what}")]
+    Mismatch {
+        /// The agent.
+        addr: SocketAddr,
+        /// What did not fit, in a few words.
+        what: String,
+    },
     /// Any other failure.
     #[error("{0}")]
     Other(String),
+}
+
+/// Every [`AgentError::cause`].
+pub const CAUSES: [&str; 14] = [
+    "timeout",
+    "budget",
+    "too_many_rows",
+    "firing_rows",
+    "process_rows",
+    "v3_unknown_user",
+    "v3_wrong_auth",
+    "v3_wrong_priv",
+    "v3_time_window",
+    "v3_unknown_engine",
+    "v3_security_level",
+    "v3_report",
+    "mismatch",
+    "other",
+];
+
+/// Why an SNMPv3 agent refused a request: the USM report it answered with,
+/// in net-snmp's words and with the fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum V3Cause {
+    /// usmStatsUnknownUserNames.
+    UnknownUser,
+    /// usmStatsWrongDigests: the auth key or protocol differs.
+    WrongAuth,
+    /// usmStatsDecryptionErrors: the privacy key or protocol differs.
+    WrongPriv,
+    /// usmStatsNotInTimeWindows: the agent's boots or time moved.
+    TimeWindow,
+    /// usmStatsUnknownEngineIDs: the agent's engine changed.
+    UnknownEngine,
+    /// usmStatsUnsupportedSecLevels.
+    SecurityLevel,
+    /// Another report.
+    Other,
+}
+
+impl V3Cause {
+    /// The `cause` label of `snmp_device_errors_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnknownUser => "v3_unknown_user",
+            Self::WrongAuth => "v3_wrong_auth",
+            Self::WrongPriv => "v3_wrong_priv",
+            Self::TimeWindow => "v3_time_window",
+            Self::UnknownEngine => "v3_unknown_engine",
+            Self::SecurityLevel => "v3_security_level",
+            Self::Other => "v3_report",
+        }
+    }
+
+    fn of(status: &async_snmp::v3::ReportStatus) -> Self {
+        use async_snmp::v3::ReportStatus as R;
+        match status {
+            R::UnknownUserName { .. } => Self::UnknownUser,
+            R::WrongDigest { .. } => Self::WrongAuth,
+            R::DecryptionError { .. } => Self::WrongPriv,
+            R::NotInTimeWindow { .. } => Self::TimeWindow,
+            R::UnknownEngineId { .. } => Self::UnknownEngine,
+            R::UnsupportedSecurityLevel { .. } => Self::SecurityLevel,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for V3Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UnknownUser => {
+                "unknown user name (the credential's snmpv3_securityName is not a user of the agent)"
+            }
+            Self::WrongAuth => {
+                "authentication failure (the credential's auth key or auth protocol differs from the agent's)"
+            }
+            Self::WrongPriv => {
+                "decryption error (the credential's privacy key or privacy protocol differs from the agent's)"
+            }
+            Self::TimeWindow => {
+                "not in time window (the agent restarted or its clock moved; the engine is discovered again)"
+            }
+            Self::UnknownEngine => {
+                "unknown engine ID (the agent's engine changed; it is discovered again)"
+            }
+            Self::SecurityLevel => {
+                "unsupported security level (the user does not allow the credential's auth/priv level)"
+            }
+            Self::Other => "an SNMPv3 report",
+        })
+    }
 }
 
 impl AgentError {
@@ -83,15 +237,66 @@ impl AgentError {
         matches!(self, Self::Timeout { .. } | Self::Budget)
     }
 
+    /// The `cause` label of `snmp_device_errors_total`: `timeout`, `budget`,
+    /// `too_many_rows`, `v3_…` ([`V3Cause::label`]), `mismatch` or `other`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Budget => "budget",
+            Self::TooManyRows { .. } => "too_many_rows",
+            Self::RowBudget {
+                scope: "firing", ..
+            } => "firing_rows",
+            Self::RowBudget { .. } => "process_rows",
+            Self::V3 { cause, .. } => cause.label(),
+            Self::Mismatch { .. } => "mismatch",
+            Self::Other(_) => "other",
+        }
+    }
+
     fn from_snmp(addr: SocketAddr, e: &async_snmp::Error) -> Self {
         match root(e) {
             async_snmp::Error::Timeout { retries, .. } => Self::Timeout {
                 addr,
                 retries: *retries,
             },
-            other => Self::Other(other.to_string()),
+            async_snmp::Error::Report { status, .. } => Self::V3 {
+                addr,
+                cause: V3Cause::of(status),
+            },
+            // The crate's text of this one is a Debug dump of every varbind
+            // (744 KB for a 9,300-varbind answer): a few words instead.
+            async_snmp::Error::ResponseShape { response, .. } => {
+                let n = response.anomalies.len();
+                let first = response
+                    .anomalies
+                    .first()
+                    .map(|a| cut(&format!("{a:?}"), 160))
+                    .unwrap_or_default();
+                Self::Mismatch {
+                    addr,
+                    what: format!(
+                        "{} varbinds with {n} anomalies, the first: {first}",
+                        response.varbinds.len()
+                    ),
+                }
+            }
+            other => Self::Other(cut(&other.to_string(), 400)),
         }
     }
+}
+
+/// `text` cut to about `max` bytes on a character boundary (the SDK bounds
+/// and escapes every error again; this keeps the crate's long texts short).
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
 }
 
 /// Unwraps the crate's wrapper variants.
@@ -157,6 +362,8 @@ struct Shared {
     probed_at: Mutex<Instant>,
     /// Whether a walk that met a non-increasing OID was warned of.
     warned_order: AtomicBool,
+    /// The rows the walks of the current firing got ([`Agent::begin_firing`]).
+    firing_rows: AtomicUsize,
 }
 
 impl std::fmt::Debug for Agent {
@@ -302,6 +509,7 @@ impl Agents {
             answered: AtomicBool::new(false),
             probed_at: Mutex::new(Instant::now()),
             warned_order: AtomicBool::new(false),
+            firing_rows: AtomicUsize::new(0),
         });
         Ok(Agent {
             key,
@@ -403,6 +611,50 @@ impl Agent {
     /// walk fails, naming the limit.
     pub async fn walk(&self, oid: &Oid, repetitions: u32) -> Result<Vec<VarBind>, AgentError> {
         let _permit = self.permit().await;
+        let rows = self.walk_rows(oid, repetitions).await?;
+        if rows.is_empty() {
+            self.confirm_empty(oid).await?;
+        }
+        Ok(rows)
+    }
+
+    /// A walk that gave no row: its table is empty only if a GETNEXT of its
+    /// column answers one varbind past its whole subtree (or endOfMibView,
+    /// or v1's noSuchName). Any other answer was another request's (its
+    /// request-id off), or a broken agent's: then the walk fails rather than
+    /// taking it for an empty table. One request more, for empty tables
+    /// only.
+    async fn confirm_empty(&self, oid: &Oid) -> Result<(), AgentError> {
+        match self.client.get_next(oid).await {
+            // One varbind, past the whole subtree: the table is empty. Inside
+            // it, the table has rows the walk did not get.
+            Ok(r) => match r.varbinds.as_slice() {
+                [vb] if (vb.oid > *oid && !vb.oid.starts_with(oid))
+                    || vb.value == async_snmp::Value::EndOfMibView =>
+                {
+                    Ok(())
+                }
+                [vb] if vb.oid.starts_with(oid) => Err(AgentError::Mismatch {
+                    addr: self.addr(),
+                    what: format!(
+                        "the walk of {oid} found no row, but a GETNEXT of it answers {} = {}, inside it (a broken agent, or an answer to another request)",
+                        vb.oid,
+                        vb.value.kind().as_str()
+                    ),
+                }),
+                _ => Err(AgentError::Mismatch {
+                    addr: self.addr(),
+                    what: format!(
+                        "the answer to the walk of {oid} does not follow it (an answer to another request, or a broken agent)"
+                    ),
+                }),
+            },
+            Err(e) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => Ok(()),
+            Err(e) => Err(AgentError::from_snmp(self.addr(), &e)),
+        }
+    }
+
+    async fn walk_rows(&self, oid: &Oid, repetitions: u32) -> Result<Vec<VarBind>, AgentError> {
         if self.is_v1() || self.key.settings.getnext || self.shared.bulk_broken.load(Relaxed) {
             return self.walk_getnext(oid).await;
         }
@@ -414,7 +666,8 @@ impl Agent {
                 .map_err(|e| AgentError::from_snmp(self.addr(), &e))?;
             let e = match self.rows(oid, stream).await {
                 Ok(rows) => return Ok(rows),
-                Err(e) => e,
+                Err(RowsError::Bot(e)) => return Err(e),
+                Err(RowsError::Snmp(e)) => e,
             };
             let status = snmp_status(&e);
             if reps > 1 && matches!(status, Some(ErrorStatus::GenErr | ErrorStatus::TooBig)) {
@@ -466,9 +719,12 @@ impl Agent {
             .map_err(|e| AgentError::from_snmp(self.addr(), &e))?;
         match self.rows(oid, stream).await {
             Ok(rows) => Ok(rows),
+            Err(RowsError::Bot(e)) => Err(e),
             // v1 ends a walk past the MIB's end with noSuchName.
-            Err(e) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => Ok(Vec::new()),
-            Err(e) => Err(self.walk_error(oid, &e)),
+            Err(RowsError::Snmp(e)) if snmp_status(&e) == Some(ErrorStatus::NoSuchName) => {
+                Ok(Vec::new())
+            }
+            Err(RowsError::Snmp(e)) => Err(self.walk_error(oid, &e)),
         }
     }
 
@@ -486,19 +742,51 @@ impl Agent {
         }
     }
 
+    /// Starts a firing: the rows its walks may hold together
+    /// ([`MAX_FIRING_ROWS`]) are counted from 0.
+    pub fn begin_firing(&self) {
+        self.shared.firing_rows.store(0, Relaxed);
+    }
+
     /// A walk's rows, as they come; at an OID that does not increase, the
-    /// rows before it (as easysnmp kept them).
+    /// rows before it (as easysnmp kept them). Past the firing's or the
+    /// process's row budget, an error naming it.
     async fn rows(
         &self,
         oid: &Oid,
         mut stream: WalkStream<UdpHandle>,
-    ) -> Result<Vec<VarBind>, Box<async_snmp::Error>> {
+    ) -> Result<Vec<VarBind>, RowsError> {
         let mut rows = Vec::new();
+        let mut held = ProcessRows(0);
         while let Some(row) = stream.next().await {
             match row {
                 Ok(row) => {
                     self.shared.answered.store(true, Relaxed);
                     rows.push(row);
+                    let budget = |scope, limit| {
+                        RowsError::Bot(AgentError::RowBudget {
+                            oid: oid.clone(),
+                            scope,
+                            limit,
+                        })
+                    };
+                    if self.shared.firing_rows.fetch_add(1, Relaxed) >= MAX_FIRING_ROWS {
+                        return Err(budget("firing", MAX_FIRING_ROWS));
+                    }
+                    if !held.add() {
+                        return Err(budget("process", MAX_PROCESS_ROWS));
+                    }
+                }
+                // Not even a first row: not a table that ends, but an answer
+                // that is not for this walk (another request's, by its
+                // request-id, or a broken agent's). The walk fails.
+                Err(e) if not_increasing(&e) && rows.is_empty() => {
+                    return Err(RowsError::Bot(AgentError::Mismatch {
+                        addr: self.addr(),
+                        what: format!(
+                            "the first answer to the walk of {oid} does not follow it (an answer to another request, or a broken agent)"
+                        ),
+                    }));
                 }
                 Err(e) if not_increasing(&e) => {
                     if !self.shared.warned_order.swap(true, Relaxed) {
@@ -506,9 +794,92 @@ impl Agent {
                     }
                     return Ok(rows);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(RowsError::Snmp(e)),
             }
         }
         Ok(rows)
+    }
+}
+
+/// Why [`Agent::rows`] stopped.
+enum RowsError {
+    /// The crate's error, for the caller to read.
+    Snmp(Box<async_snmp::Error>),
+    /// The bot's own reason: a row budget ran out, or the answer was not
+    /// for this walk.
+    Bot(AgentError),
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+    use async_snmp::v3::ReportStatus as R;
+
+    #[test]
+    fn every_report_has_its_cause_and_every_cause_is_listed() {
+        let addr: SocketAddr = "192.0.2.1:161".parse().unwrap();
+        let cases = [
+            (
+                R::UnknownUserName { counter: 1 },
+                "v3_unknown_user",
+                "unknown user name",
+            ),
+            (
+                R::WrongDigest { counter: 1 },
+                "v3_wrong_auth",
+                "authentication failure",
+            ),
+            (
+                R::DecryptionError { counter: 1 },
+                "v3_wrong_priv",
+                "decryption error",
+            ),
+            (
+                R::NotInTimeWindow { counter: 1 },
+                "v3_time_window",
+                "not in time window",
+            ),
+            (
+                R::UnknownEngineId { counter: 1 },
+                "v3_unknown_engine",
+                "unknown engine ID",
+            ),
+            (
+                R::UnsupportedSecurityLevel { counter: 1 },
+                "v3_security_level",
+                "unsupported security level",
+            ),
+        ];
+        for (status, label, words) in cases {
+            let e = AgentError::V3 {
+                addr,
+                cause: V3Cause::of(&status),
+            };
+            assert_eq!(e.cause(), label);
+            assert!(e.to_string().contains(words), "{e}");
+            assert!(CAUSES.contains(&label));
+        }
+        for e in [
+            AgentError::Timeout { addr, retries: 1 },
+            AgentError::Budget,
+            AgentError::Other("x".into()),
+            AgentError::Mismatch {
+                addr,
+                what: "x".into(),
+            },
+        ] {
+            assert!(CAUSES.contains(&e.cause()), "{e}");
+        }
+        assert!(CAUSES.contains(&V3Cause::Other.label()));
+    }
+
+    #[test]
+    fn a_long_crate_text_is_cut() {
+        let long = "v".repeat(10_000);
+        let cut = cut(&long, 400);
+        assert!(
+            cut.len() < 450 && cut.ends_with("(9600 more bytes)"),
+            "{cut}"
+        );
     }
 }

@@ -52,6 +52,10 @@ pub fn bot(collector: SnmpCollector) -> Bot<SnmpCollector> {
     .with_path_mapper(map_path)
     // Counters give rates from two readings: `--once` reads them twice.
     .with_once_warm_up(ONCE_WARM_UP)
+    // async-snmp logs an ERROR per timeout and per v3 report, per device and
+    // firing: the bot says the same per device, with backoff, and the crate's
+    // lines are counted (`RUST_LOG=info,async_snmp=warn` shows them).
+    .with_quiet_log_target("async_snmp")
 }
 
 /// Prometheus names for SNMP paths: `entity.<id>.snmp.<name>.<index>.<descr>`

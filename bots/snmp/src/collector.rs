@@ -44,9 +44,9 @@ use crate::job::{PollParams, SnmpJob, entity_jobs};
 use crate::map::{self, Answers, Mapped};
 use crate::plan::{Plan, learned_repetitions};
 use crate::rates;
-use crate::sensor::ParseCache;
+use crate::sensor::{Fetch, ParseCache};
 use crate::settings::AgentAddress;
-use crate::state::{CounterStore, EntityState, lock};
+use crate::state::{CounterStore, EntityState, WalkRows, lock};
 use crate::state_file;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,10 +54,18 @@ struct EntityLabel {
     entity: String,
 }
 
+/// Labels of `snmp_device_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    entity: String,
+    cause: &'static str,
+}
+
 /// The bot's own metrics; clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct SnmpMetrics {
     timeouts: Family<EntityLabel, Counter>,
+    errors: Family<CauseLabels, Counter>,
     sensor_errors: Family<EntityLabel, Counter>,
     rows_skipped: Family<EntityLabel, Counter>,
 }
@@ -234,7 +242,7 @@ impl SnmpCollector {
                 .await
                 .into_answers();
         }
-        let now = unix_now();
+        let now = counter_clock();
         {
             let mut st = lock(&state);
             for (oid, rows) in &answers.walks {
@@ -246,6 +254,15 @@ impl SnmpCollector {
             self.metrics
                 .timeouts
                 .get_or_create(&Self::label(params.entity_id))
+                .inc();
+        }
+        for cause in &failures.causes {
+            self.metrics
+                .errors
+                .get_or_create(&CauseLabels {
+                    entity: params.entity_id.to_string(),
+                    cause,
+                })
                 .inc();
         }
         if let Some(what) = failures.all_failed(&params.settings) {
@@ -260,6 +277,7 @@ impl SnmpCollector {
         let mapped = map::map_values(&plan.sensors, &answers, &outcomes, params.entity_id);
         self.report(params, &failures, &mapped);
         self.report_skips(params, &plan, &mapped, &state);
+        self.report_empty_walks(params, &plan, &answers, &state);
         let longest = params.sensors.iter().map(|s| s.interval).max();
         lock(&state).age_out(longest.unwrap_or(60), now);
         Ok(mapped.values)
@@ -359,6 +377,57 @@ impl SnmpCollector {
     }
 }
 
+impl SnmpCollector {
+    /// A sensor whose walks gave rows and now give none (endOfMibView or
+    /// noSuchInstance at the first row, the end of the subtree at once, an
+    /// agent that lost its table): counted in `snmp_sensor_errors_total` at
+    /// every such firing (`report_skips` says it once per change). A table
+    /// that was always empty is not counted.
+    fn report_empty_walks(
+        &self,
+        params: &PollParams,
+        plan: &Plan<'_>,
+        answers: &Answers,
+        state: &Mutex<EntityState>,
+    ) {
+        let mut st = lock(state);
+        for sensor in &plan.sensors {
+            let mut rows = 0;
+            let mut walks = 0;
+            let mut failed = false;
+            for (oid, fetch) in &sensor.oids {
+                if *fetch != Fetch::Walk {
+                    continue;
+                }
+                walks += 1;
+                match answers.walks.get(oid) {
+                    Some(r) => rows += r.len(),
+                    None => failed = true,
+                }
+            }
+            if walks == 0 || failed {
+                continue;
+            }
+            let id = sensor.sensor_id;
+            // Said by `report_skips` ("its walks found no rows"), once per
+            // change; counted here, at each firing.
+            let now = match (st.walk_rows.get(&id).copied(), rows) {
+                (Some(WalkRows::Rows(before) | WalkRows::EmptyAfter(before)), 0) if before > 0 => {
+                    WalkRows::EmptyAfter(before)
+                }
+                (_, n) => WalkRows::Rows(n),
+            };
+            if matches!(now, WalkRows::EmptyAfter(_)) {
+                self.metrics
+                    .sensor_errors
+                    .get_or_create(&Self::label(params.entity_id))
+                    .inc();
+            }
+            st.walk_rows.insert(id, now);
+        }
+    }
+}
+
 /// Every counter of `answers` turned into an outcome against the entity's
 /// last readings (read at `now`), with the agent's sysUpTime read first if a
 /// Counter32 went down.
@@ -393,6 +462,17 @@ fn unix_now() -> f64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
+}
+
+/// UNIX seconds from a monotonic clock: the wall clock read once, at the
+/// first call, plus the monotonic time since. Counter rates divide by the
+/// difference of two of these, so a step of the wall clock (NTP, a VM
+/// resumed) neither skews nor drops a rate; readings kept in the state file
+/// across a restart are still on (about) the wall clock.
+fn counter_clock() -> f64 {
+    static START: std::sync::OnceLock<(f64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = START.get_or_init(|| (unix_now(), std::time::Instant::now()));
+    wall + at.elapsed().as_secs_f64()
 }
 
 impl Collector for SnmpCollector {
@@ -459,6 +539,11 @@ impl SnmpMetrics {
             self.timeouts.clone(),
         );
         registry.register(
+            "snmp_device_errors",
+            "Firings in which requests to the entity's agent failed, by cause: timeout, budget, too_many_rows, v3_unknown_user, v3_wrong_auth, v3_wrong_priv, v3_time_window, v3_unknown_engine, v3_security_level, v3_report, mismatch (an answer that does not fit the request), other",
+            self.errors.clone(),
+        );
+        registry.register(
             "snmp_sensor_errors",
             "Sensors whose values could not be produced in a firing (fetch failed, bad value)",
             self.sensor_errors.clone(),
@@ -477,10 +562,54 @@ impl SnmpMetrics {
             .get()
     }
 
+    /// The sensor errors counted for `entity_id`.
+    pub fn sensor_errors(&self, entity_id: u64) -> u64 {
+        self.sensor_errors
+            .get_or_create(&SnmpCollector::label(entity_id))
+            .get()
+    }
+
+    /// The rows counted as skipped for `entity_id`.
+    pub fn rows_skipped(&self, entity_id: u64) -> u64 {
+        self.rows_skipped
+            .get_or_create(&SnmpCollector::label(entity_id))
+            .get()
+    }
+
+    /// The firings counted for `entity_id` with errors of `cause`.
+    pub fn errors(&self, entity_id: u64, cause: &'static str) -> u64 {
+        self.errors
+            .get_or_create(&CauseLabels {
+                entity: entity_id.to_string(),
+                cause,
+            })
+            .get()
+    }
+
     fn forget(&self, entity_id: u64) {
+        for cause in crate::agent::CAUSES {
+            self.errors.remove(&CauseLabels {
+                entity: entity_id.to_string(),
+                cause,
+            });
+        }
         let label = SnmpCollector::label(entity_id);
         self.timeouts.remove(&label);
         self.sensor_errors.remove(&label);
         self.rows_skipped.remove(&label);
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    #[test]
+    fn the_counter_clock_moves_as_the_monotonic_clock() {
+        let (t0, i0) = (super::counter_clock(), std::time::Instant::now());
+        assert!((t0 - super::unix_now()).abs() < 5.0, "near the wall clock");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let (t1, i1) = (super::counter_clock(), std::time::Instant::now());
+        let dt = t1 - t0;
+        let di = i1.duration_since(i0).as_secs_f64();
+        assert!((dt - di).abs() < 0.005, "{dt} vs {di}");
     }
 }

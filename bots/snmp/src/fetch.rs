@@ -20,7 +20,7 @@ use crate::agent::{Agent, AgentError};
 use crate::map::Answers;
 use crate::plan::Plan;
 use crate::rates::Context;
-use crate::settings::SnmpSettings;
+use crate::settings::{SnmpAuth, SnmpSettings};
 
 /// sysUpTime.0, read when a Counter32 went down.
 pub const SYS_UP_TIME: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
@@ -39,6 +39,9 @@ pub trait SnmpClient: Sync {
         &self,
         oids: &[Oid],
     ) -> impl Future<Output = Result<HashMap<Oid, SnmpValue>, AgentError>> + Send;
+
+    /// Starts a firing (the rows of its walks are counted from 0).
+    fn begin_firing(&self) {}
 
     /// Walks the subtree under `oid`, asking for `repetitions` rows at a time.
     fn walk(
@@ -63,6 +66,10 @@ impl SnmpClient for Agent {
     ) -> impl Future<Output = Result<Vec<VarBind>, AgentError>> + Send {
         Agent::walk(self, oid, repetitions)
     }
+
+    fn begin_firing(&self) {
+        Agent::begin_firing(self);
+    }
 }
 
 /// Every request's result of one firing.
@@ -85,6 +92,8 @@ pub struct Failures {
     pub timeouts: usize,
     /// One line per failed request: `GET: …` or `walk <oid>: …`.
     pub errors: Vec<String>,
+    /// The distinct causes of the failures ([`AgentError::cause`]).
+    pub causes: Vec<&'static str>,
 }
 
 /// Sends `plan`'s GET and walks (`repetitions` in the order of
@@ -96,6 +105,7 @@ pub async fn fetch<C: SnmpClient>(
     repetitions: &[u32],
     deadline: Instant,
 ) -> Fetched {
+    client.begin_firing();
     let (got, walked) = tokio::join!(
         within(deadline, client.get(&plan.gets)),
         futures::future::join_all(
@@ -205,11 +215,12 @@ impl Fetched {
             requests: self.requests,
             timeouts: 0,
             errors: Vec::new(),
+            causes: Vec::new(),
         };
         let got = match self.got {
             Ok(map) => Some(map),
             Err(e) => {
-                failures.timeouts += usize::from(e.is_timeout());
+                failures.note(&e);
                 failures.errors.push(format!("GET: {e}"));
                 None
             }
@@ -221,7 +232,7 @@ impl Fetched {
                     walks.insert(oid, rows);
                 }
                 Err(e) => {
-                    failures.timeouts += usize::from(e.is_timeout());
+                    failures.note(&e);
                     failures.errors.push(format!("walk {oid}: {e}"));
                 }
             }
@@ -231,6 +242,13 @@ impl Fetched {
 }
 
 impl Failures {
+    fn note(&mut self, e: &AgentError) {
+        self.timeouts += usize::from(e.is_timeout());
+        if !self.causes.contains(&e.cause()) {
+            self.causes.push(e.cause());
+        }
+    }
+
     /// If every request failed, why (for the firing's error); else `None`,
     /// and the firing goes on with what it got.
     pub fn all_failed(&self, settings: &SnmpSettings) -> Option<String> {
@@ -239,8 +257,14 @@ impl Failures {
             return None;
         }
         Some(if self.timeouts == requests {
+            let why = match settings.auth {
+                SnmpAuth::V3 { .. } => {
+                    "an unknown v3 user, a wrong auth or privacy key or protocol (the agent's report of these is not taken by the SNMP library), or the agent is down"
+                }
+                _ => "a wrong community, or the agent is down",
+            };
             format!(
-                "no answer to any of {requests} requests (timeout {:?}, {} retries, device budget {:?}; wrong community or v3 key, or the agent is down)",
+                "no answer to any of {requests} requests (timeout {:?}, {} retries, device budget {:?}; {why})",
                 settings.timeout, settings.retries, settings.budget
             )
         } else {
@@ -382,6 +406,7 @@ mod tests {
                     "walk 1.3.6.1.9.1: genErr at 1.3.6.1.9.1".into(),
                     "walk 1.3.6.1.9.2: the device's time budget ran out".into(),
                 ],
+                causes: vec!["other", "budget"],
             }
         );
         assert_eq!(failures.all_failed(&settings()), None);
@@ -421,6 +446,7 @@ mod tests {
             requests: 2,
             timeouts: 0,
             errors: vec!["GET: x".into(), "GET: x".into()],
+            causes: vec!["other"],
         };
         assert_eq!(twice.all_failed(&settings()).as_deref(), Some("GET: x"));
     }

@@ -139,6 +139,7 @@ pub async fn update(
     let descr_oid = Oid::from_slice(&IF_DESCR);
     let speed_oid = Oid::from_slice(&IF_SPEED);
     let reps = p.settings.max_repetitions;
+    agent.begin_firing();
     let (descr, speed) = tokio::join!(agent.walk(&descr_oid, reps), agent.walk(&speed_oid, reps));
     let descr = rows(&descr_oid, &descr?);
     let speed = rows(&speed_oid, &speed?);

@@ -23,6 +23,14 @@ use crate::expr::SensorExpr;
 use crate::settings::{SettingsError, invalid};
 use crate::slug::slugify_into;
 
+/// Whether an agent can be asked for `oid`: BER encodes the first two arcs
+/// in one (the first 0, 1 or 2; the second below 40 unless the first is 2),
+/// and RFC 2578 allows at most 128 arcs.
+fn encodable(oid: &Oid) -> bool {
+    let arcs = oid.arcs();
+    (2..=128).contains(&arcs.len()) && arcs[0] <= 2 && (arcs[0] == 2 || arcs[1] < 40)
+}
+
 /// How one OID is fetched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fetch {
@@ -147,12 +155,12 @@ impl SensorSpec {
                 .and_then(Json::as_str)
                 .map(|s| s.trim().trim_start_matches('.'))
                 .and_then(|s| Oid::parse(s).ok())
-                .filter(|o| o.len() >= 2)
+                .filter(encodable)
                 .ok_or_else(|| {
                     invalid(
                         "sensor.oids[].oid",
                         item,
-                        "a numeric OID such as 1.3.6.1.2.1.1.3.0",
+                        "a numeric OID such as 1.3.6.1.2.1.1.3.0 (2 to 128 arcs, the first 0, 1 or 2, the second below 40 unless the first is 2)",
                     )
                 })?;
             let fetch = match item.get("fetch_method").and_then(Json::as_str) {
@@ -202,6 +210,17 @@ impl SensorSpec {
                 value: format!("({} bytes)", template.len()),
                 expected: format!("at most {MAX_OUTPUT_PATH} bytes"),
             });
+        }
+        if template.is_empty()
+            || template.starts_with('.')
+            || template.ends_with('.')
+            || template.contains("..")
+        {
+            return Err(invalid(
+                "sensor.output_path",
+                &Json::String(template.into()),
+                "a path without empty parts (no leading, trailing or doubled dot)",
+            ));
         }
         let path = parse_template(template, oids.len()).ok_or_else(|| {
             invalid(
@@ -322,6 +341,11 @@ mod tests {
             "x.{name}",
             "x.{}",
             "x/y",
+            ".",
+            "..",
+            "x..y",
+            ".x",
+            "x.{$1}.",
         ] {
             let mut d = default_traffic_in();
             d["output_path"] = json!(t);
@@ -336,11 +360,29 @@ mod tests {
             json!("1.3"),
             json!([{"oid": "1.3.x", "fetch_method": "get"}]),
             json!([{"oid": "1.3.6", "fetch_method": "bulk"}]),
+            // Not encodable: a first arc of 3, a second of 40 under 1, 129 arcs.
+            json!([{"oid": "3.1.2", "fetch_method": "get"}]),
+            json!([{"oid": "1.40.2", "fetch_method": "get"}]),
+            json!([{"oid": format!("1.3{}", ".1".repeat(127)), "fetch_method": "walk"}]),
         ] {
             let mut d = default_traffic_in();
             d["oids"] = oids.clone();
             assert!(SensorSpec::parse(1, 60, &d).is_err(), "{oids}");
         }
+    }
+
+    #[test]
+    fn encodable_oids_at_the_edges() {
+        for oid in ["2.999.3", "1.39.1", "0.0"] {
+            let mut d = default_traffic_in();
+            d["oids"] = json!([{"oid": oid, "fetch_method": "get"}]);
+            d["expression"] = json!("$1");
+            assert!(SensorSpec::parse(1, 60, &d).is_ok(), "{oid}");
+        }
+        let mut d = default_traffic_in();
+        d["oids"] = json!([{"oid": format!("1.3{}", ".1".repeat(126)), "fetch_method": "get"}]);
+        d["expression"] = json!("$1");
+        assert!(SensorSpec::parse(1, 60, &d).is_ok(), "128 arcs");
     }
 
     #[test]

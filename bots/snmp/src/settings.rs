@@ -100,6 +100,9 @@ pub enum PrivProto {
     Aes256,
 }
 
+/// The longest community string taken (net-snmp's limit).
+pub const MAX_COMMUNITY: usize = 256;
+
 /// The SNMP version and its secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SnmpAuth {
@@ -196,7 +199,17 @@ impl SnmpSettings {
         let version = text("version")?.ok_or_else(|| SettingsError::Missing {
             field: "credential.version".into(),
         })?;
-        let community = || text("snmpv12_community").map(Option::unwrap_or_default);
+        let community = || {
+            let c = text("snmpv12_community")?.unwrap_or_default();
+            if c.len() > MAX_COMMUNITY {
+                return Err(SettingsError::Invalid {
+                    field: "credential.snmpv12_community".into(),
+                    value: format!("({} bytes)", c.len()),
+                    expected: format!("at most {MAX_COMMUNITY} bytes (net-snmp's limit)"),
+                });
+            }
+            Ok(c)
+        };
         let auth = match version.as_str() {
             "snmpv1" => SnmpAuth::V1 {
                 community: community()?,
@@ -520,6 +533,10 @@ mod tests {
             (
                 json!({"version": "snmpv2c", "retries": 11}),
                 "credential.retries",
+            ),
+            (
+                json!({"version": "snmpv2c", "snmpv12_community": "c".repeat(1 << 20)}),
+                "credential.snmpv12_community",
             ),
             (
                 json!({"version": "snmpv2c", "walk_with": "bulk"}),

@@ -56,6 +56,18 @@ pub(crate) struct EntityState {
     /// Per sensor, why its rows were skipped at the last firing that said
     /// so (see [`crate::map::Mapped::skips`]).
     pub(crate) row_problems: HashMap<u64, Vec<String>>,
+    /// Per sensor with walks, the rows they gave at its last firing; and,
+    /// when they gave none after giving some, how many they gave before.
+    pub(crate) walk_rows: HashMap<u64, WalkRows>,
+}
+
+/// What a sensor's walks gave at its last firing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WalkRows {
+    /// This many rows (0 when they never gave any: an empty table).
+    Rows(usize),
+    /// None, after giving this many (said once, counted at each firing).
+    EmptyAfter(usize),
 }
 
 impl EntityState {

@@ -270,6 +270,96 @@ async fn v3_recovers_after_the_agent_comes_back_with_another_engine() {
     }
 }
 
+/// An unknown user, a wrong auth key and a wrong privacy key. snmpd answers
+/// the first two with an unauthenticated USM report (net-snmp's snmpget
+/// then says "Unknown user name" and "Authentication failure"), which
+/// async-snmp 0.18 does not take: they time out, as a wrong privacy key does
+/// for snmpget too. The error names these causes for a v3 agent (not "a
+/// wrong community"), and counts a timeout. A report the library does take
+/// is named by its cause (`V3Cause`, unit-tested in `agent.rs`).
+#[tokio::test]
+async fn v3_refusals_name_their_cause() {
+    let Some(agent) = Snmpd::start(false) else {
+        return;
+    };
+    let uptime = || {
+        vec![sensor(
+            1,
+            10,
+            vec![get("1.3.6.1.2.1.1.3.0")],
+            "$1",
+            "uptime",
+        )]
+    };
+    let words = "an unknown v3 user, a wrong auth or privacy key";
+    let cases = [
+        ("snmpv3_securityName", "nobody", words, "timeout"),
+        ("snmpv3_authKey", "wrongpass123", words, "timeout"),
+        ("snmpv3_privKey", "wrongpriv123", words, "timeout"),
+    ];
+    for (field, value, words, cause) in cases {
+        let mut credential = v3("grafolean", "SHA", "AES");
+        credential[field] = json!(value);
+        credential["timeout"] = json!(0.5);
+        credential["retries"] = json!(0);
+        let c = SnmpCollector::default();
+        let job = poll_job(&c, entity(&agent.ipv4(), credential, uptime()));
+        let error = run(&c, &job).await.unwrap_err();
+        assert!(error.contains(words), "{field}: {error}");
+        assert_eq!(c.metrics().errors(ENTITY, cause), 1, "{field}: {error}");
+    }
+}
+
+/// The agent comes back with the same engine id and engine boots not
+/// incremented (a device without persistent storage) after the bot ran
+/// longer than the 150 s time window: values again within 2 firings, and a
+/// firing that failed named the time window, not silence. Takes 3 minutes.
+#[tokio::test]
+async fn v3_recovers_when_the_agent_leaves_the_time_window() {
+    let Some(mut agent) = Snmpd::start(false) else {
+        return;
+    };
+    const ENGINE: &str = "0x8000000001020305";
+    agent.restart_with_engine_id(ENGINE);
+    let mut credential = v3("grafolean", "SHA", "AES");
+    credential["timeout"] = json!(0.5);
+    credential["retries"] = json!(0);
+    let c = SnmpCollector::default();
+    let uptime = vec![sensor(
+        1,
+        10,
+        vec![get("1.3.6.1.2.1.1.3.0")],
+        "$1",
+        "uptime",
+    )];
+    let job = poll_job(&c, entity(&agent.ipv4(), credential, uptime));
+    // Past the time window, polling as the bot does.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(165) {
+        let v = run(&c, &job).await.unwrap();
+        assert!(v.contains_key("entity.42.snmp.uptime"), "{v:?}");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    // Same engine id, boots back at 1, its time back at 0.
+    agent.restart_with_engine_id(ENGINE);
+    let first = run(&c, &job).await;
+    if !first
+        .as_ref()
+        .is_ok_and(|v| v.contains_key("entity.42.snmp.uptime"))
+    {
+        if let Err(e) = &first {
+            assert!(!e.contains("no answer"), "{e}");
+        }
+        let second = run(&c, &job).await;
+        assert!(
+            second
+                .as_ref()
+                .is_ok_and(|v| v.contains_key("entity.42.snmp.uptime")),
+            "no values in 2 firings: {first:?}, then {second:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn counter_rates_wrap_and_agent_restart() {
     let Some(mut agent) = Snmpd::start(false) else {
