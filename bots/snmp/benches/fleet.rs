@@ -7,6 +7,7 @@
 //! cargo bench -p grafolean-snmp-bot --bench fleet -- [--entities 10000] [--dead-every 0]
 //!     [--seconds 600] [--warmup 60] [--interval 60] [--scrape-every 15] [--bot <binary>]
 //!     [--backend]
+//! cargo bench -p grafolean-snmp-bot --bench fleet -- --startup [--entities 10000] [--bot <binary>]
 //! ```
 //!
 //! With `--backend` the bot runs against the project's fake Grafolean (a
@@ -27,6 +28,11 @@
 //! reads of `/proc/<pid>/stat` give the bot's and snmpd's CPU. In the
 //! window, `/metrics` is scraped every `--scrape-every` seconds as
 //! Prometheus would (gzip accepted) and the bot's RSS is read every second.
+//!
+//! With `--startup` nothing is polled: the same file, its sensors every
+//! hour (so that a few entities fire in the first seconds), is read by the
+//! bot, and its peak memory while it starts (`VmHWM` when `/ready` answers
+//! 200) is printed beside its RSS 10 s later and the file's size.
 //!
 //! `--bot` runs another build (a copy, since `target/` may be rebuilt while
 //! the benchmark runs). Needs Debian's snmpd (the benchmark starts it on a
@@ -58,6 +64,7 @@ struct Args {
     scrape_every: u64,
     bot: String,
     backend: bool,
+    startup: bool,
 }
 
 fn parse_args() -> Args {
@@ -70,6 +77,7 @@ fn parse_args() -> Args {
         scrape_every: 15,
         bot: BOT.to_string(),
         backend: false,
+        startup: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -83,6 +91,7 @@ fn parse_args() -> Args {
             "--scrape-every" => args.scrape_every = value().parse().unwrap(),
             "--bot" => args.bot = value(),
             "--backend" => args.backend = true,
+            "--startup" => args.startup = true,
             _ => {} // `cargo bench` passes `--bench`.
         }
     }
@@ -280,8 +289,86 @@ fn ms(bound: f64) -> String {
     }
 }
 
+/// `--startup`: the peak memory of reading the file, against the RSS after.
+fn startup(mut args: Args) {
+    args.interval = 3600;
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("grafolean-snmp-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("fleet.toml");
+    std::fs::write(&config_path, config(&args, &dead, &dead)).unwrap();
+    let bytes = std::fs::metadata(&config_path).map_or(0, |m| m.len());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut bot = Command::new(&args.bot)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("BACKEND_URL")
+        .env_remove("BOT_TOKEN")
+        .env_remove("BOT_TOKEN_FROM_FILE")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bot.id();
+    let started = Instant::now();
+    let ready = loop {
+        let answer = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            write!(
+                s,
+                "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })()
+        .unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200") {
+            break started.elapsed();
+        }
+        assert!(bot.try_wait().unwrap().is_none(), "the bot exited early");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "not ready in 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let peak = status_kib(pid, "VmHWM:");
+    std::thread::sleep(Duration::from_secs(10));
+    let after = status_kib(pid, "VmRSS:");
+    let _ = bot.kill();
+    let _ = bot.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "startup: {} entities x 3 sensors, a {:.1} MB file",
+        args.entities,
+        bytes as f64 / 1e6
+    );
+    println!("| file | ready after | peak (VmHWM at ready) | RSS 10 s later | peak / RSS |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {:.1} MB | {:.2} s | {:.1} MB | {:.1} MB | {:.2} |",
+        bytes as f64 / 1e6,
+        ready.as_secs_f64(),
+        peak as f64 / 1024.0,
+        after as f64 / 1024.0,
+        peak as f64 / after.max(1) as f64
+    );
+}
+
 fn main() {
     let args = parse_args();
+    if args.startup {
+        startup(args);
+        return;
+    }
     let Some(agent) = Snmpd::start(false) else {
         println!("fleet: snmpd is not installed (apt-get install snmpd snmp); nothing measured");
         return;

@@ -10,18 +10,23 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_snmp::{
-    Auth, AuthProtocol, Client, DesSaltState, ErrorStatus, Oid, PrivProtocol, ResponseShapeAnomaly,
-    Retry, UdpHandle, UdpTransport, UsmConfig, Value as SnmpValue, VarBind, WalkAbortReason,
-    WalkOptions, WalkStream,
+    Auth, AuthProtocol, Client, ClientBuilder, DesSaltState, ErrorStatus, Oid, PrivProtocol,
+    ResponseShapeAnomaly, Retry, UdpTransport, UsmConfig, Value as SnmpValue, VarBind,
+    WalkAbortReason, WalkOptions, WalkStream,
 };
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::settings::{AuthProto, PrivProto, SnmpAuth, SnmpSettings, V3Security};
+
+mod watched;
+
+pub use watched::Dropped;
+use watched::{Seen, Watched};
 
 /// The UDP message size the shared socket advertises and accepts.
 pub const MAX_MESSAGE_SIZE: usize = 65_507;
@@ -56,25 +61,59 @@ fn oid_key(oid: &Oid) -> u64 {
 /// A bound on the empty columns remembered per agent.
 const MAX_OIDS_PER_AGENT: usize = 64;
 
+/// The most bytes ([`row_bytes`]) the walks of one firing of one device may
+/// hold together: rows of 4 KB strings reach it long before
+/// [`MAX_FIRING_ROWS`].
+pub const MAX_FIRING_BYTES: u64 = 32 << 20;
+
+/// The most bytes all the walks in progress in the process may hold
+/// together.
+pub const MAX_PROCESS_BYTES: u64 = 256 << 20;
+
 /// The rows held by the walks in progress, process-wide.
 static PROCESS_ROWS: AtomicUsize = AtomicUsize::new(0);
 
-/// Rows a walk in progress counts in [`PROCESS_ROWS`], given back when the
-/// walk ends.
-struct ProcessRows(usize);
+/// Their bytes.
+static PROCESS_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The rows and bytes a walk in progress counts in [`PROCESS_ROWS`] and
+/// [`PROCESS_BYTES`], given back when the walk ends.
+#[derive(Default)]
+struct ProcessRows {
+    rows: usize,
+    bytes: u64,
+}
 
 impl ProcessRows {
     /// One more row; false past [`MAX_PROCESS_ROWS`].
     fn add(&mut self) -> bool {
-        self.0 += 1;
+        self.rows += 1;
         PROCESS_ROWS.fetch_add(1, Relaxed) < MAX_PROCESS_ROWS
+    }
+
+    /// `bytes` more; false past [`MAX_PROCESS_BYTES`].
+    fn add_bytes(&mut self, bytes: u64) -> bool {
+        self.bytes += bytes;
+        PROCESS_BYTES.fetch_add(bytes, Relaxed) + bytes <= MAX_PROCESS_BYTES
     }
 }
 
 impl Drop for ProcessRows {
     fn drop(&mut self) {
-        PROCESS_ROWS.fetch_sub(self.0, Relaxed);
+        PROCESS_ROWS.fetch_sub(self.rows, Relaxed);
+        PROCESS_BYTES.fetch_sub(self.bytes, Relaxed);
     }
+}
+
+/// What a row holds, about: its OID's arcs and its value's bytes, and the
+/// two structures around them.
+fn row_bytes(row: &VarBind) -> u64 {
+    let value = match &row.value {
+        SnmpValue::OctetString(b) | SnmpValue::Opaque(b) | SnmpValue::Nsap(b) => b.len(),
+        SnmpValue::ObjectIdentifier(o) => o.arcs().len() * 4,
+        _ => 0,
+    };
+    (row.oid.arcs().len() * 4 + value + 64) as u64
 }
 
 /// How long after GETNEXT timed out in place of a GETBULK that timed out
@@ -122,6 +161,19 @@ pub enum AgentError {
         /// The limit.
         limit: usize,
     },
+    /// The walks of a firing, or of the whole process, went past the bytes
+    /// they may hold together ([`MAX_FIRING_BYTES`], [`MAX_PROCESS_BYTES`]).
+    #[error(
+        "the walk of {oid} was stopped: the walks of this {scope} hold more than {} MB together; its sensors are skipped", limit >> 20
+    )]
+    ByteBudget {
+        /// The walk that went past.
+        oid: Oid,
+        /// `firing` or `process`.
+        scope: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A walk went on past the most rows one walk may return.
     #[error(
         "the walk of {oid} gave more than {limit} rows, the most one walk may return; its sensors are skipped"
@@ -155,12 +207,14 @@ pub enum AgentError {
 }
 
 /// Every [`AgentError::cause`].
-pub const CAUSES: [&str; 14] = [
+pub const CAUSES: [&str; 16] = [
     "timeout",
     "budget",
     "too_many_rows",
     "firing_rows",
     "process_rows",
+    "firing_bytes",
+    "process_bytes",
     "v3_unknown_user",
     "v3_wrong_auth",
     "v3_wrong_priv",
@@ -254,7 +308,8 @@ impl AgentError {
     }
 
     /// The `cause` label of `snmp_device_errors_total`: `timeout`, `budget`,
-    /// `too_many_rows`, `v3_…` ([`V3Cause::label`]), `mismatch` or `other`.
+    /// `too_many_rows`, `firing_rows`, `process_rows`, `firing_bytes`,
+    /// `process_bytes`, `v3_…` ([`V3Cause::label`]), `mismatch` or `other`.
     pub fn cause(&self) -> &'static str {
         match self {
             Self::Timeout { .. } => "timeout",
@@ -264,6 +319,10 @@ impl AgentError {
                 scope: "firing", ..
             } => "firing_rows",
             Self::RowBudget { .. } => "process_rows",
+            Self::ByteBudget {
+                scope: "firing", ..
+            } => "firing_bytes",
+            Self::ByteBudget { .. } => "process_bytes",
             Self::V3 { cause, .. } => cause.label(),
             Self::Mismatch { .. } => "mismatch",
             Self::Other(_) => "other",
@@ -358,7 +417,7 @@ pub struct ClientKey {
 #[derive(Clone)]
 pub struct Agent {
     key: ClientKey,
-    client: Client<UdpHandle>,
+    client: Client<Watched>,
     shared: Arc<Shared>,
 }
 
@@ -380,6 +439,10 @@ struct Shared {
     warned_order: AtomicBool,
     /// The rows the walks of the current firing got ([`Agent::begin_firing`]).
     firing_rows: AtomicUsize,
+    /// Their bytes ([`row_bytes`]).
+    firing_bytes: AtomicU64,
+    /// The answers that came and were not used.
+    seen: Arc<Seen>,
     /// The walked columns found empty and checked so ([`Agent::walk`]): a
     /// hash of the OID, and when (a few bytes each: 10,000 agents keep one).
     empty_confirmed: Mutex<Vec<(u64, Instant)>>,
@@ -431,6 +494,11 @@ impl Agents {
     pub fn with_max_walk_rows(mut self, rows: usize) -> Self {
         self.max_walk_rows = rows.max(1);
         self
+    }
+
+    /// The shared socket's counts since it was bound (`None` before).
+    pub fn socket_stats(&self) -> Option<async_snmp::UdpStats> {
+        self.transport.get().map(UdpTransport::stats)
     }
 
     async fn transport(&self) -> Result<&UdpTransport, AgentError> {
@@ -491,13 +559,24 @@ impl Agents {
         };
         let retry = Retry::fixed(settings.retries, Duration::ZERO)
             .map_err(|e| AgentError::Other(format!("invalid retries: {e}")))?;
-        let mut builder = Client::builder(addr, auth)
+        let handle = transport
+            .handle(addr)
+            .map_err(|e| AgentError::from_snmp(addr, &e))?;
+        let seen = Arc::new(Seen::default());
+        let mut builder = ClientBuilder::new(auth)
             .request_timeout(settings.timeout)
             .retry(retry)
             .walk_options(WalkOptions {
                 result_limit: Some(self.max_walk_rows),
                 ..WalkOptions::default()
-            });
+            })
+            // net-snmp answers an unknown user, a wrong auth key and a wrong
+            // privacy key with an unauthenticated report (it cannot do
+            // otherwise): read, it names the cause, where ignored it is a
+            // timeout that says nothing. A forged report can fail a request
+            // (as a forged datagram can drop it), and a time correction it
+            // gives is used for one packet and never kept.
+            .allow_unauthenticated_v3_time_correction(true);
         if let SnmpAuth::V3 {
             security:
                 V3Security::AuthPriv {
@@ -519,8 +598,10 @@ impl Agents {
             builder = builder.des_salt_state(des.clone());
         }
         let client = builder
-            .build_with(transport)
-            .await
+            .build_with_transport(Watched {
+                handle,
+                seen: Arc::clone(&seen),
+            })
             .map_err(|e| AgentError::from_snmp(addr, &e))?;
         let shared = Arc::new(Shared {
             in_flight: Semaphore::new(settings.in_flight as usize),
@@ -529,7 +610,9 @@ impl Agents {
             probed_at: Mutex::new(Instant::now()),
             warned_order: AtomicBool::new(false),
             firing_rows: AtomicUsize::new(0),
+            firing_bytes: AtomicU64::new(0),
             empty_confirmed: Mutex::new(Vec::new()),
+            seen,
         });
         Ok(Agent {
             key,
@@ -789,6 +872,13 @@ impl Agent {
     /// ([`MAX_FIRING_ROWS`]) are counted from 0.
     pub fn begin_firing(&self) {
         self.shared.firing_rows.store(0, Relaxed);
+        self.shared.firing_bytes.store(0, Relaxed);
+    }
+
+    /// The answers its requests got and did not use since the last call
+    /// (of any clone of this agent).
+    pub fn take_dropped(&self) -> Dropped {
+        self.shared.seen.take()
     }
 
     /// A walk's rows, as they come; at an OID that does not increase, the
@@ -797,10 +887,10 @@ impl Agent {
     async fn rows(
         &self,
         oid: &Oid,
-        mut stream: WalkStream<UdpHandle>,
+        mut stream: WalkStream<Watched>,
     ) -> Result<Vec<VarBind>, RowsError> {
         let mut rows = Vec::new();
-        let mut held = ProcessRows(0);
+        let mut held = ProcessRows::default();
         while let Some(row) = stream.next().await {
             match row {
                 Ok(row) => {
@@ -818,6 +908,21 @@ impl Agent {
                     }
                     if !held.add() {
                         return Err(budget("process", MAX_PROCESS_ROWS));
+                    }
+                    let bytes = row_bytes(rows.last().expect("just pushed"));
+                    let bytes_budget = |scope, limit| {
+                        RowsError::Bot(AgentError::ByteBudget {
+                            oid: oid.clone(),
+                            scope,
+                            limit,
+                        })
+                    };
+                    if self.shared.firing_bytes.fetch_add(bytes, Relaxed) + bytes > MAX_FIRING_BYTES
+                    {
+                        return Err(bytes_budget("firing", MAX_FIRING_BYTES));
+                    }
+                    if !held.add_bytes(bytes) {
+                        return Err(bytes_budget("process", MAX_PROCESS_BYTES));
                     }
                 }
                 // Not even a first row: not a table that ends, but an answer

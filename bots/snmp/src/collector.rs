@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_snmp::Oid;
@@ -36,7 +36,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::agent::{Agent, Agents};
+use crate::agent::{Agent, Agents, Dropped};
 use crate::counters::Outcome;
 use crate::fetch::{self, Failures};
 use crate::interfaces::{self, Forbidden};
@@ -61,6 +61,22 @@ struct CauseLabels {
     cause: &'static str,
 }
 
+/// Labels of `snmp_device_answers_dropped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    entity: String,
+    reason: &'static str,
+}
+
+/// Labels of `snmp_socket_datagrams_dropped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Every `reason` of `snmp_device_answers_dropped_total`.
+const DROP_REASONS: [&str; 2] = ["other_source", "unusable"];
+
 /// The bot's own metrics; clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct SnmpMetrics {
@@ -68,6 +84,10 @@ pub struct SnmpMetrics {
     errors: Family<CauseLabels, Counter>,
     sensor_errors: Family<EntityLabel, Counter>,
     rows_skipped: Family<EntityLabel, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+    socket: Family<KindLabel, Counter>,
+    /// The socket's counts when last read: (malformed, discarded).
+    socket_seen: Arc<Mutex<(u64, u64)>>,
 }
 
 /// How often the interfaces job runs.
@@ -223,6 +243,7 @@ impl SnmpCollector {
         let deadline = tokio::time::Instant::now() + params.settings.budget;
         let fetched = fetch::fetch(&agent, &plan, &reps, deadline).await;
         let (mut answers, mut failures) = fetched.into_answers();
+        let mut dropped = agent.take_dropped();
         // SNMPv3: an agent that answered and now fails every request may be
         // back with another engine (a device replaced or reset, its boots
         // started over): the client's cached engine and keys no longer fit,
@@ -241,6 +262,11 @@ impl SnmpCollector {
             (answers, failures) = fetch::fetch(&agent, &plan, &reps, deadline)
                 .await
                 .into_answers();
+            dropped.add(agent.take_dropped());
+        }
+        self.metrics.count_dropped(params.entity_id, dropped);
+        if let Some(stats) = self.agents.socket_stats() {
+            self.metrics.count_socket(&stats);
         }
         let now = counter_clock();
         {
@@ -266,8 +292,15 @@ impl SnmpCollector {
                 .inc();
         }
         if let Some(what) = failures.all_failed(&params.settings) {
+            // "No answer" from an agent that sent answers the client could
+            // not use says what came instead.
+            let came = if dropped.is_empty() {
+                String::new()
+            } else {
+                format!("; it sent {dropped}")
+            };
             return Err(format!(
-                "the agent at {} (entity {}) failed: {what}",
+                "the agent at {} (entity {}) failed: {what}{came}",
                 params.addr, params.entity_id
             )
             .into());
@@ -540,8 +573,18 @@ impl SnmpMetrics {
         );
         registry.register(
             "snmp_device_errors",
-            "Firings in which requests to the entity's agent failed, by cause: timeout, budget, too_many_rows, v3_unknown_user, v3_wrong_auth, v3_wrong_priv, v3_time_window, v3_unknown_engine, v3_security_level, v3_report, mismatch (an answer that does not fit the request), other",
+            "Firings in which requests to the entity's agent failed, by cause: timeout, budget, too_many_rows, firing_rows, process_rows, firing_bytes, process_bytes, v3_unknown_user, v3_wrong_auth, v3_wrong_priv, v3_time_window, v3_unknown_engine, v3_security_level, v3_report, mismatch (an answer that does not fit the request), other",
             self.errors.clone(),
+        );
+        registry.register(
+            "snmp_device_answers_dropped",
+            "Datagrams that came back to the entity's requests and were not used, by reason: other_source (from another address or port than the agent's, dropped), unusable (undecodable, another community or v3 user, or not an answer to the request)",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "snmp_socket_datagrams_dropped",
+            "Datagrams on the bot's SNMP socket that reached no request, by kind: malformed (no request-id could be read), discarded (late, duplicate, or for no request in progress); read at each firing",
+            self.socket.clone(),
         );
         registry.register(
             "snmp_sensor_errors",
@@ -553,6 +596,61 @@ impl SnmpMetrics {
             "Rows that gave no value (a value that is not a number, an expression with no result, a missing index, a duplicate path); a counter's first reading is not counted",
             self.rows_skipped.clone(),
         );
+    }
+
+    /// Brings `snmp_socket_datagrams_dropped_total` up to the socket's
+    /// counts.
+    fn count_socket(&self, stats: &async_snmp::UdpStats) {
+        let mut seen = lock(&self.socket_seen);
+        let (malformed, discarded) = *seen;
+        for (kind, now, then) in [
+            ("malformed", stats.malformed_datagrams, malformed),
+            ("discarded", stats.discarded_datagrams, discarded),
+        ] {
+            if now > then {
+                self.socket
+                    .get_or_create(&KindLabel { kind })
+                    .inc_by(now - then);
+            }
+        }
+        *seen = (
+            stats.malformed_datagrams.max(malformed),
+            stats.discarded_datagrams.max(discarded),
+        );
+    }
+
+    /// Counts what `entity_id`'s agent sent that was not used.
+    fn count_dropped(&self, entity_id: u64, dropped: Dropped) {
+        for (reason, n) in [
+            ("other_source", dropped.other_source),
+            ("unusable", dropped.unusable),
+        ] {
+            if n > 0 {
+                self.dropped
+                    .get_or_create(&ReasonLabels {
+                        entity: entity_id.to_string(),
+                        reason,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// The answers counted as dropped for `entity_id`, for `reason`
+    /// (`other_source` or `unusable`).
+    pub fn dropped(&self, entity_id: u64, reason: &'static str) -> u64 {
+        self.dropped
+            .get_or_create(&ReasonLabels {
+                entity: entity_id.to_string(),
+                reason,
+            })
+            .get()
+    }
+
+    /// The datagrams of `kind` (`malformed` or `discarded`) counted for
+    /// the whole socket.
+    pub fn socket_dropped(&self, kind: &'static str) -> u64 {
+        self.socket.get_or_create(&KindLabel { kind }).get()
     }
 
     /// The timeouts counted for `entity_id`.
@@ -591,6 +689,12 @@ impl SnmpMetrics {
             self.errors.remove(&CauseLabels {
                 entity: entity_id.to_string(),
                 cause,
+            });
+        }
+        for reason in DROP_REASONS {
+            self.dropped.remove(&ReasonLabels {
+                entity: entity_id.to_string(),
+                reason,
             });
         }
         let label = SnmpCollector::label(entity_id);

@@ -259,7 +259,7 @@ impl Failures {
         Some(if self.timeouts == requests {
             let why = match settings.auth {
                 SnmpAuth::V3 { .. } => {
-                    "an unknown v3 user, a wrong auth or privacy key or protocol (the agent's report of these is not taken by the SNMP library), or the agent is down"
+                    "a wrong privacy key or protocol (net-snmp answers it with silence), or the agent is down"
                 }
                 _ => "a wrong community, or the agent is down",
             };

@@ -17,7 +17,7 @@ use grafolean_collector::{
     Collector, EntityConfig, JobConfigs, JobSpec, Problems, SensorConfig, Tick,
 };
 use grafolean_snmp_bot::{SnmpCollector, SnmpJob};
-use hostile::{Hostile, INJECTED, Mode, TABLE};
+use hostile::{BIG_VALUE, Hostile, INJECTED, Mode, TABLE};
 use serde_json::{Value as Json, json};
 
 /// A standalone file with one entity on `agent` and `sensors` (TOML
@@ -334,4 +334,94 @@ async fn rows_that_vanish_are_said_once_and_counted() {
             assert_eq!(said("rows give values again") - again, 1, "{mode:?}");
         }
     }
+}
+
+/// Answers from another port, and requests sent back as answers, are not
+/// used: counted for the entity (`snmp_device_answers_dropped_total`) and
+/// named in the firing's error, which otherwise reads as a device that is
+/// down. The same agent answering properly is polled again at once.
+#[tokio::test]
+async fn answers_that_cannot_be_used_are_counted_and_named() {
+    for (mode, reason, words) in [
+        (
+            Mode::OtherPort,
+            "other_source",
+            "answers from another address or port, dropped",
+        ),
+        (Mode::Echo, "unusable", "answers that could not be used"),
+    ] {
+        let agent = Hostile::start(mode);
+        let c = SnmpCollector::default();
+        let job = job(
+            &c,
+            &agent,
+            44,
+            vec![sensor(
+                1,
+                vec![get_oid("1.3.6.1.2.1.1.3.0")],
+                "$1",
+                "uptime",
+            )],
+        );
+        let error = run(&c, &job).await.unwrap_err();
+        assert!(error.contains(words), "{mode:?}: {error}");
+        assert!(agent.answered() >= 1, "{mode:?}");
+        assert_eq!(
+            c.metrics().dropped(44, reason),
+            agent.answered(),
+            "{mode:?}: every answer counted"
+        );
+        agent.set_mode(Mode::Good);
+        let values = run(&c, &job).await.unwrap();
+        assert_eq!(
+            values.get("entity.44.snmp.uptime"),
+            Some(&4200.0),
+            "{mode:?}"
+        );
+    }
+    // An answer cut short has no request-id to read: it reaches no request,
+    // and is counted for the whole socket.
+    let agent = Hostile::start(Mode::Truncated);
+    let c = SnmpCollector::default();
+    let job = job(
+        &c,
+        &agent,
+        44,
+        vec![sensor(
+            1,
+            vec![get_oid("1.3.6.1.2.1.1.3.0")],
+            "$1",
+            "uptime",
+        )],
+    );
+    let error = run(&c, &job).await.unwrap_err();
+    assert!(error.contains("no answer to any of 1 requests"), "{error}");
+    assert_eq!(c.metrics().socket_dropped("malformed"), agent.answered());
+}
+
+/// An endless column of 1,000-byte strings stops at the firing's byte
+/// budget (32 MB) long before its row budgets, naming it, and is counted.
+#[tokio::test]
+async fn an_endless_column_of_long_strings_stops_at_the_byte_budget() {
+    let agent = Hostile::start(Mode::BigValues);
+    let c = SnmpCollector::default();
+    let job = job(
+        &c,
+        &agent,
+        45,
+        vec![sensor(1, vec![walk(&column(1))], "1", "big.{$index}")],
+    );
+    let error = run(&c, &job).await.unwrap_err();
+    assert!(
+        error.contains("the walks of this firing hold more than 32 MB together"),
+        "{error}"
+    );
+    assert_eq!(c.metrics().errors(45, "firing_bytes"), 1);
+    // About 32 MB of 1,000-byte rows (and their OIDs): some 30,000 rows in
+    // answers of 50, far below the 100,000 rows of one walk's limit.
+    let requests = agent.answered();
+    assert!(
+        (32 << 20) / ((BIG_VALUE as u64 + 200) * 50) <= requests && requests < 1_000,
+        "{requests} answers"
+    );
 }

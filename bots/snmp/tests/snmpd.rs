@@ -272,11 +272,10 @@ async fn v3_recovers_after_the_agent_comes_back_with_another_engine() {
 
 /// An unknown user, a wrong auth key and a wrong privacy key. snmpd answers
 /// the first two with an unauthenticated USM report (net-snmp's snmpget
-/// then says "Unknown user name" and "Authentication failure"), which
-/// async-snmp 0.18 does not take: they time out, as a wrong privacy key does
-/// for snmpget too. The error names these causes for a v3 agent (not "a
-/// wrong community"), and counts a timeout. A report the library does take
-/// is named by its cause (`V3Cause`, unit-tested in `agent.rs`).
+/// then says "Unknown user name" and "Authentication failure"): the bot
+/// takes it and names the cause, in the error and the `cause` label. A
+/// wrong privacy key gets no answer (snmpget times out too): the error
+/// names it as a likely cause for a v3 agent (not "a wrong community").
 #[tokio::test]
 async fn v3_refusals_name_their_cause() {
     let Some(agent) = Snmpd::start(false) else {
@@ -291,11 +290,25 @@ async fn v3_refusals_name_their_cause() {
             "uptime",
         )]
     };
-    let words = "an unknown v3 user, a wrong auth or privacy key";
     let cases = [
-        ("snmpv3_securityName", "nobody", words, "timeout"),
-        ("snmpv3_authKey", "wrongpass123", words, "timeout"),
-        ("snmpv3_privKey", "wrongpriv123", words, "timeout"),
+        (
+            "snmpv3_securityName",
+            "nobody",
+            "unknown user name",
+            "v3_unknown_user",
+        ),
+        (
+            "snmpv3_authKey",
+            "wrongpass123",
+            "authentication failure",
+            "v3_wrong_auth",
+        ),
+        (
+            "snmpv3_privKey",
+            "wrongpriv123",
+            "a wrong privacy key",
+            "timeout",
+        ),
     ];
     for (field, value, words, cause) in cases {
         let mut credential = v3("grafolean", "SHA", "AES");

@@ -51,7 +51,21 @@ pub enum Mode {
     /// A walk answers rows of the next subtree at once (as for an empty
     /// table).
     OutOfSubtree,
+    /// Answers as it should, from another port than the one asked.
+    OtherPort,
+    /// Answers as it should, with the community `not-yours`.
+    WrongCommunity,
+    /// Answers as it should, with its last 3 bytes cut off (the lengths
+    /// still count them).
+    Truncated,
+    /// Sends every request back as it came (a GetRequest for an answer).
+    Echo,
+    /// The table never ends, and every value is a 1,000-byte string.
+    BigValues,
 }
+
+/// The size of a [`Mode::BigValues`] value.
+pub const BIG_VALUE: usize = 1_000;
 
 /// The agent: its address, and how many requests it answered.
 pub struct Hostile {
@@ -75,7 +89,10 @@ impl Hostile {
         let mode = Arc::new(Mutex::new(mode));
         let thread = {
             let (stop, answered, mode) = (stop.clone(), answered.clone(), mode.clone());
-            std::thread::spawn(move || serve(&socket, &mode, &stop, &answered))
+            std::thread::spawn(move || {
+                let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+                serve(&socket, &other, &mode, &stop, &answered)
+            })
         };
         Self {
             addr,
@@ -111,7 +128,13 @@ impl Drop for Hostile {
     }
 }
 
-fn serve(socket: &UdpSocket, mode: &Mutex<Mode>, stop: &AtomicBool, answered: &AtomicU64) {
+fn serve(
+    socket: &UdpSocket,
+    other: &UdpSocket,
+    mode: &Mutex<Mode>,
+    stop: &AtomicBool,
+    answered: &AtomicU64,
+) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
@@ -121,7 +144,12 @@ fn serve(socket: &UdpSocket, mode: &Mutex<Mode>, stop: &AtomicBool, answered: &A
         let Some(answer) = answer(&buf[..n], mode) else {
             continue;
         };
-        if socket.send_to(&answer, from).is_ok() {
+        let out = if mode == Mode::OtherPort {
+            other
+        } else {
+            socket
+        };
+        if out.send_to(&answer, from).is_ok() {
             answered.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -129,6 +157,9 @@ fn serve(socket: &UdpSocket, mode: &Mutex<Mode>, stop: &AtomicBool, answered: &A
 
 /// The answer to one request, as `mode` makes it.
 fn answer(request: &[u8], mode: Mode) -> Option<Vec<u8>> {
+    if mode == Mode::Echo {
+        return Some(request.to_vec());
+    }
     let decoded = CommunityMessage::decode(
         bytes::Bytes::copy_from_slice(request),
         DecodeConfig::default(),
@@ -136,7 +167,11 @@ fn answer(request: &[u8], mode: Mode) -> Option<Vec<u8>> {
     .ok()?
     .value;
     let version = decoded.version();
-    let community = decoded.community().clone();
+    let community = if mode == Mode::WrongCommunity {
+        bytes::Bytes::from_static(b"not-yours").into()
+    } else {
+        decoded.community().clone()
+    };
     let pdu = decoded.pdu().standard()?.clone();
     let asked: Vec<Oid> = pdu.varbinds().iter().map(|v| v.oid.clone()).collect();
     let varbinds = match mode {
@@ -151,6 +186,7 @@ fn answer(request: &[u8], mode: Mode) -> Option<Vec<u8>> {
                 let split = (non_repeaters as usize).min(asked.len());
                 let mut out: Vec<VarBind> = asked[..split].iter().map(|o| next(o, mode)).collect();
                 let mut cursors: Vec<Oid> = asked[split..].to_vec();
+                // 50 rows of 1,000 bytes still fit one datagram.
                 for _ in 0..repetitions.clamp(1, 50) {
                     for cursor in &mut cursors {
                         let v = next(cursor, mode);
@@ -181,7 +217,11 @@ fn answer(request: &[u8], mode: Mode) -> Option<Vec<u8>> {
         _ => CommunityMessage::v2c(community, response),
     }
     .ok()?;
-    Some(message.encode().ok()?.to_vec())
+    let mut bytes = message.encode().ok()?.to_vec();
+    if mode == Mode::Truncated {
+        bytes.truncate(bytes.len() - 3);
+    }
+    Some(bytes)
 }
 
 fn table() -> Oid {
@@ -197,7 +237,7 @@ fn get(oid: &Oid, mode: Mode) -> VarBind {
     let arcs = oid.arcs();
     if oid.starts_with(&t) && arcs.len() == t.arcs().len() + 2 {
         let (column, row) = (arcs[arcs.len() - 2], arcs[arcs.len() - 1]);
-        if (1..=16).contains(&column) && (mode == Mode::Endless || (1..=3).contains(&row)) {
+        if (1..=16).contains(&column) && (endless(mode) || (1..=3).contains(&row)) {
             return VarBind::new(oid.clone(), value(row, mode));
         }
     }
@@ -207,8 +247,13 @@ fn get(oid: &Oid, mode: Mode) -> VarBind {
 fn value(row: u32, mode: Mode) -> Value {
     match mode {
         Mode::Inject => Value::from(INJECTED),
+        Mode::BigValues => Value::OctetString(bytes::Bytes::from(vec![b'x'; BIG_VALUE])),
         _ => Value::Integer(row as i32),
     }
+}
+
+fn endless(mode: Mode) -> bool {
+    matches!(mode, Mode::Endless | Mode::BigValues)
 }
 
 /// The varbind after `oid` in the table, for GETNEXT and GETBULK.
@@ -243,7 +288,7 @@ fn next(oid: &Oid, mode: Mode) -> VarBind {
     if column == 0 {
         (column, row) = (1, 1);
     }
-    if mode != Mode::Endless && row > 3 {
+    if !endless(mode) && row > 3 {
         (column, row) = (column + 1, 1);
     }
     if column > 16 {
