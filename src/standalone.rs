@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -119,7 +120,22 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
     // not after: a file of 10,000 devices repeating three sensors never
     // holds 30,000 copies of them at once.
     let _shared = SharedScope::enter();
-    let entries = match parse_in_parts(text) {
+    let parts = parts(text);
+    if let Some(part) = parts
+        .iter()
+        .find(|&p| p.len() > MAX_ENTITY_BYTES && is_entity_header(&text[p.clone()]))
+    {
+        return Err(invalid(
+            part.start,
+            format!(
+                "this [[entity]] runs for {:.1} MB, to line {}; one entity may take at most 1 MB of the file \
+                 (thousands of sensors, far more than a bot polls for one device): check that the file is what you meant",
+                part.len() as f64 / 1e6,
+                line_of(text, part.end.saturating_sub(1))
+            ),
+        ));
+    }
+    let entries = match parse_in_parts(text, &parts) {
         Some(entries) => entries,
         None => {
             let file: File = toml::from_str(text).map_err(|e| {
@@ -203,7 +219,24 @@ pub fn parse(text: &str, origin: &str) -> Result<JobConfigs, StandaloneError> {
 /// a multi-line string leaves the part before it unparsable, so such a file
 /// is parsed whole. A header the test below misses (a quoted key) leaves two
 /// entities in one part, which reads them both.
-fn parse_in_parts(text: &str) -> Option<Vec<(usize, Spanned<EntityEntry>)>> {
+fn parse_in_parts(
+    text: &str,
+    parts: &[Range<usize>],
+) -> Option<Vec<(usize, Spanned<EntityEntry>)>> {
+    let mut entries = Vec::new();
+    for part in parts {
+        let file: File = toml::from_str(&text[part.clone()]).ok()?;
+        entries.extend(file.entity.into_iter().map(|e| (part.start, e)));
+    }
+    Some(entries)
+}
+
+/// The most bytes one `[[entity]]` table may take: its parse takes some 38
+/// times that at its peak.
+const MAX_ENTITY_BYTES: usize = 1 << 20;
+
+/// `text` cut before each `[[entity]]` header line ([`parse_in_parts`]).
+fn parts(text: &str) -> Vec<Range<usize>> {
     let mut starts = vec![0];
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -213,16 +246,13 @@ fn parse_in_parts(text: &str) -> Option<Vec<(usize, Spanned<EntityEntry>)>> {
         offset += line.len();
     }
     starts.push(text.len());
-    let mut entries = Vec::new();
-    for part in starts.windows(2) {
-        let file: File = toml::from_str(&text[part[0]..part[1]]).ok()?;
-        entries.extend(file.entity.into_iter().map(|e| (part[0], e)));
-    }
-    Some(entries)
+    starts.windows(2).map(|w| w[0]..w[1]).collect()
 }
 
-/// Whether `line` is an `[[entity]]` header (spaces and a comment allowed).
-fn is_entity_header(line: &str) -> bool {
+/// Whether `text` starts with an `[[entity]]` header line (spaces and a
+/// comment allowed).
+fn is_entity_header(text: &str) -> bool {
+    let line = text.split('\n').next().unwrap_or_default();
     let rest = line.trim_start().strip_prefix("[[").map(str::trim_start);
     let rest = rest
         .and_then(|r| r.strip_prefix("entity"))
@@ -464,7 +494,7 @@ mod part_tests {
                     name = \"b\"\nsensors = [{ interval = 7 }]\n[[entity]]\nid = 3\nname = \"\"\"c\n\
                     [[entity]]\n\"\"\"\nsensors = [{ interval = 8 }]\n";
         // The header line inside the multi-line string: read whole.
-        assert!(parse_in_parts(text).is_none());
+        assert!(parse_in_parts(text, &parts(text)).is_none());
         let configs = parse(text, "f.toml").unwrap();
         let got: Vec<_> = configs
             .entities
@@ -484,8 +514,8 @@ mod part_tests {
         // Without it: read in parts, the same entities, and the lines of
         // the later parts counted from the file's start.
         let text = text.replace("\"\"\"c\n[[entity]]\n\"\"\"", "\"c\"");
-        let parts = parse_in_parts(&text).unwrap();
-        assert_eq!(parts.len(), 3);
+        let entries = parse_in_parts(&text, &parts(&text)).unwrap();
+        assert_eq!(entries.len(), 3);
         let configs = parse(&text, "f.toml").unwrap();
         let got: Vec<_> = configs
             .entities
@@ -526,6 +556,31 @@ mod part_tests {
         ] {
             assert!(!is_entity_header(no), "{no}");
         }
+    }
+
+    #[test]
+    fn an_entity_of_over_a_megabyte_is_refused_unread() {
+        let sensor = "[[entity.sensors]]\ninterval = 60\ndetails = { oids = [{ oid = \"1.3.6.1.2.1.1.3.0\" }], output_path = \"uptime\" }\n";
+        let text = format!(
+            "[[entity]]\nname = \"a\"\nsensors = [{{ interval = 5 }}]\n\n[[entity]]\nname = \"b\"\n{}",
+            sensor.repeat(12_000)
+        );
+        let err = parse(&text, "f.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("f.toml: line 5: this [[entity]] runs for 1.3 MB, to line 36006;"),
+            "{err}"
+        );
+        // The same sensors as an inline array from the file's start are not
+        // one part: read whole, as before.
+        let text = format!(
+            "entity = [{{ name = \"a\", sensors = [{}] }}]\n",
+            vec!["{ interval = 60 }"; 60_000].join(", ")
+        );
+        assert!(text.len() > MAX_ENTITY_BYTES);
+        assert_eq!(
+            parse(&text, "f.toml").unwrap().entities[0].sensors.len(),
+            60_000
+        );
     }
 
     #[test]
