@@ -14,6 +14,8 @@
 //! ```
 //!
 //! The file is validated when it is read, and every error names its line.
+//! It is read one `[[entity]]` table at a time (at most 1 MB each), so that
+//! its parse never holds a document of the whole file.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

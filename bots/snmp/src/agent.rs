@@ -61,7 +61,7 @@ fn oid_key(oid: &Oid) -> u64 {
 /// A bound on the empty columns remembered per agent.
 const MAX_OIDS_PER_AGENT: usize = 64;
 
-/// The most bytes ([`row_bytes`]) the walks of one firing of one device may
+/// The most bytes (each row's OID arcs and value, and 64) the walks of one firing of one device may
 /// hold together: rows of 4 KB strings reach it long before
 /// [`MAX_FIRING_ROWS`].
 pub const MAX_FIRING_BYTES: u64 = 32 << 20;
