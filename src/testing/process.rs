@@ -32,6 +32,7 @@
 //! Signals are sent with the `kill` command (procps or util-linux), so the
 //! kit needs no `unsafe` and no extra dependency. Unix only.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::ops::{Deref, DerefMut};
@@ -65,8 +66,25 @@ const POLL: Duration = Duration::from_millis(50);
 /// once the process exited, for the rest of its log to be read.
 const LOG_END_WITHIN: Duration = Duration::from_secs(5);
 
+/// A port that `bind` found free, and that this process has not handed out
+/// before: the kernel may give a port just released to the next `bind` to
+/// port 0, and two bots of one test then got the same `--listen` (seen in CI:
+/// "Address already in use").
+fn unused_port(bind: impl Fn() -> std::io::Result<u16>) -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1_000 {
+        let port = bind().expect("a free port on 127.0.0.1");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no port on 127.0.0.1 that this process did not hand out already");
+}
+
 /// A TCP port of 127.0.0.1 that was free a moment ago (bound, read and
-/// released), for a bot's `--listen`.
+/// released), and not handed out before by this process, for a bot's
+/// `--listen`.
 ///
 /// ```
 /// use grafolean_collector::testing::process::free_port;
@@ -77,14 +95,16 @@ const LOG_END_WITHIN: Duration = Duration::from_secs(5);
 ///
 /// When no loopback port can be bound.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free TCP port on 127.0.0.1")
-        .port()
+    unused_port(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+    })
 }
 
 /// A UDP port of 127.0.0.1 that was free a moment ago (bound, read and
-/// released), for an agent a test starts, or for one where nothing answers.
+/// released), and not handed out before by this process, for an agent a
+/// test starts, or for one where nothing answers.
 ///
 /// ```
 /// use grafolean_collector::testing::process::free_udp_port;
@@ -95,10 +115,11 @@ pub fn free_port() -> u16 {
 ///
 /// When no loopback port can be bound.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free UDP port on 127.0.0.1")
-        .port()
+    unused_port(|| {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+    })
 }
 
 /// A bot binary's command line for a test, to add flags and environment to

