@@ -578,12 +578,12 @@ impl SnmpMetrics {
         );
         registry.register(
             "snmp_device_answers_dropped",
-            "Datagrams that came back to the entity's requests and were not used, by reason: other_source (from another address or port than the agent's, dropped), unusable (undecodable, another community or v3 user, or not an answer to the request)",
+            "Datagrams that came back to the entity's requests and were not used, by reason: other_source (from another address or port than the agent's, dropped), unusable (undecodable, another v3 user, or not an answer to the request)",
             self.dropped.clone(),
         );
         registry.register(
             "snmp_socket_datagrams_dropped",
-            "Datagrams on the bot's SNMP socket that reached no request, by kind: malformed (no request-id could be read), discarded (late, duplicate, or for no request in progress); read at each firing",
+            "Datagrams on the bot's SNMP socket that reached no request, by kind: malformed (no request-id could be read), discarded (late, duplicate, for no request in progress, or with another community); read at each firing",
             self.socket.clone(),
         );
         registry.register(

@@ -3,13 +3,14 @@
 //!
 //! A datagram from another address than the agent's (another port, another
 //! host) is dropped, as a spoofed or stray answer; a datagram that the
-//! client could not use (undecodable, the wrong community, a request-id or
-//! msgID that is not this request's, a failed v3 check) is counted. Both
+//! client could not use (undecodable, another v3 user, a msgID or PDU that
+//! is not this request's, a failed v3 check) is counted. Both
 //! counts are the agent's, so the bot can name them per entity: without
 //! them, a device that answers garbage reads as a device that is down.
 //!
-//! A datagram whose request-id cannot even be read never reaches a request;
-//! the crate counts those for the whole socket ([`async_snmp::UdpStats`]).
+//! A datagram whose request-id cannot even be read never reaches a request,
+//! nor does one with another community (the crate refuses it first); the
+//! crate counts those for the whole socket ([`async_snmp::UdpStats`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,7 +70,7 @@ impl std::fmt::Display for Dropped {
         let mut parts = Vec::new();
         if self.unusable > 0 {
             parts.push(format!(
-                "{} answers that could not be used (undecodable, another community or v3 user, or not an answer to the request)",
+                "{} answers that could not be used (undecodable, another v3 user, or not an answer to the request)",
                 self.unusable
             ));
         }
