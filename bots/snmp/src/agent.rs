@@ -134,10 +134,10 @@ pub const RECV_BUFFER: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
-    /// The agent did not answer (also a wrong community or v3 key, which
-    /// agents answer with silence).
+    /// The agent did not answer (also a wrong community or v3 privacy key,
+    /// which agents answer with silence).
     #[error(
-        "no answer from {addr} after {retries} retries (wrong community or v3 key, or the agent is down)"
+        "no answer from {addr} after {retries} retries (a wrong community or v3 privacy key, or the agent is down)"
     )]
     Timeout {
         /// The agent.
@@ -570,10 +570,10 @@ impl Agents {
                 result_limit: Some(self.max_walk_rows),
                 ..WalkOptions::default()
             })
-            // net-snmp answers an unknown user, a wrong auth key and a wrong
-            // privacy key with an unauthenticated report (it cannot do
-            // otherwise): read, it names the cause, where ignored it is a
-            // timeout that says nothing. A forged report can fail a request
+            // net-snmp answers an unknown user and a wrong auth key with an
+            // unauthenticated report (it has no key to sign it with): read,
+            // it names the cause, where ignored it is a timeout that says
+            // nothing (a wrong privacy key gets no answer at all). A forged report can fail a request
             // (as a forged datagram can drop it), and a time correction it
             // gives is used for one packet and never kept.
             .allow_unauthenticated_v3_time_correction(true);
