@@ -488,6 +488,25 @@ mod part_tests {
             .collect()
     }
 
+    /// What the file gave, in [`whole`]'s form.
+    fn summary(
+        configs: &JobConfigs,
+    ) -> Vec<(u64, String, serde_json::Value, serde_json::Value, usize)> {
+        configs
+            .entities
+            .iter()
+            .map(|e| {
+                (
+                    e.entity_id,
+                    e.name.clone(),
+                    e.details.clone(),
+                    (*e.credential_details).clone(),
+                    e.sensors.len(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn read_in_parts_it_means_what_it_means_whole() {
         let text = "# devices\n\n[[entity]]\nid = 1\nname = \"a\"\ncredential = { c = 1 }\n\
@@ -498,19 +517,7 @@ mod part_tests {
         // The header line inside the multi-line string: read whole.
         assert!(parse_in_parts(text, &parts(text)).is_none());
         let configs = parse(text, "f.toml").unwrap();
-        let got: Vec<_> = configs
-            .entities
-            .iter()
-            .map(|e| {
-                (
-                    e.entity_id,
-                    e.name.clone(),
-                    e.details.clone(),
-                    (*e.credential_details).clone(),
-                    e.sensors.len(),
-                )
-            })
-            .collect();
+        let got = summary(&configs);
         assert_eq!(got, whole(text));
         assert_eq!(got.len(), 3);
         // Without it: read in parts, the same entities, and the lines of
@@ -519,19 +526,7 @@ mod part_tests {
         let entries = parse_in_parts(&text, &parts(&text)).unwrap();
         assert_eq!(entries.len(), 3);
         let configs = parse(&text, "f.toml").unwrap();
-        let got: Vec<_> = configs
-            .entities
-            .iter()
-            .map(|e| {
-                (
-                    e.entity_id,
-                    e.name.clone(),
-                    e.details.clone(),
-                    (*e.credential_details).clone(),
-                    e.sensors.len(),
-                )
-            })
-            .collect();
+        let got = summary(&configs);
         assert_eq!(got, whole(&text));
         let origins: Vec<&str> = configs.entities.iter().map(|e| e.fix_in()).collect();
         assert_eq!(

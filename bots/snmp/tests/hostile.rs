@@ -336,6 +336,25 @@ async fn rows_that_vanish_are_said_once_and_counted() {
     }
 }
 
+/// An agent in `mode`, a collector, and entity 44's job of one GET of the
+/// uptime.
+fn uptime_job(mode: Mode) -> (Hostile, SnmpCollector, JobSpec<SnmpJob>) {
+    let agent = Hostile::start(mode);
+    let c = SnmpCollector::default();
+    let job = job(
+        &c,
+        &agent,
+        44,
+        vec![sensor(
+            1,
+            vec![get_oid("1.3.6.1.2.1.1.3.0")],
+            "$1",
+            "uptime",
+        )],
+    );
+    (agent, c, job)
+}
+
 /// Answers from another port, and requests sent back as answers, are not
 /// used: counted for the entity (`snmp_device_answers_dropped_total`) and
 /// named in the firing's error, which otherwise reads as a device that is
@@ -350,19 +369,7 @@ async fn answers_that_cannot_be_used_are_counted_and_named() {
         ),
         (Mode::Echo, "unusable", "answers that could not be used"),
     ] {
-        let agent = Hostile::start(mode);
-        let c = SnmpCollector::default();
-        let job = job(
-            &c,
-            &agent,
-            44,
-            vec![sensor(
-                1,
-                vec![get_oid("1.3.6.1.2.1.1.3.0")],
-                "$1",
-                "uptime",
-            )],
-        );
+        let (agent, c, job) = uptime_job(mode);
         let error = run(&c, &job).await.unwrap_err();
         assert!(error.contains(words), "{mode:?}: {error}");
         assert!(agent.answered() >= 1, "{mode:?}");
@@ -381,19 +388,7 @@ async fn answers_that_cannot_be_used_are_counted_and_named() {
     }
     // An answer cut short has no request-id to read: it reaches no request,
     // and is counted for the whole socket.
-    let agent = Hostile::start(Mode::Truncated);
-    let c = SnmpCollector::default();
-    let job = job(
-        &c,
-        &agent,
-        44,
-        vec![sensor(
-            1,
-            vec![get_oid("1.3.6.1.2.1.1.3.0")],
-            "$1",
-            "uptime",
-        )],
-    );
+    let (agent, c, job) = uptime_job(Mode::Truncated);
     let error = run(&c, &job).await.unwrap_err();
     assert!(error.contains("no answer to any of 1 requests"), "{error}");
     assert_eq!(c.metrics().socket_dropped("malformed"), agent.answered());
