@@ -48,6 +48,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DEFAULT_SENSORS, Snmpd, steal};
+use grafolean_collector::testing::process::{free_port, get as get_path};
 use grafolean_collector::testing::{
     FakeAccount, FakeCredential, FakeEntity, FakeGrafolean, FakeSensor, FakeSensorRef,
     ProtocolConfig,
@@ -299,11 +300,7 @@ fn startup(mut args: Args) {
     let config_path = dir.join("fleet.toml");
     std::fs::write(&config_path, config(&args, &dead, &dead)).unwrap();
     let bytes = std::fs::metadata(&config_path).map_or(0, |m| m.len());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut bot = Command::new(&args.bot)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--config")
@@ -319,18 +316,8 @@ fn startup(mut args: Args) {
     let pid = bot.id();
     let started = Instant::now();
     let ready = loop {
-        let answer = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            write!(
-                s,
-                "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut text = String::new();
-            s.read_to_string(&mut text)?;
-            Ok(text)
-        })()
-        .unwrap_or_default();
-        if answer.starts_with("HTTP/1.1 200") {
+        let answer = get_path(&format!("127.0.0.1:{port}"), "/ready").unwrap_or_default();
+        if answer == "ready\n" {
             break started.elapsed();
         }
         assert!(bot.try_wait().unwrap().is_none(), "the bot exited early");
